@@ -1,0 +1,90 @@
+//! The command line: `postern [--config PATH] <command>`. Errors surface here as one line
+//! (what, which file/key, what to do) and a non-zero exit.
+
+mod dev;
+mod init;
+mod users;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "postern",
+    version,
+    about = "Your own mail domain in one binary: SMTP, submission, IMAP, ACME"
+)]
+pub struct Cli {
+    /// Config file.
+    #[arg(long, global = true, env = "POSTERN_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write a commented config file (refuses to overwrite one).
+    Init(init::InitArgs),
+    /// Run the server until SIGTERM/SIGINT.
+    Serve,
+    /// A complete local instance on 127.0.0.1 high ports: no root, no DNS.
+    Dev(dev::DevArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(users::UserCmd),
+    /// Manage aliases (`@DOMAIN` as ALIAS is the catch-all).
+    #[command(subcommand)]
+    Alias(users::AliasCmd),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the chain of causes joined with ": ".
+            eprintln!("postern: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("POSTERN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init(args) => init::run(&cli.config, args),
+        Command::Serve => {
+            let config = Config::load(&cli.config)?;
+            runtime()?.block_on(crate::server::run(config))
+        }
+        Command::Dev(args) => dev::run(args),
+        Command::User(cmd) => users::run_user(&load(&cli.config)?, cmd),
+        Command::Alias(cmd) => users::run_alias(&load(&cli.config)?, cmd),
+    }
+}
+
+pub(crate) fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

@@ -1,0 +1,2 @@
+//! Delivery policy shared by port 25 and submission: who is local (accounts), where local
+//! mail goes (store), what goes to the queue (remote recipients, forwarding aliases).

@@ -1,0 +1,24 @@
+//! postern: one binary that hosts your own mail domain.
+//!
+//! Rooms, top to bottom (see README.md "Code map"): `cli` → `server` (builds `Services`,
+//! binds listeners) → protocols `smtp`, `imap`, `http` → policy `delivery`, `inbound` →
+//! `store` (Maildir), `queue` (outbound spool) → `accounts`, `dns`, `tls`.
+
+pub mod accounts;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod dns;
+pub mod fsutil;
+pub mod http;
+pub mod imap;
+pub mod inbound;
+pub mod metrics;
+pub mod net;
+pub mod queue;
+pub mod server;
+pub mod smtp;
+pub mod store;
+pub mod tls;
+
+pub use server::Services;

@@ -1,0 +1,62 @@
+//! Durable Maildir delivery. The `maildir` crate creates trees and lists messages but does not
+//! fsync on delivery; this fills that gap: write to tmp/, fsync the file, rename into new/,
+//! fsync new/ (the rule from fsutil, with Maildir's own unique names).
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::fsutil::{fsync_dir, unique};
+
+/// A unique Maildir base name: `SECS.M<usec>P<pid>Q<n>.HOST,S=<size>` (the Dovecot form; the
+/// `S=` size lets IMAP answer RFC822.SIZE without a stat).
+pub fn unique_name(size: usize) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let host = hostname();
+    format!(
+        "{}.M{}P{}Q{}.{},S={}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        unique(),
+        host,
+        size
+    )
+}
+
+fn hostname() -> String {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_else(|_| "localhost".into());
+        // '/' and ':' would break the name; Maildir says to encode them.
+        raw.trim().replace('/', "\\057").replace(':', "\\072")
+    })
+    .clone()
+}
+
+/// Write `message` into `maildir/new/` durably; returns the final path.
+pub fn deliver_to_maildir(maildir: &Path, message: &[u8]) -> io::Result<PathBuf> {
+    let name = unique_name(message.len());
+    let tmp = maildir.join("tmp").join(&name);
+    let dst = maildir.join("new").join(&name);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(message)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &dst)?;
+        fsync_dir(&maildir.join("new"))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map(|_| dst)
+}

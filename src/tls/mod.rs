@@ -1,0 +1,118 @@
+//! TLS for every listener: one `rustls::ServerConfig` whose certificate comes from a
+//! swappable resolver, so a renewed certificate (ACME) or a reloaded file (SIGHUP) is used by
+//! the next handshake on every port while open connections keep theirs.
+//!
+//! Sources (config `tls.source`): "self-signed" (generated once with rcgen and kept in
+//! `data_dir/tls/`), "files" (PEM chain and key, loaded with `rustls::pki_types::pem::PemObject`
+//! — the successor of the unmaintained rustls-pemfile, RUSTSEC-2025-0134), "acme" (see acme.rs).
+
+mod certs;
+mod resolver;
+
+pub use certs::{CertInfo, load_pem_files, self_signed_for};
+pub use resolver::CertResolver;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, TlsSource};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error("certificate generation failed: {0}")]
+    Generate(String),
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Install ring as the process-wide rustls crypto provider (one provider for the binary).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The TLS service shared by all listeners.
+pub struct TlsService {
+    resolver: Arc<CertResolver>,
+    server_config: Arc<ServerConfig>,
+}
+
+impl TlsService {
+    /// Load or create the initial certificate for the configured source. For "acme" this is the
+    /// stored certificate if there is one, else a self-signed stand-in until issuance succeeds.
+    pub fn start(config: &Config) -> Result<TlsService, TlsError> {
+        install_crypto_provider();
+        let dir = config.data_dir.join("tls");
+        std::fs::create_dir_all(&dir)?;
+        let initial = match config.tls.source {
+            TlsSource::Files => load_pem_files(&config.tls.cert_file, &config.tls.key_file)?,
+            TlsSource::SelfSigned => self_signed_for(&dir, &config.hostname)?,
+            TlsSource::Acme => match acme_stored(&dir) {
+                Some(ck) => ck,
+                None => {
+                    tracing::warn!(
+                        "no ACME certificate yet: serving a self-signed one for {} until issuance succeeds",
+                        config.hostname
+                    );
+                    self_signed_for(&dir, &config.hostname)?
+                }
+            },
+        };
+        let resolver = Arc::new(CertResolver::new(initial));
+        let mut sc = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
+        sc.alpn_protocols = vec![];
+        Ok(TlsService {
+            resolver,
+            server_config: Arc::new(sc),
+        })
+    }
+
+    pub fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.server_config.clone())
+    }
+
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        self.server_config.clone()
+    }
+
+    pub fn resolver(&self) -> &Arc<CertResolver> {
+        &self.resolver
+    }
+}
+
+/// The certificate a previous ACME run stored, if it is there and loads.
+fn acme_stored(dir: &Path) -> Option<Arc<rustls::sign::CertifiedKey>> {
+    let (c, k) = (dir.join("acme-cert.pem"), dir.join("acme-key.pem"));
+    if c.exists() && k.exists() {
+        load_pem_files(&c, &k).ok()
+    } else {
+        None
+    }
+}
+
+/// Background certificate work (ACME issuance/renewal, file watching).
+pub fn spawn_maintenance(_svc: Arc<crate::server::Services>) {}
+
+/// SIGHUP: reload certificate files.
+pub fn reload(svc: &crate::server::Services) {
+    if svc.config.tls.source == TlsSource::Files {
+        match load_pem_files(&svc.config.tls.cert_file, &svc.config.tls.key_file) {
+            Ok(ck) => {
+                svc.tls.resolver().swap(ck);
+                tracing::info!(
+                    "certificate reloaded from {}",
+                    svc.config.tls.cert_file.display()
+                );
+            }
+            Err(e) => tracing::error!("certificate reload failed, keeping the current one: {e}"),
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! Shared harness for integration tests: start the real `postern` binary on free loopback
+//! ports with a temporary data directory, and helpers to run external clients.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_postern");
+
+/// A free TCP port on 127.0.0.1 (bound and released; collisions are unlikely, not impossible).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Ports {
+    pub smtp: u16,
+    pub submission: u16,
+    pub submissions: u16,
+    pub imap: u16,
+    pub imaps: u16,
+    pub http: u16,
+}
+
+impl Ports {
+    pub fn new() -> Ports {
+        Ports {
+            smtp: free_port(),
+            submission: free_port(),
+            submissions: free_port(),
+            imap: free_port(),
+            imaps: free_port(),
+            http: free_port(),
+        }
+    }
+}
+
+/// A running postern with its own data dir. Killed on drop.
+pub struct Postern {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub ports: Ports,
+    pub domain: String,
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+}
+
+/// Options for `Postern::start_with`.
+pub struct Setup {
+    pub domain: String,
+    pub hostname: String,
+    /// Extra TOML appended to the generated config (whole sections, e.g. "[limits]\n...").
+    pub extra: String,
+    /// Replaces the generated [tls] section when set.
+    pub tls: Option<String>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            domain: "example.test".into(),
+            hostname: "mail.example.test".into(),
+            extra: String::new(),
+            tls: None,
+        }
+    }
+}
+
+impl Postern {
+    /// Start with defaults: domain example.test, self-signed TLS, all listeners on loopback.
+    pub fn start() -> Postern {
+        Self::start_with(Setup::default())
+    }
+
+    pub fn start_with(setup: Setup) -> Postern {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = Ports::new();
+        let config = dir.path().join("postern.toml");
+        let tls = setup
+            .tls
+            .clone()
+            .unwrap_or_else(|| "[tls]\nsource = \"self-signed\"\n".into());
+        let text = format!(
+            "domain = \"{domain}\"\nhostname = \"{host}\"\ndata_dir = \"{data}\"\n\
+             [listen]\nsmtp = [\"127.0.0.1:{}\"]\nsubmission = [\"127.0.0.1:{}\"]\nsubmissions = [\"127.0.0.1:{}\"]\n\
+             imap = [\"127.0.0.1:{}\"]\nimaps = [\"127.0.0.1:{}\"]\nhttp = [\"127.0.0.1:{}\"]\n{tls}\n{extra}\n",
+            ports.smtp,
+            ports.submission,
+            ports.submissions,
+            ports.imap,
+            ports.imaps,
+            ports.http,
+            domain = setup.domain,
+            host = setup.hostname,
+            data = dir.path().join("data").display(),
+            extra = setup.extra,
+        );
+        std::fs::write(&config, text).unwrap();
+        let mut p = Postern {
+            dir,
+            config,
+            ports,
+            domain: setup.domain,
+            child: None,
+            log: Arc::default(),
+        };
+        p.spawn();
+        p
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Start (or restart) the server process and wait until the SMTP port answers.
+    pub fn spawn(&mut self) {
+        let before = self.log().matches("postern started").count();
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .env("POSTERN_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start postern");
+        let stderr = child.stderr.take().unwrap();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("POSTERN_TEST_LOG").is_some() {
+                    eprintln!("[postern] {line}");
+                }
+                log.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        self.child = Some(child);
+        self.wait_started(before);
+    }
+
+    /// Wait for the "postern started" log line (printed once every listener is bound).
+    fn wait_started(&mut self, starts: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.log().matches("postern started").count() > starts {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("postern exited with {status}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("postern did not start; log:\n{}", self.log());
+    }
+
+    /// Wait until a port accepts connections (the server binds all listeners before serving).
+    pub fn wait_port(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("postern exited with {status}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("postern did not listen on {port}; log:\n{}", self.log());
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Wait until the log contains `needle` (for asynchronous events).
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// SIGTERM and wait for exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc_kill(c.id() as i32, 15) };
+            let deadline = Instant::now() + Duration::from_secs(35);
+            while Instant::now() < deadline {
+                if c.try_wait().unwrap().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGKILL (a crash) and wait for exit.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Send a signal to the running server.
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            unsafe { libc_kill(c.id() as i32, sig) };
+        }
+    }
+
+    /// Run a `postern` CLI command against this instance's config.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        run_with_stdin(
+            Command::new(BIN)
+                .arg("--config")
+                .arg(&self.config)
+                .args(args),
+            stdin,
+        )
+    }
+
+    /// Add a user with a password (via --password-stdin).
+    pub fn add_user(&self, address: &str, password: &str) {
+        let out = self.cli(
+            &["user", "add", address, "--password-stdin"],
+            Some(&format!("{password}\n")),
+        );
+        assert!(
+            out.status.success(),
+            "user add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn add_alias(&self, alias: &str, targets: &[&str]) {
+        let mut args = vec!["alias", "add", alias];
+        args.extend_from_slice(targets);
+        let out = self.cli(&args, None);
+        assert!(
+            out.status.success(),
+            "alias add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The Maildir++ root of a user.
+    pub fn maildir(&self, user: &str) -> PathBuf {
+        let (local, domain) = user.rsplit_once('@').unwrap();
+        self.data_dir().join("mail").join(domain).join(local)
+    }
+
+    /// Messages in a user's folder ("" = INBOX), new/ and cur/, as bytes.
+    pub fn messages(&self, user: &str, folder: &str) -> Vec<Vec<u8>> {
+        let base = if folder.is_empty() {
+            self.maildir(user)
+        } else {
+            self.maildir(user).join(format!(".{folder}"))
+        };
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            if let Ok(rd) = std::fs::read_dir(base.join(sub)) {
+                let mut paths: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
+                paths.sort();
+                for p in paths {
+                    out.push(std::fs::read(p).unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    /// Wait until a user's folder holds at least `n` messages.
+    pub fn wait_messages(
+        &self,
+        user: &str,
+        folder: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.messages(user, folder);
+            if m.len() >= n || Instant::now() > deadline {
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The self-signed certificate (PEM) the server uses, for clients that verify.
+    pub fn self_signed_cert(&self) -> PathBuf {
+        self.data_dir().join("tls/self-signed-cert.pem")
+    }
+}
+
+impl Drop for Postern {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("---- postern log ----\n{}", self.log());
+        }
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+pub fn run_with_stdin(cmd: &mut Command, stdin: Option<&str>) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn command");
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Run a Python 3 snippet; panics with its output if it fails.
+pub fn python(script: &str) -> String {
+    let out = run_with_stdin(Command::new("python3").arg("-"), Some(script));
+    assert!(
+        out.status.success(),
+        "python failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A minimal line-based TCP client for raw protocol tests.
+pub struct Raw {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Raw {
+    pub fn connect(port: u16) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Raw { stream, reader }
+    }
+
+    pub fn send(&mut self, data: &str) {
+        self.stream.write_all(data.as_bytes()).unwrap();
+    }
+
+    pub fn send_bytes(&mut self, data: &[u8]) {
+        self.stream.write_all(data).unwrap();
+    }
+
+    /// One line, without CRLF ("" at EOF).
+    pub fn line(&mut self) -> String {
+        let mut s = String::new();
+        self.reader.read_line(&mut s).unwrap();
+        s.trim_end_matches(['\r', '\n']).to_string()
+    }
+
+    /// A whole SMTP reply (all continuation lines); returns the lines joined with '\n'.
+    pub fn reply(&mut self) -> String {
+        let mut all = Vec::new();
+        loop {
+            let l = self.line();
+            let done = l.len() < 4 || l.as_bytes()[3] != b'-';
+            all.push(l);
+            if done {
+                return all.join("\n");
+            }
+        }
+    }
+
+    /// Read until EOF (or timeout).
+    pub fn rest(&mut self) -> String {
+        let mut s = String::new();
+        let _ = self.reader.read_to_string(&mut s);
+        s
+    }
+}
+
+pub fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+pub fn which(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
