@@ -1,2 +1,5 @@
 //! Delivery policy shared by port 25 and submission: who is local (accounts), where local
-//! mail goes (store), what goes to the queue (remote recipients, forwarding aliases).
+//! mail goes (store), what goes to the queue (remote recipients, forwarding aliases), and
+//! DKIM signing of mail leaving the domain.
+
+pub mod dkim;

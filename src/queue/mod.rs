@@ -5,6 +5,14 @@ use std::sync::Arc;
 
 use crate::server::Services;
 
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
 pub struct Queue {
     dir: PathBuf,
 }
@@ -18,6 +26,20 @@ impl Queue {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Store a message for remote delivery. When this returns Ok, the message and its
+    /// envelope are fsynced; the caller may answer 250. `mail_from` is empty for the null
+    /// reverse-path (bounces). Returns the queue id.
+    pub async fn enqueue(
+        &self,
+        _mail_from: &str,
+        _rcpts: &[String],
+        _message: &[u8],
+    ) -> Result<String, QueueError> {
+        Err(QueueError::Other(
+            "the outbound queue is not built yet".into(),
+        ))
     }
 }
 

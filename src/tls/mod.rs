@@ -41,6 +41,9 @@ pub fn install_crypto_provider() {
 pub struct TlsService {
     resolver: Arc<CertResolver>,
     server_config: Arc<ServerConfig>,
+    /// ACME HTTP-01 answers being offered: token → key authorization. http/ serves them at
+    /// /.well-known/acme-challenge/TOKEN; tls/acme.rs fills and clears the map.
+    http01: std::sync::RwLock<std::collections::HashMap<String, String>>,
 }
 
 impl TlsService {
@@ -85,6 +88,23 @@ impl TlsService {
 
     pub fn resolver(&self) -> &Arc<CertResolver> {
         &self.resolver
+    }
+
+    /// The key authorization for an HTTP-01 token, if a challenge is in progress.
+    pub fn http01_response(&self, token: &str) -> Option<String> {
+        self.http01
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned()
+    }
+
+    pub fn set_http01(&self, token: &str, key_authorization: Option<String>) {
+        let mut m = self.http01.write().unwrap_or_else(|e| e.into_inner());
+        match key_authorization {
+            Some(k) => m.insert(token.to_owned(), k),
+            None => m.remove(token),
+        };
     }
 }
 
