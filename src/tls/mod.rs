@@ -75,6 +75,7 @@ impl TlsService {
         Ok(TlsService {
             resolver,
             server_config: Arc::new(sc),
+            http01: Default::default(),
         })
     }
 
