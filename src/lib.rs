@@ -15,6 +15,7 @@ pub mod imap;
 pub mod inbound;
 pub mod metrics;
 pub mod net;
+pub mod outbound;
 pub mod queue;
 pub mod server;
 pub mod smtp;

@@ -15,3 +15,9 @@ pub fn ensure_keys(_config: &crate::config::Config) -> Result<(), DkimError> {
 pub fn sign(_svc: &Services, _message: &[u8]) -> Result<String, DkimError> {
     Ok(String::new())
 }
+
+/// The DNS records to publish for the key(s): (owner name, TXT value), e.g.
+/// ("postern._domainkey.example.com", "v=DKIM1; k=rsa; p=...").
+pub fn dns_records(_config: &crate::config::Config) -> Result<Vec<(String, String)>, DkimError> {
+    Ok(vec![])
+}

@@ -83,6 +83,13 @@ impl TlsService {
         TlsAcceptor::from(self.server_config.clone())
     }
 
+    /// Acceptor for the HTTPS listener (MTA-STS, autoconfig). It also negotiates the
+    /// `acme-tls/1` ALPN protocol for TLS-ALPN-01 challenges: when a handshake ends with that
+    /// protocol the caller closes the connection (RFC 8737 §3).
+    pub fn https_acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.server_config.clone())
+    }
+
     pub fn server_config(&self) -> Arc<ServerConfig> {
         self.server_config.clone()
     }

@@ -1,0 +1,1 @@
+//! Outbound delivery: MX resolution, the SMTP client, opportunistic STARTTLS and MTA-STS.
