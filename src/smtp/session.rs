@@ -765,17 +765,6 @@ fn data_error_reply(e: &DataError, max: u64) -> Reply {
     }
 }
 
-trait TapEnhanced {
-    fn tap_enhanced(self, e: &str) -> Self;
-}
-
-impl TapEnhanced for Reply {
-    fn tap_enhanced(mut self, e: &str) -> Reply {
-        self.enhanced = e.to_owned();
-        self
-    }
-}
-
 /// `RCPT TO:<@a,@b:user@c>`: the path starts with a route.
 fn has_source_route(raw: &[u8]) -> bool {
     raw.iter()
