@@ -140,7 +140,7 @@ impl Session {
     }
 
     pub fn greeting(&self) -> Reply {
-        r(220, "", format!("{} ESMTP postern", self.cfg.hostname)).tap_enhanced("2.0.0")
+        r(220, "", format!("{} ESMTP postern", self.cfg.hostname))
     }
 
     pub fn is_tls(&self) -> bool {
