@@ -989,7 +989,9 @@ fn describe_cert_error(
         | rustls::Error::InvalidCertificate(C::NotValidForNameContext { .. }) => {
             "does not name this host".into()
         }
-        rustls::Error::InvalidCertificate(C::UnknownIssuer) if x.issuer() == x.subject() => {
+        // Whatever webpki tripped over first (unknown issuer, CA used as end entity), a
+        // certificate that issued itself is the problem to report.
+        _ if x.issuer() == x.subject() => {
             "is self-signed: mail clients and MTA-STS senders reject it".into()
         }
         rustls::Error::InvalidCertificate(C::UnknownIssuer) => format!(
