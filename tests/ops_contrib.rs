@@ -165,7 +165,7 @@ except Exception as e: print("imap:", e)
         ("smtp", "SMTP Submissions listener is not built yet"),
         ("imap", "IMAP"),
     ] {
-        let needle = format!("auth failed: service={service} ");
+        let needle = format!("auth failed: service={service}");
         let built = !p
             .log()
             .lines()

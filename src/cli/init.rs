@@ -41,9 +41,7 @@ pub fn run(config_path: &Path, args: InitArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
-    // The DKIM key must exist before its DNS record can be printed.
-    crate::delivery::dkim::ensure_keys(&config)
-        .map_err(|e| anyhow::anyhow!("{e}").context("cannot create the DKIM key"))?;
+    crate::delivery::dkim::ensure_keys(&config)?;
     println!("wrote {}", config_path.display());
     print!("{}", next_steps(config_path, &config));
     Ok(())
