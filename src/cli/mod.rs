@@ -3,6 +3,7 @@
 
 mod dev;
 mod init;
+mod tls;
 mod users;
 
 use std::path::PathBuf;
@@ -40,6 +41,9 @@ pub enum Command {
     /// Manage aliases (`@DOMAIN` as ALIAS is the catch-all).
     #[command(subcommand)]
     Alias(users::AliasCmd),
+    /// TLS certificate status and renewal.
+    #[command(subcommand)]
+    Tls(tls::TlsCmd),
 }
 
 pub fn main() -> ExitCode {
@@ -76,6 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args),
         Command::User(cmd) => users::run_user(&load(&cli.config)?, cmd),
         Command::Alias(cmd) => users::run_alias(&load(&cli.config)?, cmd),
+        Command::Tls(cmd) => tls::run(&load(&cli.config)?, cmd),
     }
 }
 
