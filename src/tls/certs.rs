@@ -45,10 +45,11 @@ pub fn self_signed_for(dir: &Path, hostname: &str) -> Result<Arc<CertifiedKey>, 
         dir.join("self-signed-cert.pem"),
         dir.join("self-signed-key.pem"),
     );
-    if c.exists() && k.exists() {
-        if let Ok(ck) = load_pem_files(&c, &k) {
-            return Ok(ck);
-        }
+    if c.exists()
+        && k.exists()
+        && let Ok(ck) = load_pem_files(&c, &k)
+    {
+        return Ok(ck);
     }
     let mut names = vec![hostname.to_string()];
     if hostname != "localhost" {
