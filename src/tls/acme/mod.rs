@@ -24,6 +24,7 @@ use std::time::Duration;
 use instant_acme::{Account, CertificateIdentifier, NewAccount};
 use rustls::sign::CertifiedKey;
 
+use crate::config::AcmeChallenge;
 use crate::server::Services;
 use crate::tls::{CertInfo, install};
 
@@ -89,6 +90,18 @@ pub fn fmt_time(t: i64) -> String {
 }
 
 pub fn spawn(svc: Arc<Services>) {
+    // The CA validates on port 80 (HTTP-01) or 443 (TLS-ALPN-01) of every name: say so now
+    // rather than leave the operator to decode the CA's connection error.
+    let l = &svc.config.listen;
+    match svc.config.tls.acme_challenge {
+        AcmeChallenge::Http01 if l.http.is_empty() => tracing::error!(
+            "tls.acme_challenge = \"http-01\" needs listen.http (port 80 reachable from the internet); no certificate can be validated"
+        ),
+        AcmeChallenge::TlsAlpn01 if l.https.is_empty() => tracing::error!(
+            "tls.acme_challenge = \"tls-alpn-01\" needs listen.https (port 443 reachable from the internet); no certificate can be validated"
+        ),
+        _ => {}
+    }
     let task = svc.clone();
     svc.tasks
         .spawn(async move { Maintainer::new(task).run().await });
@@ -211,6 +224,14 @@ impl Maintainer {
         };
         if let Some(missing) = self.names.iter().find(|n| !cur.info.names.contains(n)) {
             return (now, format!("the certificate does not cover {missing}"));
+        }
+        if let Some(d) = &self.state.directory
+            && *d != self.svc.config.tls.acme_directory
+        {
+            return (
+                now,
+                format!("the certificate came from another directory ({d})"),
+            );
         }
         if self.ari_supported && now >= self.ari_check_at {
             self.refresh_ari(now).await;
@@ -340,6 +361,7 @@ impl Maintainer {
                 self.ari_check_at = 0;
                 self.state.last_error = None;
                 self.state.last_attempt = Some(now);
+                self.state.directory = Some(self.svc.config.tls.acme_directory.clone());
             }
             Err(e) => {
                 self.failures += 1;

@@ -39,6 +39,10 @@ pub struct State {
     /// Unix time of the last attempt, and its error if it failed.
     pub last_attempt: Option<i64>,
     pub last_error: Option<String>,
+    /// The ACME directory that issued the stored certificate (a changed
+    /// `tls.acme_directory`, e.g. staging to production, renews at once).
+    #[serde(default)]
+    pub directory: Option<String>,
 }
 
 #[derive(Debug, Clone)]
