@@ -213,6 +213,7 @@ fn bad_directory_is_logged_and_self_signed_keeps_serving() {
         .find(|l| l.contains("cannot use the ACME directory"))
         .unwrap();
     assert!(line.contains("/not-a-directory"), "{line}");
+    assert!(line.contains("answered HTTP 404"), "{line}");
     assert!(line.contains("keeping the self-signed stand-in"), "{line}");
     assert!(!is_pebble(&serving(https)));
 }

@@ -79,6 +79,32 @@ pub fn wanted_names(config: &crate::config::Config) -> Vec<String> {
     names
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_are_the_hostname_then_the_extras_once_each() {
+        let mut c = crate::config::Config::parse(
+            "domain='example.com'\nhostname='Mail.Example.com'\ndata_dir='/x'\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        c.tls.acme_extra_names = vec![
+            "mta-sts.example.com".into(),
+            "mail.example.com".into(),
+            " ".into(),
+            "AUTOCONFIG.example.com".into(),
+        ];
+        assert_eq!(
+            super::wanted_names(&c),
+            [
+                "mail.example.com",
+                "mta-sts.example.com",
+                "autoconfig.example.com"
+            ]
+        );
+    }
+}
+
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -296,7 +322,7 @@ impl Maintainer {
             url: url.clone(),
             message: chain(&e),
         };
-        let http = client::http_client(&cfg.acme_ca_file)?;
+        let http = client::http_client(&cfg.acme_ca_file, &url)?;
         let builder = Account::builder_with_http(http);
         let account = match self.store.load_account().filter(|a| a.directory == url) {
             Some(stored) => builder
