@@ -79,32 +79,6 @@ pub fn wanted_names(config: &crate::config::Config) -> Vec<String> {
     names
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn names_are_the_hostname_then_the_extras_once_each() {
-        let mut c = crate::config::Config::parse(
-            "domain='example.com'\nhostname='Mail.Example.com'\ndata_dir='/x'\n",
-            std::path::Path::new("t.toml"),
-        )
-        .unwrap();
-        c.tls.acme_extra_names = vec![
-            "mta-sts.example.com".into(),
-            "mail.example.com".into(),
-            " ".into(),
-            "AUTOCONFIG.example.com".into(),
-        ];
-        assert_eq!(
-            super::wanted_names(&c),
-            [
-                "mail.example.com",
-                "mta-sts.example.com",
-                "autoconfig.example.com"
-            ]
-        );
-    }
-}
-
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -454,5 +428,31 @@ impl Maintainer {
         self.store
             .load_cert()
             .ok_or_else(|| AcmeError::Certificate("the stored chain and key do not load".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_are_the_hostname_then_the_extras_once_each() {
+        let mut c = crate::config::Config::parse(
+            "domain='example.com'\nhostname='Mail.Example.com'\ndata_dir='/x'\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        c.tls.acme_extra_names = vec![
+            "mta-sts.example.com".into(),
+            "mail.example.com".into(),
+            " ".into(),
+            "AUTOCONFIG.example.com".into(),
+        ];
+        assert_eq!(
+            super::wanted_names(&c),
+            [
+                "mail.example.com",
+                "mta-sts.example.com",
+                "autoconfig.example.com"
+            ]
+        );
     }
 }
