@@ -153,6 +153,28 @@ fn http01_issuance_and_restart_reuses_stored_certificate() {
         p.log()
     );
     assert_eq!(serving(https), issued);
+
+    // The CA goes away: a forced renewal fails, is logged with its backoff, and the issued
+    // certificate keeps serving.
+    drop(pebble);
+    let out = p.cli(&["tls", "renew", "--wait"], None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("renewal failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = p.log();
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("not obtained"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("keeping the current one, valid until"),
+        "{line}"
+    );
+    assert!(line.contains("next attempt in 60s"), "{line}");
+    assert_eq!(serving(https), issued);
 }
 
 #[test]
