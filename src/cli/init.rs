@@ -41,6 +41,7 @@ pub fn run(config_path: &Path, args: InitArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    crate::delivery::dkim::ensure_keys(&config)?;
     println!("wrote {}", config_path.display());
     println!(
         "next: `postern user add you@{}`, then `postern serve`",
