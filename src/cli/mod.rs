@@ -3,6 +3,8 @@
 
 mod dev;
 mod init;
+mod queue;
+mod sendmail;
 mod users;
 
 use std::path::PathBuf;
@@ -40,10 +42,24 @@ pub enum Command {
     /// Manage aliases (`@DOMAIN` as ALIAS is the catch-all).
     #[command(subcommand)]
     Alias(users::AliasCmd),
+    /// Inspect and manage the outbound queue (works while the server runs).
+    #[command(subcommand)]
+    Queue(queue::QueueCmd),
+    /// sendmail(8)-compatible submission from stdin (-t, -f, -i, -F, recipients).
+    Sendmail(sendmail::SendmailArgs),
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Installed as /usr/sbin/sendmail (a symlink to postern): behave as `postern sendmail`.
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "sendmail")
+    {
+        argv.insert(1, "sendmail".into());
+    }
+    let cli = Cli::parse_from(argv);
     init_logging();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,6 +92,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args),
         Command::User(cmd) => users::run_user(&load(&cli.config)?, cmd),
         Command::Alias(cmd) => users::run_alias(&load(&cli.config)?, cmd),
+        Command::Queue(cmd) => queue::run(&load(&cli.config)?, cmd),
+        Command::Sendmail(args) => sendmail::run(&load(&cli.config)?, args),
     }
 }
 
