@@ -125,6 +125,15 @@ fn build(
             ),
         },
     };
+    let mut params: Vec<(String, String)> = params;
+    if ctype == "text"
+        && !params
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("charset"))
+    {
+        // RFC 2045 §5.2: text defaults to charset us-ascii.
+        params.insert(0, ("charset".into(), "us-ascii".into()));
+    }
     let disposition = p.content_disposition().map(|d| {
         (
             d.c_type.to_string(),

@@ -140,6 +140,15 @@ impl Mailbox {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Bring the shared index up to date with the disk (STATUS, LIST-STATUS).
+    pub fn refresh(&self) -> io::Result<()> {
+        let changed = self.lock().scan(&self.dir, false)?;
+        if changed {
+            self.notify();
+        }
+        Ok(())
+    }
+
     /// Tell every session on this mailbox to sync (IDLE wakes up).
     pub fn notify(&self) {
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
