@@ -212,3 +212,6 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
         }
     }
 }
+
+#[cfg(test)]
+mod session_tests;

@@ -53,17 +53,31 @@ impl std::fmt::Debug for Store {
 #[derive(Default)]
 pub struct Hub {
     open: Mutex<HashMap<PathBuf, Weak<Mailbox>>>,
+    /// The most recently opened mailboxes stay loaded after their last session ends, so a
+    /// client that reconnects (most do, often) does not rebuild the index from disk.
+    warm: Mutex<std::collections::VecDeque<Arc<Mailbox>>>,
 }
+
+/// How many recently used mailboxes the hub keeps loaded.
+const WARM_MAILBOXES: usize = 32;
 
 impl Hub {
     fn get(&self, dir: &Path) -> io::Result<Arc<Mailbox>> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(mb) = open.get(dir).and_then(Weak::upgrade) {
-            return Ok(mb);
-        }
-        open.retain(|_, w| w.strong_count() > 0);
-        let mb = Arc::new(Mailbox::open(dir.to_path_buf())?);
-        open.insert(dir.to_path_buf(), Arc::downgrade(&mb));
+        let mb = match open.get(dir).and_then(Weak::upgrade) {
+            Some(mb) => mb,
+            None => {
+                open.retain(|_, w| w.strong_count() > 0);
+                let mb = Arc::new(Mailbox::open(dir.to_path_buf())?);
+                open.insert(dir.to_path_buf(), Arc::downgrade(&mb));
+                mb
+            }
+        };
+        drop(open);
+        let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        warm.retain(|m| !Arc::ptr_eq(m, &mb));
+        warm.push_front(mb.clone());
+        warm.truncate(WARM_MAILBOXES);
         Ok(mb)
     }
 
@@ -85,6 +99,10 @@ impl Hub {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|p, _| !p.starts_with(dir));
+        self.warm
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|m| !m.dir.starts_with(dir));
     }
 }
 
