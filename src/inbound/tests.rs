@@ -108,13 +108,20 @@ impl World {
     }
 
     fn sign(&self, message: &str) -> String {
+        self.sign_as(message, "")
+    }
+
+    /// Sign with `i=` set when `auid` is not empty.
+    fn sign_as(&self, message: &str, auid: &str) -> String {
         let key = Ed25519Key::from_pkcs8_der(&self.key).unwrap();
-        let sig = DkimSigner::from_key(key)
+        let mut signer = DkimSigner::from_key(key)
             .domain("sender.test")
             .selector("sel")
-            .headers(["From", "To", "Subject"])
-            .sign(message.as_bytes())
-            .unwrap();
+            .headers(["From", "To", "Subject"]);
+        if !auid.is_empty() {
+            signer = signer.agent_user_identifier(auid);
+        }
+        let sig = signer.sign(message.as_bytes()).unwrap();
         format!("{}{}", sig.to_header(), message)
     }
 
@@ -183,6 +190,25 @@ async fn everything_passes() {
     ] {
         assert!(h.contains(want), "missing {want} in {h}");
     }
+}
+
+#[tokio::test]
+async fn dkim_result_names_the_domain_even_with_an_auid() {
+    let w = good_world("v=DMARC1; p=reject");
+    let m = w.sign_as(&msg("alice@sender.test"), "alice@sender.test");
+    let v = w
+        .check(
+            &Inbound::default(),
+            "mail.sender.test",
+            "alice@sender.test",
+            &m,
+        )
+        .await;
+    let h = ar(&v);
+    assert!(
+        h.contains("dkim=pass header.d=sender.test header.i=alice@sender.test header.s=sel"),
+        "{h}"
+    );
 }
 
 #[tokio::test]

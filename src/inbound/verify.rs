@@ -147,7 +147,7 @@ pub async fn evaluate(
     );
 
     // RFC 8601: one field, our hostname as authserv-id.
-    let mut ar = AuthenticationResults::new(hostname).with_dkim_results(&dkim, header_from);
+    let mut ar = AuthenticationResults::new(hostname);
     if helo_is_domain {
         ar = ar.with_spf_ehlo_result(&spf_helo, ip, helo);
     }
@@ -162,6 +162,9 @@ pub async fn evaluate(
     let mut value = ar.to_string();
     if dkim.is_empty() {
         value.push_str(";\r\n\tdkim=none");
+    }
+    for o in &dkim {
+        value.push_str(&dkim_result(o, header_from));
     }
     if dmarc.domain().is_empty() {
         value.push_str(";\r\n\tdmarc=none");
@@ -196,6 +199,26 @@ pub async fn evaluate(
         disposition,
         prepend: format!("Authentication-Results: {value}\r\n"),
         authserv_id: Some(hostname.to_string()),
+    }
+}
+
+/// One `dkim=` result (RFC 8601 §2.7.1). mail-auth names the signer by `header.i` alone
+/// when the signature has an i= tag; DMARC and readers key on the domain, so `header.d` is
+/// always given.
+fn dkim_result(o: &DkimOutput<'_>, header_from: &str) -> String {
+    let part = AuthenticationResults::new("")
+        .with_dkim_result(o, header_from)
+        .to_string();
+    match o.signature() {
+        Some(sig) if !sig.i.is_empty() => {
+            let d: String = sig
+                .d
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+                .collect();
+            part.replacen(" header.i=", &format!(" header.d={d} header.i="), 1)
+        }
+        _ => part,
     }
 }
 
