@@ -8,6 +8,7 @@ use hickory_resolver::TokioResolver;
 use mail_auth::{MX, MessageAuthenticator, Parameters, RecordSet, Txt};
 
 use super::cache::RecordCache;
+use super::stats::InboundStats;
 
 pub(crate) struct Caches {
     pub txt: RecordCache<Box<str>, Txt>,
@@ -22,6 +23,7 @@ pub(crate) struct Caches {
 pub struct Authenticator {
     pub(crate) inner: MessageAuthenticator,
     pub(crate) caches: Arc<Caches>,
+    pub(crate) stats: Arc<InboundStats>,
 }
 
 impl Authenticator {
@@ -36,7 +38,13 @@ impl Authenticator {
                 ipv4: RecordCache::new(),
                 ipv6: RecordCache::new(),
             }),
+            stats: Arc::new(InboundStats::default()),
         }
+    }
+
+    /// Verdict counters for the metrics page.
+    pub fn stats(&self) -> &InboundStats {
+        &self.stats
     }
 
     pub(crate) fn resolver(&self) -> &TokioResolver {

@@ -19,10 +19,12 @@ mod cache;
 mod dns_probe;
 mod pct;
 mod policy;
+mod stats;
 mod strip;
 mod verify;
 
 pub use authenticator::Authenticator;
+pub use stats::InboundStats;
 
 /// What the SMTP session knows about a message when it asks for a verdict.
 #[derive(Debug, Clone)]

@@ -190,6 +190,9 @@ async fn everything_passes() {
     ] {
         assert!(h.contains(want), "missing {want} in {h}");
     }
+    let metrics = w.auth.stats().render_prometheus();
+    assert!(metrics.contains("postern_inbound_dmarc_total{result=\"pass\"} 1\n"));
+    assert!(metrics.contains("postern_inbound_verdicts_total{disposition=\"accept\"} 1\n"));
 }
 
 #[tokio::test]
@@ -410,11 +413,28 @@ async fn null_sender_uses_helo_identity() {
         )
         .await;
     let h = ar(&v);
-    assert!(h.contains("smtp.mailfrom=<>"), "{h}");
+    assert!(
+        h.contains("smtp.mailfrom=postmaster@mail.sender.test"),
+        "{h}"
+    );
     assert!(h.contains("spf=pass"), "{h}");
     // The From domain mail.sender.test falls under sender.test's policy (relaxed alignment
     // with the HELO identity passes).
     assert_eq!(v.disposition, Disposition::Accept, "{h}");
+}
+
+#[tokio::test]
+async fn null_sender_with_address_literal_has_no_spf_identity() {
+    let w = World::new();
+    w.nx("_dmarc.plain.test");
+    w.ptr("mail.plain.test", Ipv4Addr::LOCALHOST);
+    let v = w
+        .check(&Inbound::default(), "[127.0.0.1]", "", &msg("d@plain.test"))
+        .await;
+    assert_eq!(v.disposition, Disposition::Accept);
+    let h = ar(&v);
+    assert!(h.contains("spf=none"), "{h}");
+    assert!(!h.contains("smtp.mailfrom"), "{h}");
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use mail_auth::{
 
 use super::authenticator::Authenticator;
 use super::policy::{self, DmarcStatus, Findings};
+use super::stats::Outcome;
 use super::{MessageContext, Verdict, dns_probe, pct};
 use crate::config::Inbound;
 
@@ -73,7 +74,9 @@ pub async fn evaluate(
         mail_from.rsplit_once('@').map_or(helo, |(_, d)| d)
     };
 
-    let parsed = AuthenticatedMessage::parse(message);
+    // Parsing hashes the whole body for each signature: CPU work that must not stall the
+    // other sessions on this worker thread.
+    let parsed = cpu_bound(|| AuthenticatedMessage::parse(message));
     let dkim_raw: Vec<DkimOutput<'_>> = match &parsed {
         Some(m) => auth.inner.verify_dkim(auth.params(m)).await,
         None => Vec::new(),
@@ -151,15 +154,27 @@ pub async fn evaluate(
     if helo_is_domain {
         ar = ar.with_spf_ehlo_result(&spf_helo, ip, helo);
     }
+    // With the null reverse-path the MAIL FROM identity is postmaster@<HELO> (RFC 7208
+    // §2.4), which also keeps smtp.mailfrom a valid pvalue (RFC 8601 §2.2; "<>" is not).
+    let postmaster = format!("postmaster@{helo}");
+    let mut spf_none_no_identity = false;
     ar = match &spf_mail {
         Some(out) => ar.with_spf_mailfrom_result(out, ip, mail_from, helo),
-        None => ar.with_spf_mailfrom_result(&spf_helo, ip, "", helo),
+        None if helo_is_domain => ar.with_spf_mailfrom_result(&spf_helo, ip, &postmaster, helo),
+        None => {
+            spf_none_no_identity = true;
+            ar
+        }
     };
     if !dmarc.domain().is_empty() {
         ar = ar.with_dmarc_result(&dmarc);
     }
     ar = ar.with_iprev_result(&iprev, ip);
     let mut value = ar.to_string();
+    if spf_none_no_identity {
+        // Null sender and an address-literal HELO: no identity to check.
+        value.push_str(";\r\n\tspf=none");
+    }
     if dkim.is_empty() {
         value.push_str(";\r\n\tdkim=none");
     }
@@ -170,6 +185,12 @@ pub async fn evaluate(
         value.push_str(";\r\n\tdmarc=none");
     }
 
+    auth.stats.record(
+        spf_outcome(spf_ident.result()),
+        dkim_outcome(&dkim),
+        status.into(),
+        &disposition,
+    );
     let dkim_summary = if dkim.is_empty() {
         "none".to_string()
     } else {
@@ -219,6 +240,39 @@ fn dkim_result(o: &DkimOutput<'_>, header_from: &str) -> String {
             part.replacen(" header.i=", &format!(" header.d={d} header.i="), 1)
         }
         _ => part,
+    }
+}
+
+/// Run `f` off the async scheduler's hands when the runtime allows it (multi-threaded, as
+/// `postern serve` runs); inline otherwise (single-threaded test runtimes).
+fn cpu_bound<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+fn spf_outcome(r: SpfResult) -> Outcome {
+    match r {
+        SpfResult::Pass => Outcome::Pass,
+        SpfResult::Fail | SpfResult::SoftFail => Outcome::Fail,
+        SpfResult::Neutral | SpfResult::None => Outcome::None,
+        SpfResult::TempError => Outcome::TempError,
+        SpfResult::PermError => Outcome::PermError,
+    }
+}
+
+/// Pass if any signature verified, else the first signature's result.
+fn dkim_outcome(outputs: &[DkimOutput<'_>]) -> Outcome {
+    if outputs.iter().any(|o| *o.result() == DkimResult::Pass) {
+        return Outcome::Pass;
+    }
+    match outputs.first().map(|o| o.result()) {
+        None | Some(DkimResult::None) => Outcome::None,
+        Some(DkimResult::Pass) => Outcome::Pass,
+        Some(DkimResult::Fail(_) | DkimResult::Neutral(_)) => Outcome::Fail,
+        Some(DkimResult::TempError(_)) => Outcome::TempError,
+        Some(DkimResult::PermError(_)) => Outcome::PermError,
     }
 }
 
