@@ -125,6 +125,7 @@ fn txt(name: &str, value: &str) -> String {
 ///   mail.sender.test has SPF, an A record and the PTR of 127.0.0.1.
 /// - forbid.test: SPF forbids 127.0.0.1, DMARC p=reject.
 /// - quar.test: SPF forbids 127.0.0.1, DMARC p=quarantine.
+/// - pct0.test, testing.test: SPF forbids 127.0.0.1, DMARC p=reject with pct=0 / t=y.
 /// - example.test (our own domain): SPF allows only 192.0.2.25, DMARC p=reject.
 /// - nopolicy.test: nothing.
 fn zone(key: &Key) -> String {
@@ -142,6 +143,10 @@ fn zone(key: &Key) -> String {
     z += &txt("_dmarc.forbid.test", "v=DMARC1; p=reject");
     z += &txt("quar.test", "v=spf1 ip4:192.0.2.1 -all");
     z += &txt("_dmarc.quar.test", "v=DMARC1; p=quarantine");
+    z += &txt("pct0.test", "v=spf1 ip4:192.0.2.1 -all");
+    z += &txt("_dmarc.pct0.test", "v=DMARC1; p=reject; pct=0");
+    z += &txt("testing.test", "v=spf1 ip4:192.0.2.1 -all");
+    z += &txt("_dmarc.testing.test", "v=DMARC1; p=reject; t=y");
     z += &txt("example.test", "v=spf1 ip4:192.0.2.25 -all");
     z += &txt("_dmarc.example.test", "v=DMARC1; p=reject");
     z
@@ -541,4 +546,57 @@ fn dns_timeout_gives_451_never_a_pass() {
         "one log line per verdict"
     );
     drop(silent);
+}
+
+#[test]
+fn pct_zero_and_test_mode_soften_reject_to_junk() {
+    let key = dkim_key();
+    let dns = TestDns::start(&zone(&key));
+    let p = start_postern(&format!("127.0.0.1:{}", dns.port), "");
+    // RFC 7489 §6.6.4: with pct=0 no message is selected, so the next lower policy
+    // (quarantine) applies; DMARCbis t=y does the same.
+    for (i, from) in ["x@pct0.test", "x@testing.test"].into_iter().enumerate() {
+        let r = send(
+            &p,
+            Send {
+                helo: "mail.sender.test",
+                mail_from: from,
+                message: message(from, ""),
+                sign: None,
+                tamper: false,
+            },
+        );
+        assert_eq!(r, "OK", "{from}");
+        let junk = p.wait_messages(RCPT, "Junk", i + 1, Duration::from_secs(30));
+        assert_eq!(junk.len(), i + 1, "{from}");
+    }
+    assert!(p.messages(RCPT, "").is_empty());
+}
+
+#[test]
+fn null_sender_is_checked_on_the_helo_identity() {
+    let key = dkim_key();
+    let dns = TestDns::start(&zone(&key));
+    let p = start_postern(&format!("127.0.0.1:{}", dns.port), "");
+    let r = send(
+        &p,
+        Send {
+            helo: "mail.sender.test",
+            mail_from: "",
+            message: message("mailer-daemon@mail.sender.test", ""),
+            sign: None,
+            tamper: false,
+        },
+    );
+    assert_eq!(r, "OK");
+    let h = ours(&one_message(&p, ""));
+    assert_has(
+        &h,
+        &[
+            "spf=pass",
+            "smtp.helo=mail.sender.test",
+            "smtp.mailfrom=postmaster@mail.sender.test",
+            "dmarc=pass header.from=mail.sender.test",
+        ],
+    );
 }
