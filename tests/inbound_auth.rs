@@ -600,3 +600,57 @@ fn null_sender_is_checked_on_the_helo_identity() {
         ],
     );
 }
+
+/// A name server that answers every query with SERVFAIL (RFC 1035 §4.1.1 RCODE 2), on a
+/// thread that lives as long as the test process.
+fn servfail_server() -> std::net::SocketAddr {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+            let q = &buf[..n];
+            if n < 12 {
+                continue;
+            }
+            // The question: QNAME labels up to the root label, then QTYPE and QCLASS.
+            let mut i = 12;
+            while i < n && q[i] != 0 {
+                i += 1 + q[i] as usize;
+            }
+            let end = i + 5;
+            if end > n {
+                continue;
+            }
+            let mut resp = Vec::with_capacity(end);
+            resp.extend_from_slice(&q[..2]); // ID
+            resp.extend_from_slice(&[0x81, 0x82]); // QR, RD, RA, RCODE=SERVFAIL
+            resp.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]); // one question, nothing else
+            resp.extend_from_slice(&q[12..end]);
+            let _ = sock.send_to(&resp, peer);
+        }
+    });
+    addr
+}
+
+#[test]
+fn servfail_gives_451_never_a_pass() {
+    let addr = servfail_server();
+    let p = Postern::start_with(Setup {
+        extra: format!("[dns]\nnameservers = [\"{addr}\"]\ntimeout_secs = 2\n"),
+        ..Setup::default()
+    });
+    p.add_user(RCPT, "pw-unused-here");
+    let r = send(
+        &p,
+        Send {
+            helo: "mail.sender.test",
+            mail_from: "alice@sender.test",
+            message: message("alice@sender.test", ""),
+            sign: None,
+            tamper: false,
+        },
+    );
+    assert!(r.starts_with("ERR 451 4.4.3"), "{r}");
+    assert!(p.messages(RCPT, "").is_empty());
+}
