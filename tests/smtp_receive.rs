@@ -390,3 +390,49 @@ fn lettre_delivers_over_starttls() {
     assert!(m.contains("Subject: from lettre"), "{m}");
     assert!(m.contains("\r\n.leading dot\r\n"), "{m}");
 }
+
+#[test]
+fn forwarding_alias_goes_to_the_queue_and_local_copies_are_delivered() {
+    let p = start();
+    p.add_alias(
+        "team@example.test",
+        &["alice@example.test", "friend@elsewhere.example"],
+    );
+    let (mut c, _) = raw_ehlo(p.ports.smtp);
+    c.send("MAIL FROM:<x@remote.example>\r\nRCPT TO:<team@example.test>\r\nDATA\r\n");
+    assert!(c.reply().starts_with("250"));
+    assert!(c.reply().starts_with("250 2.1.5"));
+    assert!(c.reply().starts_with("354"));
+    c.send("Subject: for the team\r\n\r\nx\r\n.\r\n");
+    let r = c.reply();
+    // 250 only when the remote copy is queued and the local one stored; if the queue refuses,
+    // 451 4.3.0 and nothing is delivered (the sender's retry then duplicates nothing).
+    if r.starts_with("250 2.0.0") {
+        assert_eq!(p.messages("alice@example.test", "").len(), 1);
+        let queued = walk(&p.data_dir().join("queue"));
+        assert!(
+            queued
+                .iter()
+                .any(|b| text(b).contains("Subject: for the team")),
+            "forwarded copy not in the queue"
+        );
+    } else {
+        assert!(r.starts_with("451 4.3.0"), "{r}");
+        assert!(p.messages("alice@example.test", "").is_empty());
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else if let Ok(b) = std::fs::read(&p) {
+                out.push(b);
+            }
+        }
+    }
+    out
+}
