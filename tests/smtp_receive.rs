@@ -436,3 +436,40 @@ fn walk(dir: &std::path::Path) -> Vec<Vec<u8>> {
     }
     out
 }
+
+#[test]
+fn starttls_discards_pipelined_plaintext() {
+    // CVE-2011-0411: commands sent in the clear after STARTTLS must not run inside TLS.
+    let p = start();
+    let out = python(&format!(
+        r#"
+import socket, ssl
+s = socket.create_connection(("127.0.0.1", {}), timeout=20)
+f = s.makefile("rb")
+def reply(f):
+    lines = []
+    while True:
+        l = f.readline().decode()
+        lines.append(l.strip())
+        if len(l) < 4 or l[3] != "-":
+            return lines
+reply(f)
+s.sendall(b"EHLO c\r\n")
+reply(f)
+s.sendall(b"STARTTLS\r\nMAIL FROM:<injected@remote.example>\r\n")
+print(reply(f)[0])
+t = ssl._create_unverified_context().wrap_socket(s, server_hostname="mail.example.test")
+tf = t.makefile("rb")
+t.sendall(b"EHLO c\r\n")
+print(reply(tf)[0])
+t.sendall(b"RCPT TO:<alice@example.test>\r\n")
+print(reply(tf)[0])
+"#,
+        p.ports.smtp
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("220 2.0.0"), "{out}");
+    assert!(lines[1].starts_with("250-mail.example.test"), "{out}");
+    // The injected MAIL FROM never ran, so RCPT is out of sequence.
+    assert!(lines[2].starts_with("503 5.5.1"), "{out}");
+}

@@ -31,7 +31,10 @@ fn check(r: &Reply) {
     assert!((200..=599).contains(&r.code));
     let b = r.to_bytes();
     assert!(b.ends_with(b"\r\n"));
-    assert_eq!(b.iter().filter(|&&c| c == b'\n').count(), r.lines.len().max(1));
+    assert_eq!(
+        b.iter().filter(|&&c| c == b'\n').count(),
+        r.lines.len().max(1)
+    );
 }
 
 fuzz_target!(|input: (u8, &[u8])| {
