@@ -296,7 +296,6 @@ impl Session {
         if self.cfg.mode != Mode::Mx && self.tls && self.auth_user.is_none() {
             lines.push("AUTH PLAIN LOGIN".into());
         }
-        lines.push("HELP".into());
         Action::Reply(Reply::plain(250, lines))
     }
 
