@@ -187,3 +187,52 @@ print("ok")
     let status = raw.line();
     assert!(status.starts_with("HTTP/1.1 431"), "{status}");
 }
+
+#[test]
+fn connection_limit_and_header_timeout() {
+    let p = Postern::start_with(Setup {
+        extra: "[limits]\nmax_connections_per_ip = 2\n".into(),
+        ..Setup::default()
+    });
+    // Two idle connections take both slots for 127.0.0.1 …
+    let mut a = Raw::connect(p.ports.http);
+    let _b = Raw::connect(p.ports.http);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // … so a third is closed without an answer.
+    let mut c = Raw::connect(p.ports.http);
+    c.send("GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        closed_by_server(&mut c),
+        "a connection over the limit must be closed"
+    );
+    // An idle connection that never sends a request head is closed by the server (header
+    // timeout), which frees its slot.
+    assert!(
+        closed_by_server(&mut a),
+        "an idle connection must be closed"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mut d = Raw::connect(p.ports.http);
+        d.send("GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = d.rest();
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no slot freed: {answer:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// True when the server closes the connection (EOF) without sending anything — not a timeout.
+fn closed_by_server(r: &mut Raw) -> bool {
+    use std::io::Read;
+    r.stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(40)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    matches!(r.stream.read(&mut buf), Ok(0))
+}
