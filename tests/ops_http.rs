@@ -200,7 +200,6 @@ fn connection_limit_and_header_timeout() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     // … so a third is closed without an answer.
     let mut c = Raw::connect(p.ports.http);
-    c.send("GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(
         closed_by_server(&mut c),
         "a connection over the limit must be closed"
@@ -234,5 +233,9 @@ fn closed_by_server(r: &mut Raw) -> bool {
         .set_read_timeout(Some(std::time::Duration::from_secs(40)))
         .unwrap();
     let mut buf = [0u8; 1];
-    matches!(r.stream.read(&mut buf), Ok(0))
+    match r.stream.read(&mut buf) {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    }
 }
