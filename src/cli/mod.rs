@@ -5,6 +5,7 @@ mod check;
 mod dev;
 pub mod dns;
 mod init;
+mod tls;
 mod users;
 
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ pub enum Command {
     Dns,
     /// Check DNS, listeners and certificate; one line per check, non-zero exit on failure.
     Check(check::CheckArgs),
+    /// TLS certificate status and renewal.
+    #[command(subcommand)]
+    Tls(tls::TlsCmd),
 }
 
 pub fn main() -> ExitCode {
@@ -91,6 +95,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 std::process::exit(1)
             }
         }
+        Command::Tls(cmd) => tls::run(&load(&cli.config)?, cmd),
     }
 }
 
