@@ -176,11 +176,19 @@ impl Install {
     fn new(cert_days: u32, self_signed: bool) -> Install {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("init.toml");
-        run(Command::new(BIN)
+        let init = run(Command::new(BIN)
             .arg("--config")
             .arg(&cfg)
             .args(["init", "--domain", DOMAIN, "--hostname", HOST, "--data-dir"])
             .arg(dir.path().join("data")));
+        // `postern init` prints the next steps and the records to publish.
+        let said = String::from_utf8_lossy(&init.stdout);
+        assert!(said.contains("Next steps"), "{said}");
+        assert!(said.contains(&format!("user add you@{DOMAIN}")), "{said}");
+        assert!(
+            said.contains(&format!("{DOMAIN}.")) && said.contains(" IN MX    10 "),
+            "{said}"
+        );
         let (ca, cert, key) = make_certs(dir.path(), "tls", cert_days, self_signed);
         let template = std::fs::read_to_string(&cfg)
             .unwrap()
@@ -523,6 +531,32 @@ fn check_probes_each_local_listener() {
         .filter(|(_, n)| n.starts_with("listen."))
         .count();
     assert_eq!(listeners, 6, "one line per configured listener:\n{up}");
+    // Every listener whose protocol is built answers its greeting (or GET) correctly.
+    let log = p.log();
+    for (status, name) in parse_check(&up) {
+        let Some(key) = name
+            .strip_prefix("listen.")
+            .and_then(|k| k.split(' ').next())
+        else {
+            continue;
+        };
+        let marker = match key {
+            "smtp" | "submission" | "submissions" => "SMTP",
+            "imap" | "imaps" => "IMAP",
+            _ => "HTTP",
+        };
+        let built = !log
+            .lines()
+            .any(|l| l.contains(marker) && l.contains("not built yet"));
+        if built {
+            assert_eq!(status, "ok", "{name}:\n{up}");
+        }
+    }
+    // The certificate judged is the one served (the harness's self-signed one).
+    assert!(
+        up.contains("FAILED  certificate: the certificate served is self-signed"),
+        "{up}"
+    );
     p.stop();
     let (_, down) = text(&p);
     let down_lines = parse_check(&down);
