@@ -9,7 +9,9 @@ use common::*;
 /// (the harness writes [listen] itself).
 fn start_with_https_and_metrics() -> (Postern, u16, u16) {
     let mut p = Postern::start_with(Setup {
-        extra: "[http]\nmta_sts_mode = \"enforce\"\nmta_sts_max_age = 86400\n".into(),
+        // No SPF/DKIM lookups for the test message: this file talks to nothing but loopback.
+        extra: "[http]\nmta_sts_mode = \"enforce\"\nmta_sts_max_age = 86400\n[inbound]\nverify = false\n"
+            .into(),
         ..Setup::default()
     });
     p.stop();
@@ -115,13 +117,31 @@ print("ok")
 #[test]
 fn metrics_listener_serves_prometheus_text_only() {
     let (p, _, metrics) = start_with_https_and_metrics();
-    // Make a connection that the metrics must count.
+    // Make an HTTP connection and deliver one message over port 25: the metrics must count
+    // them (the SMTP server increments the shared counters).
+    p.add_user("bob@example.test", "pw");
     let _ = py(
         &p,
         &format!(
-            "get('http://127.0.0.1:{}/mail/config-v1.1.xml')",
-            p.ports.http
+            r#"
+get('http://127.0.0.1:{http}/mail/config-v1.1.xml')
+import smtplib
+with smtplib.SMTP("127.0.0.1", {smtp}, timeout=20) as s:
+    s.sendmail("alice@remote.test", ["bob@example.test"], "From: alice@remote.test\r\nTo: bob@example.test\r\nSubject: m\r\n\r\nhi\r\n")
+"#,
+            http = p.ports.http,
+            smtp = p.ports.smtp
         ),
+    );
+    assert_eq!(
+        p.wait_messages(
+            "bob@example.test",
+            "",
+            1,
+            std::time::Duration::from_secs(30)
+        )
+        .len(),
+        1
     );
     let out = py(
         &p,
@@ -144,6 +164,8 @@ for name in ["postern_messages_received_total", "postern_messages_sent_total",
              "postern_auth_failures_total", "postern_certificate_expiry_timestamp_seconds"]:
     assert name in samples, (name, body)
 assert samples["postern_http_connections_total"] >= 1, body
+assert samples["postern_smtp_connections_total"] >= 1, body
+assert samples["postern_messages_received_total"] >= 1, body
 assert samples["postern_certificate_expiry_timestamp_seconds"] > time.time(), body
 st, _, _ = get("http://127.0.0.1:{metrics}/mail/config-v1.1.xml")
 assert st == 404, st
