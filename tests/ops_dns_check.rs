@@ -112,7 +112,7 @@ fn make_certs(dir: &Path, tag: &str, days: u32, self_signed: bool) -> (PathBuf, 
     std::fs::write(
         &ext,
         format!(
-            "subjectAltName=DNS:{HOST}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+            "subjectAltName=DNS:{HOST},DNS:mta-sts.{DOMAIN}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
         ),
     )
     .unwrap();
@@ -715,6 +715,7 @@ with smtplib.SMTP_SSL("127.0.0.1", {subs}, context=ctx, timeout=30) as s:
     }
     assert!(unexpected.is_empty(), "failed: {unexpected:?}\n{text}");
     assert!(text.contains("ok      certificate: served"), "{text}");
+    assert!(text.contains("ok      MTA-STS certificate: "), "{text}");
     let all_built = dkim_published && built("SMTP") && built("IMAP");
     assert_eq!(out.status.success(), all_built, "{text}");
 }
