@@ -719,3 +719,70 @@ with smtplib.SMTP_SSL("127.0.0.1", {subs}, context=ctx, timeout=30) as s:
     let all_built = dkim_published && built("SMTP") && built("IMAP");
     assert_eq!(out.status.success(), all_built, "{text}");
 }
+
+/// The SPF check evaluates the record the way a receiver does (RFC 7208): ip4 ranges,
+/// include, redirect, qualifiers, and more than one record as an error.
+#[test]
+fn check_evaluates_spf_like_a_receiver() {
+    let inst = Install::new(60, false);
+    let records = zone_records(&inst.dns());
+    let apex = format!("{DOMAIN}.");
+    let spf_line = |check: &str| {
+        check
+            .lines()
+            .find(|l| l.contains("  SPF: "))
+            .unwrap_or_else(|| panic!("no SPF line:\n{check}"))
+            .to_string()
+    };
+    let cases: &[(&[&str], &[(&str, &str)], bool, &str)] = &[
+        (
+            &["v=spf1 ip4:192.0.2.0/24 -all"],
+            &[],
+            true,
+            "authorises 192.0.2.25",
+        ),
+        (
+            &["v=spf1 include:_spf.example.test -all"],
+            &[("_spf.example.test.", "v=spf1 a:mail.example.test -all")],
+            true,
+            "authorises",
+        ),
+        (
+            &["v=spf1 redirect=_spf.example.test"],
+            &[("_spf.example.test.", "v=spf1 ip4:192.0.2.25 -all")],
+            true,
+            "authorises",
+        ),
+        (&["v=spf1 ip4:198.51.100.1 ~all"], &[], false, "softfail"),
+        (
+            &["v=spf1 ip4:192.0.2.25 -all", "v=spf1 mx -all"],
+            &[],
+            false,
+            "2 SPF records",
+        ),
+        (
+            &["v=spf1 include:_none.example.test -all"],
+            &[],
+            false,
+            "has no SPF record",
+        ),
+    ];
+    for (apex_spf, extra, pass, want) in cases {
+        let mut r: Vec<(String, String, String)> = records
+            .iter()
+            .filter(|x| !(x.0 == apex && x.1 == "TXT"))
+            .cloned()
+            .collect();
+        for v in *apex_spf {
+            r.push((apex.clone(), "TXT".into(), format!("\"{v}\"")));
+        }
+        for (name, v) in *extra {
+            r.push((name.to_string(), "TXT".into(), format!("\"{v}\"")));
+        }
+        let (_, lines, text) = inst.check(&dnsmasq_lines(&r, HOST));
+        let line = spf_line(&text);
+        let spf_ok = lines.iter().any(|(s, n)| s == "ok" && n == "SPF");
+        assert_eq!(spf_ok, *pass, "{apex_spf:?}: {line}");
+        assert!(line.contains(want), "{apex_spf:?}: {line}");
+    }
+}
