@@ -55,6 +55,8 @@ pub struct Config {
     pub inbound: Inbound,
     #[serde(default)]
     pub http: Http,
+    #[serde(default)]
+    pub imap: Imap,
 }
 
 /// Listener addresses, each a list of "ip:port"; an empty list turns the service off.
@@ -296,6 +298,15 @@ impl Default for Inbound {
             tempfail_on_dns_error: true,
         }
     }
+}
+
+/// IMAP options.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Imap {
+    /// Allow LOGIN/AUTHENTICATE on port 143 without STARTTLS (RFC 3501 §6.2.3 LOGINDISABLED
+    /// otherwise). Only for benchmarks and loopback test setups.
+    pub allow_plaintext_auth: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

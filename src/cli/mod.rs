@@ -5,6 +5,8 @@ mod check;
 mod dev;
 pub mod dns;
 mod init;
+mod queue;
+mod sendmail;
 mod tls;
 mod users;
 
@@ -50,10 +52,24 @@ pub enum Command {
     /// TLS certificate status and renewal.
     #[command(subcommand)]
     Tls(tls::TlsCmd),
+    /// Inspect and manage the outbound queue (works while the server runs).
+    #[command(subcommand)]
+    Queue(queue::QueueCmd),
+    /// sendmail(8)-compatible submission from stdin (-t, -f, -i, -F, recipients).
+    Sendmail(sendmail::SendmailArgs),
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Installed as /usr/sbin/sendmail (a symlink to postern): behave as `postern sendmail`.
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "sendmail")
+    {
+        argv.insert(1, "sendmail".into());
+    }
+    let cli = Cli::parse_from(argv);
     init_logging();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -96,6 +112,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Tls(cmd) => tls::run(&load(&cli.config)?, cmd),
+        Command::Queue(cmd) => queue::run(&load(&cli.config)?, cmd),
+        Command::Sendmail(args) => sendmail::run(&load(&cli.config)?, args),
     }
 }
 
