@@ -1,7 +1,9 @@
 //! The command line: `postern [--config PATH] <command>`. Errors surface here as one line
 //! (what, which file/key, what to do) and a non-zero exit.
 
+mod check;
 mod dev;
+pub mod dns;
 mod init;
 mod tls;
 mod users;
@@ -41,6 +43,10 @@ pub enum Command {
     /// Manage aliases (`@DOMAIN` as ALIAS is the catch-all).
     #[command(subcommand)]
     Alias(users::AliasCmd),
+    /// Print the DNS records to publish (zone-file style).
+    Dns,
+    /// Check DNS, listeners and certificate; one line per check, non-zero exit on failure.
+    Check(check::CheckArgs),
     /// TLS certificate status and renewal.
     #[command(subcommand)]
     Tls(tls::TlsCmd),
@@ -80,6 +86,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args),
         Command::User(cmd) => users::run_user(&load(&cli.config)?, cmd),
         Command::Alias(cmd) => users::run_alias(&load(&cli.config)?, cmd),
+        Command::Dns => dns::run(&load(&cli.config)?),
+        Command::Check(args) => {
+            if check::run(&load(&cli.config)?, args)? {
+                Ok(())
+            } else {
+                // The report said what failed; only the exit status remains to set.
+                std::process::exit(1)
+            }
+        }
         Command::Tls(cmd) => tls::run(&load(&cli.config)?, cmd),
     }
 }
