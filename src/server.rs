@@ -32,6 +32,8 @@ pub struct Services {
     pub shutdown: CancellationToken,
     /// Every session and background task; shutdown waits on it.
     pub tasks: TaskTracker,
+    /// SPF/DKIM/DMARC/iprev verifier for port 25, sharing `dns`.
+    pub authenticator: crate::inbound::Authenticator,
 }
 
 impl Services {
@@ -51,6 +53,7 @@ impl Services {
         let queue =
             Arc::new(Queue::open(&config.data_dir).context("cannot open the queue directory")?);
         let dns = crate::dns::build_resolver(&config.dns)?;
+        let authenticator = crate::inbound::Authenticator::new(dns.clone());
         let login_throttle = Arc::new(LoginThrottle::new(config.limits.max_auth_failures));
         Ok(Arc::new(Services {
             config: Arc::new(config),
@@ -63,6 +66,7 @@ impl Services {
             login_throttle,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            authenticator,
         }))
     }
 }

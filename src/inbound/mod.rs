@@ -4,10 +4,27 @@
 //! The SMTP session calls `check_message` once per message at the end of DATA (port 25
 //! only) and applies the returned `Verdict`: its `disposition` decides the reply and the
 //! folder, `apply` produces the bytes to store.
+//!
+//! Layout: `verify` runs the checks through mail-auth with the shared resolver
+//! (`authenticator`, `cache`), `dns_probe` tells SERVFAIL from "no record", `pct` reads the
+//! DMARC sampling tag, `policy` turns findings into a disposition, `strip` removes forged
+//! Authentication-Results fields.
 
 use std::net::IpAddr;
 
 use crate::server::Services;
+
+mod authenticator;
+mod cache;
+mod dns_probe;
+mod pct;
+mod policy;
+mod stats;
+mod strip;
+mod verify;
+
+pub use authenticator::Authenticator;
+pub use stats::InboundStats;
 
 /// What the SMTP session knows about a message when it asks for a verdict.
 #[derive(Debug, Clone)]
@@ -46,6 +63,9 @@ pub struct Verdict {
     pub disposition: Disposition,
     /// Header lines (each ending in CRLF) to prepend, e.g. Authentication-Results.
     pub prepend: String,
+    /// Our authserv-id: Authentication-Results fields claiming it that came with the
+    /// message are forged and removed by `apply` (RFC 8601 §5). None = remove nothing.
+    pub authserv_id: Option<String>,
 }
 
 impl Verdict {
@@ -53,19 +73,44 @@ impl Verdict {
         Verdict {
             disposition: Disposition::Accept,
             prepend: String::new(),
+            authserv_id: None,
         }
     }
 
     /// The message as it should be stored: our headers first, forged ones removed.
     pub fn apply(&self, message: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.prepend.len() + message.len());
+        let body = match &self.authserv_id {
+            Some(id) => std::borrow::Cow::Owned(strip::strip_forged(message, id)),
+            None => std::borrow::Cow::Borrowed(message),
+        };
+        let mut out = Vec::with_capacity(self.prepend.len() + body.len());
         out.extend_from_slice(self.prepend.as_bytes());
-        out.extend_from_slice(message);
+        out.extend_from_slice(&body);
         out
     }
 }
 
-/// Check a message received on port 25. (Filled in by the inbound-trust work.)
-pub async fn check_message(_svc: &Services, _ctx: &MessageContext<'_>, _message: &[u8]) -> Verdict {
-    Verdict::accept()
+/// Check a message received on port 25: SPF, DKIM, DMARC and iprev through the resolver of
+/// `[dns]`, policy from `[inbound]`.
+pub async fn check_message(svc: &Services, ctx: &MessageContext<'_>, message: &[u8]) -> Verdict {
+    let cfg = &svc.config;
+    if !cfg.inbound.verify {
+        // Nothing checked (RFC 8601 §2.2 "none"), but forged claims still go.
+        return Verdict {
+            disposition: Disposition::Accept,
+            prepend: format!("Authentication-Results: {}; none\r\n", cfg.hostname),
+            authserv_id: Some(cfg.hostname.clone()),
+        };
+    }
+    verify::evaluate(
+        &svc.authenticator,
+        &cfg.inbound,
+        &cfg.hostname,
+        ctx,
+        message,
+    )
+    .await
 }
+
+#[cfg(test)]
+mod tests;

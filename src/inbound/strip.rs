@@ -1,0 +1,159 @@
+//! Removal of `Authentication-Results` fields that claim our authserv-id (RFC 8601 §5: a
+//! border MTA must delete such fields arriving from outside, or a forger could vouch for
+//! itself in our name). Works on raw bytes: only the header section is touched, folded
+//! fields are removed whole, names and ids compare case-insensitively.
+
+/// `message` without the Authentication-Results fields whose authserv-id is `authserv_id`.
+/// The body and every other byte stay exactly as they were.
+pub fn strip_forged(message: &[u8], authserv_id: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len());
+    let mut pos = 0;
+    while pos < message.len() {
+        // The empty line ends the header section (RFC 5322 §2.1); copy it and the rest.
+        if message[pos..].starts_with(b"\r\n") || message[pos] == b'\n' {
+            break;
+        }
+        let end = field_end(message, pos);
+        let field = &message[pos..end];
+        if !claims_id(field, authserv_id) {
+            out.extend_from_slice(field);
+        }
+        pos = end;
+    }
+    out.extend_from_slice(&message[pos..]);
+    out
+}
+
+/// End (exclusive) of the field starting at `start`: its first line plus every continuation
+/// line (one starting with SP or HTAB, RFC 5322 §2.2.3).
+fn field_end(m: &[u8], start: usize) -> usize {
+    let mut pos = start;
+    loop {
+        match m[pos..].iter().position(|&b| b == b'\n') {
+            None => return m.len(),
+            Some(i) => pos += i + 1,
+        }
+        if pos >= m.len() || (m[pos] != b' ' && m[pos] != b'\t') {
+            return pos;
+        }
+    }
+}
+
+/// Whether `field` is an Authentication-Results field whose authserv-id is `id`.
+fn claims_id(field: &[u8], id: &str) -> bool {
+    let Some(colon) = field.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    // Obsolete syntax (RFC 5322 §4.5) allows whitespace before the colon.
+    let name = field[..colon].trim_ascii();
+    if !name.eq_ignore_ascii_case(b"Authentication-Results") {
+        return false;
+    }
+    match authserv_id(&field[colon + 1..]) {
+        Some(found) => {
+            let found = found.strip_suffix(b".").unwrap_or(&found);
+            let id = id.strip_suffix('.').unwrap_or(id);
+            found.eq_ignore_ascii_case(id.as_bytes())
+        }
+        None => false,
+    }
+}
+
+/// The authserv-id at the start of an Authentication-Results value (RFC 8601 §2.2:
+/// `[CFWS] authserv-id [CFWS [authres-version]] ...`, the id being a token or a
+/// quoted-string), with comments and folding skipped.
+fn authserv_id(value: &[u8]) -> Option<Vec<u8>> {
+    let mut i = skip_cfws(value, 0);
+    if i >= value.len() {
+        return None;
+    }
+    let mut id = Vec::new();
+    if value[i] == b'"' {
+        i += 1;
+        while i < value.len() && value[i] != b'"' {
+            if value[i] == b'\\' && i + 1 < value.len() {
+                i += 1;
+            }
+            if value[i] != b'\r' && value[i] != b'\n' {
+                id.push(value[i]);
+            }
+            i += 1;
+        }
+    } else {
+        while i < value.len() && !matches!(value[i], b';' | b'(' | b' ' | b'\t' | b'\r' | b'\n') {
+            id.push(value[i]);
+            i += 1;
+        }
+    }
+    (!id.is_empty()).then_some(id)
+}
+
+/// Skip folding whitespace and (nested) comments.
+fn skip_cfws(v: &[u8], mut i: usize) -> usize {
+    let mut depth = 0usize;
+    while i < v.len() {
+        match v[i] {
+            b'(' => depth += 1,
+            b')' if depth > 0 => depth -= 1,
+            b'\\' if depth > 0 => i += 1,
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            _ if depth > 0 => {}
+            _ => return i,
+        }
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_forged;
+
+    const ID: &str = "mx.example.org";
+
+    #[test]
+    fn removes_our_id_keeps_others_and_body() {
+        let m = b"Received: from x\r\n\
+Authentication-Results: mx.example.org; spf=pass smtp.mailfrom=a@b\r\n\
+Authentication-Results: other.example; dkim=pass\r\n\
+Subject: hi\r\n\
+\r\n\
+Authentication-Results: mx.example.org; body line stays\r\n";
+        let out = strip_forged(m, ID);
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(
+            s,
+            "Received: from x\r\n\
+Authentication-Results: other.example; dkim=pass\r\n\
+Subject: hi\r\n\
+\r\n\
+Authentication-Results: mx.example.org; body line stays\r\n"
+        );
+    }
+
+    #[test]
+    fn folded_case_insensitive_commented_and_quoted() {
+        let m = b"authentication-results:\r\n\t(forged) MX.Example.ORG.;\r\n  dkim=pass\r\n\
+AUTHENTICATION-RESULTS : \"mx.example.org\" 1; spf=pass\r\n\
+Authentication-Results: mx.example.org.evil; none\r\n\
+Authentication-Results: mx.example.org(c); none\r\n\
+From: a@b\r\n\r\nbody";
+        let s = String::from_utf8(strip_forged(m, ID)).unwrap();
+        assert_eq!(
+            s,
+            "Authentication-Results: mx.example.org.evil; none\r\nFrom: a@b\r\n\r\nbody"
+        );
+    }
+
+    #[test]
+    fn lf_only_and_no_body() {
+        let m = b"Authentication-Results: mx.example.org; x\nFrom: a@b\n\nbody\n";
+        assert_eq!(strip_forged(m, ID), b"From: a@b\n\nbody\n");
+        let m = b"From: a@b\r\nAuthentication-Results: mx.example.org; x";
+        assert_eq!(strip_forged(m, ID), b"From: a@b\r\n");
+        assert_eq!(strip_forged(b"", ID), b"");
+        assert_eq!(strip_forged(b"\r\nbody", ID), b"\r\nbody");
+        // A header line without a colon is kept as it was.
+        assert_eq!(strip_forged(b"garbage\r\n\r\n", ID), b"garbage\r\n\r\n");
+    }
+}
