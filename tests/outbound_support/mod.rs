@@ -43,6 +43,16 @@ impl Dns {
             which("dnsmasq"),
             "dnsmasq is required (installed by .ci/run)"
         );
+        // free_port() checks TCP only: if the UDP port is taken, dnsmasq exits; try another.
+        for _ in 0..5 {
+            if let Some(dns) = Self::try_start(lines) {
+                return dns;
+            }
+        }
+        panic!("dnsmasq did not start");
+    }
+
+    fn try_start(lines: &[String]) -> Option<Dns> {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let conf = dir.path().join("dnsmasq.conf");
@@ -56,7 +66,7 @@ impl Dns {
             text.push('\n');
         }
         std::fs::write(&conf, text).unwrap();
-        let child = Command::new("dnsmasq")
+        let mut child = Command::new("dnsmasq")
             .arg("-k")
             .arg("-C")
             .arg(&conf)
@@ -64,12 +74,23 @@ impl Dns {
             .stderr(Stdio::null())
             .spawn()
             .expect("start dnsmasq");
-        wait_tcp(&format!("127.0.0.1:{port}"), "dnsmasq");
-        Dns {
-            child,
-            port,
-            _dir: dir,
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if child.try_wait().ok().flatten().is_some() {
+                return None;
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(Dns {
+                    child,
+                    port,
+                    _dir: dir,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
     }
 }
 
