@@ -501,6 +501,18 @@ impl Session {
                     .collect();
                 self.expunge(&tag, Some(uids), out);
             }
+            C::Search {
+                charset: Some(cs), ..
+            } if !["UTF-8", "US-ASCII"]
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(cs.as_ref())) =>
+            {
+                cmd_no(
+                    out,
+                    &tag,
+                    "[BADCHARSET (UTF-8 US-ASCII)] unsupported charset",
+                );
+            }
             C::Search { criteria, uid, .. } => {
                 self.search(&tag, &criteria.as_ref().to_vec(), uid, esearch, out)
             }
