@@ -149,6 +149,9 @@ pub struct Dns {
     pub nameservers: Vec<SocketAddr>,
     /// Seconds per query before it counts as a (temporary) failure.
     pub timeout_secs: u64,
+    /// This server's public IPv4/IPv6 addresses, for the A/AAAA records `postern dns` prints
+    /// and `postern check` expects; empty = detect them.
+    pub public_addresses: Vec<std::net::IpAddr>,
 }
 
 impl Default for Dns {
@@ -156,6 +159,7 @@ impl Default for Dns {
         Dns {
             nameservers: vec![],
             timeout_secs: 5,
+            public_addresses: vec![],
         }
     }
 }
