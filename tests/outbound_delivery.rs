@@ -30,7 +30,11 @@ fn mx_preference_then_fallback_when_first_mx_is_down() {
     let p = sender(&dns, port, "[queue]\nretry_schedule_secs = [2]\n");
 
     // Both up: the lower preference wins.
-    sendmail(&p, &["-f", "alice@example.test", "bob@pref.test"], &msg("first", "bob@pref.test"));
+    sendmail(
+        &p,
+        &["-f", "alice@example.test", "bob@pref.test"],
+        &msg("first", "bob@pref.test"),
+    );
     let got = mx1.wait_messages(1, WAIT);
     assert_eq!(got.len(), 1, "first message at mx1; log:\n{}", p.log());
     assert!(got[0].contains("Subject: first"));
@@ -38,7 +42,11 @@ fn mx_preference_then_fallback_when_first_mx_is_down() {
 
     // mx1 down: delivery falls back to mx2 in the same attempt.
     mx1.stop();
-    sendmail(&p, &["-f", "alice@example.test", "bob@pref.test"], &msg("second", "bob@pref.test"));
+    sendmail(
+        &p,
+        &["-f", "alice@example.test", "bob@pref.test"],
+        &msg("second", "bob@pref.test"),
+    );
     let got = mx2.wait_messages(1, WAIT);
     assert_eq!(got.len(), 1, "second message at mx2; log:\n{}", p.log());
     assert!(got[0].contains("Subject: second"));
@@ -52,7 +60,11 @@ fn implicit_mx_uses_the_domain_address() {
     let dns = Dns::start(&["host-record=implicit.test,127.0.0.13".into()]);
     let sink = SmtpSink::start("127.0.0.13", port, &[]);
     let p = sender(&dns, port, "");
-    sendmail(&p, &["carol@implicit.test"], &msg("implicit", "carol@implicit.test"));
+    sendmail(
+        &p,
+        &["carol@implicit.test"],
+        &msg("implicit", "carol@implicit.test"),
+    );
     let got = sink.wait_messages(1, WAIT);
     assert_eq!(got.len(), 1, "log:\n{}", p.log());
     assert!(got[0].contains("carol@implicit.test"));
@@ -71,10 +83,16 @@ fn null_mx_bounces_to_the_sender() {
     let inbox = p.wait_messages("alice@example.test", "", 1, WAIT);
     assert_eq!(inbox.len(), 1, "DSN in alice's INBOX; log:\n{}", p.log());
     let dsn = String::from_utf8_lossy(&inbox[0]);
-    assert!(dsn.contains("Final-Recipient: rfc822; dave@nullmx.test"), "{dsn}");
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; dave@nullmx.test"),
+        "{dsn}"
+    );
     assert!(dsn.contains("Status: 5.1.10"), "{dsn}");
     assert!(dsn.contains("Action: failed"));
-    assert!(dsn.contains("Return-Path: <>"), "DSNs come from the null sender");
+    assert!(
+        dsn.contains("Return-Path: <>"),
+        "DSNs come from the null sender"
+    );
     assert!(wait_queue_empty(&p, WAIT));
 }
 
@@ -90,7 +108,12 @@ fn one_recipient_rejected_one_accepted_gives_a_dsn() {
     p.add_user("alice@example.test", "pw-alice-1");
     sendmail(
         &p,
-        &["-f", "alice@example.test", "good@mixed.test", "bad@mixed.test"],
+        &[
+            "-f",
+            "alice@example.test",
+            "good@mixed.test",
+            "bad@mixed.test",
+        ],
         &msg("mixed outcome", "good@mixed.test, bad@mixed.test"),
     );
     let got = sink.wait(1, WAIT);
@@ -119,9 +142,15 @@ print("orig-subject:", "Subject: mixed outcome" in parts[2].get_payload())
         out.contains("rfc822; bad@mixed.test|failed|5.1.1|dns; mx.mixed.test"),
         "{out}"
     );
-    assert!(out.contains("smtp; 550 5.1.1 <bad@mixed.test>: no such user"), "{out}");
+    assert!(
+        out.contains("smtp; 550 5.1.1 <bad@mixed.test>: no such user"),
+        "{out}"
+    );
     assert!(out.contains("orig-subject: True"), "{out}");
-    assert!(!dsn.contains("good@mixed.test>: "), "only the failed recipient is reported");
+    assert!(
+        !dsn.contains("good@mixed.test>: "),
+        "only the failed recipient is reported"
+    );
     assert!(wait_queue_empty(&p, WAIT));
 }
 
@@ -135,7 +164,11 @@ fn transient_failure_then_success_on_retry() {
     let mut busy = SmtpSink::start("127.0.0.15", port, &["-r", "rcpt"]);
     // A long schedule: only `postern queue retry` brings the message back early.
     let p = sender(&dns, port, "[queue]\nretry_schedule_secs = [3600]\n");
-    sendmail(&p, &["erin@later.test"], &msg("retry me", "erin@later.test"));
+    sendmail(
+        &p,
+        &["erin@later.test"],
+        &msg("retry me", "erin@later.test"),
+    );
     assert!(
         p.wait_log("deferred=1", WAIT),
         "4xx must defer; log:\n{}",

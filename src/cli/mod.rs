@@ -5,9 +5,9 @@ mod check;
 mod dev;
 pub mod dns;
 mod init;
-mod tls;
 mod queue;
 mod sendmail;
+mod tls;
 mod users;
 
 use std::path::PathBuf;

@@ -39,7 +39,10 @@ pub struct Dns {
 
 impl Dns {
     pub fn start(lines: &[String]) -> Dns {
-        assert!(which("dnsmasq"), "dnsmasq is required (installed by .ci/run)");
+        assert!(
+            which("dnsmasq"),
+            "dnsmasq is required (installed by .ci/run)"
+        );
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let conf = dir.path().join("dnsmasq.conf");
@@ -196,10 +199,7 @@ impl ScriptSink {
     }
 }
 
-fn serve(
-    conn: TcpStream,
-    rec: &Arc<Mutex<Vec<(Vec<String>, String)>>>,
-) -> std::io::Result<()> {
+fn serve(conn: TcpStream, rec: &Arc<Mutex<Vec<(Vec<String>, String)>>>) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut w = conn.try_clone()?;
     let mut r = BufReader::new(conn);
@@ -212,7 +212,9 @@ fn serve(
         }
         let up = line.to_ascii_uppercase();
         if up.starts_with("EHLO") {
-            w.write_all(b"250-script.sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 10000000\r\n")?;
+            w.write_all(
+                b"250-script.sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 10000000\r\n",
+            )?;
         } else if up.starts_with("MAIL") {
             rcpts.clear();
             w.write_all(b"250 2.1.0 ok\r\n")?;
@@ -284,7 +286,11 @@ pub fn sendmail(p: &Postern, args: &[&str], msg: &str) {
 
 pub fn queue_list(p: &Postern) -> String {
     let out = p.cli(&["queue", "list"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
