@@ -270,25 +270,19 @@ impl FetchJob {
                 .items
                 .iter()
                 .any(|i| matches!(i, Item::Section { peek: false, .. }));
+        // Messages this FETCH marks \Seen (RFC 3501 §6.4.5): rendered with the flag, stored
+        // once they have been emitted (a slice may stop early at the output limit).
         let mut seen_now = std::collections::HashSet::new();
         if sets_seen {
-            let unseen: Vec<u32> = {
-                let ix = sel.mb.lock();
+            let ix = sel.mb.lock();
+            seen_now.extend(
                 batch
                     .iter()
                     .filter(|(_, u)| ix.find(*u).is_some_and(|m| !m.flags.has(flags::SEEN)))
-                    .map(|(_, u)| *u)
-                    .collect()
-            };
-            if !unseen.is_empty()
-                && let Ok((before, after)) = sel.mb.store(&unseen, 1, flags::SEEN, &[])
-            {
-                if sel.view.modseq == before {
-                    sel.view.modseq = after;
-                }
-                seen_now.extend(unseen);
-            }
+                    .map(|(_, u)| *u),
+            );
         }
+        let mut emitted_seen = Vec::new();
         let info: Vec<_> = {
             let ix = sel.mb.lock();
             batch
@@ -471,9 +465,18 @@ impl FetchJob {
             out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
             out.extend_from_slice(&parts.join(&b' '));
             out.extend_from_slice(b")\r\n");
+            if seen_now.contains(&uid) {
+                emitted_seen.push(uid);
+            }
             if out.len() > OUT_LIMIT {
                 break;
             }
+        }
+        if !emitted_seen.is_empty()
+            && let Ok((before, after)) = sel.mb.store(&emitted_seen, 1, flags::SEEN, &[])
+            && sel.view.modseq == before
+        {
+            sel.view.modseq = after;
         }
         self.pos = done;
         self.pos >= self.targets.len()

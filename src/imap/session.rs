@@ -378,6 +378,7 @@ impl Session {
                 cmd_ok(out, &tag, "NOOP completed");
             }
             C::Logout => {
+                tracing::info!(peer = %self.peer, user = %self.user(), "imap logout");
                 out.extend_from_slice(b"* BYE postern logging out\r\n");
                 cmd_ok(out, &tag, "LOGOUT completed");
                 self.logged_out = true;
