@@ -558,7 +558,7 @@ impl Session {
                 self.sync(out, true);
                 out.extend_from_slice(b"+ idling\r\n");
                 self.pending = Pending::Idle(tag);
-                return Step::Idle;
+                // Continue, not Idle: a pipelined DONE may already be buffered.
             }
             _ => cmd_bad(out, &tag, "command not supported"),
         }

@@ -93,6 +93,8 @@ fn full_session_flow() {
     assert!(r.ends_with("+ idling\r\n") && s.is_idle(), "{r}");
     let r = talk(&mut s, "DONE\r\n");
     assert_eq!(r, "m OK IDLE terminated\r\n");
+    let r = talk(&mut s, "m2 IDLE\r\nDONE\r\n");
+    assert!(r.ends_with("m2 OK IDLE terminated\r\n"), "{r}");
     let r = talk(&mut s, "n LIST \"\" %\r\n");
     assert!(r.contains("\\Sent) \".\" \"Sent\""), "{r}");
     let r = talk(&mut s, "o LOGOUT\r\n");
