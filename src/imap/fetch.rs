@@ -193,6 +193,7 @@ pub struct FetchJob {
     pos: usize,
     items: Vec<Item>,
     pub failed: bool,
+    pub unknown_cte: bool,
 }
 
 fn internal_date(t: SystemTime) -> String {
@@ -202,11 +203,12 @@ fn internal_date(t: SystemTime) -> String {
 }
 
 /// Undo the part's Content-Transfer-Encoding (BINARY, RFC 3516).
-fn decode_cte(header: &[u8], body: &[u8]) -> Vec<u8> {
+/// None for an encoding we cannot undo (answered NO [UNKNOWN-CTE], RFC 3516 §4.3).
+fn decode_cte(header: &[u8], body: &[u8]) -> Option<Vec<u8>> {
     let cte = mime::header_value(header, "Content-Transfer-Encoding")
         .map(|v| String::from_utf8_lossy(&mime::unfold(v)).to_ascii_lowercase())
         .unwrap_or_default();
-    match cte.as_str() {
+    Some(match cte.as_str() {
         "base64" => {
             let clean: Vec<u8> = body
                 .iter()
@@ -240,8 +242,9 @@ fn decode_cte(header: &[u8], body: &[u8]) -> Vec<u8> {
             }
             out
         }
-        _ => body.to_vec(),
-    }
+        "" | "7bit" | "8bit" | "binary" => body.to_vec(),
+        _ => return None,
+    })
 }
 
 impl FetchJob {
@@ -253,6 +256,7 @@ impl FetchJob {
             pos: 0,
             items,
             failed: false,
+            unknown_cte: false,
         }
     }
 
@@ -411,7 +415,10 @@ impl FetchJob {
                             && !sp.is_empty()
                             && let Some(part) = mime::locate(root, sp)
                         {
-                            bytes = decode_cte(&d[part.header.0..part.header.1], &bytes);
+                            match decode_cte(&d[part.header.0..part.header.1], &bytes) {
+                                Some(b) => bytes = b,
+                                None => self.unknown_cte = true,
+                            }
                         }
                         let mut l = label.clone();
                         if let Some((start, len)) = partial {
@@ -435,7 +442,10 @@ impl FetchJob {
                         if !sp.is_empty()
                             && let Some(part) = mime::locate(root, sp)
                         {
-                            bytes = decode_cte(&d[part.header.0..part.header.1], &bytes);
+                            match decode_cte(&d[part.header.0..part.header.1], &bytes) {
+                                Some(b) => bytes = b,
+                                None => self.unknown_cte = true,
+                            }
                         }
                         let spec = sp
                             .iter()

@@ -178,7 +178,7 @@ impl Session {
 
     pub fn capabilities(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN UIDPLUS MOVE SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH",
+            "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN UIDPLUS MOVE SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH BINARY",
         );
         if self.user.is_none() {
             if !self.tls {
@@ -568,7 +568,13 @@ impl Session {
     fn after_fetch(&mut self, job: &FetchJob, out: &mut Vec<u8>) {
         // UID FETCH may report expunges; FETCH may not (RFC 3501 §7.4.1).
         self.sync(out, job.uid);
-        if job.failed {
+        if job.unknown_cte {
+            cmd_no(
+                out,
+                &job.tag,
+                "[UNKNOWN-CTE] cannot decode a part's transfer encoding",
+            );
+        } else if job.failed {
             cmd_no(out, &job.tag, "some messages could not be read (expunged?)");
         } else {
             cmd_ok(out, &job.tag, "FETCH completed");
