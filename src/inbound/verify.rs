@@ -287,7 +287,16 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 /// SPF "none" may hide a SERVFAIL at the policy domain (see dns_probe); report it as
 /// temperror (RFC 7208 §2.6.6) when the zone really is unreachable.
 async fn hidden_dns_failure_spf(auth: &Authenticator, out: SpfOutput) -> SpfOutput {
-    if out.result() != SpfResult::None || out.domain().is_empty() {
+    // Not a multi-label name: check_host() returned "none" without asking DNS (RFC 7208
+    // §4.3), so there is nothing to re-check.
+    let multi_label = out
+        .domain()
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+        .count()
+        >= 2;
+    if out.result() != SpfResult::None || !multi_label {
         return out;
     }
     let name = out.domain().to_fqdn().into_owned();
