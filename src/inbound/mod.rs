@@ -29,6 +29,7 @@ use crate::server::Services;
 
 mod authenticator;
 mod cache;
+mod dmarc;
 mod dns_probe;
 mod pct;
 mod policy;
