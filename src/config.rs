@@ -55,6 +55,8 @@ pub struct Config {
     pub inbound: Inbound,
     #[serde(default)]
     pub http: Http,
+    #[serde(default)]
+    pub imap: Imap,
 }
 
 /// Listener addresses, each a list of "ip:port"; an empty list turns the service off.
@@ -147,6 +149,9 @@ pub struct Dns {
     pub nameservers: Vec<SocketAddr>,
     /// Seconds per query before it counts as a (temporary) failure.
     pub timeout_secs: u64,
+    /// This server's public IPv4/IPv6 addresses, for the A/AAAA records `postern dns` prints
+    /// and `postern check` expects; empty = detect them.
+    pub public_addresses: Vec<std::net::IpAddr>,
 }
 
 impl Default for Dns {
@@ -154,6 +159,7 @@ impl Default for Dns {
         Dns {
             nameservers: vec![],
             timeout_secs: 5,
+            public_addresses: vec![],
         }
     }
 }
@@ -292,6 +298,15 @@ impl Default for Inbound {
             tempfail_on_dns_error: true,
         }
     }
+}
+
+/// IMAP options.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Imap {
+    /// Allow LOGIN/AUTHENTICATE on port 143 without STARTTLS (RFC 3501 §6.2.3 LOGINDISABLED
+    /// otherwise). Only for benchmarks and loopback test setups.
+    pub allow_plaintext_auth: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

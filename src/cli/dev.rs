@@ -60,6 +60,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         );
     }
     crate::store::Store::new(&config.data_dir).ensure_user("dev@localhost")?;
+    crate::delivery::dkim::ensure_keys(&config)?;
     // Keep a copy of the config so the other commands can be pointed at this instance.
     let cfg_path = data_dir.join("postern.toml");
     if !cfg_path.exists() {

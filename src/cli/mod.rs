@@ -1,8 +1,13 @@
 //! The command line: `postern [--config PATH] <command>`. Errors surface here as one line
 //! (what, which file/key, what to do) and a non-zero exit.
 
+mod check;
 mod dev;
+pub mod dns;
 mod init;
+mod queue;
+mod sendmail;
+mod tls;
 mod users;
 
 use std::path::PathBuf;
@@ -40,10 +45,31 @@ pub enum Command {
     /// Manage aliases (`@DOMAIN` as ALIAS is the catch-all).
     #[command(subcommand)]
     Alias(users::AliasCmd),
+    /// Print the DNS records to publish (zone-file style).
+    Dns,
+    /// Check DNS, listeners and certificate; one line per check, non-zero exit on failure.
+    Check(check::CheckArgs),
+    /// TLS certificate status and renewal.
+    #[command(subcommand)]
+    Tls(tls::TlsCmd),
+    /// Inspect and manage the outbound queue (works while the server runs).
+    #[command(subcommand)]
+    Queue(queue::QueueCmd),
+    /// sendmail(8)-compatible submission from stdin (-t, -f, -i, -F, recipients).
+    Sendmail(sendmail::SendmailArgs),
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Installed as /usr/sbin/sendmail (a symlink to postern): behave as `postern sendmail`.
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "sendmail")
+    {
+        argv.insert(1, "sendmail".into());
+    }
+    let cli = Cli::parse_from(argv);
     init_logging();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,6 +102,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args),
         Command::User(cmd) => users::run_user(&load(&cli.config)?, cmd),
         Command::Alias(cmd) => users::run_alias(&load(&cli.config)?, cmd),
+        Command::Dns => dns::run(&load(&cli.config)?),
+        Command::Check(args) => {
+            if check::run(&load(&cli.config)?, args)? {
+                Ok(())
+            } else {
+                // The report said what failed; only the exit status remains to set.
+                std::process::exit(1)
+            }
+        }
+        Command::Tls(cmd) => tls::run(&load(&cli.config)?, cmd),
+        Command::Queue(cmd) => queue::run(&load(&cli.config)?, cmd),
+        Command::Sendmail(args) => sendmail::run(&load(&cli.config)?, args),
     }
 }
 

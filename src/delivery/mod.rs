@@ -3,3 +3,6 @@
 //! DKIM signing of mail leaving the domain.
 
 pub mod dkim;
+mod local;
+
+pub use local::{DeliveryError, Plan, deliver_local, plan};

@@ -42,6 +42,7 @@ impl World {
         let dns = Dns {
             nameservers: vec![silent.local_addr().unwrap()],
             timeout_secs: 1,
+            ..Dns::default()
         };
         let auth = Authenticator::new(crate::dns::build_resolver(&dns).unwrap());
         let pair = DkimKeyPair::generate_ed25519().unwrap();

@@ -1,1 +1,194 @@
 //! Outbound delivery: MX resolution, the SMTP client, opportunistic STARTTLS and MTA-STS.
+//!
+//! `deliver_domain` makes one delivery attempt of one message to the recipients of one
+//! domain: every address of every MX host in turn until one gives an answer per recipient.
+
+pub mod client;
+pub mod mta_sts;
+pub mod mx;
+pub mod reply;
+pub mod tls;
+
+use std::sync::atomic::Ordering;
+
+use serde::{Deserialize, Serialize};
+
+use crate::server::Services;
+use client::{Attempt, RcptResult, TlsPolicy, Transaction};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Delivered,
+    Transient,
+    Permanent,
+}
+
+/// The outcome of one attempt for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RcptOutcome {
+    pub kind: Kind,
+    /// Enhanced status (RFC 3463), e.g. "5.1.1".
+    pub status: String,
+    /// What to show as Diagnostic-Code / last error: the server's reply or our reason.
+    pub diagnostic: String,
+    /// The MX host that answered, if one did.
+    pub remote_mta: Option<String>,
+}
+
+impl RcptOutcome {
+    fn ours(kind: Kind, status: &str, diagnostic: String) -> RcptOutcome {
+        RcptOutcome {
+            kind,
+            status: status.into(),
+            diagnostic,
+            remote_mta: None,
+        }
+    }
+}
+
+/// The domain part of an address (lower case), for grouping recipients.
+pub fn domain_of(addr: &str) -> String {
+    addr.rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or("")
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
+/// One attempt to deliver `message` to `rcpts` (all in `domain`). Returns one outcome per
+/// recipient, in order.
+pub async fn deliver_domain(
+    svc: &Services,
+    queue_id: &str,
+    domain: &str,
+    mail_from: &str,
+    rcpts: &[String],
+    message: &[u8],
+) -> Vec<RcptOutcome> {
+    let all = |o: RcptOutcome| vec![o; rcpts.len()];
+    let mut hosts = match mx::resolve(&svc.dns, domain).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::info!(queue_id, domain, "MX resolution: {e}");
+            let kind = if e.is_permanent() {
+                Kind::Permanent
+            } else {
+                Kind::Transient
+            };
+            return all(RcptOutcome::ours(kind, e.status(), e.to_string()));
+        }
+    };
+    let mut policy = TlsPolicy {
+        require_valid: svc.config.outbound.require_tls,
+    };
+    // RFC 8461 §5: with an "enforce" policy only MX hosts matching it may be used, and only
+    // over TLS with a certificate valid for the MX name.
+    match mta_sts::policy_for(svc, domain).await {
+        Ok(Some(p)) if p.mode == mta_sts::Mode::Enforce => {
+            hosts.retain(|h| p.matches_mx(&h.name));
+            policy.require_valid = true;
+            if hosts.is_empty() {
+                return all(RcptOutcome::ours(
+                    Kind::Transient,
+                    "4.7.5",
+                    format!("no MX host of {domain} matches its MTA-STS policy"),
+                ));
+            }
+        }
+        Ok(Some(p)) if p.mode == mta_sts::Mode::Testing => {
+            tracing::debug!(domain, "MTA-STS policy in testing mode: not enforced");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            // RFC 8461 §5.1: a policy that cannot be fetched is treated as none (no cached one).
+            tracing::info!(domain, "MTA-STS policy fetch failed: {e}");
+        }
+    }
+    let tx = Transaction {
+        helo_name: &svc.config.hostname,
+        mail_from,
+        rcpts,
+        message,
+    };
+    let port = svc.config.outbound.port;
+    let mut last_error = format!("no reachable MX host for {domain}");
+    for host in &hosts {
+        for &ip in &host.addrs {
+            if svc.shutdown.is_cancelled() {
+                return all(RcptOutcome::ours(
+                    Kind::Transient,
+                    "4.3.2",
+                    "delivery interrupted by shutdown".into(),
+                ));
+            }
+            let (attempt, info) = client::attempt(&host.name, ip, port, &tx, policy).await;
+            let remote = Some(format!("{} [{}]", host.name, ip));
+            match attempt {
+                Attempt::Done(results) => {
+                    let outcomes: Vec<RcptOutcome> = results
+                        .into_iter()
+                        .map(|r| match r {
+                            RcptResult::Accepted => RcptOutcome {
+                                kind: Kind::Delivered,
+                                status: "2.0.0".into(),
+                                diagnostic: "accepted".into(),
+                                remote_mta: remote.clone(),
+                            },
+                            RcptResult::Transient(r) => RcptOutcome {
+                                kind: Kind::Transient,
+                                status: r.status(),
+                                diagnostic: r.to_string(),
+                                remote_mta: remote.clone(),
+                            },
+                            RcptResult::Permanent(r) => RcptOutcome {
+                                kind: Kind::Permanent,
+                                status: r.status(),
+                                diagnostic: r.to_string(),
+                                remote_mta: remote.clone(),
+                            },
+                        })
+                        .collect();
+                    let ok = outcomes
+                        .iter()
+                        .filter(|o| o.kind == Kind::Delivered)
+                        .count();
+                    let perm = outcomes
+                        .iter()
+                        .filter(|o| o.kind == Kind::Permanent)
+                        .count();
+                    tracing::info!(
+                        queue_id,
+                        domain,
+                        mx = %host.name,
+                        %ip,
+                        tls = info.tls,
+                        tls_verified = info.tls_verified,
+                        accepted = ok,
+                        rejected = perm,
+                        deferred = outcomes.len() - ok - perm,
+                        "outbound transaction"
+                    );
+                    svc.metrics
+                        .messages_sent
+                        .fetch_add(ok as u64, Ordering::Relaxed);
+                    return outcomes;
+                }
+                Attempt::Rejected(r) => {
+                    tracing::info!(queue_id, domain, mx = %host.name, %ip, "message rejected: {r}");
+                    return all(RcptOutcome {
+                        kind: Kind::Permanent,
+                        status: r.status(),
+                        diagnostic: r.to_string(),
+                        remote_mta: remote,
+                    });
+                }
+                Attempt::TryNext(e) => {
+                    tracing::info!(queue_id, domain, mx = %host.name, %ip, "trying the next address: {e}");
+                    last_error = e;
+                }
+            }
+        }
+    }
+    all(RcptOutcome::ours(Kind::Transient, "4.4.1", last_error))
+}

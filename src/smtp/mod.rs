@@ -1,5 +1,19 @@
-//! SMTP: the receiver on port 25 (RFC 5321), submission on 587/465 (RFC 6409, RFC 8314), and
-//! the client used by the outbound queue.
+//! SMTP: the receiver on port 25 (RFC 5321), submission on 587/465 (RFC 6409, RFC 8314).
+//!
+//! Layout: `line` (command framing) and `data` (DATA/BDAT body decoding) turn bytes into
+//! lines and messages; `session` is the sans-IO state machine that turns command lines into
+//! replies and actions; `auth` decodes SASL; `headers` builds trace and missing headers;
+//! `transaction` hands a finished message to delivery; `server` is the tokio loop (TLS,
+//! timeouts, limits) around all of it.
+
+pub mod auth;
+pub mod data;
+pub mod headers;
+pub mod line;
+pub mod reply;
+pub mod server;
+pub mod session;
+pub mod transaction;
 
 use std::sync::Arc;
 
@@ -18,6 +32,16 @@ pub enum Mode {
     Submissions,
 }
 
-pub fn spawn_listener(_svc: Arc<Services>, _listener: TcpListener, mode: Mode) {
-    tracing::warn!("SMTP {mode:?} listener is not built yet");
+impl Mode {
+    /// The service name used in logs (the fail2ban filter matches `service=smtp-submission`).
+    pub fn service(self) -> &'static str {
+        match self {
+            Mode::Mx => "smtp",
+            Mode::Submission | Mode::Submissions => "smtp-submission",
+        }
+    }
+}
+
+pub fn spawn_listener(svc: Arc<Services>, listener: TcpListener, mode: Mode) {
+    server::spawn(svc, listener, mode);
 }

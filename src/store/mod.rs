@@ -3,12 +3,20 @@
 //! (Maildir++, as Dovecot and Courier lay them out). Storage knows no sockets: this is a
 //! blocking API; async callers run it with `spawn_blocking`.
 
+pub mod flags;
+pub mod folders;
+pub mod mailbox;
 mod maildir_write;
+pub mod names;
 
+pub use mailbox::{Mailbox, Update, View};
 pub use maildir_write::{deliver_to_maildir, unique_name};
+pub use names::MailboxName;
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 
 /// The special-use folders every user has (RFC 6154), as Maildir++ directory names.
 pub const SPECIAL_FOLDERS: [(&str, &str); 5] = [
@@ -27,15 +35,82 @@ pub enum Folder<'a> {
     Named(&'a str),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
     root: PathBuf,
+    hub: Arc<Hub>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("root", &self.root).finish()
+    }
+}
+
+/// The change hub: one shared `Mailbox` (index + change signal) per open folder, so every
+/// session on a mailbox sees the others' EXISTS/EXPUNGE/FETCH updates and deliveries wake
+/// IDLE at once. Entries die with their last session.
+#[derive(Default)]
+pub struct Hub {
+    open: Mutex<HashMap<PathBuf, Weak<Mailbox>>>,
+    /// The most recently opened mailboxes stay loaded after their last session ends, so a
+    /// client that reconnects (most do, often) does not rebuild the index from disk.
+    warm: Mutex<std::collections::VecDeque<Arc<Mailbox>>>,
+}
+
+/// How many recently used mailboxes the hub keeps loaded.
+const WARM_MAILBOXES: usize = 32;
+
+impl Hub {
+    fn get(&self, dir: &Path) -> io::Result<Arc<Mailbox>> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mb = match open.get(dir).and_then(Weak::upgrade) {
+            Some(mb) => mb,
+            None => {
+                open.retain(|_, w| w.strong_count() > 0);
+                let mb = Arc::new(Mailbox::open(dir.to_path_buf())?);
+                open.insert(dir.to_path_buf(), Arc::downgrade(&mb));
+                mb
+            }
+        };
+        drop(open);
+        let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        warm.retain(|m| !Arc::ptr_eq(m, &mb));
+        warm.push_front(mb.clone());
+        warm.truncate(WARM_MAILBOXES);
+        Ok(mb)
+    }
+
+    fn notify(&self, dir: &Path) {
+        let mb = self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(dir)
+            .and_then(Weak::upgrade);
+        if let Some(mb) = mb {
+            mb.notify();
+        }
+    }
+
+    /// Forget a folder (after DELETE/RENAME), so a later open reloads from disk.
+    fn forget_under(&self, dir: &Path) {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p, _| !p.starts_with(dir));
+        self.warm
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|m| !m.dir.starts_with(dir));
+    }
 }
 
 impl Store {
     pub fn new(data_dir: &Path) -> Store {
         Store {
             root: data_dir.join("mail"),
+            hub: Arc::default(),
         }
     }
 
@@ -98,7 +173,24 @@ impl Store {
             self.ensure_user(user)?;
             maildir::Maildir::from(dir.clone()).create_dirs()?;
         }
-        deliver_to_maildir(&dir, message)
+        let path = deliver_to_maildir(&dir, message)?;
+        self.hub.notify(&dir);
+        Ok(path)
+    }
+
+    /// Open a mailbox through the change hub (shared with every other session on it).
+    pub fn mailbox(&self, user: &str, name: &MailboxName) -> io::Result<Arc<Mailbox>> {
+        let dir = self.mailbox_dir(user, name)?;
+        self.hub.get(&dir)
+    }
+
+    /// Directory of a mailbox (validated name, so it stays below the user's root).
+    pub fn mailbox_dir(&self, user: &str, name: &MailboxName) -> io::Result<PathBuf> {
+        let base = self.user_dir(user)?;
+        Ok(match name {
+            MailboxName::Inbox => base,
+            other => base.join(other.dir_name()),
+        })
     }
 }
 

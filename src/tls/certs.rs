@@ -45,10 +45,11 @@ pub fn self_signed_for(dir: &Path, hostname: &str) -> Result<Arc<CertifiedKey>, 
         dir.join("self-signed-cert.pem"),
         dir.join("self-signed-key.pem"),
     );
-    if c.exists() && k.exists() {
-        if let Ok(ck) = load_pem_files(&c, &k) {
-            return Ok(ck);
-        }
+    if c.exists()
+        && k.exists()
+        && let Ok(ck) = load_pem_files(&c, &k)
+    {
+        return Ok(ck);
     }
     let mut names = vec![hostname.to_string()];
     if hostname != "localhost" {
@@ -59,6 +60,27 @@ pub fn self_signed_for(dir: &Path, hostname: &str) -> Result<Arc<CertifiedKey>, 
     write_atomic(&k, generated.signing_key.serialize_pem().as_bytes(), 0o600)?;
     write_atomic(&c, generated.cert.pem().as_bytes(), 0o644)?;
     load_pem_files(&c, &k)
+}
+
+/// The TLS-ALPN-01 validation certificate for `name` (RFC 8737 §3): self-signed, the name as
+/// its only SAN, and the critical acmeIdentifier extension holding SHA-256 of the key
+/// authorization. Built with `CertifiedKey::new` because rustls' own parsing (`from_der`,
+/// `with_single_cert`) rejects the unknown critical extension.
+pub fn tls_alpn_challenge_cert(name: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, TlsError> {
+    let gen_err = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).map_err(gen_err)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+    let key = rcgen::KeyPair::generate().map_err(gen_err)?;
+    let cert = params.self_signed(&key).map_err(gen_err)?;
+    let key_der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let signing = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(key_der)?;
+    Ok(Arc::new(CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing,
+    )))
 }
 
 /// What `postern tls status` / `postern check` report about a certificate.

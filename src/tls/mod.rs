@@ -4,15 +4,17 @@
 //!
 //! Sources (config `tls.source`): "self-signed" (generated once with rcgen and kept in
 //! `data_dir/tls/`), "files" (PEM chain and key, loaded with `rustls::pki_types::pem::PemObject`
-//! — the successor of the unmaintained rustls-pemfile, RUSTSEC-2025-0134), "acme" (see acme.rs).
+//! — the successor of the unmaintained rustls-pemfile, RUSTSEC-2025-0134, reloaded on SIGHUP
+//! and when the files change, see watch.rs), "acme" (issuance and renewal, see acme/).
 
+pub mod acme;
 mod certs;
 mod resolver;
+mod watch;
 
-pub use certs::{CertInfo, load_pem_files, self_signed_for};
-pub use resolver::CertResolver;
+pub use certs::{CertInfo, load_pem_files, self_signed_for, tls_alpn_challenge_cert};
+pub use resolver::{ACME_TLS_ALPN, CertResolver, ChallengeCerts, HttpsResolver};
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rustls::ServerConfig;
@@ -41,6 +43,10 @@ pub fn install_crypto_provider() {
 pub struct TlsService {
     resolver: Arc<CertResolver>,
     server_config: Arc<ServerConfig>,
+    /// The HTTPS listener's config: same certificate, plus `acme-tls/1` for TLS-ALPN-01.
+    https_config: Arc<ServerConfig>,
+    /// TLS-ALPN-01 challenge certificates being offered (acme/ fills and clears them).
+    alpn_challenges: Arc<ChallengeCerts>,
     /// ACME HTTP-01 answers being offered: token → key authorization. http/ serves them at
     /// /.well-known/acme-challenge/TOKEN; tls/acme.rs fills and clears the map.
     http01: std::sync::RwLock<std::collections::HashMap<String, String>>,
@@ -56,8 +62,14 @@ impl TlsService {
         let initial = match config.tls.source {
             TlsSource::Files => load_pem_files(&config.tls.cert_file, &config.tls.key_file)?,
             TlsSource::SelfSigned => self_signed_for(&dir, &config.hostname)?,
-            TlsSource::Acme => match acme_stored(&dir) {
-                Some(ck) => ck,
+            TlsSource::Acme => match acme::Store::new(&dir).load_cert() {
+                Some(ck) => {
+                    tracing::info!(
+                        "serving the stored ACME certificate from {}",
+                        dir.join(acme::store::CERT_FILE).display()
+                    );
+                    ck
+                }
                 None => {
                     tracing::warn!(
                         "no ACME certificate yet: serving a self-signed one for {} until issuance succeeds",
@@ -72,9 +84,21 @@ impl TlsService {
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
         sc.alpn_protocols = vec![];
+        let alpn_challenges: Arc<ChallengeCerts> = Default::default();
+        let mut https = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(HttpsResolver {
+                certs: resolver.clone(),
+                challenges: alpn_challenges.clone(),
+            }));
+        // RFC 8737 §3: a validation offers only acme-tls/1 and the server must select it;
+        // ordinary clients get HTTP/1.1 (the only protocol http/ speaks).
+        https.alpn_protocols = vec![ACME_TLS_ALPN.to_vec(), b"http/1.1".to_vec()];
         Ok(TlsService {
             resolver,
             server_config: Arc::new(sc),
+            https_config: Arc::new(https),
+            alpn_challenges,
             http01: Default::default(),
         })
     }
@@ -87,7 +111,7 @@ impl TlsService {
     /// `acme-tls/1` ALPN protocol for TLS-ALPN-01 challenges: when a handshake ends with that
     /// protocol the caller closes the connection (RFC 8737 §3).
     pub fn https_acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.server_config.clone())
+        TlsAcceptor::from(self.https_config.clone())
     }
 
     pub fn server_config(&self) -> Arc<ServerConfig> {
@@ -114,33 +138,57 @@ impl TlsService {
             None => m.remove(token),
         };
     }
-}
 
-/// The certificate a previous ACME run stored, if it is there and loads.
-fn acme_stored(dir: &Path) -> Option<Arc<rustls::sign::CertifiedKey>> {
-    let (c, k) = (dir.join("acme-cert.pem"), dir.join("acme-key.pem"));
-    if c.exists() && k.exists() {
-        load_pem_files(&c, &k).ok()
-    } else {
-        None
+    /// Offer (or withdraw) the TLS-ALPN-01 challenge certificate for `name` on listen.https.
+    pub fn set_alpn_challenge(&self, name: &str, ck: Option<Arc<rustls::sign::CertifiedKey>>) {
+        let mut m = self
+            .alpn_challenges
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        match ck {
+            Some(ck) => m.insert(name.to_ascii_lowercase(), ck),
+            None => m.remove(&name.to_ascii_lowercase()),
+        };
     }
 }
 
-/// Background certificate work (ACME issuance/renewal, file watching).
-pub fn spawn_maintenance(_svc: Arc<crate::server::Services>) {}
+/// Serve `ck` on every listener from the next handshake on and publish its expiry metric.
+pub fn install(svc: &crate::server::Services, ck: Arc<rustls::sign::CertifiedKey>) {
+    publish_expiry(svc, &ck);
+    svc.tls.resolver().swap(ck);
+}
 
-/// SIGHUP: reload certificate files.
+fn publish_expiry(svc: &crate::server::Services, ck: &rustls::sign::CertifiedKey) {
+    if let Some(info) = CertInfo::of(ck) {
+        svc.metrics
+            .cert_not_after
+            .store(info.not_after, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Background certificate work: ACME issuance and renewal, or watching the PEM files.
+pub fn spawn_maintenance(svc: Arc<crate::server::Services>) {
+    publish_expiry(&svc, &svc.tls.resolver().current());
+    match svc.config.tls.source {
+        TlsSource::Acme => acme::spawn(svc),
+        TlsSource::Files => watch::spawn(svc),
+        TlsSource::SelfSigned => {}
+    }
+}
+
+/// SIGHUP: reload the certificate files ("files"), or the stored ACME certificate ("acme",
+/// e.g. after restoring a backup into data_dir).
 pub fn reload(svc: &crate::server::Services) {
-    if svc.config.tls.source == TlsSource::Files {
-        match load_pem_files(&svc.config.tls.cert_file, &svc.config.tls.key_file) {
-            Ok(ck) => {
-                svc.tls.resolver().swap(ck);
-                tracing::info!(
-                    "certificate reloaded from {}",
-                    svc.config.tls.cert_file.display()
-                );
-            }
-            Err(e) => tracing::error!("certificate reload failed, keeping the current one: {e}"),
+    match svc.config.tls.source {
+        TlsSource::Files => {
+            watch::reload_files(svc, "SIGHUP");
         }
+        TlsSource::Acme => {
+            if let Some(ck) = acme::Store::new(&svc.config.data_dir.join("tls")).load_cert() {
+                install(svc, ck);
+                tracing::info!("SIGHUP: stored ACME certificate reloaded");
+            }
+        }
+        TlsSource::SelfSigned => {}
     }
 }

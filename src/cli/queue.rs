@@ -1,0 +1,149 @@
+//! `postern queue list | show ID | retry [ID|--all] | delete ID`: work on the spool files
+//! directly, under the queue lock, so they act on a running server too (its scheduler
+//! rescans the spool every second).
+
+use anyhow::{Context, bail};
+
+use crate::config::Config;
+use crate::queue::{Envelope, Queue, RcptStatus, now_unix};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum QueueCmd {
+    /// Show the queued messages and their recipients.
+    List,
+    /// Show one message: envelope, per-recipient state and headers.
+    Show { id: String },
+    /// Retry now: one message, or every message with --all.
+    Retry {
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Remove a message from the queue without delivering it (no bounce is sent).
+    Delete { id: String },
+}
+
+fn age(secs: i64) -> String {
+    let s = secs.max(0);
+    if s < 120 {
+        format!("{s}s")
+    } else if s < 7200 {
+        format!("{}m", s / 60)
+    } else if s < 172_800 {
+        format!("{}h", s / 3600)
+    } else {
+        format!("{}d", s / 86400)
+    }
+}
+
+fn status_word(env: &Envelope, i: usize, now: i64) -> String {
+    let r = &env.rcpts[i];
+    match r.status {
+        RcptStatus::Delivered => "delivered".into(),
+        RcptStatus::Failed => "failed".into(),
+        RcptStatus::Pending if r.next_attempt <= now => "due now".into(),
+        RcptStatus::Pending => format!("retry in {}", age(r.next_attempt - now)),
+    }
+}
+
+pub fn run(config: &Config, cmd: QueueCmd) -> anyhow::Result<()> {
+    let q = Queue::open(&config.data_dir)
+        .with_context(|| format!("cannot open {}/queue", config.data_dir.display()))?;
+    let now = now_unix();
+    match cmd {
+        QueueCmd::List => {
+            let all = q.list()?;
+            if all.is_empty() {
+                println!("queue is empty");
+                return Ok(());
+            }
+            for env in &all {
+                let from = if env.mail_from.is_empty() {
+                    "<>"
+                } else {
+                    env.mail_from.as_str()
+                };
+                println!(
+                    "{}  {:>8}  {:>5}  {from}",
+                    env.id,
+                    env.size,
+                    age(now - env.created)
+                );
+                for (i, r) in env.rcpts.iter().enumerate() {
+                    let err = r
+                        .last_error
+                        .as_deref()
+                        .map(|e| format!("  ({e})"))
+                        .unwrap_or_default();
+                    println!(
+                        "    {}  [{}, {} attempts]{err}",
+                        r.addr,
+                        status_word(env, i, now),
+                        r.attempts
+                    );
+                }
+            }
+            println!("{} message(s)", all.len());
+        }
+        QueueCmd::Show { id } => {
+            let Some(env) = q.load(&id)? else {
+                bail!("no message {id} in the queue (see `postern queue list`)");
+            };
+            println!("id: {}", env.id);
+            println!(
+                "from: <{}>\nsize: {}\nqueued: {} ago\ndelay notice sent: {}",
+                env.mail_from,
+                env.size,
+                age(now - env.created),
+                env.delay_notified
+            );
+            for (i, r) in env.rcpts.iter().enumerate() {
+                println!("rcpt: {}", r.addr);
+                println!("  status: {}", status_word(&env, i, now));
+                println!("  attempts: {}", r.attempts);
+                if let Some(c) = &r.code {
+                    println!("  code: {c}");
+                }
+                if let Some(m) = &r.remote_mta {
+                    println!("  remote: {m}");
+                }
+                if let Some(e) = &r.last_error {
+                    println!("  last error: {e}");
+                }
+            }
+            let msg = q.message(&id)?;
+            println!("--- headers ---");
+            print!(
+                "{}",
+                String::from_utf8_lossy(&crate::queue::dsn::header_section(&msg))
+                    .replace("\r\n", "\n")
+            );
+        }
+        QueueCmd::Retry { id, all } => match (id, all) {
+            (Some(_), true) => bail!("give either a queue id or --all, not both"),
+            (None, false) => bail!("give a queue id, or --all to retry every message"),
+            (Some(id), false) => {
+                if !q.retry(&id)? {
+                    bail!("no message {id} in the queue (see `postern queue list`)");
+                }
+                println!("{id}: scheduled for immediate retry");
+            }
+            (None, true) => {
+                let mut n = 0;
+                for id in q.ids()? {
+                    if q.retry(&id)? {
+                        n += 1;
+                    }
+                }
+                println!("{n} message(s) scheduled for immediate retry");
+            }
+        },
+        QueueCmd::Delete { id } => {
+            if !q.delete(&id)? {
+                bail!("no message {id} in the queue (see `postern queue list`)");
+            }
+            println!("{id}: deleted");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! Splitting a transaction's recipients into local users and remote addresses, and durable
+//! local delivery off the async runtime.
+
+use crate::server::Services;
+use crate::store::Folder;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("storing for {user}: {source}")]
+    Store {
+        user: String,
+        source: std::io::Error,
+    },
+    #[error("delivery task failed: {0}")]
+    Join(String),
+}
+
+/// Where one message goes: each local user once, each remote address once.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub users: Vec<String>,
+    pub remote: Vec<String>,
+}
+
+/// Merge the per-recipient resolutions (an alias and a direct address may name the same
+/// user; the user gets one copy).
+pub fn plan<'a>(rcpts: impl IntoIterator<Item = (&'a [String], &'a [String])>) -> Plan {
+    let mut p = Plan::default();
+    for (users, remote) in rcpts {
+        for u in users {
+            if !p.users.contains(u) {
+                p.users.push(u.clone());
+            }
+        }
+        for r in remote {
+            if !p.remote.iter().any(|x| x.eq_ignore_ascii_case(r)) {
+                p.remote.push(r.clone());
+            }
+        }
+    }
+    p
+}
+
+/// Deliver `message` into `folder` of every user; returns once every copy is fsynced
+/// (Store::deliver syncs file and directory). Stops at the first failure.
+pub async fn deliver_local(
+    svc: &Services,
+    users: &[String],
+    folder: &'static str,
+    message: Vec<u8>,
+) -> Result<(), DeliveryError> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    let store = svc.store.clone();
+    let users = users.to_vec();
+    tokio::task::spawn_blocking(move || {
+        for user in &users {
+            let f = if folder.is_empty() {
+                Folder::Inbox
+            } else {
+                Folder::Named(folder)
+            };
+            store
+                .deliver(user, f, &message)
+                .map_err(|source| DeliveryError::Store {
+                    user: user.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| DeliveryError::Join(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_deduplicates() {
+        let a = vec!["alice@x".to_string()];
+        let ab = vec!["alice@x".to_string(), "bob@x".to_string()];
+        let r1 = vec!["Far@y".to_string()];
+        let r2 = vec!["far@y".to_string()];
+        let p = plan([(&a[..], &r1[..]), (&ab[..], &r2[..])]);
+        assert_eq!(p.users, vec!["alice@x", "bob@x"]);
+        assert_eq!(p.remote, vec!["Far@y"]);
+    }
+}

@@ -1,0 +1,481 @@
+//! FETCH (RFC 3501 §6.4.5, §7.4.2; BINARY RFC 3516): item parsing and a resumable job that
+//! renders a bounded slice of messages per step, so `FETCH 1:* BODY[]` on a huge mailbox
+//! streams instead of building one giant reply. ENVELOPE, BODY, BODYSTRUCTURE and the
+//! CRLF size are cached per message in the store's parse cache.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Section};
+
+use super::mime::{self, SectionText};
+use super::session::{Session, flag_list};
+use super::wire;
+use crate::store::flags;
+
+#[derive(Debug, Clone)]
+pub enum Item {
+    Uid,
+    Flags,
+    InternalDate,
+    Size,
+    Envelope,
+    Body,
+    BodyStructure,
+    Section {
+        label: String,
+        path: Vec<u32>,
+        text: SectionText,
+        partial: Option<(u32, u32)>,
+        peek: bool,
+        binary: bool,
+    },
+    BinarySize(Vec<u32>),
+}
+
+/// What parsing yields, kept in the store's parse cache.
+pub struct Cached {
+    pub size: u32,
+    pub envelope: Vec<u8>,
+    pub body: Vec<u8>,
+    pub bodystructure: Vec<u8>,
+}
+
+fn section_label(s: &Option<Section<'_>>) -> (String, Vec<u32>, SectionText) {
+    let path = |p: &imap_codec::imap_types::fetch::Part| -> Vec<u32> {
+        p.0.as_ref().iter().map(|n| n.get()).collect()
+    };
+    let join = |v: &[u32]| {
+        v.iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    let names = |v: &[imap_codec::imap_types::core::AString<'_>]| -> Vec<Vec<u8>> {
+        v.iter().map(|a| a.as_ref().to_vec()).collect()
+    };
+    let pre = |p: &[u32], s: &str| {
+        if p.is_empty() {
+            s.to_string()
+        } else {
+            format!("{}.{s}", join(p))
+        }
+    };
+    match s {
+        None => (String::new(), vec![], SectionText::Full),
+        Some(Section::Part(p)) => (join(&path(p)), path(p), SectionText::Full),
+        Some(Section::Header(p)) => {
+            let p = p.as_ref().map(path).unwrap_or_default();
+            (pre(&p, "HEADER"), p, SectionText::Header)
+        }
+        Some(Section::Text(p)) => {
+            let p = p.as_ref().map(path).unwrap_or_default();
+            (pre(&p, "TEXT"), p, SectionText::Text)
+        }
+        Some(Section::Mime(p)) => (pre(&path(p), "MIME"), path(p), SectionText::Mime),
+        Some(Section::HeaderFields(p, f)) | Some(Section::HeaderFieldsNot(p, f)) => {
+            let not = matches!(s, Some(Section::HeaderFieldsNot(..)));
+            let p = p.as_ref().map(path).unwrap_or_default();
+            let n = names(f.as_ref());
+            let list: Vec<String> = n
+                .iter()
+                .map(|x| String::from_utf8_lossy(x).to_ascii_uppercase())
+                .collect();
+            let kw = if not {
+                "HEADER.FIELDS.NOT"
+            } else {
+                "HEADER.FIELDS"
+            };
+            (
+                pre(&p, &format!("{kw} ({})", list.join(" "))),
+                p,
+                SectionText::Fields(n, not),
+            )
+        }
+    }
+}
+
+pub fn parse_items(m: &MacroOrMessageDataItemNames<'_>, uid: bool) -> Vec<Item> {
+    let names: Vec<MessageDataItemName<'_>> = match m {
+        MacroOrMessageDataItemNames::Macro(m) => m.expand(),
+        MacroOrMessageDataItemNames::MessageDataItemNames(v) => v.clone(),
+    };
+    let mut items = Vec::new();
+    if uid {
+        items.push(Item::Uid);
+    }
+    for n in names {
+        let it = match n {
+            MessageDataItemName::Uid if uid => continue,
+            MessageDataItemName::Uid => Item::Uid,
+            MessageDataItemName::Flags => Item::Flags,
+            MessageDataItemName::InternalDate => Item::InternalDate,
+            MessageDataItemName::Rfc822Size => Item::Size,
+            MessageDataItemName::Envelope => Item::Envelope,
+            MessageDataItemName::Body => Item::Body,
+            MessageDataItemName::BodyStructure => Item::BodyStructure,
+            MessageDataItemName::Rfc822 => Item::Section {
+                label: "RFC822".into(),
+                path: vec![],
+                text: SectionText::Full,
+                partial: None,
+                peek: false,
+                binary: false,
+            },
+            MessageDataItemName::Rfc822Header => Item::Section {
+                label: "RFC822.HEADER".into(),
+                path: vec![],
+                text: SectionText::Header,
+                partial: None,
+                peek: true,
+                binary: false,
+            },
+            MessageDataItemName::Rfc822Text => Item::Section {
+                label: "RFC822.TEXT".into(),
+                path: vec![],
+                text: SectionText::Text,
+                partial: None,
+                peek: false,
+                binary: false,
+            },
+            MessageDataItemName::BodyExt {
+                section,
+                partial,
+                peek,
+            } => {
+                let (spec, path, text) = section_label(&section);
+                Item::Section {
+                    label: format!("BODY[{spec}]"),
+                    path,
+                    text,
+                    partial: partial.map(|(a, b)| (a, b.get())),
+                    peek,
+                    binary: false,
+                }
+            }
+            MessageDataItemName::Binary {
+                section,
+                partial,
+                peek,
+            } => {
+                let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
+                let spec = path
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(".");
+                Item::Section {
+                    label: format!("BINARY[{spec}]"),
+                    path,
+                    text: SectionText::Full,
+                    partial: partial.map(|(a, b)| (a, b.get())),
+                    peek,
+                    binary: true,
+                }
+            }
+            MessageDataItemName::BinarySize { section } => {
+                Item::BinarySize(section.iter().map(|n| n.get()).collect())
+            }
+            #[allow(unreachable_patterns)]
+            _ => continue,
+        };
+        items.push(it);
+    }
+    items
+}
+
+pub struct FetchJob {
+    pub tag: String,
+    pub uid: bool,
+    targets: Vec<(u32, u32)>,
+    pos: usize,
+    items: Vec<Item>,
+    pub failed: bool,
+}
+
+fn internal_date(t: SystemTime) -> String {
+    DateTime::<Utc>::from(t)
+        .format("\"%d-%b-%Y %H:%M:%S +0000\"")
+        .to_string()
+}
+
+/// Undo the part's Content-Transfer-Encoding (BINARY, RFC 3516).
+fn decode_cte(header: &[u8], body: &[u8]) -> Vec<u8> {
+    let cte = mime::header_value(header, "Content-Transfer-Encoding")
+        .map(|v| String::from_utf8_lossy(&mime::unfold(v)).to_ascii_lowercase())
+        .unwrap_or_default();
+    match cte.as_str() {
+        "base64" => {
+            let clean: Vec<u8> = body
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(&clean)
+                .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(&clean))
+                .unwrap_or_else(|_| body.to_vec())
+        }
+        "quoted-printable" => {
+            let mut out = Vec::with_capacity(body.len());
+            let mut i = 0;
+            while i < body.len() {
+                if body[i] == b'=' {
+                    if body.get(i + 1..i + 3) == Some(b"\r\n") {
+                        i += 3;
+                        continue;
+                    }
+                    if let Some(h) = body.get(i + 1..i + 3)
+                        && let Ok(v) = u8::from_str_radix(&String::from_utf8_lossy(h), 16)
+                    {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                }
+                out.push(body[i]);
+                i += 1;
+            }
+            out
+        }
+        _ => body.to_vec(),
+    }
+}
+
+impl FetchJob {
+    pub fn new(tag: String, uid: bool, targets: Vec<(u32, u32)>, items: Vec<Item>) -> FetchJob {
+        FetchJob {
+            tag,
+            uid,
+            targets,
+            pos: 0,
+            items,
+            failed: false,
+        }
+    }
+
+    /// Render the next slice; true when all messages are done.
+    pub fn run(&mut self, s: &mut Session, out: &mut Vec<u8>) -> bool {
+        const BATCH: usize = 5000;
+        const OUT_LIMIT: usize = 2 * 1024 * 1024;
+        let Some(sel) = s.selected.as_mut() else {
+            return true;
+        };
+        let end = (self.pos + BATCH).min(self.targets.len());
+        let batch = &self.targets[self.pos..end];
+        let sets_seen = !sel.ro
+            && self
+                .items
+                .iter()
+                .any(|i| matches!(i, Item::Section { peek: false, .. }));
+        let mut seen_now = std::collections::HashSet::new();
+        if sets_seen {
+            let unseen: Vec<u32> = {
+                let ix = sel.mb.lock();
+                batch
+                    .iter()
+                    .filter(|(_, u)| ix.find(*u).is_some_and(|m| !m.flags.has(flags::SEEN)))
+                    .map(|(_, u)| *u)
+                    .collect()
+            };
+            if !unseen.is_empty()
+                && let Ok((before, after)) = sel.mb.store(&unseen, 1, flags::SEEN, &[])
+            {
+                if sel.view.modseq == before {
+                    sel.view.modseq = after;
+                }
+                seen_now.extend(unseen);
+            }
+        }
+        let info: Vec<_> = {
+            let ix = sel.mb.lock();
+            batch
+                .iter()
+                .map(|(seq, u)| (*seq, *u, ix.find(*u).map(|m| (m.flags, sel.mb.path_of(m)))))
+                .collect()
+        };
+        let keywords = sel.mb.lock().keywords.clone();
+        let needs_cache = self.items.iter().any(|i| {
+            matches!(
+                i,
+                Item::Size | Item::Envelope | Item::Body | Item::BodyStructure
+            )
+        });
+        let needs_data = self
+            .items
+            .iter()
+            .any(|i| matches!(i, Item::Section { .. } | Item::BinarySize(_)));
+        let mut done = self.pos;
+        for (seq, uid, m) in info {
+            done += 1;
+            let Some((fl, path)) = m else {
+                // Expunged by another session but still in our view: nothing to show.
+                self.failed = true;
+                continue;
+            };
+            let mut data: Option<Vec<u8>> = None;
+            let load = |data: &mut Option<Vec<u8>>| -> bool {
+                if data.is_none() {
+                    match std::fs::read(&path) {
+                        Ok(d) => *data = Some(mime::to_crlf(d)),
+                        Err(_) => return false,
+                    }
+                }
+                true
+            };
+            if needs_data && !load(&mut data) {
+                self.failed = true;
+                continue;
+            }
+            let cached: Option<Arc<Cached>> = if needs_cache {
+                match sel.mb.cached(uid).and_then(|c| c.downcast::<Cached>().ok()) {
+                    Some(c) => Some(c),
+                    None => {
+                        if !load(&mut data) {
+                            self.failed = true;
+                            continue;
+                        }
+                        let d = data.as_ref().expect("loaded");
+                        let root = mime::parse(d);
+                        let mut body = Vec::new();
+                        mime::body_structure(&mut body, &root, d, false);
+                        let mut bs = Vec::new();
+                        mime::body_structure(&mut bs, &root, d, true);
+                        let c = Arc::new(Cached {
+                            size: d.len() as u32,
+                            envelope: mime::envelope(&d[root.header.0..root.header.1]),
+                            body,
+                            bodystructure: bs,
+                        });
+                        sel.mb.put_cache(uid, c.clone());
+                        Some(c)
+                    }
+                }
+            } else {
+                None
+            };
+            let root = data.as_ref().filter(|_| needs_data).map(|d| mime::parse(d));
+            let mut parts: Vec<Vec<u8>> = Vec::new();
+            let mut has_flags = false;
+            for it in &self.items {
+                let mut p = Vec::new();
+                match it {
+                    Item::Uid => p.extend_from_slice(format!("UID {uid}").as_bytes()),
+                    Item::Flags => {
+                        has_flags = true;
+                        let recent = sel.view.recent.contains(&uid);
+                        let f = if seen_now.contains(&uid) {
+                            crate::store::flags::Flags {
+                                system: fl.system | flags::SEEN,
+                                ..fl
+                            }
+                        } else {
+                            fl
+                        };
+                        p.extend_from_slice(
+                            format!("FLAGS {}", flag_list(f, &keywords, recent)).as_bytes(),
+                        );
+                    }
+                    Item::InternalDate => {
+                        let t = std::fs::metadata(&path)
+                            .and_then(|m| m.modified())
+                            .unwrap_or(SystemTime::UNIX_EPOCH);
+                        p.extend_from_slice(
+                            format!("INTERNALDATE {}", internal_date(t)).as_bytes(),
+                        );
+                    }
+                    Item::Size => {
+                        let c = cached.as_ref().expect("cached");
+                        p.extend_from_slice(format!("RFC822.SIZE {}", c.size).as_bytes());
+                    }
+                    Item::Envelope => {
+                        p.extend_from_slice(b"ENVELOPE ");
+                        p.extend_from_slice(&cached.as_ref().expect("cached").envelope);
+                    }
+                    Item::Body => {
+                        p.extend_from_slice(b"BODY ");
+                        p.extend_from_slice(&cached.as_ref().expect("cached").body);
+                    }
+                    Item::BodyStructure => {
+                        p.extend_from_slice(b"BODYSTRUCTURE ");
+                        p.extend_from_slice(&cached.as_ref().expect("cached").bodystructure);
+                    }
+                    Item::Section {
+                        label,
+                        path: sp,
+                        text,
+                        partial,
+                        binary,
+                        ..
+                    } => {
+                        let d = data.as_ref().expect("loaded");
+                        let root = root.as_ref().expect("parsed");
+                        let mut bytes = mime::section_bytes(root, d, sp, text).unwrap_or_default();
+                        if *binary
+                            && !sp.is_empty()
+                            && let Some(part) = mime::locate(root, sp)
+                        {
+                            bytes = decode_cte(&d[part.header.0..part.header.1], &bytes);
+                        }
+                        let mut l = label.clone();
+                        if let Some((start, len)) = partial {
+                            let s0 = (*start as usize).min(bytes.len());
+                            let e0 = (s0 + *len as usize).min(bytes.len());
+                            bytes = bytes[s0..e0].to_vec();
+                            l.push_str(&format!("<{start}>"));
+                        }
+                        p.extend_from_slice(l.as_bytes());
+                        p.push(b' ');
+                        if *binary && bytes.contains(&0) {
+                            p.push(b'~');
+                        }
+                        wire::literal(&mut p, &bytes);
+                    }
+                    Item::BinarySize(sp) => {
+                        let d = data.as_ref().expect("loaded");
+                        let root = root.as_ref().expect("parsed");
+                        let mut bytes = mime::section_bytes(root, d, sp, &SectionText::Full)
+                            .unwrap_or_default();
+                        if !sp.is_empty()
+                            && let Some(part) = mime::locate(root, sp)
+                        {
+                            bytes = decode_cte(&d[part.header.0..part.header.1], &bytes);
+                        }
+                        let spec = sp
+                            .iter()
+                            .map(|n| n.to_string())
+                            .collect::<Vec<_>>()
+                            .join(".");
+                        p.extend_from_slice(
+                            format!("BINARY.SIZE[{spec}] {}", bytes.len()).as_bytes(),
+                        );
+                    }
+                }
+                parts.push(p);
+            }
+            if seen_now.contains(&uid) && !has_flags {
+                let f = crate::store::flags::Flags {
+                    system: fl.system | flags::SEEN,
+                    ..fl
+                };
+                parts.push(
+                    format!(
+                        "FLAGS {}",
+                        flag_list(f, &keywords, sel.view.recent.contains(&uid))
+                    )
+                    .into_bytes(),
+                );
+            }
+            out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+            out.extend_from_slice(&parts.join(&b' '));
+            out.extend_from_slice(b")\r\n");
+            if out.len() > OUT_LIMIT {
+                break;
+            }
+        }
+        self.pos = done;
+        self.pos >= self.targets.len()
+    }
+}

@@ -1,0 +1,266 @@
+//! LIST with LIST-EXTENDED (RFC 5258) selection and return options, SPECIAL-USE
+//! (RFC 6154), CHILDREN (RFC 3348) and LIST-STATUS (RFC 5819); LSUB (RFC 3501 §6.3.9).
+
+use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox as WireMailbox};
+use imap_codec::imap_types::status::StatusDataItemName;
+
+use super::session::Session;
+use super::wire::{self, Tok, is_atom, text};
+use crate::store::MailboxName;
+use crate::store::folders::special_use;
+use crate::store::names::DELIM;
+
+/// Wildcard match: `*` anything, `%` anything but the delimiter (RFC 3501 §6.3.8).
+pub fn wildcard(pat: &[u8], name: &[u8]) -> bool {
+    match pat.first() {
+        None => name.is_empty(),
+        Some(b'*') => (0..=name.len()).any(|i| wildcard(&pat[1..], &name[i..])),
+        Some(b'%') => {
+            for i in 0..=name.len() {
+                if wildcard(&pat[1..], &name[i..]) {
+                    return true;
+                }
+                if i < name.len() && name[i] == DELIM as u8 {
+                    return false;
+                }
+            }
+            false
+        }
+        Some(c) => name.first() == Some(c) && wildcard(&pat[1..], &name[1..]),
+    }
+}
+
+fn matches(pattern: &[u8], name: &MailboxName) -> bool {
+    let w = name.wire().as_bytes();
+    // INBOX is case-insensitive, also as the first level of a pattern.
+    if pattern.len() >= 5 && pattern[..5].eq_ignore_ascii_case(b"INBOX") {
+        let mut p = b"INBOX".to_vec();
+        p.extend_from_slice(&pattern[5..]);
+        return wildcard(&p, w);
+    }
+    wildcard(pattern, w)
+}
+
+fn status_items(toks: &[(Tok, usize, usize)], i: &mut usize) -> Option<Vec<StatusDataItemName>> {
+    if toks.get(*i)?.0 != Tok::Open {
+        return None;
+    }
+    *i += 1;
+    let mut v = Vec::new();
+    loop {
+        let t = &toks.get(*i)?.0;
+        *i += 1;
+        if *t == Tok::Close {
+            return Some(v);
+        }
+        let a = String::from_utf8_lossy(text(t)?).to_ascii_uppercase();
+        v.push(match a.as_str() {
+            "MESSAGES" => StatusDataItemName::Messages,
+            "RECENT" => StatusDataItemName::Recent,
+            "UIDNEXT" => StatusDataItemName::UidNext,
+            "UIDVALIDITY" => StatusDataItemName::UidValidity,
+            "UNSEEN" => StatusDataItemName::Unseen,
+            "DELETED" => StatusDataItemName::Deleted,
+            "SIZE" => StatusDataItemName::Size,
+            _ => return None,
+        });
+    }
+}
+
+#[derive(Default)]
+struct Opts {
+    sel_subscribed: bool,
+    sel_special: bool,
+    ret_subscribed: bool,
+    ret_status: Option<Vec<StatusDataItemName>>,
+    patterns: Vec<Vec<u8>>,
+    reference: Vec<u8>,
+}
+
+fn parse(toks: &[(Tok, usize, usize)]) -> Option<Opts> {
+    let mut o = Opts::default();
+    let mut i = 0;
+    if toks.first()?.0 == Tok::Open {
+        i = 1;
+        loop {
+            let t = &toks.get(i)?.0;
+            i += 1;
+            if *t == Tok::Close {
+                break;
+            }
+            if is_atom(t, "SUBSCRIBED") {
+                o.sel_subscribed = true;
+            } else if is_atom(t, "SPECIAL-USE") {
+                o.sel_special = true;
+            } else if !(is_atom(t, "REMOTE") || is_atom(t, "RECURSIVEMATCH")) {
+                return None;
+            }
+        }
+    }
+    o.reference = text(&toks.get(i)?.0)?.to_vec();
+    i += 1;
+    if toks.get(i)?.0 == Tok::Open {
+        i += 1;
+        loop {
+            let t = &toks.get(i)?.0;
+            i += 1;
+            if *t == Tok::Close {
+                break;
+            }
+            o.patterns.push(text(t)?.to_vec());
+        }
+    } else {
+        o.patterns.push(text(&toks.get(i)?.0)?.to_vec());
+        i += 1;
+    }
+    if let Some((t, _, _)) = toks.get(i) {
+        if !is_atom(t, "RETURN") {
+            return None;
+        }
+        i += 1;
+        if toks.get(i)?.0 != Tok::Open {
+            return None;
+        }
+        i += 1;
+        loop {
+            let t = &toks.get(i)?.0;
+            i += 1;
+            if *t == Tok::Close {
+                break;
+            }
+            if is_atom(t, "SUBSCRIBED") {
+                o.ret_subscribed = true;
+            } else if is_atom(t, "STATUS") {
+                o.ret_status = Some(status_items(toks, &mut i)?);
+            } else if !(is_atom(t, "CHILDREN") || is_atom(t, "SPECIAL-USE")) {
+                return None;
+            }
+        }
+        if i != toks.len() {
+            return None;
+        }
+    } else if i != toks.len() {
+        return None;
+    }
+    Some(o)
+}
+
+/// LIST; `toks` are the arguments after the command name.
+pub fn list(s: &mut Session, tag: &str, toks: &[(Tok, usize, usize)], out: &mut Vec<u8>) {
+    let Some(o) = parse(toks) else {
+        out.extend_from_slice(format!("{tag} BAD LIST syntax\r\n").as_bytes());
+        return;
+    };
+    let user = s.user.clone().unwrap_or_default();
+    if o.patterns.len() == 1 && o.patterns[0].is_empty() && !o.sel_subscribed {
+        // The hierarchy delimiter query (RFC 3501 §6.3.8).
+        out.extend_from_slice(format!("* LIST (\\Noselect) \"{DELIM}\" \"\"\r\n").as_bytes());
+        out.extend_from_slice(format!("{tag} OK LIST completed\r\n").as_bytes());
+        return;
+    }
+    let all = match s.svc.store.list_mailboxes(&user) {
+        Ok(a) => a,
+        Err(e) => {
+            out.extend_from_slice(format!("{tag} NO [SERVERBUG] {e}\r\n").as_bytes());
+            return;
+        }
+    };
+    let subs = s.svc.store.subscriptions(&user).unwrap_or_default();
+    let mut candidates: Vec<(MailboxName, bool)> = all.iter().map(|n| (n.clone(), true)).collect();
+    if o.sel_subscribed {
+        candidates = subs.iter().map(|n| (n.clone(), all.contains(n))).collect();
+    }
+    for (name, exists) in candidates {
+        let hit = o.patterns.iter().any(|p| {
+            let mut full = o.reference.clone();
+            full.extend_from_slice(p);
+            matches(&full, &name)
+        });
+        if !hit {
+            continue;
+        }
+        let su = special_use(&name);
+        if o.sel_special && su.is_none() {
+            continue;
+        }
+        let mut attrs: Vec<&str> = Vec::new();
+        if !exists {
+            attrs.push("\\NonExistent");
+        } else {
+            let prefix = format!("{}{DELIM}", name.wire());
+            let kids = all.iter().any(|n| n.wire().starts_with(&prefix));
+            attrs.push(if kids {
+                "\\HasChildren"
+            } else {
+                "\\HasNoChildren"
+            });
+        }
+        if let Some(su) = su {
+            attrs.push(su);
+        }
+        if (o.sel_subscribed || o.ret_subscribed) && subs.contains(&name) {
+            attrs.push("\\Subscribed");
+        }
+        let mut line = format!("* LIST ({}) \"{DELIM}\" ", attrs.join(" ")).into_bytes();
+        wire::string(&mut line, name.wire().as_bytes());
+        line.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&line);
+        if let Some(items) = &o.ret_status
+            && exists
+            && let Ok(l) = s.status_line(&name, items)
+        {
+            out.extend_from_slice(l.as_bytes());
+        }
+    }
+    out.extend_from_slice(format!("{tag} OK LIST completed\r\n").as_bytes());
+}
+
+pub fn lsub(
+    s: &mut Session,
+    tag: &str,
+    reference: &WireMailbox<'_>,
+    pattern: &ListMailbox<'_>,
+    out: &mut Vec<u8>,
+) {
+    let user = s.user.clone().unwrap_or_default();
+    let mut full: Vec<u8> = match reference {
+        WireMailbox::Inbox => b"INBOX".to_vec(),
+        WireMailbox::Other(o) => o.inner().as_ref().to_vec(),
+    };
+    match pattern {
+        ListMailbox::Token(t) => full.extend_from_slice(AsRef::<[u8]>::as_ref(t)),
+        ListMailbox::String(st) => full.extend_from_slice(st.as_ref()),
+    }
+    for name in s.svc.store.subscriptions(&user).unwrap_or_default() {
+        if matches(&full, &name) {
+            let mut line = format!("* LSUB () \"{DELIM}\" ").into_bytes();
+            wire::string(&mut line, name.wire().as_bytes());
+            line.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&line);
+        }
+    }
+    out.extend_from_slice(format!("{tag} OK LSUB completed\r\n").as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard(b"*", b"a.b"));
+        assert!(wildcard(b"%", b"a"));
+        assert!(!wildcard(b"%", b"a.b"));
+        assert!(wildcard(b"a.%", b"a.b"));
+        assert!(wildcard(b"a*", b"a.b.c"));
+        assert!(matches(b"inbox", &MailboxName::Inbox));
+        let t = wire::tokenize(
+            b"(SPECIAL-USE) \"\" \"*\" RETURN (SUBSCRIBED STATUS (MESSAGES UNSEEN))",
+        )
+        .unwrap();
+        let o = parse(&t).unwrap();
+        assert!(o.sel_special && o.ret_subscribed);
+        assert_eq!(o.ret_status.unwrap().len(), 2);
+        assert!(parse(&wire::tokenize(b"\"\" \"*\" junk").unwrap()).is_none());
+    }
+}

@@ -1,0 +1,233 @@
+//! SEARCH evaluation (RFC 3501 §6.4.4). Keys on flags, UIDs, sizes and dates are answered
+//! from the index; header and text keys read the message (one at a time, never the whole
+//! mailbox in memory). Matching is case-insensitive substring on decoded text, so CHARSET
+//! UTF-8 searches work on encoded-word subjects and base64 bodies.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use imap_codec::imap_types::search::SearchKey;
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use mail_parser::{HeaderValue, MessageParser};
+
+use crate::store::flags::{self, Flags};
+
+/// What search needs of one message.
+pub struct Candidate<'a> {
+    pub seq: u32,
+    pub uid: u32,
+    pub flags: Flags,
+    pub keywords: &'a [String],
+    pub recent: bool,
+    pub path: PathBuf,
+    /// Largest sequence number and UID (for `*`).
+    pub max_seq: u32,
+    pub max_uid: u32,
+    pub content: Option<Option<Vec<u8>>>,
+}
+
+impl Candidate<'_> {
+    fn data(&mut self) -> Option<&[u8]> {
+        if self.content.is_none() {
+            self.content = Some(std::fs::read(&self.path).ok().map(super::mime::to_crlf));
+        }
+        self.content.as_ref().and_then(|c| c.as_deref())
+    }
+
+    fn internal_date(&self) -> Option<NaiveDate> {
+        let t = std::fs::metadata(&self.path).ok()?.modified().ok()?;
+        Some(DateTime::<Utc>::from(t).date_naive())
+    }
+
+    fn sent_date(&mut self) -> Option<NaiveDate> {
+        let data = self.data()?;
+        let hend = super::mime::header_end(data, 0);
+        let m = MessageParser::default().parse_headers(&data[..hend])?;
+        let d = m.date()?;
+        let dt = DateTime::<FixedOffset>::parse_from_rfc3339(&d.to_rfc3339()).ok()?;
+        // RFC 3501: the date part of the Date header, disregarding time and timezone.
+        Some(dt.date_naive())
+    }
+}
+
+pub fn in_set(set: &SequenceSet, n: u32, max: u32) -> bool {
+    let v = |s: &SeqOrUid| match s {
+        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Asterisk => max,
+    };
+    set.0.as_ref().iter().any(|s| match s {
+        Sequence::Single(a) => v(a) == n,
+        Sequence::Range(a, b) => {
+            let (lo, hi) = (v(a).min(v(b)), v(a).max(v(b)));
+            lo <= n && n <= hi
+        }
+    })
+}
+
+fn contains(hay: &str, needle: &[u8]) -> bool {
+    let needle = String::from_utf8_lossy(needle).to_lowercase();
+    hay.to_lowercase().contains(&needle)
+}
+
+fn header_text(data: &[u8], name: &str) -> String {
+    let hend = super::mime::header_end(data, 0);
+    let Some(m) = MessageParser::default().parse_headers(&data[..hend]) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for h in m.headers() {
+        if !h.name.as_str().eq_ignore_ascii_case(name) {
+            continue;
+        }
+        match &h.value {
+            HeaderValue::Text(t) => out.push_str(t),
+            HeaderValue::TextList(l) => out.push_str(&l.join(" ")),
+            HeaderValue::Address(a) => {
+                for x in a.iter() {
+                    if let Some(n) = &x.name {
+                        out.push_str(n);
+                        out.push(' ');
+                    }
+                    if let Some(e) = &x.address {
+                        out.push('<');
+                        out.push_str(e);
+                        out.push_str("> ");
+                    }
+                }
+            }
+            _ => {}
+        }
+        // Keep the raw text too, so searches for undecoded forms match as well.
+        out.push(' ');
+        if let Some(raw) = super::mime::header_value(&data[..hend], name) {
+            out.push_str(&String::from_utf8_lossy(raw));
+        }
+    }
+    out
+}
+
+fn body_text(data: &[u8]) -> String {
+    let Some(m) = MessageParser::default().parse(data) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for i in 0..m.text_body.len().max(m.html_body.len()) {
+        if let Some(t) = m.body_text(i) {
+            out.push_str(&t);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn date(d: &imap_codec::imap_types::datetime::NaiveDate) -> NaiveDate {
+    *d.as_ref()
+}
+
+/// Does the message match the key?
+pub fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>) -> bool {
+    use SearchKey as K;
+    let f = c.flags;
+    match key {
+        K::And(keys) => keys.as_ref().iter().all(|k| matches(k, c)),
+        K::SequenceSet(s) => in_set(s, c.seq, c.max_seq),
+        K::Uid(s) => in_set(s, c.uid, c.max_uid),
+        K::All => true,
+        K::Answered => f.has(flags::ANSWERED),
+        K::Unanswered => !f.has(flags::ANSWERED),
+        K::Deleted => f.has(flags::DELETED),
+        K::Undeleted => !f.has(flags::DELETED),
+        K::Draft => f.has(flags::DRAFT),
+        K::Undraft => !f.has(flags::DRAFT),
+        K::Flagged => f.has(flags::FLAGGED),
+        K::Unflagged => !f.has(flags::FLAGGED),
+        K::Seen => f.has(flags::SEEN),
+        K::Unseen => !f.has(flags::SEEN),
+        K::Recent => c.recent,
+        K::New => c.recent && !f.has(flags::SEEN),
+        K::Old => !c.recent,
+        K::Keyword(k) => has_keyword(c, k.as_ref()),
+        K::Unkeyword(k) => !has_keyword(c, k.as_ref()),
+        K::Not(k) => !matches(k, c),
+        K::Or(a, b) => matches(a, c) || matches(b, c),
+        K::Larger(n) => c.data().is_some_and(|d| d.len() as u64 > *n as u64),
+        K::Smaller(n) => c.data().is_some_and(|d| (d.len() as u64) < *n as u64),
+        K::Before(d) => c.internal_date().is_some_and(|x| x < date(d)),
+        K::On(d) => c.internal_date().is_some_and(|x| x == date(d)),
+        K::Since(d) => c.internal_date().is_some_and(|x| x >= date(d)),
+        K::SentBefore(d) => c.sent_date().is_some_and(|x| x < date(d)),
+        K::SentOn(d) => c.sent_date().is_some_and(|x| x == date(d)),
+        K::SentSince(d) => c.sent_date().is_some_and(|x| x >= date(d)),
+        K::Bcc(s) => header_matches(c, "Bcc", s.as_ref()),
+        K::Cc(s) => header_matches(c, "Cc", s.as_ref()),
+        K::From(s) => header_matches(c, "From", s.as_ref()),
+        K::To(s) => header_matches(c, "To", s.as_ref()),
+        K::Subject(s) => header_matches(c, "Subject", s.as_ref()),
+        K::Header(name, s) => {
+            let name = String::from_utf8_lossy(name.as_ref()).to_string();
+            let Some(d) = c.data() else { return false };
+            let hend = super::mime::header_end(d, 0);
+            let present = super::mime::header_value(&d[..hend], &name).is_some();
+            // An empty string matches every message that has the field (RFC 3501 §6.4.4).
+            present && (s.as_ref().is_empty() || header_matches(c, &name, s.as_ref()))
+        }
+        K::Body(s) => c
+            .data()
+            .is_some_and(|d| contains(&body_text(d), s.as_ref())),
+        K::Text(s) => c.data().is_some_and(|d| {
+            let hend = super::mime::header_end(d, 0);
+            contains(&String::from_utf8_lossy(&d[..hend]), s.as_ref())
+                || contains(&header_text_all(d), s.as_ref())
+                || contains(&body_text(d), s.as_ref())
+        }),
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
+}
+
+fn header_text_all(d: &[u8]) -> String {
+    ["Subject", "From", "To", "Cc"]
+        .iter()
+        .map(|h| header_text(d, h))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn has_keyword(c: &Candidate<'_>, k: &str) -> bool {
+    if let Some(bit) = flags::system_flag(k) {
+        return c.flags.has(bit);
+    }
+    c.keywords
+        .iter()
+        .enumerate()
+        .any(|(i, n)| n.eq_ignore_ascii_case(k) && c.flags.keywords & (1 << i) != 0)
+}
+
+fn header_matches(c: &mut Candidate<'_>, name: &str, needle: &[u8]) -> bool {
+    c.data()
+        .is_some_and(|d| contains(&header_text(d, name), needle))
+}
+
+/// Does a key need message content (to decide whether to read files)?
+pub fn needs_content(key: &SearchKey<'_>) -> bool {
+    use SearchKey as K;
+    match key {
+        K::And(k) => k.as_ref().iter().any(needs_content),
+        K::Not(k) => needs_content(k),
+        K::Or(a, b) => needs_content(a) || needs_content(b),
+        K::Larger(_)
+        | K::Smaller(_)
+        | K::SentBefore(_)
+        | K::SentOn(_)
+        | K::SentSince(_)
+        | K::Bcc(_)
+        | K::Cc(_)
+        | K::From(_)
+        | K::To(_)
+        | K::Subject(_)
+        | K::Header(..)
+        | K::Body(_)
+        | K::Text(_) => true,
+        _ => false,
+    }
+}

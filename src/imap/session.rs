@@ -1,0 +1,1270 @@
+//! The IMAP session as a state machine without sockets: bytes go in through `input`, each
+//! `step` handles at most one command (or one slice of a long FETCH) and appends the reply
+//! bytes to `out`, returning what the connection must do next (read more, start TLS, idle,
+//! close). Store calls are blocking; the driver runs `step` on a blocking thread.
+//!
+//! Commands are framed by imap-codec's Fragmentizer (lines and literals, size-limited) and
+//! decoded by its CommandCodec; LIST-EXTENDED and SEARCH RETURN, which that codec version
+//! does not parse, are handled in `list.rs` / here with a small tokenizer.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64::Engine;
+use imap_codec::CommandCodec;
+use imap_codec::decode::Decoder;
+use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer};
+use imap_codec::imap_types::auth::AuthMechanism;
+use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::core::LiteralMode;
+use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
+use imap_codec::imap_types::mailbox::Mailbox as WireMailbox;
+use imap_codec::imap_types::search::SearchKey;
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use imap_codec::imap_types::status::StatusDataItemName;
+
+use super::fetch::{FetchJob, parse_items};
+use super::wire::{self, Tok};
+use crate::accounts::throttle::Verdict;
+use crate::server::Services;
+use crate::store::flags::{self, Flags};
+use crate::store::folders::FolderError;
+use crate::store::{Mailbox, MailboxName, Update, View};
+
+/// What the connection does after a step.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// More work is ready: write `out` and call `step` again.
+    Continue,
+    /// Write `out`, then wait for input.
+    NeedInput,
+    /// Write `out`, then run the TLS handshake and call `tls_started`.
+    StartTls,
+    /// Write `out`, then wait for input or mailbox changes (`idle_sync`).
+    Idle,
+    /// Write `out` and close.
+    Close,
+}
+
+pub struct Selected {
+    pub mb: Arc<Mailbox>,
+    pub name: MailboxName,
+    pub view: View,
+    pub ro: bool,
+}
+
+enum Pending {
+    None,
+    Auth(String),
+    Idle(String),
+    Fetch(Box<FetchJob>),
+}
+
+pub struct Session {
+    pub svc: Arc<Services>,
+    pub peer: IpAddr,
+    pub tls: bool,
+    frag: Fragmentizer,
+    pub user: Option<String>,
+    pub selected: Option<Selected>,
+    pending: Pending,
+    max_literal: u64,
+    allow_plain: bool,
+    logged_out: bool,
+}
+
+fn cmd_ok(out: &mut Vec<u8>, tag: &str, text: &str) {
+    out.extend_from_slice(format!("{tag} OK {text}\r\n").as_bytes());
+}
+fn cmd_no(out: &mut Vec<u8>, tag: &str, text: &str) {
+    out.extend_from_slice(format!("{tag} NO {text}\r\n").as_bytes());
+}
+fn cmd_bad(out: &mut Vec<u8>, tag: &str, text: &str) {
+    out.extend_from_slice(format!("{tag} BAD {text}\r\n").as_bytes());
+}
+
+/// Compress sorted numbers into an IMAP set ("1:3,7").
+pub fn uid_set(nums: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < nums.len() {
+        let start = nums[i];
+        let mut end = start;
+        while i + 1 < nums.len() && nums[i + 1] == end + 1 {
+            i += 1;
+            end = nums[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+pub fn flag_list(f: Flags, keywords: &[String], recent: bool) -> String {
+    let mut v: Vec<String> = flags::system_names(f.system).map(String::from).collect();
+    for (i, k) in keywords.iter().enumerate() {
+        if f.keywords & (1 << i) != 0 && !k.is_empty() {
+            v.push(k.clone());
+        }
+    }
+    if recent {
+        v.push("\\Recent".into());
+    }
+    format!("({})", v.join(" "))
+}
+
+fn mailbox_name(m: &WireMailbox<'_>) -> Result<MailboxName, String> {
+    match m {
+        WireMailbox::Inbox => Ok(MailboxName::Inbox),
+        WireMailbox::Other(o) => {
+            MailboxName::from_wire(o.inner().as_ref()).map_err(|e| format!("[CANNOT] {e}"))
+        }
+    }
+}
+
+/// Split flags into system bits and keyword names; None if a flag may not be stored.
+fn split_flags(fl: &[Flag<'_>]) -> Option<(u8, Vec<String>)> {
+    let mut sys = 0;
+    let mut kws = Vec::new();
+    for f in fl {
+        match f {
+            Flag::Seen => sys |= flags::SEEN,
+            Flag::Answered => sys |= flags::ANSWERED,
+            Flag::Flagged => sys |= flags::FLAGGED,
+            Flag::Deleted => sys |= flags::DELETED,
+            Flag::Draft => sys |= flags::DRAFT,
+            Flag::Keyword(k) => match flags::system_flag(k.as_ref()) {
+                Some(b) => sys |= b,
+                None => kws.push(k.as_ref().to_string()),
+            },
+            // \Recent and unknown system flags cannot be set by clients (RFC 3501 §2.3.2).
+            Flag::Extension(_) => return None,
+        }
+    }
+    Some((sys, kws))
+}
+
+impl Session {
+    pub fn new(svc: Arc<Services>, peer: IpAddr, tls: bool) -> Session {
+        let limits = &svc.config.limits;
+        let max_literal = limits.imap_max_literal;
+        let frame = (max_literal + 64 * 1024).min(u32::MAX as u64) as u32;
+        let allow_plain = svc.config.imap.allow_plaintext_auth;
+        Session {
+            svc,
+            peer,
+            tls,
+            frag: Fragmentizer::new(frame),
+            user: None,
+            selected: None,
+            pending: Pending::None,
+            max_literal,
+            allow_plain,
+            logged_out: false,
+        }
+    }
+
+    fn may_login(&self) -> bool {
+        self.tls || self.allow_plain
+    }
+
+    pub fn capabilities(&self) -> String {
+        let mut c = String::from(
+            "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN UIDPLUS MOVE SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH",
+        );
+        if self.user.is_none() {
+            if !self.tls {
+                c.push_str(" STARTTLS");
+            }
+            if self.may_login() {
+                c.push_str(" AUTH=PLAIN");
+            } else {
+                c.push_str(" LOGINDISABLED");
+            }
+        }
+        c
+    }
+
+    pub fn greeting(&self) -> Vec<u8> {
+        format!(
+            "* OK [CAPABILITY {}] postern IMAP ready\r\n",
+            self.capabilities()
+        )
+        .into_bytes()
+    }
+
+    pub fn input(&mut self, bytes: &[u8]) {
+        self.frag.enqueue_bytes(bytes);
+    }
+
+    /// After the TLS handshake: forget anything sent in plaintext after STARTTLS (an
+    /// injection attack, RFC 3501 §11.1 / CVE-2011-0411) and speak again.
+    pub fn tls_started(&mut self) {
+        self.tls = true;
+        let frame = (self.max_literal + 64 * 1024).min(u32::MAX as u64) as u32;
+        self.frag = Fragmentizer::new(frame);
+    }
+
+    /// The selected mailbox's change signal, while idling.
+    pub fn idle_watch(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.selected.as_ref().map(|s| s.mb.subscribe())
+    }
+
+    pub fn is_idle(&self) -> bool {
+        matches!(self.pending, Pending::Idle(_))
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        self.user.is_some()
+    }
+
+    /// While idling: report what changed.
+    pub fn idle_sync(&mut self, out: &mut Vec<u8>) {
+        self.sync(out, true);
+    }
+
+    pub fn step(&mut self, out: &mut Vec<u8>) -> Step {
+        if let Pending::Fetch(_) = self.pending {
+            let Pending::Fetch(mut job) = std::mem::replace(&mut self.pending, Pending::None)
+            else {
+                unreachable!()
+            };
+            let done = job.run(self, out);
+            if done {
+                self.after_fetch(&job, out);
+            } else {
+                self.pending = Pending::Fetch(job);
+            }
+            return Step::Continue;
+        }
+        loop {
+            let Some(fi) = self.frag.progress() else {
+                return if self.is_idle() {
+                    Step::Idle
+                } else {
+                    Step::NeedInput
+                };
+            };
+            if let FragmentInfo::Line {
+                announcement: Some(a),
+                ..
+            } = fi
+            {
+                if a.length as u64 > self.max_literal {
+                    let tag = self
+                        .frag
+                        .decode_tag()
+                        .map(|t| t.as_ref().to_string())
+                        .unwrap_or_else(|| "*".into());
+                    if a.mode == LiteralMode::NonSync {
+                        out.extend_from_slice(b"* BYE [TOOBIG] literal too large\r\n");
+                        return Step::Close;
+                    }
+                    cmd_no(out, &tag, "[TOOBIG] literal too large");
+                    self.frag.skip_message();
+                    return Step::Continue;
+                }
+                if a.mode == LiteralMode::Sync && !matches!(self.pending, Pending::Auth(_)) {
+                    out.extend_from_slice(b"+ Ready for literal data\r\n");
+                    return Step::Continue;
+                }
+                continue;
+            }
+            if !self.frag.is_message_complete() {
+                continue;
+            }
+            if self.frag.is_max_message_size_exceeded() {
+                let tag = self
+                    .frag
+                    .decode_tag()
+                    .map(|t| t.as_ref().to_string())
+                    .unwrap_or_else(|| "*".into());
+                cmd_bad(out, &tag, "command line too long");
+                return Step::Continue;
+            }
+            let msg = self.frag.message_bytes().to_vec();
+            return self.handle(&msg, out);
+        }
+    }
+
+    fn handle(&mut self, msg: &[u8], out: &mut Vec<u8>) -> Step {
+        match std::mem::replace(&mut self.pending, Pending::None) {
+            Pending::Auth(tag) => return self.auth_response(&tag, msg, out),
+            Pending::Idle(tag) => {
+                if msg.trim_ascii().eq_ignore_ascii_case(b"DONE") {
+                    self.sync(out, true);
+                    cmd_ok(out, &tag, "IDLE terminated");
+                } else {
+                    cmd_bad(out, &tag, "expected DONE");
+                }
+                return Step::Continue;
+            }
+            _ => {}
+        }
+        let toks = wire::tokenize(msg);
+        let first = msg
+            .split(|&b| b == b' ' || b == b'\r')
+            .next()
+            .unwrap_or(b"");
+        let tag = if !first.is_empty()
+            && first.len() <= 64
+            && first
+                .iter()
+                .all(|&b| b.is_ascii_graphic() && !b"(){%*\"\\+".contains(&b))
+        {
+            String::from_utf8_lossy(first).into_owned()
+        } else {
+            "*".into()
+        };
+        // Forms imap-codec does not parse.
+        if let Some(t) = &toks {
+            let word = |i: usize| t.get(i).map(|x| &x.0);
+            if word(1).is_some_and(|w| wire::is_atom(w, "LIST")) {
+                if self.user.is_none() {
+                    cmd_bad(out, &tag, "log in first");
+                    return Step::Continue;
+                }
+                super::list::list(self, &tag, &t[2..], out);
+                return Step::Continue;
+            }
+            let (uid, at) = if word(1).is_some_and(|w| wire::is_atom(w, "UID")) {
+                (true, 2)
+            } else {
+                (false, 1)
+            };
+            if word(at).is_some_and(|w| wire::is_atom(w, "SEARCH"))
+                && word(at + 1).is_some_and(|w| wire::is_atom(w, "RETURN"))
+            {
+                return self.esearch(&tag, msg, t, at, uid, out);
+            }
+        }
+        let cmd = match CommandCodec::default().decode(msg) {
+            Ok((_, cmd)) => cmd,
+            Err(_) => {
+                cmd_bad(out, &tag, "syntax error in command");
+                return Step::Continue;
+            }
+        };
+        self.command(cmd, out, None)
+    }
+
+    fn command(
+        &mut self,
+        cmd: Command<'_>,
+        out: &mut Vec<u8>,
+        esearch: Option<Vec<String>>,
+    ) -> Step {
+        let tag = cmd.tag.as_ref().to_string();
+        let authed = self.user.is_some();
+        let selected = self.selected.is_some();
+        use CommandBody as C;
+        match cmd.body {
+            C::Capability => {
+                out.extend_from_slice(
+                    format!("* CAPABILITY {}\r\n", self.capabilities()).as_bytes(),
+                );
+                cmd_ok(out, &tag, "CAPABILITY completed");
+            }
+            C::Noop => {
+                self.sync(out, true);
+                cmd_ok(out, &tag, "NOOP completed");
+            }
+            C::Logout => {
+                out.extend_from_slice(b"* BYE postern logging out\r\n");
+                cmd_ok(out, &tag, "LOGOUT completed");
+                self.logged_out = true;
+                return Step::Close;
+            }
+            C::Id { .. } => {
+                out.extend_from_slice(b"* ID (\"name\" \"postern\" \"vendor\" \"postern\")\r\n");
+                cmd_ok(out, &tag, "ID completed");
+            }
+            C::StartTLS => {
+                if self.tls || authed {
+                    cmd_bad(out, &tag, "TLS is already active or not allowed now");
+                } else {
+                    cmd_ok(out, &tag, "Begin TLS negotiation now");
+                    return Step::StartTls;
+                }
+            }
+            C::Login { username, password } if !authed => {
+                if !self.may_login() {
+                    cmd_no(
+                        out,
+                        &tag,
+                        "[PRIVACYREQUIRED] LOGIN is disabled until STARTTLS",
+                    );
+                } else {
+                    let u = String::from_utf8_lossy(username.as_ref()).into_owned();
+                    let p = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
+                    self.login(&tag, &u, &p, out);
+                }
+            }
+            C::Authenticate {
+                mechanism,
+                initial_response,
+            } if !authed => {
+                if !matches!(mechanism, AuthMechanism::Plain) {
+                    cmd_no(out, &tag, "[CANNOT] unsupported mechanism (use PLAIN)");
+                } else if !self.may_login() {
+                    cmd_no(
+                        out,
+                        &tag,
+                        "[PRIVACYREQUIRED] authentication is disabled until STARTTLS",
+                    );
+                } else if let Some(ir) = initial_response {
+                    let data = ir.declassify().to_vec();
+                    self.auth_plain(&tag, &data, out);
+                } else {
+                    out.extend_from_slice(b"+ \r\n");
+                    self.pending = Pending::Auth(tag);
+                }
+            }
+            C::Login { .. } | C::Authenticate { .. } => cmd_bad(out, &tag, "already authenticated"),
+            _ if !authed => cmd_bad(out, &tag, "log in first"),
+            C::Enable { .. } => {
+                // No optional extension needs enabling here (CONDSTORE/QRESYNC/UTF8 not offered).
+                out.extend_from_slice(b"* ENABLED\r\n");
+                cmd_ok(out, &tag, "ENABLE completed");
+            }
+            C::Namespace => {
+                out.extend_from_slice(b"* NAMESPACE ((\"\" \".\")) NIL NIL\r\n");
+                cmd_ok(out, &tag, "NAMESPACE completed");
+            }
+            C::Select { mailbox, .. } => self.select(&tag, &mailbox, false, out),
+            C::Examine { mailbox, .. } => self.select(&tag, &mailbox, true, out),
+            C::Create { mailbox } => self.create(&tag, &mailbox, out),
+            C::Delete { mailbox } => self.delete(&tag, &mailbox, out),
+            C::Rename { from, to } => self.rename(&tag, &from, &to, out),
+            C::Subscribe { mailbox } | C::Unsubscribe { mailbox } if false => {
+                let _ = mailbox;
+            }
+            C::Subscribe { mailbox } => self.subscribe(&tag, &mailbox, true, out),
+            C::Unsubscribe { mailbox } => self.subscribe(&tag, &mailbox, false, out),
+            C::Lsub {
+                reference,
+                mailbox_wildcard,
+            } => super::list::lsub(self, &tag, &reference, &mailbox_wildcard, out),
+            C::List { .. } => cmd_bad(out, &tag, "LIST syntax"),
+            C::Status {
+                mailbox,
+                item_names,
+            } => self.status(&tag, &mailbox, &item_names, out),
+            C::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            } => {
+                let data: &[u8] = match &message {
+                    imap_codec::imap_types::extensions::binary::LiteralOrLiteral8::Literal(l) => {
+                        l.data()
+                    }
+                    imap_codec::imap_types::extensions::binary::LiteralOrLiteral8::Literal8(l) => {
+                        &l.data
+                    }
+                };
+                let date = date.map(|d| SystemTime::from(*d.as_ref()));
+                self.append(&tag, &mailbox, &flags, date, data, out);
+            }
+            _ if !selected => cmd_bad(out, &tag, "select a mailbox first"),
+            C::Check => {
+                self.sync(out, true);
+                cmd_ok(out, &tag, "CHECK completed");
+            }
+            C::Close => {
+                let sel = self.selected.take().expect("selected");
+                if !sel.ro {
+                    let _ = sel.mb.expunge(None);
+                }
+                cmd_ok(out, &tag, "CLOSE completed");
+            }
+            C::Unselect => {
+                self.selected = None;
+                cmd_ok(out, &tag, "UNSELECT completed");
+            }
+            C::Expunge => self.expunge(&tag, None, out),
+            C::ExpungeUid { sequence_set } => {
+                let uids: Vec<u32> = self
+                    .resolve(&sequence_set, true)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|x| x.1)
+                    .collect();
+                self.expunge(&tag, Some(uids), out);
+            }
+            C::Search { criteria, uid, .. } => {
+                self.search(&tag, &criteria.as_ref().to_vec(), uid, esearch, out)
+            }
+            C::Fetch {
+                sequence_set,
+                macro_or_item_names,
+                uid,
+                ..
+            } => {
+                let Some(targets) = self.resolve(&sequence_set, uid) else {
+                    cmd_bad(out, &tag, "invalid sequence set");
+                    return Step::Continue;
+                };
+                let items = parse_items(&macro_or_item_names, uid);
+                let mut job = Box::new(FetchJob::new(tag, uid, targets, items));
+                let done = job.run(self, out);
+                if done {
+                    self.after_fetch(&job, out);
+                } else {
+                    self.pending = Pending::Fetch(job);
+                }
+            }
+            C::Store {
+                sequence_set,
+                kind,
+                response,
+                flags,
+                uid,
+                ..
+            } => self.store(&tag, &sequence_set, kind, response, &flags, uid, out),
+            C::Copy {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(&tag, &sequence_set, &mailbox, uid, false, out),
+            C::Move {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(&tag, &sequence_set, &mailbox, uid, true, out),
+            C::Idle => {
+                self.sync(out, true);
+                out.extend_from_slice(b"+ idling\r\n");
+                self.pending = Pending::Idle(tag);
+                return Step::Idle;
+            }
+            _ => cmd_bad(out, &tag, "command not supported"),
+        }
+        Step::Continue
+    }
+
+    fn after_fetch(&mut self, job: &FetchJob, out: &mut Vec<u8>) {
+        // UID FETCH may report expunges; FETCH may not (RFC 3501 §7.4.1).
+        self.sync(out, job.uid);
+        if job.failed {
+            cmd_no(out, &job.tag, "some messages could not be read (expunged?)");
+        } else {
+            cmd_ok(out, &job.tag, "FETCH completed");
+        }
+    }
+
+    // ----- authentication -------------------------------------------------------------
+
+    fn auth_response(&mut self, tag: &str, line: &[u8], out: &mut Vec<u8>) -> Step {
+        let line = line.trim_ascii();
+        if line == b"*" {
+            cmd_bad(out, tag, "authentication cancelled");
+            return Step::Continue;
+        }
+        match base64::engine::general_purpose::STANDARD.decode(line) {
+            Ok(data) => self.auth_plain(tag, &data, out),
+            Err(_) => cmd_bad(out, tag, "invalid base64"),
+        }
+        Step::Continue
+    }
+
+    /// SASL PLAIN (RFC 4616): authzid NUL authcid NUL password.
+    fn auth_plain(&mut self, tag: &str, data: &[u8], out: &mut Vec<u8>) {
+        let parts: Vec<&[u8]> = data.split(|&b| b == 0).collect();
+        if parts.len() != 3 {
+            cmd_bad(out, tag, "malformed PLAIN response");
+            return;
+        }
+        let authz = String::from_utf8_lossy(parts[0]).into_owned();
+        let user = String::from_utf8_lossy(parts[1]).into_owned();
+        let pass = String::from_utf8_lossy(parts[2]).into_owned();
+        if !authz.is_empty() && !authz.eq_ignore_ascii_case(&user) {
+            cmd_no(out, tag, "[AUTHORIZATIONFAILED] cannot act as another user");
+            return;
+        }
+        self.login(tag, &user, &pass, out);
+    }
+
+    fn login(&mut self, tag: &str, user: &str, pass: &str, out: &mut Vec<u8>) {
+        let throttle = &self.svc.login_throttle;
+        match throttle.check(self.peer, user) {
+            Verdict::Refuse => {
+                tracing::warn!(
+                    "auth failed: service=imap ip={} user={} (throttled)",
+                    self.peer,
+                    user
+                );
+                cmd_no(
+                    out,
+                    tag,
+                    "[UNAVAILABLE] too many failed logins, try again later",
+                );
+                return;
+            }
+            Verdict::Proceed(d) => {
+                if !d.is_zero() {
+                    std::thread::sleep(d);
+                }
+            }
+        }
+        match self.svc.accounts.authenticate_blocking(user, pass) {
+            Some(name) => {
+                throttle.succeeded(self.peer, user);
+                if let Err(e) = self.svc.store.ensure_user(&name) {
+                    tracing::error!("imap: cannot prepare mailboxes of {name}: {e}");
+                    cmd_no(out, tag, "[SERVERBUG] cannot open your mailboxes");
+                    return;
+                }
+                tracing::info!(peer = %self.peer, user = %name, "imap login");
+                self.user = Some(name);
+                cmd_ok(
+                    out,
+                    tag,
+                    &format!("[CAPABILITY {}] Logged in", self.capabilities()),
+                );
+            }
+            None => {
+                throttle.failed(self.peer, user);
+                tracing::warn!("auth failed: service=imap ip={} user={}", self.peer, user);
+                cmd_no(out, tag, "[AUTHENTICATIONFAILED] invalid credentials");
+            }
+        }
+    }
+
+    fn user(&self) -> &str {
+        self.user.as_deref().unwrap_or("")
+    }
+
+    // ----- mailboxes --------------------------------------------------------------------
+
+    fn open(&self, name: &MailboxName) -> Result<Arc<Mailbox>, String> {
+        if !self.svc.store.mailbox_exists(self.user(), name) {
+            return Err("[NONEXISTENT] no such mailbox".into());
+        }
+        self.svc
+            .store
+            .mailbox(self.user(), name)
+            .map_err(|e| format!("[SERVERBUG] {e}"))
+    }
+
+    fn select(&mut self, tag: &str, m: &WireMailbox<'_>, ro: bool, out: &mut Vec<u8>) {
+        self.selected = None;
+        let name = match mailbox_name(m) {
+            Ok(n) => n,
+            Err(e) => return cmd_no(out, tag, &e),
+        };
+        let mb = match self.open(&name) {
+            Ok(mb) => mb,
+            Err(e) => return cmd_no(out, tag, &e),
+        };
+        let mut view = View::default();
+        if let Err(e) = mb.sync(&mut view, true, !ro) {
+            return cmd_no(out, tag, &format!("[SERVERBUG] {e}"));
+        }
+        let (uidvalidity, uidnext, unseen, kws) = {
+            let ix = mb.lock();
+            let unseen = ix
+                .msgs
+                .iter()
+                .position(|m| !m.flags.has(flags::SEEN))
+                .map(|p| p + 1);
+            (
+                ix.uidvalidity.max(1),
+                ix.uidnext,
+                unseen,
+                ix.keywords.clone(),
+            )
+        };
+        let kw: Vec<&str> = kws
+            .iter()
+            .map(String::as_str)
+            .filter(|k| !k.is_empty())
+            .collect();
+        let kw = if kw.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", kw.join(" "))
+        };
+        out.extend_from_slice(
+            format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded{kw})\r\n")
+                .as_bytes(),
+        );
+        out.extend_from_slice(format!("* {} EXISTS\r\n", view.uids.len()).as_bytes());
+        out.extend_from_slice(format!("* {} RECENT\r\n", view.recent.len()).as_bytes());
+        if let Some(u) = unseen {
+            out.extend_from_slice(format!("* OK [UNSEEN {u}] first unseen\r\n").as_bytes());
+        }
+        if ro {
+            out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] read-only\r\n");
+        } else {
+            out.extend_from_slice(
+                format!("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded{kw} \\*)] flags permitted\r\n").as_bytes(),
+            );
+        }
+        out.extend_from_slice(
+            format!("* OK [UIDVALIDITY {uidvalidity}] UIDs valid\r\n").as_bytes(),
+        );
+        out.extend_from_slice(
+            format!("* OK [UIDNEXT {uidnext}] predicted next UID\r\n").as_bytes(),
+        );
+        tracing::info!(peer = %self.peer, user = %self.user(), mailbox = %name.utf8(), messages = view.uids.len(), "imap select");
+        self.selected = Some(Selected { mb, name, view, ro });
+        cmd_ok(
+            out,
+            tag,
+            if ro {
+                "[READ-ONLY] EXAMINE completed"
+            } else {
+                "[READ-WRITE] SELECT completed"
+            },
+        );
+    }
+
+    fn create(&mut self, tag: &str, m: &WireMailbox<'_>, out: &mut Vec<u8>) {
+        let name = match mailbox_name(m) {
+            Ok(n) => n,
+            Err(e) => return cmd_no(out, tag, &e),
+        };
+        match self.svc.store.create_mailbox(self.user(), &name) {
+            Ok(()) => cmd_ok(out, tag, "CREATE completed"),
+            Err(FolderError::Exists) => cmd_no(out, tag, "[ALREADYEXISTS] mailbox already exists"),
+            Err(e) => cmd_no(out, tag, &format!("[CANNOT] {e}")),
+        }
+    }
+
+    fn delete(&mut self, tag: &str, m: &WireMailbox<'_>, out: &mut Vec<u8>) {
+        let name = match mailbox_name(m) {
+            Ok(n) => n,
+            Err(e) => return cmd_no(out, tag, &e),
+        };
+        if self.selected.as_ref().is_some_and(|s| s.name == name) {
+            self.selected = None;
+        }
+        match self.svc.store.delete_mailbox(self.user(), &name) {
+            Ok(()) => cmd_ok(out, tag, "DELETE completed"),
+            Err(FolderError::NotFound) => cmd_no(out, tag, "[NONEXISTENT] no such mailbox"),
+            Err(e) => cmd_no(out, tag, &format!("[CANNOT] {e}")),
+        }
+    }
+
+    fn rename(
+        &mut self,
+        tag: &str,
+        from: &WireMailbox<'_>,
+        to: &WireMailbox<'_>,
+        out: &mut Vec<u8>,
+    ) {
+        let (from, to) = match (mailbox_name(from), mailbox_name(to)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => return cmd_no(out, tag, &e),
+        };
+        match self.svc.store.rename_mailbox(self.user(), &from, &to) {
+            Ok(()) => cmd_ok(out, tag, "RENAME completed"),
+            Err(FolderError::NotFound) => cmd_no(out, tag, "[NONEXISTENT] no such mailbox"),
+            Err(FolderError::Exists) => cmd_no(out, tag, "[ALREADYEXISTS] target exists"),
+            Err(e) => cmd_no(out, tag, &format!("[CANNOT] {e}")),
+        }
+    }
+
+    fn subscribe(&mut self, tag: &str, m: &WireMailbox<'_>, on: bool, out: &mut Vec<u8>) {
+        let name = match mailbox_name(m) {
+            Ok(n) => n,
+            Err(e) => return cmd_no(out, tag, &e),
+        };
+        if on && !self.svc.store.mailbox_exists(self.user(), &name) {
+            return cmd_no(out, tag, "[NONEXISTENT] no such mailbox");
+        }
+        match self.svc.store.set_subscribed(self.user(), &name, on) {
+            Ok(()) => cmd_ok(
+                out,
+                tag,
+                if on {
+                    "SUBSCRIBE completed"
+                } else {
+                    "UNSUBSCRIBE completed"
+                },
+            ),
+            Err(e) => cmd_no(out, tag, &format!("[SERVERBUG] {e}")),
+        }
+    }
+
+    /// The STATUS response line for a mailbox (also used by LIST-STATUS).
+    pub fn status_line(
+        &self,
+        name: &MailboxName,
+        items: &[StatusDataItemName],
+    ) -> Result<String, String> {
+        let mb = self.open(name)?;
+        mb.refresh().map_err(|e| format!("[SERVERBUG] {e}"))?;
+        let ix = mb.lock();
+        let mut parts = Vec::new();
+        for it in items {
+            let s = match it {
+                StatusDataItemName::Messages => format!("MESSAGES {}", ix.msgs.len()),
+                StatusDataItemName::Recent => format!(
+                    "RECENT {}",
+                    self.selected
+                        .as_ref()
+                        .filter(|s| s.name == *name)
+                        .map_or(0, |s| s.view.recent.len())
+                ),
+                StatusDataItemName::UidNext => format!("UIDNEXT {}", ix.uidnext),
+                StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", ix.uidvalidity.max(1)),
+                StatusDataItemName::Unseen => format!(
+                    "UNSEEN {}",
+                    ix.msgs.iter().filter(|m| !m.flags.has(flags::SEEN)).count()
+                ),
+                StatusDataItemName::Deleted => format!(
+                    "DELETED {}",
+                    ix.msgs
+                        .iter()
+                        .filter(|m| m.flags.has(flags::DELETED))
+                        .count()
+                ),
+                StatusDataItemName::Size => {
+                    let total: u64 = ix
+                        .msgs
+                        .iter()
+                        .filter_map(|m| std::fs::metadata(mb.path_of(m)).ok())
+                        .map(|m| m.len())
+                        .sum();
+                    format!("SIZE {total}")
+                }
+                _ => continue,
+            };
+            parts.push(s);
+        }
+        let mut line = b"* STATUS ".to_vec();
+        wire::string(&mut line, name.wire().as_bytes());
+        line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
+        Ok(String::from_utf8_lossy(&line).into_owned())
+    }
+
+    fn status(
+        &mut self,
+        tag: &str,
+        m: &WireMailbox<'_>,
+        items: &[StatusDataItemName],
+        out: &mut Vec<u8>,
+    ) {
+        let name = match mailbox_name(m) {
+            Ok(n) => n,
+            Err(e) => return cmd_no(out, tag, &e),
+        };
+        match self.status_line(&name, items) {
+            Ok(l) => {
+                out.extend_from_slice(l.as_bytes());
+                cmd_ok(out, tag, "STATUS completed");
+            }
+            Err(e) => cmd_no(out, tag, &e),
+        }
+    }
+
+    fn append(
+        &mut self,
+        tag: &str,
+        m: &WireMailbox<'_>,
+        fl: &[Flag<'_>],
+        date: Option<SystemTime>,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        let name = match mailbox_name(m) {
+            Ok(n) => n,
+            Err(e) => return cmd_no(out, tag, &e),
+        };
+        if data.len() as u64 > self.svc.config.limits.max_message_size {
+            return cmd_no(out, tag, "[TOOBIG] message too large");
+        }
+        if !self.svc.store.mailbox_exists(self.user(), &name) {
+            return cmd_no(out, tag, "[TRYCREATE] no such mailbox");
+        }
+        let Some((sys, kws)) = split_flags(fl) else {
+            return cmd_bad(out, tag, "invalid flag");
+        };
+        let mb = match self.open(&name) {
+            Ok(mb) => mb,
+            Err(e) => return cmd_no(out, tag, &e),
+        };
+        match mb.append(data, sys, &kws, date) {
+            Ok((v, uid)) => {
+                self.sync(out, true);
+                cmd_ok(out, tag, &format!("[APPENDUID {v} {uid}] APPEND completed"));
+            }
+            Err(e) => cmd_no(out, tag, &format!("[SERVERBUG] {e}")),
+        }
+    }
+
+    // ----- selected state ----------------------------------------------------------------
+
+    /// Bring the view up to date and report it (untagged EXISTS/RECENT/EXPUNGE/FETCH).
+    pub fn sync(&mut self, out: &mut Vec<u8>, expunges: bool) {
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        let updates = match sel.mb.sync(&mut sel.view, expunges, !sel.ro) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!("imap sync of {} failed: {e}", sel.mb.dir.display());
+                return;
+            }
+        };
+        let kws = if updates.iter().any(|u| matches!(u, Update::Flags(..))) {
+            sel.mb.lock().keywords.clone()
+        } else {
+            Vec::new()
+        };
+        for u in updates {
+            match u {
+                Update::Expunge(s) => {
+                    out.extend_from_slice(format!("* {s} EXPUNGE\r\n").as_bytes())
+                }
+                Update::Exists(n) => out.extend_from_slice(format!("* {n} EXISTS\r\n").as_bytes()),
+                Update::Recent(n) => out.extend_from_slice(format!("* {n} RECENT\r\n").as_bytes()),
+                Update::Flags(seq, uid, f) => {
+                    let recent = sel.view.recent.contains(&uid);
+                    out.extend_from_slice(
+                        format!(
+                            "* {seq} FETCH (UID {uid} FLAGS {})\r\n",
+                            flag_list(f, &kws, recent)
+                        )
+                        .as_bytes(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Resolve a sequence set to (seq, uid) pairs in ascending order. None: a sequence
+    /// number beyond the mailbox (RFC 3501 §9 seq-number).
+    pub fn resolve(&self, set: &SequenceSet, uid: bool) -> Option<Vec<(u32, u32)>> {
+        let view = &self.selected.as_ref()?.view;
+        let n = view.uids.len() as u32;
+        let max_uid = view.uids.last().copied().unwrap_or(0);
+        let mut out = Vec::new();
+        for s in set.0.as_ref() {
+            let val = |x: &SeqOrUid| match x {
+                SeqOrUid::Value(v) => v.get(),
+                SeqOrUid::Asterisk => {
+                    if uid {
+                        max_uid
+                    } else {
+                        n
+                    }
+                }
+            };
+            let (lo, hi) = match s {
+                Sequence::Single(a) => (val(a), val(a)),
+                Sequence::Range(a, b) => (val(a).min(val(b)), val(a).max(val(b))),
+            };
+            if uid {
+                let start = view.uids.partition_point(|u| *u < lo);
+                for (i, u) in view.uids[start..].iter().enumerate() {
+                    if *u > hi {
+                        break;
+                    }
+                    out.push((start as u32 + i as u32 + 1, *u));
+                }
+            } else {
+                if lo == 0 || hi > n {
+                    return None;
+                }
+                for s in lo..=hi {
+                    out.push((s, view.uids[s as usize - 1]));
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Some(out)
+    }
+
+    fn expunge(&mut self, tag: &str, only: Option<Vec<u32>>, out: &mut Vec<u8>) {
+        let sel = self.selected.as_ref().expect("selected");
+        if sel.ro {
+            return cmd_no(out, tag, "[READ-ONLY] mailbox is read-only");
+        }
+        match sel.mb.expunge(only.as_deref()) {
+            Ok(_) => {
+                self.sync(out, true);
+                cmd_ok(out, tag, "EXPUNGE completed");
+            }
+            Err(e) => cmd_no(out, tag, &format!("[SERVERBUG] {e}")),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &mut self,
+        tag: &str,
+        set: &SequenceSet,
+        kind: StoreType,
+        response: StoreResponse,
+        fl: &[Flag<'_>],
+        uid: bool,
+        out: &mut Vec<u8>,
+    ) {
+        let Some(targets) = self.resolve(set, uid) else {
+            return cmd_bad(out, tag, "invalid sequence set");
+        };
+        let sel = self.selected.as_mut().expect("selected");
+        if sel.ro {
+            return cmd_no(out, tag, "[READ-ONLY] mailbox is read-only");
+        }
+        let Some((sys, kws)) = split_flags(fl) else {
+            return cmd_bad(out, tag, "invalid flag");
+        };
+        let op = match kind {
+            StoreType::Add => 1,
+            StoreType::Remove => -1,
+            StoreType::Replace => 0,
+        };
+        let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
+        match sel.mb.store(&uids, op, sys, &kws) {
+            Ok((before, after)) => {
+                // Our own change is answered below, not echoed again by the next sync.
+                let mut kw_names = Vec::new();
+                {
+                    let ix = sel.mb.lock();
+                    if !matches!(response, StoreResponse::Silent) {
+                        kw_names = ix.keywords.clone();
+                    }
+                    if sel.view.modseq == before {
+                        sel.view.modseq = after;
+                    }
+                    if !matches!(response, StoreResponse::Silent) {
+                        for (seq, u) in &targets {
+                            if let Some(m) = ix.find(*u) {
+                                let recent = sel.view.recent.contains(u);
+                                let f = flag_list(m.flags, &kw_names, recent);
+                                let line = if uid {
+                                    format!("* {seq} FETCH (UID {u} FLAGS {f})\r\n")
+                                } else {
+                                    format!("* {seq} FETCH (FLAGS {f})\r\n")
+                                };
+                                out.extend_from_slice(line.as_bytes());
+                            }
+                        }
+                    }
+                }
+                self.sync(out, uid);
+                cmd_ok(out, tag, "STORE completed");
+            }
+            Err(e) => cmd_no(out, tag, &format!("[LIMIT] {e}")),
+        }
+    }
+
+    fn copy(
+        &mut self,
+        tag: &str,
+        set: &SequenceSet,
+        m: &WireMailbox<'_>,
+        uid: bool,
+        mv: bool,
+        out: &mut Vec<u8>,
+    ) {
+        let Some(targets) = self.resolve(set, uid) else {
+            return cmd_bad(out, tag, "invalid sequence set");
+        };
+        let name = match mailbox_name(m) {
+            Ok(n) => n,
+            Err(e) => return cmd_no(out, tag, &e),
+        };
+        if !self.svc.store.mailbox_exists(self.user(), &name) {
+            return cmd_no(out, tag, "[TRYCREATE] no such mailbox");
+        }
+        let dest = match self.open(&name) {
+            Ok(d) => d,
+            Err(e) => return cmd_no(out, tag, &e),
+        };
+        let sel = self.selected.as_ref().expect("selected");
+        if mv && sel.ro {
+            return cmd_no(out, tag, "[READ-ONLY] mailbox is read-only");
+        }
+        let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
+        let (v, pairs) = match sel.mb.copy_to(&uids, &dest) {
+            Ok(r) => r,
+            Err(e) => return cmd_no(out, tag, &format!("[SERVERBUG] {e}")),
+        };
+        let src: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+        let dst: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+        let code = if pairs.is_empty() {
+            String::new()
+        } else {
+            format!("[COPYUID {v} {} {}] ", uid_set(&src), uid_set(&dst))
+        };
+        if mv {
+            // RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGEs.
+            if !code.is_empty() {
+                out.extend_from_slice(format!("* OK {code}moved\r\n").as_bytes());
+            }
+            if let Err(e) = sel.mb.remove_uids(&src) {
+                return cmd_no(out, tag, &format!("[SERVERBUG] {e}"));
+            }
+            self.sync(out, true);
+            cmd_ok(out, tag, "MOVE completed");
+        } else {
+            self.sync(out, uid);
+            cmd_ok(out, tag, &format!("{code}COPY completed"));
+        }
+    }
+
+    fn search(
+        &mut self,
+        tag: &str,
+        criteria: &[SearchKey<'_>],
+        uid: bool,
+        esearch: Option<Vec<String>>,
+        out: &mut Vec<u8>,
+    ) {
+        let sel = self.selected.as_ref().expect("selected");
+        let key = SearchKey::And(
+            imap_codec::imap_types::core::Vec1::try_from(criteria.to_vec())
+                .unwrap_or_else(|_| SearchKey::All.into()),
+        );
+        let content = super::search::needs_content(&key);
+        let (entries, keywords) = {
+            let ix = sel.mb.lock();
+            let entries: Vec<(u32, u32, Flags, std::path::PathBuf)> = sel
+                .view
+                .uids
+                .iter()
+                .enumerate()
+                .filter_map(|(i, u)| {
+                    ix.find(*u)
+                        .map(|m| (i as u32 + 1, *u, m.flags, sel.mb.path_of(m)))
+                })
+                .collect();
+            (entries, ix.keywords.clone())
+        };
+        let max_seq = sel.view.uids.len() as u32;
+        let max_uid = sel.view.uids.last().copied().unwrap_or(0);
+        let mut hits = Vec::new();
+        for (seq, u, f, path) in entries {
+            let mut c = super::search::Candidate {
+                seq,
+                uid: u,
+                flags: f,
+                keywords: &keywords,
+                recent: sel.view.recent.contains(&u),
+                path,
+                max_seq,
+                max_uid,
+                content: if content { None } else { Some(None) },
+            };
+            if super::search::matches(&key, &mut c) {
+                hits.push(if uid { u } else { seq });
+            }
+        }
+        match esearch {
+            None => {
+                let mut line = String::from("* SEARCH");
+                for h in &hits {
+                    line.push(' ');
+                    line.push_str(&h.to_string());
+                }
+                out.extend_from_slice(line.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            Some(opts) => {
+                // RFC 4731: an empty RETURN () means ALL.
+                let opts = if opts.is_empty() {
+                    vec!["ALL".to_string()]
+                } else {
+                    opts
+                };
+                let mut line = format!("* ESEARCH (TAG \"{tag}\")");
+                if uid {
+                    line.push_str(" UID");
+                }
+                for o in &opts {
+                    match o.as_str() {
+                        "MIN" if !hits.is_empty() => line.push_str(&format!(" MIN {}", hits[0])),
+                        "MAX" if !hits.is_empty() => {
+                            line.push_str(&format!(" MAX {}", hits[hits.len() - 1]))
+                        }
+                        "COUNT" => line.push_str(&format!(" COUNT {}", hits.len())),
+                        "ALL" if !hits.is_empty() => {
+                            line.push_str(&format!(" ALL {}", uid_set(&hits)))
+                        }
+                        _ => {}
+                    }
+                }
+                out.extend_from_slice(line.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        self.sync(out, uid);
+        cmd_ok(out, tag, "SEARCH completed");
+    }
+
+    /// `SEARCH RETURN (...) criteria` (RFC 4731): strip the RETURN part, decode the rest.
+    fn esearch(
+        &mut self,
+        tag: &str,
+        msg: &[u8],
+        toks: &[(Tok, usize, usize)],
+        at: usize,
+        uid: bool,
+        out: &mut Vec<u8>,
+    ) -> Step {
+        if self.selected.is_none() {
+            cmd_bad(out, tag, "select a mailbox first");
+            return Step::Continue;
+        }
+        let ret_start = toks[at + 1].1;
+        let mut i = at + 2;
+        let mut opts = Vec::new();
+        if toks.get(i).map(|t| &t.0) != Some(&Tok::Open) {
+            cmd_bad(out, tag, "RETURN needs a list");
+            return Step::Continue;
+        }
+        i += 1;
+        while let Some((t, _, end)) = toks.get(i) {
+            match t {
+                Tok::Close => {
+                    let mut rest = msg[..ret_start].to_vec();
+                    let after = if msg.get(*end) == Some(&b' ') {
+                        *end + 1
+                    } else {
+                        *end
+                    };
+                    rest.extend_from_slice(&msg[after..]);
+                    let cmd = match CommandCodec::default().decode(&rest) {
+                        Ok((_, c)) => c,
+                        Err(_) => {
+                            cmd_bad(out, tag, "syntax error in SEARCH");
+                            return Step::Continue;
+                        }
+                    };
+                    let _ = uid;
+                    return self.command(cmd, out, Some(opts));
+                }
+                Tok::Atom(a) => {
+                    let o = String::from_utf8_lossy(a).to_ascii_uppercase();
+                    if !["MIN", "MAX", "ALL", "COUNT", "SAVE"].contains(&o.as_str()) {
+                        cmd_bad(out, tag, "unknown RETURN option");
+                        return Step::Continue;
+                    }
+                    opts.push(o);
+                }
+                _ => {
+                    cmd_bad(out, tag, "bad RETURN option");
+                    return Step::Continue;
+                }
+            }
+            i += 1;
+        }
+        cmd_bad(out, tag, "unterminated RETURN list");
+        Step::Continue
+    }
+}

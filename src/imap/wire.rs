@@ -1,0 +1,149 @@
+//! Response encoding helpers (strings as atoms, quoted strings or literals, RFC 3501 §4.3)
+//! and a small tokenizer for the command forms imap-codec 2.0.0-alpha.10 does not parse
+//! (LIST-EXTENDED selection/return options, RFC 5258; SEARCH RETURN, RFC 4731).
+
+/// Append an IMAP string: quoted when it is safe, a literal otherwise.
+pub fn string(out: &mut Vec<u8>, s: &[u8]) {
+    let quotable = s.len() < 1024
+        && s.iter()
+            .all(|&b| b != b'\r' && b != b'\n' && b != 0 && b < 0x80);
+    if quotable {
+        out.push(b'"');
+        for &b in s {
+            if b == b'"' || b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
+        out.extend_from_slice(s);
+    }
+}
+
+/// NIL or a string.
+pub fn nstring(out: &mut Vec<u8>, s: Option<&[u8]>) {
+    match s {
+        Some(s) => string(out, s),
+        None => out.extend_from_slice(b"NIL"),
+    }
+}
+
+/// A literal always (message data).
+pub fn literal(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
+    out.extend_from_slice(s);
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tok {
+    Atom(Vec<u8>),
+    Str(Vec<u8>),
+    Open,
+    Close,
+}
+
+/// Tokens with their byte spans. Literals (`{n}`/`{n+}` CRLF data) are read inline, as the
+/// fragmentizer hands over whole messages. None on malformed input.
+pub fn tokenize(line: &[u8]) -> Option<Vec<(Tok, usize, usize)>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let n = line.len();
+    while i < n {
+        let c = line[i];
+        let start = i;
+        match c {
+            b' ' | b'\r' | b'\n' => i += 1,
+            b'(' => {
+                out.push((Tok::Open, i, i + 1));
+                i += 1;
+            }
+            b')' => {
+                out.push((Tok::Close, i, i + 1));
+                i += 1;
+            }
+            b'"' => {
+                let mut s = Vec::new();
+                i += 1;
+                loop {
+                    let b = *line.get(i)?;
+                    i += 1;
+                    match b {
+                        b'"' => break,
+                        b'\\' => {
+                            s.push(*line.get(i)?);
+                            i += 1;
+                        }
+                        b'\r' | b'\n' => return None,
+                        _ => s.push(b),
+                    }
+                }
+                out.push((Tok::Str(s), start, i));
+            }
+            b'{' | b'~' if line[i..].iter().position(|&b| b == b'}').is_some() => {
+                let open = if c == b'~' { i + 1 } else { i };
+                if line.get(open) != Some(&b'{') {
+                    return None;
+                }
+                let close = open + line[open..].iter().position(|&b| b == b'}')?;
+                let num = std::str::from_utf8(&line[open + 1..close]).ok()?;
+                let len: usize = num.trim_end_matches('+').parse().ok()?;
+                let data_start = close + 3; // "}\r\n"
+                if line.get(close + 1..close + 3) != Some(b"\r\n") {
+                    return None;
+                }
+                let data = line.get(data_start..data_start + len)?;
+                i = data_start + len;
+                out.push((Tok::Str(data.to_vec()), start, i));
+            }
+            _ => {
+                while i < n && !matches!(line[i], b' ' | b'(' | b')' | b'\r' | b'\n') {
+                    // Section brackets may hold spaces: BODY[HEADER.FIELDS (A B)].
+                    if line[i] == b'[' {
+                        let close = line[i..].iter().position(|&b| b == b']')?;
+                        i += close;
+                    }
+                    i += 1;
+                }
+                out.push((Tok::Atom(line[start..i].to_vec()), start, i));
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Is this token the atom `word` (case-insensitive)?
+pub fn is_atom(t: &Tok, word: &str) -> bool {
+    matches!(t, Tok::Atom(a) if a.eq_ignore_ascii_case(word.as_bytes()))
+}
+
+/// The bytes of an atom or string token.
+pub fn text(t: &Tok) -> Option<&[u8]> {
+    match t {
+        Tok::Atom(a) | Tok::Str(a) => Some(a),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_and_strings() {
+        let t = tokenize(b"a LIST (SPECIAL-USE) \"\" {1+}\r\n* RETURN (STATUS (MESSAGES))\r\n")
+            .unwrap();
+        assert!(is_atom(&t[1].0, "list"));
+        assert_eq!(t[2].0, Tok::Open);
+        assert_eq!(t[5].0, Tok::Str(b"".to_vec()));
+        assert_eq!(t[6].0, Tok::Str(b"*".to_vec()));
+        let mut o = Vec::new();
+        string(&mut o, b"a\"b");
+        assert_eq!(o, b"\"a\\\"b\"");
+        o.clear();
+        string(&mut o, "é".as_bytes());
+        assert_eq!(o, b"{2}\r\n\xc3\xa9");
+        assert!(tokenize(b"a \"unterminated").is_none());
+    }
+}

@@ -1,0 +1,534 @@
+//! The SMTP client for one delivery attempt to one address of one MX host (RFC 5321):
+//! greeting, EHLO (HELO fallback), opportunistic STARTTLS (RFC 3207), MAIL with SIZE
+//! (RFC 1870), BODY=8BITMIME (RFC 6152) and SMTPUTF8 (RFC 6531), RCPT per recipient,
+//! DATA, with PIPELINING (RFC 2920) when offered. Replies are parsed by the sans-IO
+//! `ReplyParser`; this file only moves bytes and applies the timeouts of RFC 5321 §4.5.3.2.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::reply::{Reply, ReplyError, ReplyParser};
+
+/// RFC 5321 §4.5.3.2 timeouts.
+pub mod timeouts {
+    use std::time::Duration;
+    /// Not in the RFC: how long to wait for the TCP handshake.
+    pub const CONNECT: Duration = Duration::from_secs(30);
+    /// §4.5.3.2.1 initial 220 message: 5 minutes.
+    pub const GREETING: Duration = Duration::from_secs(300);
+    /// §4.5.3.2.2 MAIL, §4.5.3.2.3 RCPT: 5 minutes (also used for EHLO/STARTTLS/QUIT).
+    pub const COMMAND: Duration = Duration::from_secs(300);
+    /// §4.5.3.2.4 DATA initiation: 2 minutes.
+    pub const DATA_INIT: Duration = Duration::from_secs(120);
+    /// §4.5.3.2.5 data block: 3 minutes per write.
+    pub const DATA_BLOCK: Duration = Duration::from_secs(180);
+    /// §4.5.3.2.6 DATA termination: 10 minutes.
+    pub const DATA_END: Duration = Duration::from_secs(600);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connection to {0} failed: {1}")]
+    Connect(SocketAddr, std::io::Error),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("timeout waiting for {0}")]
+    Timeout(&'static str),
+    #[error("connection closed by the server")]
+    Closed,
+    #[error("bad reply: {0}")]
+    Protocol(#[from] ReplyError),
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+}
+
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    Gone,
+}
+
+/// What the server said to each recipient in this attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RcptResult {
+    Accepted,
+    Transient(Reply),
+    Permanent(Reply),
+}
+
+/// How an attempt on one address ended.
+#[derive(Debug)]
+pub enum Attempt {
+    /// A transaction reached RCPT: per-recipient results (same order as the recipients).
+    Done(Vec<RcptResult>),
+    /// The whole message failed here (5xx to MAIL, too big, SMTPUTF8 refused): permanent.
+    Rejected(Reply),
+    /// Nothing was decided here (connect error, 4xx greeting/MAIL, TLS policy): try the next
+    /// address, and retry later if none is left.
+    TryNext(String),
+}
+
+/// What the connection learned, for logs and DSNs.
+#[derive(Debug, Default, Clone)]
+pub struct Info {
+    pub tls: bool,
+    pub tls_verified: bool,
+}
+
+/// Requirements of a TLS policy for this host.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TlsPolicy {
+    /// Refuse to deliver without TLS whose certificate verifies for the host name.
+    pub require_valid: bool,
+}
+
+pub struct Client {
+    conn: Conn,
+    parser: ReplyParser,
+    pub info: Info,
+}
+
+impl Client {
+    async fn read_raw(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match &mut self.conn {
+            Conn::Plain(s) => s.read(buf).await,
+            Conn::Tls(s) => s.read(buf).await,
+            Conn::Gone => Ok(0),
+        }
+    }
+
+    async fn write_raw(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match &mut self.conn {
+            Conn::Plain(s) => {
+                s.write_all(data).await?;
+                s.flush().await
+            }
+            Conn::Tls(s) => {
+                s.write_all(data).await?;
+                s.flush().await
+            }
+            Conn::Gone => Err(std::io::Error::other("connection gone")),
+        }
+    }
+
+    pub async fn read_reply(
+        &mut self,
+        limit: Duration,
+        what: &'static str,
+    ) -> Result<Reply, ClientError> {
+        let fut = async {
+            let mut buf = [0u8; 4096];
+            loop {
+                if let Some(r) = self.parser.next_reply() {
+                    return Ok(r?);
+                }
+                let n = self.read_raw(&mut buf).await?;
+                if n == 0 {
+                    return Err(ClientError::Closed);
+                }
+                self.parser.feed(&buf[..n]);
+            }
+        };
+        tokio::time::timeout(limit, fut)
+            .await
+            .map_err(|_| ClientError::Timeout(what))?
+    }
+
+    pub async fn send(
+        &mut self,
+        data: &[u8],
+        limit: Duration,
+        what: &'static str,
+    ) -> Result<(), ClientError> {
+        tokio::time::timeout(limit, self.write_raw(data))
+            .await
+            .map_err(|_| ClientError::Timeout(what))?
+            .map_err(ClientError::Io)
+    }
+
+    pub async fn command(
+        &mut self,
+        line: &str,
+        limit: Duration,
+        what: &'static str,
+    ) -> Result<Reply, ClientError> {
+        self.send(format!("{line}\r\n").as_bytes(), limit, what)
+            .await?;
+        self.read_reply(limit, what).await
+    }
+
+    async fn starttls(&mut self, server_name: &str) -> Result<(), ClientError> {
+        let Conn::Plain(tcp) = std::mem::replace(&mut self.conn, Conn::Gone) else {
+            return Err(ClientError::Tls("STARTTLS on a TLS connection".into()));
+        };
+        if self.parser.buffered() > 0 {
+            // RFC 3207 §5 / CVE-2011-0411: nothing may be pipelined across the TLS start.
+            return Err(ClientError::Tls("data after the STARTTLS reply".into()));
+        }
+        let (cfg, verifier) = super::tls::client_config(super::tls::roots());
+        let name = ServerName(server_name)?;
+        let stream = tokio::time::timeout(
+            timeouts::COMMAND,
+            TlsConnector::from(cfg).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout("TLS handshake"))?
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+        self.conn = Conn::Tls(Box::new(stream));
+        self.info.tls = true;
+        match verifier.verdict() {
+            Ok(()) => self.info.tls_verified = true,
+            Err(e) => {
+                tracing::info!(
+                    host = server_name,
+                    "TLS certificate of {server_name} does not verify ({e}); continuing with unauthenticated encryption (opportunistic TLS, RFC 7435)"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[allow(non_snake_case)]
+fn ServerName(name: &str) -> Result<rustls::pki_types::ServerName<'static>, ClientError> {
+    rustls::pki_types::ServerName::try_from(name.trim_end_matches('.').to_string())
+        .map_err(|e| ClientError::Tls(format!("bad server name {name}: {e}")))
+}
+
+/// The message as it goes on the wire after DATA: CRLF line ends, dot-stuffed
+/// (RFC 5321 §4.5.2), terminated by CRLF.CRLF.
+pub fn data_payload(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 50 + 5);
+    let mut at_line_start = true;
+    let mut prev = 0u8;
+    for &b in message {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+        prev = b;
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// Does the message need SMTPUTF8 (non-ASCII in the envelope or the header section)?
+pub fn needs_smtputf8(mail_from: &str, rcpts: &[String], message: &[u8]) -> bool {
+    let header_end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| message.windows(2).position(|w| w == b"\n\n"))
+        .unwrap_or(message.len());
+    !mail_from.is_ascii()
+        || rcpts.iter().any(|r| !r.is_ascii())
+        || !message[..header_end].is_ascii()
+}
+
+pub struct Transaction<'a> {
+    pub helo_name: &'a str,
+    pub mail_from: &'a str,
+    pub rcpts: &'a [String],
+    pub message: &'a [u8],
+}
+
+/// One attempt on one address. `host` is the MX name (TLS server name).
+pub async fn attempt(
+    host: &str,
+    ip: IpAddr,
+    port: u16,
+    tx: &Transaction<'_>,
+    policy: TlsPolicy,
+) -> (Attempt, Info) {
+    let addr = SocketAddr::new(ip, port);
+    let tcp = match tokio::time::timeout(timeouts::CONNECT, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return (
+                Attempt::TryNext(ClientError::Connect(addr, e).to_string()),
+                Info::default(),
+            );
+        }
+        Err(_) => {
+            return (
+                Attempt::TryNext(format!("connection to {addr} timed out")),
+                Info::default(),
+            );
+        }
+    };
+    let mut c = Client {
+        conn: Conn::Plain(tcp),
+        parser: ReplyParser::new(),
+        info: Info::default(),
+    };
+    let result = run(&mut c, host, tx, policy).await;
+    let out = match result {
+        Ok(a) => a,
+        Err(e) => Attempt::TryNext(format!("{host} [{ip}]: {e}")),
+    };
+    // QUIT politely; its outcome does not matter (RFC 5321 §4.1.1.10).
+    if !matches!(c.conn, Conn::Gone) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            let _ = c.send(b"QUIT\r\n", Duration::from_secs(5), "QUIT").await;
+            let _ = c.read_reply(Duration::from_secs(5), "QUIT").await;
+        })
+        .await;
+    }
+    let info = c.info.clone();
+    (out, info)
+}
+
+async fn ehlo(c: &mut Client, name: &str) -> Result<Result<Reply, Reply>, ClientError> {
+    let r = c
+        .command(&format!("EHLO {name}"), timeouts::COMMAND, "EHLO reply")
+        .await?;
+    if r.is_positive() {
+        return Ok(Ok(r));
+    }
+    // RFC 5321 §3.2: fall back to HELO when EHLO is not understood.
+    let h = c
+        .command(&format!("HELO {name}"), timeouts::COMMAND, "HELO reply")
+        .await?;
+    if h.is_positive() {
+        Ok(Ok(Reply {
+            code: h.code,
+            enhanced: None,
+            lines: vec![h.lines.first().cloned().unwrap_or_default()],
+        }))
+    } else {
+        Ok(Err(h))
+    }
+}
+
+async fn run(
+    c: &mut Client,
+    host: &str,
+    tx: &Transaction<'_>,
+    policy: TlsPolicy,
+) -> Result<Attempt, ClientError> {
+    let greeting = c.read_reply(timeouts::GREETING, "greeting").await?;
+    if !greeting.is_positive() {
+        return Ok(Attempt::TryNext(format!("{host} greeted with {greeting}")));
+    }
+    let mut caps = match ehlo(c, tx.helo_name).await? {
+        Ok(r) => r.ehlo_keywords(),
+        Err(r) => return Ok(Attempt::TryNext(format!("{host} refused EHLO/HELO: {r}"))),
+    };
+    let has = |caps: &[(String, String)], k: &str| caps.iter().any(|(n, _)| n == k);
+    if has(&caps, "STARTTLS") {
+        let r = c
+            .command("STARTTLS", timeouts::COMMAND, "STARTTLS reply")
+            .await?;
+        if r.code == 220 {
+            c.starttls(host).await?;
+            caps = match ehlo(c, tx.helo_name).await? {
+                Ok(r) => r.ehlo_keywords(),
+                Err(r) => {
+                    return Ok(Attempt::TryNext(format!(
+                        "{host} refused EHLO after STARTTLS: {r}"
+                    )));
+                }
+            };
+        } else {
+            tracing::info!(host, "STARTTLS refused ({r}); continuing without TLS");
+        }
+    }
+    if policy.require_valid && !(c.info.tls && c.info.tls_verified) {
+        return Ok(Attempt::TryNext(format!(
+            "{host}: policy requires TLS with a valid certificate, and {}",
+            if c.info.tls {
+                "the certificate did not verify"
+            } else {
+                "the server offers no STARTTLS"
+            }
+        )));
+    }
+
+    // MAIL parameters.
+    let mut params = String::new();
+    if let Some((_, v)) = caps.iter().find(|(k, _)| k == "SIZE") {
+        let max: u64 = v.parse().unwrap_or(0);
+        if max > 0 && tx.message.len() as u64 > max {
+            return Ok(Attempt::Rejected(Reply {
+                code: 552,
+                enhanced: Some("5.3.4".into()),
+                lines: vec![format!(
+                    "5.3.4 message of {} bytes exceeds the {max} bytes {host} accepts",
+                    tx.message.len()
+                )],
+            }));
+        }
+        params.push_str(&format!(" SIZE={}", tx.message.len()));
+    }
+    let eight_bit = !tx.message.is_ascii();
+    if eight_bit && has(&caps, "8BITMIME") {
+        params.push_str(" BODY=8BITMIME");
+    }
+    if needs_smtputf8(tx.mail_from, tx.rcpts, tx.message) {
+        if has(&caps, "SMTPUTF8") {
+            params.push_str(" SMTPUTF8");
+        } else {
+            // RFC 6531 §3.2: without the extension such a message cannot be sent.
+            return Ok(Attempt::Rejected(Reply {
+                code: 553,
+                enhanced: Some("5.6.7".into()),
+                lines: vec![format!(
+                    "5.6.7 {host} does not support SMTPUTF8, which this message needs"
+                )],
+            }));
+        }
+    }
+    let mail_cmd = format!("MAIL FROM:<{}>{params}", tx.mail_from);
+    let rcpt_cmds: Vec<String> = tx.rcpts.iter().map(|r| format!("RCPT TO:<{r}>")).collect();
+
+    let mut results = Vec::with_capacity(tx.rcpts.len());
+    let mail_reply;
+    let data_reply;
+    if has(&caps, "PIPELINING") {
+        // RFC 2920 §3.1: MAIL, RCPTs and DATA may go in one batch; replies come in order.
+        let mut batch = format!("{mail_cmd}\r\n");
+        for r in &rcpt_cmds {
+            batch.push_str(r);
+            batch.push_str("\r\n");
+        }
+        batch.push_str("DATA\r\n");
+        c.send(batch.as_bytes(), timeouts::COMMAND, "MAIL").await?;
+        mail_reply = c.read_reply(timeouts::COMMAND, "MAIL reply").await?;
+        for _ in &rcpt_cmds {
+            let r = c.read_reply(timeouts::COMMAND, "RCPT reply").await?;
+            results.push(r);
+        }
+        data_reply = Some(c.read_reply(timeouts::DATA_INIT, "DATA reply").await?);
+    } else {
+        mail_reply = c
+            .command(&mail_cmd, timeouts::COMMAND, "MAIL reply")
+            .await?;
+        if mail_reply.is_positive() {
+            for r in &rcpt_cmds {
+                results.push(c.command(r, timeouts::COMMAND, "RCPT reply").await?);
+            }
+        }
+        data_reply = None;
+    }
+    if !mail_reply.is_positive() {
+        if data_reply.as_ref().is_some_and(|d| d.code == 354) {
+            // The server took DATA after a failed MAIL: abort the data phase cleanly.
+            c.send(b".\r\n", timeouts::DATA_BLOCK, "data").await?;
+            let _ = c.read_reply(timeouts::DATA_END, "end of data").await;
+        }
+        return Ok(if mail_reply.is_permanent() {
+            Attempt::Rejected(mail_reply)
+        } else {
+            Attempt::TryNext(format!("{host} answered MAIL with {mail_reply}"))
+        });
+    }
+    let rcpt_results: Vec<RcptResult> = results
+        .into_iter()
+        .map(|r| {
+            if r.is_positive() {
+                RcptResult::Accepted
+            } else if r.is_permanent() {
+                RcptResult::Permanent(r)
+            } else {
+                RcptResult::Transient(r)
+            }
+        })
+        .collect();
+    let any_accepted = rcpt_results.iter().any(|r| *r == RcptResult::Accepted);
+    let data_reply = match data_reply {
+        Some(d) => d,
+        None if any_accepted => c.command("DATA", timeouts::DATA_INIT, "DATA reply").await?,
+        None => {
+            let _ = c.command("RSET", timeouts::COMMAND, "RSET reply").await;
+            return Ok(Attempt::Done(rcpt_results));
+        }
+    };
+    if data_reply.code != 354 {
+        if !any_accepted {
+            // Expected: DATA refused because no recipient was accepted (RFC 2920 §3.1).
+            return Ok(Attempt::Done(rcpt_results));
+        }
+        let as_result = if data_reply.is_permanent() {
+            RcptResult::Permanent(data_reply)
+        } else {
+            RcptResult::Transient(data_reply)
+        };
+        return Ok(Attempt::Done(
+            rcpt_results
+                .into_iter()
+                .map(|r| {
+                    if r == RcptResult::Accepted {
+                        as_result.clone()
+                    } else {
+                        r
+                    }
+                })
+                .collect(),
+        ));
+    }
+    if !any_accepted {
+        // Pipelined DATA was accepted although no recipient was: send an empty message is
+        // wrong; close the data phase with nothing and expect a refusal.
+        c.send(b".\r\n", timeouts::DATA_BLOCK, "data").await?;
+        let _ = c.read_reply(timeouts::DATA_END, "end of data").await;
+        return Ok(Attempt::Done(rcpt_results));
+    }
+    let payload = data_payload(tx.message);
+    for chunk in payload.chunks(64 * 1024) {
+        c.send(chunk, timeouts::DATA_BLOCK, "data block").await?;
+    }
+    let end = c.read_reply(timeouts::DATA_END, "end of data").await?;
+    let final_result = if end.is_positive() {
+        RcptResult::Accepted
+    } else if end.is_permanent() {
+        RcptResult::Permanent(end)
+    } else {
+        RcptResult::Transient(end)
+    };
+    Ok(Attempt::Done(
+        rcpt_results
+            .into_iter()
+            .map(|r| {
+                if r == RcptResult::Accepted {
+                    final_result.clone()
+                } else {
+                    r
+                }
+            })
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_stuffing_and_crlf() {
+        assert_eq!(data_payload(b"a\r\n.b\r\n"), b"a\r\n..b\r\n.\r\n");
+        assert_eq!(data_payload(b".x\nb"), b"..x\r\nb\r\n.\r\n");
+        assert_eq!(data_payload(b"a\r\n.\r\n"), b"a\r\n..\r\n.\r\n");
+    }
+
+    #[test]
+    fn smtputf8_detection() {
+        assert!(!needs_smtputf8(
+            "a@b",
+            &["c@d".into()],
+            b"Subject: x\r\n\r\n\xc3\xa9"
+        ));
+        assert!(needs_smtputf8("a@b", &["\u{e9}@d".into()], b"S: x\r\n\r\n"));
+        assert!(needs_smtputf8("a@b", &[], b"Subject: \xc3\xa9\r\n\r\nx"));
+    }
+}

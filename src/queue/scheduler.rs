@@ -1,0 +1,487 @@
+//! The queue scheduler: finds due messages, delivers them (local recipients into the store,
+//! remote ones per domain through `outbound`), records each outcome in the envelope right
+//! after the attempt, retries with backoff and jitter, bounces and expires.
+//!
+//! Crash safety: a recipient's state is written as soon as its domain's transaction ends, so
+//! after a kill only a transaction that was in flight can be repeated (the unavoidable window
+//! between the remote's 250 and our envelope write, RFC 5321 §6.1 accepts duplicates over
+//! losses).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+use tokio::sync::Semaphore;
+
+use super::dsn::{self, Action};
+use super::{Envelope, RcptState, RcptStatus, now_unix};
+use crate::accounts::Recipient;
+use crate::metrics::Metrics;
+use crate::outbound::{self, Kind, RcptOutcome};
+use crate::server::Services;
+use crate::store::Folder;
+
+/// How often the spool is rescanned for work written by other processes (CLI).
+const RESCAN: Duration = Duration::from_secs(1);
+
+struct Scheduler {
+    svc: Arc<Services>,
+    inflight: Mutex<HashSet<String>>,
+    global: Arc<Semaphore>,
+    per_domain: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+pub fn spawn_scheduler(svc: Arc<Services>) {
+    let sched = Arc::new(Scheduler {
+        global: Arc::new(Semaphore::new(svc.config.outbound.max_connections.max(1))),
+        svc: svc.clone(),
+        inflight: Mutex::new(HashSet::new()),
+        per_domain: Mutex::new(HashMap::new()),
+    });
+    svc.tasks.spawn(async move { sched.run().await });
+}
+
+/// Delay before attempt number `attempts + 1`, with up to 10 % random jitter so messages
+/// deferred together do not all come back at once.
+pub fn backoff(schedule: &[u64], attempts: u32) -> u64 {
+    let base = schedule
+        .get((attempts.max(1) - 1) as usize)
+        .or(schedule.last())
+        .copied()
+        .unwrap_or(300);
+    base + rand::rng().random_range(0..=base / 10)
+}
+
+impl Scheduler {
+    async fn run(self: Arc<Self>) {
+        let q = &self.svc.queue;
+        match q.remove_orphans() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("queue: removed {n} message file(s) without an envelope"),
+            Err(e) => tracing::warn!("queue: orphan cleanup failed: {e}"),
+        }
+        // Envelope cache: re-read a file only when its mtime changed.
+        let mut cache: HashMap<String, (SystemTime, Envelope)> = HashMap::new();
+        loop {
+            let now = now_unix();
+            let mut due = Vec::new();
+            let mut seen = HashSet::new();
+            match std::fs::read_dir(q.dir().join("env")) {
+                Ok(rd) => {
+                    for e in rd.flatten() {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let Some(id) = name.strip_suffix(".json") else {
+                            continue;
+                        };
+                        if !super::valid_id(id) {
+                            continue;
+                        }
+                        seen.insert(id.to_string());
+                        let Ok(mtime) = e.metadata().and_then(|m| m.modified()) else {
+                            continue;
+                        };
+                        let fresh = cache.get(id).is_some_and(|(t, _)| *t == mtime);
+                        if !fresh {
+                            match q.load(id) {
+                                Ok(Some(env)) => {
+                                    cache.insert(id.to_string(), (mtime, env));
+                                }
+                                Ok(None) => continue,
+                                Err(e) => {
+                                    tracing::warn!("queue: cannot read envelope {id}: {e}");
+                                    continue;
+                                }
+                            }
+                        }
+                        let (_, env) = &cache[id];
+                        if self.needs_work(env, now) {
+                            due.push(id.to_string());
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("queue: cannot list {}: {e}", q.dir().display()),
+            }
+            cache.retain(|id, _| seen.contains(id));
+            self.svc
+                .metrics
+                .queue_size
+                .store(seen.len() as i64, Ordering::Relaxed);
+            for id in due {
+                if !self.inflight.lock().unwrap().insert(id.clone()) {
+                    continue;
+                }
+                let me = self.clone();
+                self.svc.tasks.spawn(async move {
+                    me.process(&id).await;
+                    me.inflight.lock().unwrap().remove(&id);
+                    me.svc.queue.wake().notify_one();
+                });
+            }
+            tokio::select! {
+                _ = self.svc.shutdown.cancelled() => break,
+                _ = q.wake().notified() => {}
+                _ = tokio::time::sleep(RESCAN) => {}
+            }
+        }
+        tracing::debug!("queue scheduler stopped");
+    }
+
+    fn needs_work(&self, env: &Envelope, now: i64) -> bool {
+        if self.svc.shutdown.is_cancelled() {
+            return false;
+        }
+        let cfg = &self.svc.config.queue;
+        let pending: Vec<&RcptState> = env.pending().collect();
+        pending.is_empty()
+            || pending.iter().any(|r| r.next_attempt <= now)
+            || env
+                .rcpts
+                .iter()
+                .any(|r| r.status == RcptStatus::Failed && !r.reported)
+            || now >= env.created + cfg.max_age_secs as i64
+            || (cfg.delay_notice_secs > 0
+                && !env.delay_notified
+                && !env.mail_from.is_empty()
+                && now >= env.created + cfg.delay_notice_secs as i64)
+    }
+
+    fn domain_limit(&self, domain: &str) -> Arc<Semaphore> {
+        self.per_domain
+            .lock()
+            .unwrap()
+            .entry(domain.to_string())
+            .or_insert_with(|| {
+                Arc::new(Semaphore::new(
+                    self.svc.config.outbound.max_connections_per_domain.max(1),
+                ))
+            })
+            .clone()
+    }
+
+    async fn process(self: &Arc<Self>, id: &str) {
+        let svc = &self.svc;
+        let q = &svc.queue;
+        let env = match q.load(id) {
+            Ok(Some(e)) => e,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(queue_id = id, "cannot read envelope: {e}");
+                return;
+            }
+        };
+        let message = match q.message(id) {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                tracing::error!(
+                    queue_id = id,
+                    "message file missing ({e}); dropping the envelope"
+                );
+                let _ = q.delete(id);
+                return;
+            }
+        };
+        let now = now_unix();
+        let cfg = &svc.config.queue;
+        let expires = env.created + cfg.max_age_secs as i64;
+        if now >= expires {
+            let _ = q.update(id, |e| {
+                for r in e
+                    .rcpts
+                    .iter_mut()
+                    .filter(|r| r.status == RcptStatus::Pending)
+                {
+                    r.status = RcptStatus::Failed;
+                    r.code = Some("4.4.7".into());
+                    r.last_error = Some(format!(
+                        "delivery time expired after {} attempts; last error: {}",
+                        r.attempts,
+                        r.last_error.as_deref().unwrap_or("none")
+                    ));
+                }
+            });
+            tracing::info!(
+                queue_id = id,
+                "expired: giving up on the pending recipients"
+            );
+        } else {
+            let due: Vec<String> = env
+                .pending()
+                .filter(|r| r.next_attempt <= now)
+                .map(|r| r.addr.clone())
+                .collect();
+            let (local, remote): (Vec<String>, Vec<String>) = due
+                .into_iter()
+                .partition(|a| svc.config.is_local_domain(&outbound::domain_of(a)));
+            for addr in local {
+                let outcome = deliver_local(svc, &env, &addr, &message).await;
+                self.record(id, &[addr], &[outcome], expires);
+            }
+            let mut by_domain: HashMap<String, Vec<String>> = HashMap::new();
+            for a in remote {
+                by_domain
+                    .entry(outbound::domain_of(&a))
+                    .or_default()
+                    .push(a);
+            }
+            let mut set = tokio::task::JoinSet::new();
+            for (domain, rcpts) in by_domain {
+                let me = self.clone();
+                let message = message.clone();
+                let mail_from = env.mail_from.clone();
+                let id = id.to_string();
+                set.spawn(async move {
+                    let dom_limit = me.domain_limit(&domain);
+                    let svc = &me.svc;
+                    let run = async {
+                        let _g = me.global.clone().acquire_owned().await.ok()?;
+                        let _d = dom_limit.acquire_owned().await.ok()?;
+                        Some(
+                            outbound::deliver_domain(
+                                svc, &id, &domain, &mail_from, &rcpts, &message,
+                            )
+                            .await,
+                        )
+                    };
+                    let outcomes = tokio::select! {
+                        // Shutdown: leave these recipients as they were; they are retried
+                        // at the next start.
+                        _ = svc.shutdown.cancelled() => None,
+                        o = run => o,
+                    };
+                    if let Some(outcomes) = outcomes {
+                        me.record(&id, &rcpts, &outcomes, expires);
+                    }
+                });
+            }
+            while set.join_next().await.is_some() {}
+        }
+        self.finish(id, &message).await;
+    }
+
+    /// Write the outcomes of one attempt into the envelope.
+    fn record(&self, id: &str, rcpts: &[String], outcomes: &[RcptOutcome], expires: i64) {
+        let now = now_unix();
+        let schedule = &self.svc.config.queue.retry_schedule_secs;
+        let m = &self.svc.metrics;
+        let res = self.svc.queue.update(id, |env| {
+            for (addr, o) in rcpts.iter().zip(outcomes) {
+                let Some(r) = env
+                    .rcpts
+                    .iter_mut()
+                    .find(|r| &r.addr == addr && r.status == RcptStatus::Pending)
+                else {
+                    continue;
+                };
+                r.attempts += 1;
+                r.code = Some(o.status.clone());
+                r.remote_mta = o.remote_mta.clone().or(r.remote_mta.take());
+                match o.kind {
+                    Kind::Delivered => {
+                        r.status = RcptStatus::Delivered;
+                        r.last_error = None;
+                    }
+                    Kind::Permanent => {
+                        r.status = RcptStatus::Failed;
+                        r.last_error = Some(o.diagnostic.clone());
+                    }
+                    Kind::Transient => {
+                        r.last_error = Some(o.diagnostic.clone());
+                        // Never schedule past the expiry: the last attempt is the expiry.
+                        r.next_attempt = (now + backoff(schedule, r.attempts) as i64).min(expires);
+                        Metrics::inc(&m.messages_deferred);
+                    }
+                }
+            }
+        });
+        if let Err(e) = res {
+            tracing::error!(queue_id = id, "cannot record delivery outcome: {e}");
+        }
+    }
+
+    /// After an attempt: failure DSNs, the delay notice, and removal once nothing is pending.
+    async fn finish(&self, id: &str, message: &[u8]) {
+        let svc = &self.svc;
+        let q = &svc.queue;
+        let Ok(Some(env)) = q.load(id) else { return };
+        let now = now_unix();
+        let cfg = &svc.config.queue;
+
+        let failed: Vec<&RcptState> = env
+            .rcpts
+            .iter()
+            .filter(|r| r.status == RcptStatus::Failed && !r.reported)
+            .collect();
+        if !failed.is_empty() {
+            if env.mail_from.is_empty() {
+                // RFC 5321 §6.1 / RFC 3464: never a bounce to the null reverse-path.
+                tracing::info!(queue_id = id, "undeliverable bounce (null sender): dropped");
+            } else {
+                self.send_dsn(&env, &failed, Action::Failed, message, now);
+                Metrics::inc(&svc.metrics.messages_bounced);
+            }
+            let addrs: Vec<String> = failed.iter().map(|r| r.addr.clone()).collect();
+            let _ = q.update(id, |e| {
+                for r in e.rcpts.iter_mut().filter(|r| addrs.contains(&r.addr)) {
+                    r.reported = true;
+                }
+            });
+        }
+
+        let pending: Vec<&RcptState> = env.pending().collect();
+        if !pending.is_empty()
+            && cfg.delay_notice_secs > 0
+            && !env.delay_notified
+            && !env.mail_from.is_empty()
+            && now >= env.created + cfg.delay_notice_secs as i64
+        {
+            self.send_dsn(&env, &pending, Action::Delayed, message, now);
+            let _ = q.update(id, |e| e.delay_notified = true);
+        }
+
+        if pending.is_empty() {
+            match q.delete(id) {
+                Ok(_) => tracing::info!(
+                    queue_id = id,
+                    delivered = env
+                        .rcpts
+                        .iter()
+                        .filter(|r| r.status == RcptStatus::Delivered)
+                        .count(),
+                    failed = env
+                        .rcpts
+                        .iter()
+                        .filter(|r| r.status == RcptStatus::Failed)
+                        .count(),
+                    "done: removed from the queue"
+                ),
+                Err(e) => tracing::error!(queue_id = id, "cannot remove from the queue: {e}"),
+            }
+        }
+    }
+
+    fn send_dsn(
+        &self,
+        env: &Envelope,
+        rcpts: &[&RcptState],
+        action: Action,
+        message: &[u8],
+        now: i64,
+    ) {
+        let svc = &self.svc;
+        let mut dsn = dsn::build(&svc.config, env, rcpts, action, message, now);
+        match crate::delivery::dkim::sign(svc, &dsn) {
+            Ok(sig) => {
+                let mut signed = sig.into_bytes();
+                signed.extend_from_slice(&dsn);
+                dsn = signed;
+            }
+            Err(e) => tracing::warn!(queue_id = %env.id, "DSN not DKIM-signed: {e}"),
+        }
+        // The null reverse-path (RFC 5321 §4.5.5): a DSN never triggers another.
+        match svc
+            .queue
+            .enqueue_blocking("", std::slice::from_ref(&env.mail_from), &dsn)
+        {
+            Ok(dsn_id) => tracing::info!(
+                queue_id = %env.id,
+                dsn_id,
+                to = %env.mail_from,
+                action = ?action,
+                "DSN queued"
+            ),
+            Err(e) => tracing::error!(queue_id = %env.id, "cannot queue the DSN: {e}"),
+        }
+    }
+}
+
+/// Deliver to a recipient of our own domain (DSNs to our users, sendmail to local users):
+/// resolve aliases, store in each user's INBOX, queue forwards to remote targets.
+async fn deliver_local(
+    svc: &Arc<Services>,
+    env: &Envelope,
+    addr: &str,
+    message: &Arc<Vec<u8>>,
+) -> RcptOutcome {
+    let svc2 = svc.clone();
+    let addr2 = addr.to_string();
+    let from = env.mail_from.clone();
+    let msg = message.clone();
+    let id = env.id.clone();
+    let res = tokio::task::spawn_blocking(move || -> Result<RcptOutcome, String> {
+        let outcome = |kind, status: &str, d: String| RcptOutcome {
+            kind,
+            status: status.into(),
+            diagnostic: d,
+            remote_mta: None,
+        };
+        match svc2.accounts.resolve(&addr2).map_err(|e| e.to_string())? {
+            Recipient::Local { users, forward } => {
+                // Return-Path records the envelope sender at final delivery (RFC 5321 §4.4).
+                let mut bytes = format!("Return-Path: <{from}>\r\n").into_bytes();
+                bytes.extend_from_slice(&msg);
+                for u in &users {
+                    svc2.store
+                        .deliver(u, Folder::Inbox, &bytes)
+                        .map_err(|e| format!("local delivery to {u} failed: {e}"))?;
+                }
+                if !forward.is_empty() {
+                    let fid = svc2
+                        .queue
+                        .enqueue_blocking(&from, &forward, &msg)
+                        .map_err(|e| format!("cannot queue forward: {e}"))?;
+                    tracing::info!(queue_id = %id, forward_id = fid, "alias {addr2} forwarded");
+                }
+                tracing::info!(queue_id = %id, rcpt = %addr2, users = ?users, "delivered locally");
+                Ok(outcome(
+                    Kind::Delivered,
+                    "2.0.0",
+                    "delivered to mailbox".into(),
+                ))
+            }
+            Recipient::Unknown => Ok(outcome(
+                Kind::Permanent,
+                "5.1.1",
+                format!("550 5.1.1 <{addr2}>: no such user here"),
+            )),
+            Recipient::Remote => Ok(outcome(
+                Kind::Permanent,
+                "5.1.2",
+                format!("{addr2} is not in a local domain"),
+            )),
+        }
+    })
+    .await;
+    match res {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => RcptOutcome {
+            kind: Kind::Transient,
+            status: "4.3.0".into(),
+            diagnostic: e,
+            remote_mta: None,
+        },
+        Err(e) => RcptOutcome {
+            kind: Kind::Transient,
+            status: "4.3.0".into(),
+            diagnostic: format!("local delivery task failed: {e}"),
+            remote_mta: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_follows_schedule_with_jitter() {
+        let s = [60, 300, 900];
+        for _ in 0..50 {
+            let a = super::backoff(&s, 1);
+            assert!((60..=66).contains(&a));
+            let b = super::backoff(&s, 2);
+            assert!((300..=330).contains(&b));
+            let c = super::backoff(&s, 9);
+            assert!((900..=990).contains(&c));
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! The tokio side of SMTP: accept (with connection limits), implicit TLS (465), the greeting
+//! delay, reading lines with the RFC 5321 §4.5.3.2 timeouts, running the session's actions
+//! (STARTTLS, DATA/BDAT, AUTH, delivery) and writing replies. Replies to pipelined commands
+//! (RFC 2920) are flushed once no complete command is left in the input buffer.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+
+use super::Mode;
+use super::data::DataDecoder;
+use super::line::{Line, LineReader};
+use super::reply::{Reply, std_replies};
+use super::session::{Action, Directory, Session, SessionConfig};
+use super::transaction::{self, Context};
+use crate::accounts::throttle::Verdict as Throttle;
+use crate::accounts::{Accounts, Recipient};
+use crate::metrics::Metrics;
+use crate::net::{Admission, ConnLimiter, Refusal, accept_loop};
+use crate::server::Services;
+
+/// Protocol errors tolerated per connection before it is closed (an "error storm").
+const MAX_ERRORS: usize = 10;
+/// Time allowed for a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn spawn(svc: Arc<Services>, listener: TcpListener, mode: Mode) {
+    let limits = &svc.config.limits;
+    let limiter = ConnLimiter::new(limits.max_connections, limits.max_connections_per_ip);
+    let handler_svc = svc.clone();
+    svc.tasks.spawn(accept_loop(
+        listener,
+        limiter,
+        svc.shutdown.clone(),
+        svc.tasks.clone(),
+        move |stream, peer, admission| {
+            let svc = handler_svc.clone();
+            async move { handle(svc, stream, peer, admission, mode).await }
+        },
+    ));
+}
+
+/// The account service as the session's policy oracle.
+struct AccountsDir<'a>(&'a Accounts);
+
+impl Directory for AccountsDir<'_> {
+    fn resolve(&self, address: &str) -> Result<Recipient, String> {
+        self.0.resolve(address).map_err(|e| e.to_string())
+    }
+    fn may_send_as(&self, user: &str, address: &str) -> bool {
+        self.0.may_send_as(user, address)
+    }
+}
+
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only while a STARTTLS handshake owns the socket.
+    Gone,
+}
+
+impl Io {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Io::Plain(s) => s.read(buf).await,
+            Io::Tls(s) => s.read(buf).await,
+            Io::Gone => Ok(0),
+        }
+    }
+
+    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Io::Plain(s) => {
+                s.write_all(data).await?;
+                s.flush().await
+            }
+            Io::Tls(s) => {
+                s.write_all(data).await?;
+                s.flush().await
+            }
+            Io::Gone => Err(std::io::Error::other("connection closed")),
+        }
+    }
+}
+
+fn tls_description(s: &TlsStream<TcpStream>) -> String {
+    let c = s.get_ref().1;
+    let version = c
+        .protocol_version()
+        .and_then(|v| v.as_str())
+        .unwrap_or("TLS")
+        .replace("TLSv1_", "TLSv1.")
+        .replace("TLSv1.3", "TLSv1.3");
+    let cipher = c
+        .negotiated_cipher_suite()
+        .and_then(|s| s.suite().as_str())
+        .unwrap_or("unknown");
+    format!("{version} with cipher {cipher}")
+}
+
+async fn handle(
+    svc: Arc<Services>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    admission: Admission,
+    mode: Mode,
+) {
+    let _guard = match admission {
+        Admission::Accepted(g) => g,
+        Admission::Refused(reason) => {
+            let text = match reason {
+                Refusal::TooManyTotal => "Too many connections, try again later",
+                Refusal::TooManyFromIp => "Too many connections from your address, try again later",
+            };
+            tracing::warn!(
+                "smtp connection refused: service={} peer={peer} reason={reason:?}",
+                mode.service()
+            );
+            let mut s = stream;
+            let reply = Reply::new(421, "4.7.0", format!("{} {text}", svc.config.hostname));
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), s.write_all(&reply.to_bytes())).await;
+            return;
+        }
+    };
+    Metrics::inc(&svc.metrics.smtp_connections);
+    tracing::info!("smtp connect: service={} peer={peer}", mode.service());
+    let mut conn = Conn {
+        svc: svc.clone(),
+        mode,
+        peer: peer.ip(),
+        io: Io::Plain(stream),
+        lines: LineReader::new(),
+        out: Vec::new(),
+        tls_info: None,
+        session: Session::new(session_config(&svc, mode)),
+    };
+    let end = conn.run().await;
+    tracing::info!(
+        "smtp disconnect: service={} peer={peer} helo={} user={} tls={} end={end}",
+        mode.service(),
+        conn.session.helo(),
+        conn.session.auth_user().unwrap_or("-"),
+        conn.tls_info.as_deref().unwrap_or("no"),
+    );
+}
+
+fn session_config(svc: &Services, mode: Mode) -> SessionConfig {
+    let l = &svc.config.limits;
+    SessionConfig {
+        hostname: svc.config.hostname.clone(),
+        mode,
+        max_message_size: l.max_message_size,
+        max_recipients: l.max_recipients,
+        max_messages: l.max_messages_per_connection,
+        max_invalid_recipients: l.max_invalid_recipients,
+        max_errors: MAX_ERRORS,
+    }
+}
+
+struct Conn {
+    svc: Arc<Services>,
+    mode: Mode,
+    peer: IpAddr,
+    io: Io,
+    lines: LineReader,
+    out: Vec<u8>,
+    tls_info: Option<String>,
+    session: Session,
+}
+
+/// How a connection ended (for the disconnect log line).
+type End = &'static str;
+
+impl Conn {
+    async fn flush(&mut self) -> Result<(), End> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        self.io.write_all(&out).await.map_err(|_| "write error")
+    }
+
+    async fn say(&mut self, reply: &Reply) -> Result<(), End> {
+        self.out.extend_from_slice(&reply.to_bytes());
+        self.flush().await
+    }
+
+    /// Read more input, with `timeout`; Ok(false) at EOF.
+    async fn fill(&mut self, timeout: Duration) -> Result<bool, End> {
+        let mut buf = vec![0u8; 16 * 1024];
+        match tokio::time::timeout(timeout, self.io.read(&mut buf)).await {
+            Err(_) => {
+                tracing::info!(
+                    "smtp timeout: service={} peer={}",
+                    self.mode.service(),
+                    self.peer
+                );
+                let _ = self.say(&std_replies::timeout()).await;
+                Err("timeout")
+            }
+            Ok(Err(_)) => Err("read error"),
+            Ok(Ok(0)) => Ok(false),
+            Ok(Ok(n)) => {
+                self.lines.push(&buf[..n]);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn run(&mut self) -> End {
+        match self.run_inner().await {
+            Ok(()) => "quit",
+            Err(e) => e,
+        }
+    }
+
+    async fn run_inner(&mut self) -> Result<(), End> {
+        if self.mode == Mode::Submissions {
+            self.start_tls().await?;
+        }
+        let delay = self.svc.config.limits.smtp_greeting_delay_secs;
+        if self.mode == Mode::Mx && delay > 0 {
+            // RFC 5321 §4.3.1: the client must wait for the greeting; one that talks first
+            // is a bot that does not read replies.
+            let mut probe = [0u8; 512];
+            let early = tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(delay)) => false,
+                r = self.io.read(&mut probe) => match r {
+                    Ok(0) | Err(_) => return Err("closed before greeting"),
+                    Ok(_) => true,
+                },
+            };
+            if early {
+                tracing::warn!(
+                    "smtp early talker: service={} peer={}",
+                    self.mode.service(),
+                    self.peer
+                );
+                let _ = self
+                    .say(&Reply::new(
+                        554,
+                        "5.5.0",
+                        "Protocol error: talking before the greeting",
+                    ))
+                    .await;
+                return Err("early talker");
+            }
+        }
+        let greeting = self.session.greeting();
+        self.say(&greeting).await?;
+        let cmd_timeout = self.svc.config.smtp_command_timeout();
+        let shutdown = self.svc.shutdown.clone();
+        loop {
+            while let Some(line) = self.lines.next_line() {
+                let dir = AccountsDir(&self.svc.accounts);
+                let action = match line {
+                    Line::Complete(l) => self.session.line(&l, &dir),
+                    Line::TooLong => self.session.line_too_long(),
+                };
+                if self.act(action).await? {
+                    self.flush().await?;
+                    return Ok(());
+                }
+            }
+            self.flush().await?;
+            let more = tokio::select! {
+                _ = shutdown.cancelled() => {
+                    let _ = self.say(&std_replies::shutting_down(&self.svc.config.hostname)).await;
+                    return Err("shutdown");
+                }
+                r = self.fill(cmd_timeout) => r?,
+            };
+            if !more {
+                return Err("client closed");
+            }
+        }
+    }
+
+    /// Carry out an action and everything it leads to; true when the connection must close.
+    async fn act(&mut self, mut action: Action) -> Result<bool, End> {
+        loop {
+            action = match action {
+                Action::Reply(r) => {
+                    self.out.extend_from_slice(&r.to_bytes());
+                    return Ok(false);
+                }
+                Action::Close(r) => {
+                    if r.code == 421 {
+                        tracing::warn!(
+                            "smtp closing: service={} peer={} reply=\"{r}\"",
+                            self.mode.service(),
+                            self.peer
+                        );
+                    }
+                    self.out.extend_from_slice(&r.to_bytes());
+                    return Ok(true);
+                }
+                Action::StartTls(r) => {
+                    self.say(&r).await?;
+                    // Anything pipelined after STARTTLS was sent in the clear: drop it
+                    // (CVE-2011-0411 command injection).
+                    self.lines.clear();
+                    self.start_tls().await?;
+                    self.session.tls_started();
+                    return Ok(false);
+                }
+                Action::ReadData(r) => {
+                    self.say(&r).await?;
+                    let result = self.read_data().await?;
+                    let dir = AccountsDir(&self.svc.accounts);
+                    self.session.data_received(result, &dir)
+                }
+                Action::ReadBdat { size } => {
+                    self.read_bdat(size).await?;
+                    let dir = AccountsDir(&self.svc.accounts);
+                    self.session.bdat_end(&dir)
+                }
+                Action::Authenticate(c) => {
+                    let result = self.authenticate(c).await;
+                    self.session.auth_result(result)
+                }
+                Action::Deliver(tx) => {
+                    let ctx = Context {
+                        svc: &self.svc,
+                        mode: self.mode,
+                        peer: self.peer,
+                        tls: self.tls_info.as_deref(),
+                    };
+                    let reply = transaction::finish(&ctx, &tx).await;
+                    self.session.delivered(reply)
+                }
+            };
+        }
+    }
+
+    async fn start_tls(&mut self) -> Result<(), End> {
+        let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Gone) else {
+            return Err("TLS already active");
+        };
+        let acceptor = self.svc.tls.acceptor();
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => {
+                self.tls_info = Some(tls_description(&tls));
+                self.io = Io::Tls(Box::new(tls));
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                tracing::info!(
+                    "smtp TLS handshake failed: service={} peer={} error={e}",
+                    self.mode.service(),
+                    self.peer
+                );
+                Err("TLS handshake failed")
+            }
+            Err(_) => Err("TLS handshake timeout"),
+        }
+    }
+
+    async fn read_data(&mut self) -> Result<Result<Vec<u8>, super::data::DataError>, End> {
+        let timeout = Duration::from_secs(self.svc.config.limits.smtp_data_timeout_secs);
+        let mut dec = DataDecoder::new(self.svc.config.limits.max_message_size);
+        loop {
+            let pending = self.lines.take();
+            let (used, done) = dec.feed(&pending);
+            if done {
+                self.lines.unread(pending[used..].to_vec());
+                return Ok(dec.finish());
+            }
+            if !self.fill(timeout).await? {
+                return Err("client closed during DATA");
+            }
+        }
+    }
+
+    async fn read_bdat(&mut self, size: usize) -> Result<(), End> {
+        let timeout = Duration::from_secs(self.svc.config.limits.smtp_data_timeout_secs);
+        let mut left = size;
+        loop {
+            let mut pending = self.lines.take();
+            let n = left.min(pending.len());
+            let rest = pending.split_off(n);
+            self.session.bdat_data(&pending);
+            left -= n;
+            self.lines.unread(rest);
+            if left == 0 {
+                return Ok(());
+            }
+            if !self.fill(timeout).await? {
+                return Err("client closed during BDAT");
+            }
+        }
+    }
+
+    async fn authenticate(&mut self, c: super::auth::Credentials) -> Result<String, Reply> {
+        let svc = self.svc.clone();
+        let ip = self.peer;
+        let user = super::session::sanitize(&c.user);
+        let failed = || {
+            Metrics::inc(&svc.metrics.auth_failures);
+            tracing::warn!("auth failed: service=smtp-submission ip={ip} user={user}");
+        };
+        match svc.login_throttle.check(ip, &c.user) {
+            Throttle::Refuse => {
+                failed();
+                return Err(Reply::new(
+                    454,
+                    "4.7.0",
+                    "Too many failed logins, try again later",
+                ));
+            }
+            Throttle::Proceed(delay) => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        let ok = svc.accounts.authenticate(&c.user, &c.password).await;
+        match ok {
+            // RFC 4616: an authorization identity other than the login itself is refused.
+            Some(name)
+                if c.authzid.is_empty()
+                    || c.authzid.eq_ignore_ascii_case(&name)
+                    || c.authzid.eq_ignore_ascii_case(&c.user) =>
+            {
+                svc.login_throttle.succeeded(ip, &c.user);
+                tracing::info!("auth ok: service=smtp-submission ip={ip} user={name}");
+                Ok(name)
+            }
+            _ => {
+                svc.login_throttle.failed(ip, &c.user);
+                failed();
+                Err(Reply::new(
+                    535,
+                    "5.7.8",
+                    "Authentication credentials invalid",
+                ))
+            }
+        }
+    }
+}

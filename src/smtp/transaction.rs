@@ -1,0 +1,172 @@
+//! The end of a mail transaction: trace headers, the inbound verdict (port 25) or the
+//! submission additions and DKIM signature, then local delivery and the queue. The reply is
+//! 250 only once every local copy is fsynced and every remote copy is in the queue.
+
+use std::net::IpAddr;
+
+use super::Mode;
+use super::headers::{self, TraceInfo};
+use super::reply::Reply;
+use super::session::Transaction;
+use crate::delivery::{self, Plan};
+use crate::inbound::{self, Disposition, MessageContext};
+use crate::metrics::Metrics;
+use crate::server::Services;
+
+pub struct Context<'a> {
+    pub svc: &'a Services,
+    pub mode: Mode,
+    pub peer: IpAddr,
+    /// TLS protocol and cipher when the session is encrypted.
+    pub tls: Option<&'a str>,
+}
+
+/// Deliver the transaction; returns the reply for the end of DATA. Logs one line.
+pub async fn finish(ctx: &Context<'_>, tx: &Transaction) -> Reply {
+    let id = headers::transaction_id();
+    let plan = delivery::plan(tx.rcpts.iter().map(|r| (&r.users[..], &r.remote[..])));
+    let reply = match ctx.mode {
+        Mode::Mx => inbound_delivery(ctx, tx, &plan, &id).await,
+        Mode::Submission | Mode::Submissions => submission_delivery(ctx, tx, &plan, &id).await,
+    };
+    let rcpts: Vec<&str> = tx.rcpts.iter().map(|r| r.address.as_str()).collect();
+    let msgid = headers::message_id(&tx.message).unwrap_or_default();
+    let m = &ctx.svc.metrics;
+    if reply.is_positive() {
+        Metrics::inc(&m.messages_received);
+        tracing::info!(
+            "smtp transaction: service={} peer={} id={id} message_id={msgid} helo={} user={} from=<{}> rcpts={rcpts:?} size={} result=\"{}\"",
+            ctx.mode.service(),
+            ctx.peer,
+            tx.helo,
+            tx.auth_user.as_deref().unwrap_or("-"),
+            tx.mail_from,
+            tx.message.len(),
+            reply
+        );
+    } else {
+        Metrics::inc(&m.messages_rejected);
+        tracing::warn!(
+            "smtp transaction: service={} peer={} id={id} message_id={msgid} helo={} user={} from=<{}> rcpts={rcpts:?} size={} result=\"{}\"",
+            ctx.mode.service(),
+            ctx.peer,
+            tx.helo,
+            tx.auth_user.as_deref().unwrap_or("-"),
+            tx.mail_from,
+            tx.message.len(),
+            reply
+        );
+    }
+    reply
+}
+
+fn trace(ctx: &Context<'_>, tx: &Transaction, id: &str) -> String {
+    let single = (tx.rcpts.len() == 1).then(|| tx.rcpts[0].address.as_str());
+    headers::received(&TraceInfo {
+        helo: &tx.helo,
+        peer: ctx.peer,
+        hostname: &ctx.svc.config.hostname,
+        protocol: &tx.protocol,
+        id,
+        tls: ctx.tls,
+        single_rcpt: single,
+    })
+}
+
+fn ok(id: &str) -> Reply {
+    Reply::new(250, "2.0.0", format!("OK id={id}"))
+}
+
+fn temp_local() -> Reply {
+    Reply::new(451, "4.3.0", "Local delivery failed, try again later")
+}
+
+fn temp_queue() -> Reply {
+    Reply::new(
+        451,
+        "4.3.0",
+        "Cannot queue the message for remote delivery, try again later",
+    )
+}
+
+async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: &str) -> Reply {
+    let svc = ctx.svc;
+    let rcpts: Vec<String> = tx.rcpts.iter().map(|r| r.address.clone()).collect();
+    let mctx = MessageContext {
+        peer_ip: ctx.peer,
+        helo: &tx.helo,
+        mail_from: &tx.mail_from,
+        rcpts: &rcpts,
+    };
+    let verdict = inbound::check_message(svc, &mctx, &tx.message).await;
+    let folder = match &verdict.disposition {
+        Disposition::Accept => "",
+        Disposition::Junk => "Junk",
+        Disposition::Reject {
+            code,
+            enhanced,
+            text,
+        }
+        | Disposition::TempFail {
+            code,
+            enhanced,
+            text,
+        } => return Reply::new(*code, enhanced, text.clone()),
+    };
+    let mut traced = trace(ctx, tx, id).into_bytes();
+    traced.extend_from_slice(&tx.message);
+    let stored = verdict.apply(&traced);
+    // Forwarding aliases: the copy for remote targets goes to the queue first, so a queue
+    // failure leaves nothing delivered and the sender's retry duplicates nothing.
+    if !plan.remote.is_empty()
+        && let Err(e) = svc
+            .queue
+            .enqueue(&tx.mail_from, &plan.remote, &stored)
+            .await
+    {
+        tracing::warn!(id, "enqueue of forwarded copy failed: {e}");
+        return temp_queue();
+    }
+    let mut local = headers::return_path(&tx.mail_from).into_bytes();
+    local.extend_from_slice(&stored);
+    if let Err(e) = delivery::deliver_local(svc, &plan.users, folder, local).await {
+        tracing::error!(id, "local delivery failed: {e}");
+        return temp_local();
+    }
+    ok(id)
+}
+
+async fn submission_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: &str) -> Reply {
+    let svc = ctx.svc;
+    let mut msg = trace(ctx, tx, id).into_bytes();
+    msg.extend_from_slice(
+        headers::submission_additions(&tx.message, &svc.config.hostname).as_bytes(),
+    );
+    msg.extend_from_slice(&tx.message);
+    if !plan.remote.is_empty() {
+        let signature = match crate::delivery::dkim::sign(svc, &msg) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(id, "DKIM signing failed: {e}");
+                return Reply::new(451, "4.3.0", "Cannot sign the message, try again later");
+            }
+        };
+        let mut signed = signature.into_bytes();
+        signed.extend_from_slice(&msg);
+        if let Err(e) = svc
+            .queue
+            .enqueue(&tx.mail_from, &plan.remote, &signed)
+            .await
+        {
+            tracing::warn!(id, "enqueue failed: {e}");
+            return temp_queue();
+        }
+    }
+    let mut local = headers::return_path(&tx.mail_from).into_bytes();
+    local.extend_from_slice(&msg);
+    if let Err(e) = delivery::deliver_local(svc, &plan.users, "", local).await {
+        tracing::error!(id, "local delivery failed: {e}");
+        return temp_local();
+    }
+    ok(id)
+}

@@ -1,0 +1,837 @@
+//! One Maildir folder as IMAP sees it: the UID index (`postern-uidlist`), custom keywords
+//! (`dovecot-keywords`), flags in file names, and the in-memory state shared by every session
+//! that has the folder open (see `hub.rs`). Blocking code; async callers use spawn_blocking.
+//!
+//! The UID list is the durable map from Maildir base names to UIDs:
+//! ```text
+//! P1 <uidvalidity> <uidnext>
+//! <uid> <basename>
+//! ```
+//! New UIDs are appended and fsynced before any client sees them; a torn last line (no
+//! newline) is ignored on load. Expunges rewrite the file with temp + fsync + rename. UIDs are
+//! strictly ascending: a line whose UID is not above the previous one is ignored, and new UIDs
+//! start above both the header's uidnext and the highest UID seen (RFC 3501 §2.3.1.1).
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::flags::{self, Flags, MAX_KEYWORDS};
+use crate::fsutil::{fsync_dir, write_atomic};
+
+pub const UIDLIST: &str = "postern-uidlist";
+pub const KEYWORDS: &str = "dovecot-keywords";
+/// Parsed-message cache entries kept per mailbox (bounded memory on huge folders).
+const CACHE_MAX: usize = 20_000;
+
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub uid: u32,
+    /// Maildir base name (file name up to the `:`).
+    pub base: Box<str>,
+    /// Current file name inside new/ or cur/.
+    pub file: Box<str>,
+    pub in_new: bool,
+    pub flags: Flags,
+    /// Bumped on every flag change, so sessions can tell what changed since they last looked.
+    pub modseq: u64,
+}
+
+/// What parsing a message yields, kept so a second FETCH does not re-read the file. Contents
+/// are opaque to the store (the IMAP layer renders them); messages never change on disk in
+/// Maildir (only their names do), so an entry stays valid until the message is expunged.
+pub type Parsed = Arc<dyn std::any::Any + Send + Sync>;
+
+pub struct Index {
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    /// Sorted by UID.
+    pub msgs: Vec<Msg>,
+    pub keywords: Vec<String>,
+    pub modseq: u64,
+    by_base: HashMap<Box<str>, u32>,
+    /// Highest UID already given to a session as \Recent (RFC 3501 §2.3.2).
+    recent_upto: u32,
+    /// new/ and cur/ modification times at the last full scan.
+    stamp: Option<(SystemTime, SystemTime)>,
+    cache: HashMap<u32, Parsed>,
+}
+
+pub struct Mailbox {
+    pub dir: PathBuf,
+    index: Mutex<Index>,
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+/// What a session learns when it syncs its view (RFC 3501 §7: untagged EXISTS/EXPUNGE/FETCH).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Update {
+    Expunge(u32),
+    Exists(u32),
+    Recent(u32),
+    /// Sequence number, UID, new flags.
+    Flags(u32, u32, Flags),
+}
+
+/// One session's picture of a selected mailbox: sequence number n is `uids[n-1]`.
+#[derive(Debug, Default, Clone)]
+pub struct View {
+    pub uids: Vec<u32>,
+    pub modseq: u64,
+    pub recent: HashSet<u32>,
+}
+
+impl View {
+    pub fn seq_of(&self, uid: u32) -> Option<u32> {
+        self.uids.binary_search(&uid).ok().map(|i| i as u32 + 1)
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+fn mtime(p: &Path) -> io::Result<SystemTime> {
+    fs::metadata(p)?.modified()
+}
+
+impl Mailbox {
+    /// Open (and load the index of) an existing Maildir folder.
+    pub fn open(dir: PathBuf) -> io::Result<Mailbox> {
+        if !dir.join("cur").is_dir() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such mailbox"));
+        }
+        for sub in ["cur", "new", "tmp"] {
+            fs::create_dir_all(dir.join(sub))?;
+        }
+        let mut index = Index {
+            uidvalidity: 0,
+            uidnext: 1,
+            msgs: Vec::new(),
+            keywords: load_keywords(&dir),
+            modseq: 1,
+            by_base: HashMap::new(),
+            recent_upto: 0,
+            stamp: None,
+            cache: HashMap::new(),
+        };
+        load_uidlist(&dir, &mut index)?;
+        // Messages present at open are not recent to anyone in this process's lifetime
+        // beyond the first session; a restart does not re-announce the whole mailbox.
+        index.recent_upto = index.uidnext - 1;
+        let (tx, _) = tokio::sync::watch::channel(0);
+        let mb = Mailbox {
+            dir,
+            index: Mutex::new(index),
+            changes: tx,
+        };
+        mb.lock().scan(&mb.dir, true)?;
+        Ok(mb)
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bring the shared index up to date with the disk (STATUS, LIST-STATUS).
+    pub fn refresh(&self) -> io::Result<()> {
+        let changed = self.lock().scan(&self.dir, false)?;
+        if changed {
+            self.notify();
+        }
+        Ok(())
+    }
+
+    /// Tell every session on this mailbox to sync (IDLE wakes up).
+    pub fn notify(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    pub fn path_of(&self, m: &Msg) -> PathBuf {
+        self.dir
+            .join(if m.in_new { "new" } else { "cur" })
+            .join(&*m.file)
+    }
+
+    /// Look at the disk and bring the view up to date. `expunges` false holds expunges back
+    /// (RFC 3501 §7.4.1: not during FETCH, STORE or SEARCH); `rw` moves new/ into cur/.
+    pub fn sync(&self, view: &mut View, expunges: bool, rw: bool) -> io::Result<Vec<Update>> {
+        let mut ix = self.lock();
+        let changed = ix.scan(&self.dir, false)?;
+        if rw {
+            ix.move_new_to_cur(&self.dir);
+        }
+        if changed {
+            self.notify();
+        }
+        let mut out = Vec::new();
+        if expunges {
+            let mut seq = view.uids.len();
+            let mut gone = Vec::new();
+            while seq > 0 {
+                let uid = view.uids[seq - 1];
+                if ix.find(uid).is_none() {
+                    gone.push(seq - 1);
+                    out.push(Update::Expunge(seq as u32));
+                }
+                seq -= 1;
+            }
+            for i in gone {
+                let uid = view.uids.remove(i);
+                view.recent.remove(&uid);
+            }
+        }
+        let last = view.uids.last().copied().unwrap_or(0);
+        let start = ix.msgs.partition_point(|m| m.uid <= last);
+        let mut new_recent = 0;
+        let upto = ix.recent_upto;
+        for m in &ix.msgs[start..] {
+            view.uids.push(m.uid);
+            if m.uid > upto {
+                view.recent.insert(m.uid);
+                new_recent += 1;
+            }
+        }
+        if let Some(m) = ix.msgs.last() {
+            ix.recent_upto = ix.recent_upto.max(m.uid);
+        }
+        let first = view.modseq == 0;
+        if start < ix.msgs.len() || first {
+            out.push(Update::Exists(view.uids.len() as u32));
+            if new_recent > 0 || first {
+                out.push(Update::Recent(view.recent.len() as u32));
+            }
+        }
+        if view.modseq != 0 && ix.modseq > view.modseq {
+            for (i, uid) in view.uids.iter().enumerate() {
+                if let Some(m) = ix.find(*uid)
+                    && m.modseq > view.modseq
+                    && *uid <= last
+                {
+                    out.push(Update::Flags(i as u32 + 1, m.uid, m.flags));
+                }
+            }
+        }
+        view.modseq = ix.modseq;
+        Ok(out)
+    }
+
+    /// Store a new message (APPEND): durable file in cur/ with its flags, then a UID.
+    pub fn append(
+        &self,
+        data: &[u8],
+        system: u8,
+        keywords: &[String],
+        internal_date: Option<SystemTime>,
+    ) -> io::Result<(u32, u32)> {
+        let mut ix = self.lock();
+        let kw = ix.keyword_bits(&self.dir, keywords, true)?;
+        let flags = Flags {
+            system,
+            keywords: kw,
+        };
+        let base = super::unique_name(data.len());
+        let tmp = self.dir.join("tmp").join(&base);
+        let file = format!("{base}:2,{}", flags.to_info());
+        let dst = self.dir.join("cur").join(&file);
+        let res = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(data)?;
+            if let Some(t) = internal_date {
+                f.set_modified(t)?;
+            }
+            f.sync_all()?;
+            fs::rename(&tmp, &dst)?;
+            fsync_dir(&self.dir.join("cur"))
+        })();
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res?;
+        let uid = ix.add(&self.dir, vec![(base.into(), file.into(), false, flags)])?[0];
+        let v = ix.uidvalidity;
+        drop(ix);
+        self.notify();
+        Ok((v, uid))
+    }
+
+    /// Copy messages (by UID) into `dest`, keeping flags and INTERNALDATE (hard links where
+    /// possible). Returns (uidvalidity of dest, [(source uid, dest uid)]).
+    pub fn copy_to(&self, uids: &[u32], dest: &Mailbox) -> io::Result<(u32, Vec<(u32, u32)>)> {
+        let sources: Vec<(u32, PathBuf, Flags)> = {
+            let ix = self.lock();
+            uids.iter()
+                .filter_map(|u| ix.find(*u).map(|m| (m.uid, self.path_of(m), m.flags)))
+                .collect()
+        };
+        let src_keywords = self.lock().keywords.clone();
+        let mut dix = dest.lock();
+        let mut entries = Vec::new();
+        let mut done_src = Vec::new();
+        for (uid, path, fl) in sources {
+            let names: Vec<String> = (0..MAX_KEYWORDS)
+                .filter(|i| fl.keywords & (1 << i) != 0)
+                .filter_map(|i| src_keywords.get(i).cloned())
+                .collect();
+            let kw = dix.keyword_bits(&dest.dir, &names, true)?;
+            let flags = Flags {
+                system: fl.system,
+                keywords: kw,
+            };
+            let size = fs::metadata(&path).map(|m| m.len() as usize);
+            let Ok(size) = size else { continue }; // expunged meanwhile
+            let base = super::unique_name(size);
+            let file = format!("{base}:2,{}", flags.to_info());
+            let dst = dest.dir.join("cur").join(&file);
+            if fs::hard_link(&path, &dst).is_err() {
+                let tmp = dest.dir.join("tmp").join(&base);
+                match fs::copy(&path, &tmp) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                }
+                let f = File::open(&tmp)?;
+                if let Ok(t) = mtime(&path) {
+                    let _ = OpenOptions::new().write(true).open(&tmp)?.set_modified(t);
+                }
+                f.sync_all()?;
+                fs::rename(&tmp, &dst)?;
+            }
+            entries.push((base.into(), file.into(), false, flags));
+            done_src.push(uid);
+        }
+        fsync_dir(&dest.dir.join("cur"))?;
+        let new = dix.add(&dest.dir, entries)?;
+        let v = dix.uidvalidity;
+        drop(dix);
+        dest.notify();
+        Ok((v, done_src.into_iter().zip(new).collect()))
+    }
+
+    /// Change flags of the given UIDs. `op`: +1 add, -1 remove, 0 replace.
+    /// Returns the modseq before and after, so a session can skip echoing its own change.
+    pub fn store(
+        &self,
+        uids: &[u32],
+        op: i8,
+        system: u8,
+        keywords: &[String],
+    ) -> io::Result<(u64, u64)> {
+        let mut ix = self.lock();
+        let before = ix.modseq;
+        let kw = ix.keyword_bits(&self.dir, keywords, op >= 0)?;
+        let mut changed = false;
+        for uid in uids {
+            let Some(pos) = ix.pos(*uid) else { continue };
+            let old = ix.msgs[pos].flags;
+            let new = match op {
+                1 => Flags {
+                    system: old.system | system,
+                    keywords: old.keywords | kw,
+                },
+                -1 => Flags {
+                    system: old.system & !system,
+                    keywords: old.keywords & !kw,
+                },
+                _ => Flags {
+                    system,
+                    keywords: kw,
+                },
+            };
+            if new == old && !ix.msgs[pos].in_new {
+                continue;
+            }
+            let m = &ix.msgs[pos];
+            let from = self.path_of(m);
+            let file = format!("{}:2,{}", m.base, new.to_info());
+            let to = self.dir.join("cur").join(&file);
+            match fs::rename(&from, &to) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+            ix.modseq += 1;
+            let ms = ix.modseq;
+            let m = &mut ix.msgs[pos];
+            m.file = file.into();
+            m.in_new = false;
+            if m.flags != new {
+                m.flags = new;
+                m.modseq = ms;
+            }
+            changed = true;
+        }
+        let after = ix.modseq;
+        drop(ix);
+        if changed {
+            self.notify();
+        }
+        Ok((before, after))
+    }
+
+    /// Remove messages flagged \Deleted (only those in `only`, when given: UID EXPUNGE).
+    /// Returns the expunged UIDs.
+    pub fn expunge(&self, only: Option<&[u32]>) -> io::Result<Vec<u32>> {
+        let mut ix = self.lock();
+        ix.scan(&self.dir, false)?;
+        let wanted: Option<HashSet<u32>> = only.map(|u| u.iter().copied().collect());
+        let mut gone = Vec::new();
+        for m in &ix.msgs {
+            if m.flags.has(flags::DELETED) && wanted.as_ref().is_none_or(|w| w.contains(&m.uid)) {
+                match fs::remove_file(self.path_of(m)) {
+                    Ok(()) => gone.push(m.uid),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => gone.push(m.uid),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if !gone.is_empty() {
+            fsync_dir(&self.dir.join("cur"))?;
+            ix.remove(&gone);
+            ix.write_uidlist(&self.dir)?;
+            ix.modseq += 1;
+        }
+        drop(ix);
+        if !gone.is_empty() {
+            self.notify();
+        }
+        Ok(gone)
+    }
+
+    /// Remove messages regardless of flags (the expunge half of MOVE).
+    pub fn remove_uids(&self, uids: &[u32]) -> io::Result<()> {
+        let mut ix = self.lock();
+        for uid in uids {
+            if let Some(m) = ix.find(*uid) {
+                match fs::remove_file(self.path_of(m)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        fsync_dir(&self.dir.join("cur"))?;
+        ix.remove(uids);
+        ix.write_uidlist(&self.dir)?;
+        ix.modseq += 1;
+        drop(ix);
+        self.notify();
+        Ok(())
+    }
+
+    /// Keyword names for a flag set.
+    pub fn keyword_names(&self, f: Flags) -> Vec<String> {
+        let ix = self.lock();
+        ix.keyword_names(f)
+    }
+
+    pub fn cached(&self, uid: u32) -> Option<Parsed> {
+        self.lock().cache.get(&uid).cloned()
+    }
+
+    pub fn put_cache(&self, uid: u32, p: Parsed) {
+        let mut ix = self.lock();
+        if ix.cache.len() >= CACHE_MAX {
+            // Bounded: drop an arbitrary half rather than track recency per entry.
+            let drop_keys: Vec<u32> = ix.cache.keys().copied().take(CACHE_MAX / 2).collect();
+            for k in drop_keys {
+                ix.cache.remove(&k);
+            }
+        }
+        if ix.find(uid).is_some() {
+            ix.cache.insert(uid, p);
+        }
+    }
+}
+
+impl Index {
+    pub fn pos(&self, uid: u32) -> Option<usize> {
+        self.msgs.binary_search_by_key(&uid, |m| m.uid).ok()
+    }
+
+    pub fn find(&self, uid: u32) -> Option<&Msg> {
+        self.pos(uid).map(|p| &self.msgs[p])
+    }
+
+    pub fn keyword_names(&self, f: Flags) -> Vec<String> {
+        (0..MAX_KEYWORDS)
+            .filter(|i| f.keywords & (1 << i) != 0)
+            .filter_map(|i| self.keywords.get(i).cloned())
+            .collect()
+    }
+
+    /// Bits for keyword names; unknown ones are added (and persisted) when `create`.
+    fn keyword_bits(&mut self, dir: &Path, names: &[String], create: bool) -> io::Result<u32> {
+        let mut bits = 0;
+        let mut added = false;
+        for n in names {
+            let i = match self.keywords.iter().position(|k| k.eq_ignore_ascii_case(n)) {
+                Some(i) => i,
+                None if create => {
+                    if self.keywords.len() >= MAX_KEYWORDS {
+                        return Err(io::Error::other("too many keywords in this mailbox"));
+                    }
+                    self.keywords.push(n.clone());
+                    added = true;
+                    self.keywords.len() - 1
+                }
+                None => continue,
+            };
+            bits |= 1 << i;
+        }
+        if added {
+            let mut text = String::new();
+            for (i, k) in self.keywords.iter().enumerate() {
+                text.push_str(&format!("{i} {k}\n"));
+            }
+            write_atomic(&dir.join(KEYWORDS), text.as_bytes(), 0o600)?;
+        }
+        Ok(bits)
+    }
+
+    fn remove(&mut self, uids: &[u32]) {
+        let set: HashSet<u32> = uids.iter().copied().collect();
+        self.msgs.retain(|m| !set.contains(&m.uid));
+        self.by_base.retain(|_, u| !set.contains(u));
+        self.cache.retain(|u, _| !set.contains(u));
+    }
+
+    /// Give UIDs to new files and make them durable in the UID list before anyone sees them.
+    fn add(
+        &mut self,
+        dir: &Path,
+        entries: Vec<(Box<str>, Box<str>, bool, Flags)>,
+    ) -> io::Result<Vec<u32>> {
+        let mut lines = String::new();
+        let mut uids = Vec::new();
+        let first = self.msgs.is_empty() && self.uidvalidity == 0;
+        if first {
+            self.uidvalidity = (now_secs() as u32).max(1);
+        }
+        for (base, file, in_new, flags) in entries {
+            let uid = self.uidnext;
+            self.uidnext += 1;
+            self.modseq += 1;
+            lines.push_str(&format!("{uid} {base}\n"));
+            self.by_base.insert(base.clone(), uid);
+            self.msgs.push(Msg {
+                uid,
+                base,
+                file,
+                in_new,
+                flags,
+                modseq: self.modseq,
+            });
+            uids.push(uid);
+        }
+        let path = dir.join(UIDLIST);
+        if first || !path.exists() {
+            self.write_uidlist(dir)?;
+        } else if !lines.is_empty() {
+            let mut f = OpenOptions::new().append(true).open(&path)?;
+            f.write_all(lines.as_bytes())?;
+            f.sync_data()?;
+        }
+        Ok(uids)
+    }
+
+    /// Rewrite the whole UID list durably (temp + fsync + rename + fsync dir).
+    fn write_uidlist(&mut self, dir: &Path) -> io::Result<()> {
+        if self.uidvalidity == 0 {
+            self.uidvalidity = (now_secs() as u32).max(1);
+        }
+        let mut text = format!("P1 {} {}\n", self.uidvalidity, self.uidnext);
+        text.reserve(self.msgs.len() * 48);
+        for m in &self.msgs {
+            text.push_str(&format!("{} {}\n", m.uid, m.base));
+        }
+        write_atomic(&dir.join(UIDLIST), text.as_bytes(), 0o600)
+    }
+
+    /// Re-read new/ and cur/ (skipped when neither changed since a scan that is safely in the
+    /// past). New files get UIDs in name order; vanished files are expunged; renamed files
+    /// carry new flags. Returns whether anything changed.
+    fn scan(&mut self, dir: &Path, force: bool) -> io::Result<bool> {
+        let stamp = (mtime(&dir.join("new"))?, mtime(&dir.join("cur"))?);
+        if !force && self.stamp == Some(stamp) {
+            return Ok(false);
+        }
+        let mut found: HashMap<Box<str>, (Box<str>, bool)> =
+            HashMap::with_capacity(self.msgs.len() + 16);
+        for (sub, in_new) in [("cur", false), ("new", true)] {
+            for e in fs::read_dir(dir.join(sub))? {
+                let e = e?;
+                let Ok(name) = e.file_name().into_string() else {
+                    continue;
+                };
+                if name.starts_with('.') {
+                    continue;
+                }
+                let base = name.split(':').next().unwrap_or(&name);
+                found.insert(base.into(), (name.as_str().into(), in_new));
+            }
+        }
+        let mut changed = false;
+        let mut gone = Vec::new();
+        let mut modseq = self.modseq;
+        for m in &mut self.msgs {
+            match found.remove(&m.base) {
+                None => gone.push(m.uid),
+                Some((file, in_new)) => {
+                    if file != m.file || in_new != m.in_new {
+                        let flags = if in_new {
+                            Flags::default()
+                        } else {
+                            Flags::from_info(file.split_once(":2,").map_or("", |x| x.1))
+                        };
+                        if flags != m.flags {
+                            modseq += 1;
+                            m.modseq = modseq;
+                            m.flags = flags;
+                        }
+                        m.file = file;
+                        m.in_new = in_new;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        self.modseq = modseq;
+        if !gone.is_empty() {
+            self.remove(&gone);
+            self.write_uidlist(dir)?;
+            self.modseq += 1;
+            changed = true;
+        }
+        // Files known to the UID list but not yet in memory (first load) keep their UIDs.
+        let mut fresh: Vec<(Box<str>, Box<str>, bool)> = Vec::new();
+        let mut known: Vec<(u32, Box<str>, Box<str>, bool)> = Vec::new();
+        for (base, (file, in_new)) in found {
+            match self.by_base.get(&base) {
+                Some(uid) if self.pos(*uid).is_none() => known.push((*uid, base, file, in_new)),
+                _ => fresh.push((base, file, in_new)),
+            }
+        }
+        if !known.is_empty() {
+            for (uid, base, file, in_new) in known {
+                let flags = if in_new {
+                    Flags::default()
+                } else {
+                    Flags::from_info(file.split_once(":2,").map_or("", |x| x.1))
+                };
+                self.msgs.push(Msg {
+                    uid,
+                    base,
+                    file,
+                    in_new,
+                    flags,
+                    modseq: self.modseq,
+                });
+            }
+            self.msgs.sort_unstable_by_key(|m| m.uid);
+            changed = true;
+        }
+        if !fresh.is_empty() {
+            // Maildir names start with the delivery time: name order is arrival order.
+            fresh.sort();
+            let entries = fresh
+                .into_iter()
+                .map(|(base, file, in_new)| {
+                    let flags = if in_new {
+                        Flags::default()
+                    } else {
+                        Flags::from_info(file.split_once(":2,").map_or("", |x| x.1))
+                    };
+                    (base, file, in_new, flags)
+                })
+                .collect();
+            self.add(dir, entries)?;
+            changed = true;
+        }
+        if force {
+            // Drop UID-list entries whose files are gone (first load).
+            let present: HashSet<u32> = self.msgs.iter().map(|m| m.uid).collect();
+            let before = self.by_base.len();
+            self.by_base.retain(|_, u| present.contains(u));
+            if self.by_base.len() != before {
+                self.write_uidlist(dir)?;
+            }
+        }
+        // A stamp from the last two seconds may hide a change made in the same clock tick.
+        let recent = SystemTime::now() - Duration::from_secs(2);
+        self.stamp = (stamp.0 < recent && stamp.1 < recent).then_some(stamp);
+        Ok(changed)
+    }
+
+    fn move_new_to_cur(&mut self, dir: &Path) {
+        let mut moved = false;
+        for m in self.msgs.iter_mut().filter(|m| m.in_new) {
+            let file = format!("{}:2,{}", m.base, m.flags.to_info());
+            if fs::rename(dir.join("new").join(&*m.file), dir.join("cur").join(&file)).is_ok() {
+                m.file = file.into();
+                m.in_new = false;
+                moved = true;
+            }
+        }
+        if moved {
+            let _ = fsync_dir(&dir.join("cur"));
+            self.stamp = None;
+        }
+    }
+}
+
+fn load_keywords(dir: &Path) -> Vec<String> {
+    let Ok(text) = fs::read_to_string(dir.join(KEYWORDS)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if let Some((i, name)) = line.split_once(' ')
+            && let Ok(i) = i.parse::<usize>()
+            && i < MAX_KEYWORDS
+        {
+            if out.len() <= i {
+                out.resize(i + 1, String::new());
+            }
+            out[i] = name.to_string();
+        }
+    }
+    out
+}
+
+fn load_uidlist(dir: &Path, ix: &mut Index) -> io::Result<()> {
+    let text = match fs::read(dir.join(UIDLIST)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let text = String::from_utf8_lossy(&text);
+    // Only complete lines count: a crash during an append may leave a torn last line.
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    let mut lines = complete.lines();
+    if let Some(h) = lines.next() {
+        let f: Vec<&str> = h.split(' ').collect();
+        if f.len() >= 3 && f[0] == "P1" {
+            ix.uidvalidity = f[1].parse().unwrap_or(0);
+            ix.uidnext = f[2].parse().unwrap_or(1).max(1);
+        }
+    }
+    let mut last = 0u32;
+    for l in lines {
+        if let Some((u, base)) = l.split_once(' ')
+            && let Ok(u) = u.parse::<u32>()
+            && u > last
+            && !base.is_empty()
+        {
+            ix.by_base.insert(base.into(), u);
+            last = u;
+        }
+    }
+    ix.uidnext = ix.uidnext.max(last + 1);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mk() -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("box");
+        for s in ["cur", "new", "tmp"] {
+            fs::create_dir_all(p.join(s)).unwrap();
+        }
+        (d, p)
+    }
+
+    #[test]
+    fn uids_ascend_and_survive_reopen() {
+        let (_d, p) = mk();
+        super::super::deliver_to_maildir(&p, b"a").unwrap();
+        super::super::deliver_to_maildir(&p, b"b").unwrap();
+        let mb = Mailbox::open(p.clone()).unwrap();
+        let mut v = View::default();
+        let up = mb.sync(&mut v, true, true).unwrap();
+        assert!(up.contains(&Update::Exists(2)));
+        assert_eq!(v.uids, vec![1, 2]);
+        let (uv, uid) = mb
+            .append(b"c", flags::SEEN, &["$Label1".into()], None)
+            .unwrap();
+        assert_eq!(uid, 3);
+        mb.store(&[1], 1, flags::DELETED, &[]).unwrap();
+        assert_eq!(mb.expunge(None).unwrap(), vec![1]);
+        drop(mb);
+        let mb = Mailbox::open(p.clone()).unwrap();
+        let ix = mb.lock();
+        assert_eq!(ix.uidvalidity, uv);
+        let uids: Vec<u32> = ix.msgs.iter().map(|m| m.uid).collect();
+        assert_eq!(uids, vec![2, 3]);
+        assert_eq!(
+            ix.keyword_names(ix.msgs[1].flags),
+            vec!["$Label1".to_string()]
+        );
+        assert!(ix.msgs[1].flags.has(flags::SEEN));
+        drop(ix);
+        // New UIDs stay above every UID ever given, even the expunged highest one.
+        mb.store(&[3], 1, flags::DELETED, &[]).unwrap();
+        mb.expunge(None).unwrap();
+        let (_, uid) = mb.append(b"d", 0, &[], None).unwrap();
+        assert_eq!(uid, 4);
+    }
+
+    #[test]
+    fn torn_uidlist_line_is_ignored() {
+        let (_d, p) = mk();
+        fs::write(p.join(UIDLIST), "P1 77 5\n3 abc\n4 de").unwrap();
+        fs::write(p.join("cur/abc:2,S"), "x").unwrap();
+        let mb = Mailbox::open(p).unwrap();
+        let ix = mb.lock();
+        assert_eq!(ix.uidvalidity, 77);
+        assert_eq!(ix.msgs[0].uid, 3);
+        assert!(ix.msgs[0].flags.has(flags::SEEN));
+        assert_eq!(ix.uidnext, 5);
+    }
+
+    #[test]
+    fn sessions_see_each_others_changes() {
+        let (_d, p) = mk();
+        let mb = Mailbox::open(p.clone()).unwrap();
+        mb.append(b"1", 0, &[], None).unwrap();
+        mb.append(b"2", 0, &[], None).unwrap();
+        let (mut a, mut b) = (View::default(), View::default());
+        mb.sync(&mut a, true, true).unwrap();
+        mb.sync(&mut b, true, true).unwrap();
+        mb.store(&[2], 1, flags::FLAGGED | flags::DELETED, &[])
+            .unwrap();
+        let up = mb.sync(&mut b, true, true).unwrap();
+        assert!(matches!(up[..], [Update::Flags(2, 2, _)]), "{up:?}");
+        mb.expunge(None).unwrap();
+        super::super::deliver_to_maildir(&p, b"3").unwrap();
+        // Held back during FETCH/STORE/SEARCH...
+        let up = mb.sync(&mut a, false, true).unwrap();
+        assert_eq!(a.uids, vec![1, 2, 3]);
+        assert!(up.contains(&Update::Exists(3)));
+        // ...and reported afterwards.
+        let up = mb.sync(&mut a, true, true).unwrap();
+        assert_eq!(up[0], Update::Expunge(2));
+        assert_eq!(a.uids, vec![1, 3]);
+    }
+}

@@ -1,0 +1,272 @@
+//! Several sessions on one mailbox, IDLE, restarts, curl and mbsync against the real binary.
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const USER: &str = "bob@example.test";
+const PASS: &str = "bobs secret pw";
+
+fn setup() -> Postern {
+    let p = Postern::start();
+    p.add_user(USER, PASS);
+    p
+}
+
+/// A message dropped into new/ the way Store::deliver writes it (tmp, fsync, rename).
+fn drop_message(p: &Postern, subject: &str) {
+    let base = p.maildir(USER);
+    for d in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(base.join(d)).unwrap();
+    }
+    let body = format!("From: x@remote.test\r\nTo: {USER}\r\nSubject: {subject}\r\n\r\nhi\r\n");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let name = format!(
+        "{}.M{}P9.t,S={}",
+        now.as_secs(),
+        now.subsec_nanos(),
+        body.len()
+    );
+    std::fs::write(base.join("tmp").join(&name), &body).unwrap();
+    std::fs::rename(base.join("tmp").join(&name), base.join("new").join(&name)).unwrap();
+}
+
+const PY: &str = r#"
+import imaplib, ssl, socket, time, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+def ok(r):
+    assert r[0] == 'OK', r
+    return r[1]
+"#;
+
+#[test]
+fn expunge_seen_by_second_session_and_idle_push() {
+    let p = setup();
+    drop_message(&p, "one");
+    drop_message(&p, "two");
+    let trigger = p.dir.path().join("deliver-now");
+    let script = format!(
+        r#"{PY}
+a = imaplib.IMAP4_SSL('127.0.0.1', {imaps}, ssl_context=ctx)
+b = imaplib.IMAP4_SSL('127.0.0.1', {imaps}, ssl_context=ctx)
+ok(a.login('{USER}', '{PASS}')); ok(b.login('{USER}', '{PASS}'))
+assert ok(a.select('INBOX'))[0] == b'2'
+assert ok(b.select('INBOX'))[0] == b'2'
+ok(a.store('1', '+FLAGS', '\\Deleted'))
+ok(a.expunge())
+typ, d = b.noop()
+print('b noop', d, b.untagged_responses)
+assert b.untagged_responses.get('EXPUNGE') == [b'1'], b.untagged_responses
+# flag change by a is pushed to b as FETCH
+ok(a.store('1', '+FLAGS', '\\Flagged'))
+b.untagged_responses.clear()
+b.noop()
+assert any(b'\\Flagged' in x for x in b.untagged_responses.get('FETCH', [])), b.untagged_responses
+# IDLE on b (raw, imaplib has no idle in 3.11)
+tag = b._new_tag().decode()
+b.send(('%s IDLE\r\n' % tag).encode())
+line = b.readline()
+assert line.startswith(b'+'), line
+open('{trigger}', 'w').write('go')
+deadline = time.time() + 20
+got = b''
+while time.time() < deadline:
+    l = b.readline()
+    got += l
+    if b'EXISTS' in l:
+        break
+assert b'* 2 EXISTS' in got, got
+b.send(b'DONE\r\n')
+l = b.readline()
+while not l.startswith(tag.encode()):
+    l = b.readline()
+assert b'OK' in l, l
+b.untagged_responses.clear()
+f = ok(b.fetch('2', '(BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))
+assert any(isinstance(x, tuple) and b'Subject: pushed' in x[1] for x in f), f
+print('ALL OK')
+"#,
+        imaps = p.ports.imaps,
+        trigger = trigger.display()
+    );
+    let handle = std::thread::spawn(move || python(&script));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !trigger.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(trigger.exists(), "client never started IDLE");
+    drop_message(&p, "pushed");
+    let out = handle.join().unwrap();
+    assert!(out.contains("ALL OK"), "{out}");
+}
+
+#[test]
+fn uids_survive_restart() {
+    let mut p = setup();
+    for s in ["a", "b", "c"] {
+        drop_message(&p, s);
+    }
+    let fetch = format!(
+        r#"{PY}
+s = imaplib.IMAP4_SSL('127.0.0.1', {imaps}, ssl_context=ctx)
+ok(s.login('{USER}', '{PASS}'))
+ok(s.select('INBOX'))
+r = ok(s.uid('FETCH', '1:*', '(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])'))
+print([x[0].split(b' ')[2] + b'=' + x[1].strip() for x in r if isinstance(x, tuple)])
+print(s.response('UIDVALIDITY'))
+"#,
+        imaps = p.ports.imaps
+    );
+    let before = python(&fetch);
+    // Expunge the middle one, so a reassignment would show.
+    python(&format!(
+        r#"{PY}
+s = imaplib.IMAP4_SSL('127.0.0.1', {imaps}, ssl_context=ctx)
+ok(s.login('{USER}', '{PASS}'))
+ok(s.select('INBOX'))
+ok(s.uid('STORE', '2', '+FLAGS', '(\\Deleted)'))
+ok(s.expunge())
+"#,
+        imaps = p.ports.imaps
+    ));
+    p.kill9();
+    p.spawn();
+    let after = python(&fetch);
+    let b: Vec<&str> = before.lines().collect();
+    let a: Vec<&str> = after.lines().collect();
+    assert_eq!(b[1], a[1], "UIDVALIDITY changed");
+    assert!(
+        b[0].contains("b'1=Subject: a'") && b[0].contains("b'3=Subject: c'"),
+        "{before}"
+    );
+    assert!(
+        a[0].contains("b'1=Subject: a'") && a[0].contains("b'3=Subject: c'"),
+        "{after}"
+    );
+    assert!(!a[0].contains("Subject: b"), "{after}");
+}
+
+#[test]
+fn curl_imaps() {
+    if !which("curl") {
+        eprintln!("curl not installed; skipping");
+        return;
+    }
+    let p = setup();
+    drop_message(&p, "for curl");
+    let url = format!("imaps://127.0.0.1:{}/", p.ports.imaps);
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "--user", &format!("{USER}:{PASS}"), &url])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(list.contains("INBOX") && list.contains("\\Sent"), "{list}");
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sk",
+            "--user",
+            &format!("{USER}:{PASS}"),
+            &format!("{url}INBOX;UID=1"),
+        ])
+        .output()
+        .unwrap();
+    let msg = String::from_utf8_lossy(&out.stdout);
+    assert!(msg.contains("Subject: for curl"), "{msg}");
+    // APPEND with -T, then read it back over imap:// + STARTTLS.
+    let f = p.dir.path().join("up.eml");
+    std::fs::write(&f, "Subject: uploaded\r\n\r\nbody\r\n").unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "--user", &format!("{USER}:{PASS}"), "-T"])
+        .arg(&f)
+        .arg(format!("{url}Archive"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sk",
+            "--ssl-reqd",
+            "--user",
+            &format!("{USER}:{PASS}"),
+            &format!("imap://127.0.0.1:{}/Archive;UID=1", p.ports.imap),
+        ])
+        .output()
+        .unwrap();
+    let msg = String::from_utf8_lossy(&out.stdout);
+    assert!(msg.contains("Subject: uploaded"), "{msg} {out:?}");
+}
+
+#[test]
+fn mbsync_two_way() {
+    if !which("mbsync") {
+        eprintln!("mbsync not installed; skipping");
+        return;
+    }
+    let p = setup();
+    drop_message(&p, "server side");
+    let local = p.dir.path().join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    let rc = p.dir.path().join("mbsyncrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "IMAPAccount t\nHost localhost\nPort {port}\nUser {USER}\nPass \"{PASS}\"\nSSLType IMAPS\nCertificateFile {cert}\n\n\
+             IMAPStore remote\nAccount t\n\n\
+             MaildirStore local\nPath {local}/\nInbox {local}/INBOX\nSubFolders Verbatim\n\n\
+             Channel c\nFar :remote:\nNear :local:\nPatterns *\nCreate Both\nExpunge Both\nSyncState *\n",
+            port = p.ports.imaps,
+            cert = p.self_signed_cert().display(),
+            local = local.display()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        let o = std::process::Command::new("mbsync")
+            .arg("-c")
+            .arg(&rc)
+            .arg("-a")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "mbsync failed: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run();
+    let count = |dir: &std::path::Path| {
+        ["new", "cur"]
+            .iter()
+            .map(|s| {
+                std::fs::read_dir(dir.join(s))
+                    .map(|r| r.count())
+                    .unwrap_or(0)
+            })
+            .sum::<usize>()
+    };
+    assert_eq!(count(&local.join("INBOX")), 1);
+    assert!(local.join("Sent").is_dir(), "special folders synced");
+    // Local → server.
+    let lnew = local.join("INBOX/new");
+    std::fs::write(
+        lnew.join("1700000000.local1.host"),
+        "Subject: from local\r\n\r\nx\r\n",
+    )
+    .unwrap();
+    run();
+    let server = p.messages(USER, "");
+    assert_eq!(server.len(), 2, "local message uploaded");
+    assert!(
+        server
+            .iter()
+            .any(|m| m.windows(10).any(|w| w == b"from local"))
+    );
+    // Server-side flag change and a second run are stable.
+    run();
+    assert_eq!(count(&local.join("INBOX")), 2);
+}

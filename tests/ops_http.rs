@@ -1,0 +1,189 @@
+//! The HTTP listeners against the real binary, read with independent clients (Python urllib,
+//! xml.etree, a raw socket): autoconfig, MTA-STS over HTTP and HTTPS, HTTP-01 route, /metrics,
+//! and the request limits.
+
+mod common;
+use common::*;
+
+/// Start postern, then restart it with an HTTPS and a metrics listener added to [listen]
+/// (the harness writes [listen] itself).
+fn start_with_https_and_metrics() -> (Postern, u16, u16) {
+    let mut p = Postern::start_with(Setup {
+        extra: "[http]\nmta_sts_mode = \"enforce\"\nmta_sts_max_age = 86400\n".into(),
+        ..Setup::default()
+    });
+    p.stop();
+    let (https, metrics) = (free_port(), free_port());
+    let text = std::fs::read_to_string(&p.config).unwrap().replacen(
+        "[listen]\n",
+        &format!(
+            "[listen]\nhttps = [\"127.0.0.1:{https}\"]\nmetrics = [\"127.0.0.1:{metrics}\"]\n"
+        ),
+        1,
+    );
+    std::fs::write(&p.config, text).unwrap();
+    p.spawn();
+    p.wait_port(https);
+    p.wait_port(metrics);
+    (p, https, metrics)
+}
+
+/// Python prelude: `get(url)` returns (status, content-type, body) without raising on 4xx.
+const PY_GET: &str = r#"
+import ssl, urllib.request, urllib.error
+ctx = ssl.create_default_context(cafile=CAFILE)
+ctx.check_hostname = False
+def get(url, method="GET"):
+    req = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=20) as r:
+            return r.status, r.headers.get("Content-Type"), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read().decode()
+"#;
+
+fn py(p: &Postern, body: &str) -> String {
+    python(&format!(
+        "CAFILE = {:?}\n{PY_GET}\n{body}",
+        path_str(&p.self_signed_cert())
+    ))
+}
+
+#[test]
+fn autoconfig_names_the_configured_ports_on_both_paths() {
+    let (p, https, _) = start_with_https_and_metrics();
+    let out = py(
+        &p,
+        &format!(
+            r#"
+import xml.etree.ElementTree as ET
+for base in ["http://127.0.0.1:{http}", "https://127.0.0.1:{https}"]:
+    for path in ["/.well-known/autoconfig/mail/config-v1.1.xml", "/mail/config-v1.1.xml"]:
+        st, ct, body = get(base + path + "?emailaddress=joe%40example.test")
+        assert st == 200, (path, st)
+        assert "xml" in ct, ct
+        root = ET.fromstring(body)
+        assert root.tag == "clientConfig" and root.get("version") == "1.1"
+        prov = root.find("emailProvider")
+        assert prov.find("domain").text == "example.test"
+        servers = [(s.tag, s.get("type"), s.find("hostname").text, int(s.find("port").text),
+                    s.find("socketType").text, s.find("username").text)
+                   for s in prov if s.tag in ("incomingServer", "outgoingServer")]
+        want = [("incomingServer", "imap", "mail.example.test", {imaps}, "SSL", "joe@example.test"),
+                ("incomingServer", "imap", "mail.example.test", {imap}, "STARTTLS", "joe@example.test"),
+                ("outgoingServer", "smtp", "mail.example.test", {subs}, "SSL", "joe@example.test"),
+                ("outgoingServer", "smtp", "mail.example.test", {sub}, "STARTTLS", "joe@example.test")]
+        assert servers == want, servers
+st, ct, body = get("http://127.0.0.1:{http}/mail/config-v1.1.xml")
+assert "<username>%EMAILADDRESS%</username>" in body, body
+print("ok")
+"#,
+            http = p.ports.http,
+            imaps = p.ports.imaps,
+            imap = p.ports.imap,
+            subs = p.ports.submissions,
+            sub = p.ports.submission,
+        ),
+    );
+    assert_eq!(out.trim(), "ok");
+}
+
+#[test]
+fn mta_sts_policy_served_over_https_and_http() {
+    let (p, https, _) = start_with_https_and_metrics();
+    let out = py(
+        &p,
+        &format!(
+            r#"
+for url in ["https://127.0.0.1:{https}/.well-known/mta-sts.txt", "http://127.0.0.1:{http}/.well-known/mta-sts.txt"]:
+    st, ct, body = get(url)
+    assert st == 200 and ct.startswith("text/plain"), (st, ct)
+    # RFC 8461 §3.2: key: value lines separated by CRLF or LF
+    fields = {{}}
+    for line in body.replace("\r\n", "\n").strip("\n").split("\n"):
+        k, v = line.split(": ", 1)
+        fields.setdefault(k, []).append(v)
+    assert fields == {{"version": ["STSv1"], "mode": ["enforce"], "mx": ["mail.example.test"], "max_age": ["86400"]}}, fields
+print("ok")
+"#,
+            http = p.ports.http,
+        ),
+    );
+    assert_eq!(out.trim(), "ok");
+}
+
+#[test]
+fn metrics_listener_serves_prometheus_text_only() {
+    let (p, _, metrics) = start_with_https_and_metrics();
+    // Make a connection that the metrics must count.
+    let _ = py(
+        &p,
+        &format!(
+            "get('http://127.0.0.1:{}/mail/config-v1.1.xml')",
+            p.ports.http
+        ),
+    );
+    let out = py(
+        &p,
+        &format!(
+            r##"
+import re, time
+st, ct, body = get("http://127.0.0.1:{metrics}/metrics")
+assert st == 200 and ct.startswith("text/plain"), (st, ct)
+samples = {{}}
+for line in body.splitlines():
+    if line.startswith("#"):
+        assert re.match(r"^# (HELP|TYPE) postern_[a-z_]+ .+$", line), line
+        continue
+    m = re.match(r"^(postern_[a-z_]+) (-?[0-9]+)$", line)
+    assert m, line
+    samples[m.group(1)] = int(m.group(2))
+for name in ["postern_messages_received_total", "postern_messages_sent_total",
+             "postern_messages_bounced_total", "postern_queue_size",
+             "postern_smtp_connections_total", "postern_imap_connections_total",
+             "postern_auth_failures_total", "postern_certificate_expiry_timestamp_seconds"]:
+    assert name in samples, (name, body)
+assert samples["postern_http_connections_total"] >= 1, body
+assert samples["postern_certificate_expiry_timestamp_seconds"] > time.time(), body
+st, _, _ = get("http://127.0.0.1:{metrics}/mail/config-v1.1.xml")
+assert st == 404, st
+st, _, _ = get("http://127.0.0.1:{http}/metrics")
+assert st == 404, st
+print("ok")
+"##,
+            http = p.ports.http,
+        ),
+    );
+    assert_eq!(out.trim(), "ok");
+}
+
+#[test]
+fn acme_challenge_route_and_request_limits() {
+    let p = Postern::start();
+    let out = py(
+        &p,
+        &format!(
+            r#"
+st, _, _ = get("http://127.0.0.1:{http}/.well-known/acme-challenge/no-such-token")
+assert st == 404, st
+st, _, _ = get("http://127.0.0.1:{http}/.well-known/mta-sts.txt", method="POST")
+assert st == 405, st
+st, _, _ = get("http://127.0.0.1:{http}/nothing-here")
+assert st == 404, st
+print("ok")
+"#,
+            http = p.ports.http
+        ),
+    );
+    assert_eq!(out.trim(), "ok");
+    // An oversized request head is refused (431) instead of buffered without bound.
+    let mut raw = Raw::connect(p.ports.http);
+    raw.send("GET /mail/config-v1.1.xml HTTP/1.1\r\nHost: x\r\n");
+    let big = format!("X-Big: {}\r\n", "a".repeat(8000));
+    for _ in 0..4 {
+        raw.send(&big);
+    }
+    raw.send("\r\n");
+    let status = raw.line();
+    assert!(status.starts_with("HTTP/1.1 431"), "{status}");
+}
