@@ -194,10 +194,13 @@ fn build(
     part
 }
 
+/// One header field: name, raw value, and the byte range of the whole field in its block.
+pub type Field<'a> = (&'a [u8], &'a [u8], (usize, usize));
+
 /// Header fields of a header block: (name, raw value without the final CRLF), unfolded
 /// values are left to callers.
-pub fn fields(block: &[u8]) -> Vec<(&[u8], &[u8], (usize, usize))> {
-    let mut out: Vec<(&[u8], &[u8], (usize, usize))> = Vec::new();
+pub fn fields(block: &[u8]) -> Vec<Field<'_>> {
+    let mut out: Vec<Field<'_>> = Vec::new();
     let mut i = 0;
     while i < block.len() {
         let line_end = block[i..]

@@ -82,13 +82,13 @@ async fn serve_conn(svc: Arc<Services>, stream: TcpStream, peer: SocketAddr, imp
             }
         };
         sess.tls_started();
-        drive(&svc, tls, sess, Vec::new()).await;
+        drive(&svc, tls, *sess, Vec::new()).await;
     }
 }
 
 enum Outcome<S> {
     Done,
-    StartTls(S, Session),
+    StartTls(S, Box<Session>),
 }
 
 enum Wake {
@@ -155,7 +155,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
             }
             Step::StartTls => {
                 let _ = stream.flush().await;
-                return Outcome::StartTls(stream, sess);
+                return Outcome::StartTls(stream, Box::new(sess));
             }
             Step::NeedInput | Step::Idle => {
                 let _ = stream.flush().await;

@@ -515,7 +515,7 @@ impl Session {
                 );
             }
             C::Search { criteria, uid, .. } => {
-                self.search(&tag, &criteria.as_ref().to_vec(), uid, esearch, out)
+                self.search(&tag, criteria.as_ref(), uid, esearch, out)
             }
             C::Fetch {
                 sequence_set,
