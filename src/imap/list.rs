@@ -167,6 +167,20 @@ pub fn list(s: &mut Session, tag: &str, toks: &[(Tok, usize, usize)], out: &mut 
     };
     let subs = s.svc.store.subscriptions(&user).unwrap_or_default();
     let mut candidates: Vec<(MailboxName, bool)> = all.iter().map(|n| (n.clone(), true)).collect();
+    // A folder made by another program may lack its parent directory: the parent is listed
+    // as \Noselect so the hierarchy stays navigable (RFC 3501 §6.3.8).
+    let mut missing: Vec<MailboxName> = Vec::new();
+    for n in &all {
+        for p in n.parents() {
+            if !all.contains(&p) && !missing.contains(&p) {
+                missing.push(p);
+            }
+        }
+    }
+    candidates.extend(missing.iter().map(|m| (m.clone(), true)));
+    candidates.sort_by(|a, b| {
+        (a.0 != MailboxName::Inbox, a.0.wire()).cmp(&(b.0 != MailboxName::Inbox, b.0.wire()))
+    });
     if o.sel_subscribed {
         candidates = subs.iter().map(|n| (n.clone(), all.contains(n))).collect();
     }
@@ -186,6 +200,9 @@ pub fn list(s: &mut Session, tag: &str, toks: &[(Tok, usize, usize)], out: &mut 
         let mut attrs: Vec<&str> = Vec::new();
         if !exists {
             attrs.push("\\NonExistent");
+        } else if missing.contains(&name) {
+            attrs.push("\\Noselect");
+            attrs.push("\\HasChildren");
         } else {
             let prefix = format!("{}{DELIM}", name.wire());
             let kids = all.iter().any(|n| n.wire().starts_with(&prefix));

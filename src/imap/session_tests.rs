@@ -181,3 +181,29 @@ fn random_input_never_panics() {
     let r = talk(&mut s, "\r\nz1 NOOP\r\n");
     assert!(r.contains("z1 OK") || r.contains("z1 BAD"), "{r}");
 }
+
+#[test]
+fn list_shows_missing_parent_as_noselect() {
+    let (d, svc) = services(true);
+    let mut s = Session::new(svc, "127.0.0.1".parse().unwrap(), false);
+    talk(&mut s, "a LOGIN u@example.com pw\r\n");
+    // A folder created by another program without its parent.
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(d.path().join("mail/example.com/u/.x.y").join(sub)).unwrap();
+    }
+    let r = talk(&mut s, "b LIST \"\" *\r\n");
+    assert!(
+        r.contains("* LIST (\\Noselect \\HasChildren) \".\" \"x\"\r\n"),
+        "{r}"
+    );
+    assert!(
+        r.contains("* LIST (\\HasNoChildren) \".\" \"x.y\"\r\n"),
+        "{r}"
+    );
+    assert!(
+        r.starts_with("* LIST (\\HasNoChildren) \".\" \"INBOX\""),
+        "{r}"
+    );
+    let r = talk(&mut s, "c SELECT x\r\n");
+    assert!(r.starts_with("c NO"), "{r}");
+}
