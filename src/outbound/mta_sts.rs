@@ -174,7 +174,7 @@ pub async fn policy_for(svc: &Services, domain: &str) -> Result<Option<Policy>, 
     if let Some((_, p)) = cached.as_ref().filter(|(cid, _)| *cid == id) {
         return Ok(Some(p.clone()));
     }
-    match fetch(&domain).await {
+    match fetch(svc, &domain).await {
         Ok(policy) => {
             cache().lock().unwrap_or_else(|e| e.into_inner()).insert(
                 domain.clone(),
@@ -196,25 +196,37 @@ pub async fn policy_for(svc: &Services, domain: &str) -> Result<Option<Policy>, 
 
 /// GET https://mta-sts.DOMAIN/.well-known/mta-sts.txt with a verified certificate, no
 /// redirects (§3.3), bounded size and time.
-pub async fn fetch(domain: &str) -> Result<Policy, StsError> {
-    tokio::time::timeout(FETCH_TIMEOUT, fetch_inner(domain))
+pub async fn fetch(svc: &Services, domain: &str) -> Result<Policy, StsError> {
+    tokio::time::timeout(FETCH_TIMEOUT, fetch_inner(svc, domain))
         .await
         .map_err(|_| StsError::Fetch("timeout".into()))?
 }
 
-async fn fetch_inner(domain: &str) -> Result<Policy, StsError> {
+async fn fetch_inner(svc: &Services, domain: &str) -> Result<Policy, StsError> {
     let host = format!("mta-sts.{domain}");
     let err = |e: String| StsError::Fetch(format!("https://{host}/: {e}"));
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| err(e.to_string()))?
-        .with_root_certificates(super::tls::roots())
+        .with_root_certificates(super::tls::roots(&svc.config.outbound.ca_file))
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = TcpStream::connect((host.as_str(), 443))
-        .await
-        .map_err(|e| err(e.to_string()))?;
+    // The policy host is resolved through our resolver ([dns].nameservers), like the MX.
+    let addrs = super::mx::addresses(&svc.dns, &host).await.map_err(err)?;
+    let port = svc.config.outbound.mta_sts_port;
+    let mut tcp = None;
+    let mut last = format!("no address for {host}");
+    for ip in addrs {
+        match TcpStream::connect((ip, port)).await {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last = format!("[{ip}]:{port}: {e}"),
+        }
+    }
+    let tcp = tcp.ok_or_else(|| err(last))?;
     let name =
         rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| err(e.to_string()))?;
     let tls = TlsConnector::from(std::sync::Arc::new(cfg))

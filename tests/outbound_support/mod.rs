@@ -218,6 +218,22 @@ impl ScriptSink {
         Self::start_inner(ip, port, Some(Arc::new(cfg)))
     }
 
+    /// STARTTLS with a PEM certificate chain and key (e.g. issued by a test CA).
+    pub fn start_tls_pem(ip: &str, port: u16, cert: &Path, key: &Path) -> ScriptSink {
+        use rustls::pki_types::pem::PemObject;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+        let cfg = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        Self::start_inner(ip, port, Some(Arc::new(cfg)))
+    }
+
     fn start_inner(ip: &str, port: u16, tls: Option<Arc<rustls::ServerConfig>>) -> ScriptSink {
         let addr = format!("{ip}:{port}");
         let listener = TcpListener::bind(&addr).expect("bind script sink");
