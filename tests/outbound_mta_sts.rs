@@ -146,7 +146,7 @@ fn enforce_policy_requires_matching_mx_and_valid_tls() {
         "host-record=mta-sts.stsself.test,127.0.0.30".into(),
         "txt-record=_mta-sts.stsself.test,\"v=STSv1; id=three\"".into(),
     ]);
-    let _policies = PolicyServer::start(
+    let policies = PolicyServer::start(
         dir.path(),
         "127.0.0.30",
         https_port,
@@ -172,7 +172,7 @@ fn enforce_policy_requires_matching_mx_and_valid_tls() {
         &dir.path().join("leaf.key"),
     );
     let selfsigned = ScriptSink::start_tls("127.0.0.31", smtp_port);
-    let p = sender(
+    let mut p = sender(
         &dns,
         smtp_port,
         &format!(
@@ -222,4 +222,27 @@ fn enforce_policy_requires_matching_mx_and_valid_tls() {
         assert!(Instant::now() < deadline, "{list}");
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    // The policies are cached on disk (RFC 8461 §5): after a restart, with the policy server
+    // gone, the enforce policy of stsbad.test still keeps its mail away from mx.sts.test.
+    let cache = std::fs::read_to_string(p.data_dir().join("mta-sts-cache.json")).unwrap();
+    assert!(
+        cache.contains("stsbad.test") && cache.contains("Enforce"),
+        "{cache}"
+    );
+    drop(policies);
+    p.kill9();
+    p.spawn();
+    let refusals = p.log().matches("no MX host of stsbad.test matches").count();
+    assert!(p.cli(&["queue", "retry", "--all"], None).status.success());
+    let deadline = Instant::now() + WAIT;
+    while p.log().matches("no MX host of stsbad.test matches").count() <= refusals {
+        assert!(Instant::now() < deadline, "log:\n{}", p.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        good.received.lock().unwrap().len(),
+        1,
+        "only ok@sts.test was delivered"
+    );
 }
