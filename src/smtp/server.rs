@@ -178,6 +178,7 @@ fn session_config(svc: &Services, mode: Mode) -> SessionConfig {
     let l = &svc.config.limits;
     SessionConfig {
         hostname: svc.config.hostname.clone(),
+        domain: svc.config.domain.clone(),
         mode,
         max_message_size: l.max_message_size,
         max_recipients: l.max_recipients,
