@@ -208,7 +208,12 @@ impl Conn {
             return Ok(());
         }
         let out = std::mem::take(&mut self.out);
-        self.io.write_all(&out).await.map_err(|_| "write error")
+        // A client that stops reading must not hold the session forever.
+        let timeout = self.svc.config.smtp_command_timeout();
+        match tokio::time::timeout(timeout, self.io.write_all(&out)).await {
+            Ok(r) => r.map_err(|_| "write error"),
+            Err(_) => Err("write timeout"),
+        }
     }
 
     async fn say(&mut self, reply: &Reply) -> Result<(), End> {
