@@ -118,8 +118,8 @@ fn tls_description(s: &TlsStream<TcpStream>) -> String {
         .protocol_version()
         .and_then(|v| v.as_str())
         .unwrap_or("TLS")
-        .replace("TLSv1_", "TLSv1.")
-        .replace("TLSv1.3", "TLSv1.3");
+        // rustls names versions "TLSv1_3"; Received headers say "TLSv1.3".
+        .replace("TLSv1_", "TLSv1.");
     let cipher = c
         .negotiated_cipher_suite()
         .and_then(|s| s.suite().as_str())
