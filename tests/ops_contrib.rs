@@ -82,7 +82,7 @@ fn systemd_unit_verifies_and_is_hardened() {
     let unit = read("systemd/postern.service");
     for directive in [
         "User=postern",
-        "ExecStart=/usr/local/bin/postern --config /etc/postern/postern.toml serve",
+        "ExecStart=/usr/local/bin/postern serve",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "Restart=on-failure",
         "AmbientCapabilities=CAP_NET_BIND_SERVICE",

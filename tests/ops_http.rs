@@ -9,7 +9,9 @@ use common::*;
 /// (the harness writes [listen] itself).
 fn start_with_https_and_metrics() -> (Postern, u16, u16) {
     let mut p = Postern::start_with(Setup {
-        extra: "[http]\nmta_sts_mode = \"enforce\"\nmta_sts_max_age = 86400\n".into(),
+        // No SPF/DKIM lookups for the test message: this file talks to nothing but loopback.
+        extra: "[http]\nmta_sts_mode = \"enforce\"\nmta_sts_max_age = 86400\n[inbound]\nverify = false\n"
+            .into(),
         ..Setup::default()
     });
     p.stop();
@@ -115,13 +117,31 @@ print("ok")
 #[test]
 fn metrics_listener_serves_prometheus_text_only() {
     let (p, _, metrics) = start_with_https_and_metrics();
-    // Make a connection that the metrics must count.
+    // Make an HTTP connection and deliver one message over port 25: the metrics must count
+    // them (the SMTP server increments the shared counters).
+    p.add_user("bob@example.test", "pw");
     let _ = py(
         &p,
         &format!(
-            "get('http://127.0.0.1:{}/mail/config-v1.1.xml')",
-            p.ports.http
+            r#"
+get('http://127.0.0.1:{http}/mail/config-v1.1.xml')
+import smtplib
+with smtplib.SMTP("127.0.0.1", {smtp}, timeout=20) as s:
+    s.sendmail("alice@remote.test", ["bob@example.test"], "From: alice@remote.test\r\nTo: bob@example.test\r\nSubject: m\r\n\r\nhi\r\n")
+"#,
+            http = p.ports.http,
+            smtp = p.ports.smtp
         ),
+    );
+    assert_eq!(
+        p.wait_messages(
+            "bob@example.test",
+            "",
+            1,
+            std::time::Duration::from_secs(30)
+        )
+        .len(),
+        1
     );
     let out = py(
         &p,
@@ -144,6 +164,8 @@ for name in ["postern_messages_received_total", "postern_messages_sent_total",
              "postern_auth_failures_total", "postern_certificate_expiry_timestamp_seconds"]:
     assert name in samples, (name, body)
 assert samples["postern_http_connections_total"] >= 1, body
+assert samples["postern_smtp_connections_total"] >= 1, body
+assert samples["postern_messages_received_total"] >= 1, body
 assert samples["postern_certificate_expiry_timestamp_seconds"] > time.time(), body
 st, _, _ = get("http://127.0.0.1:{metrics}/mail/config-v1.1.xml")
 assert st == 404, st
@@ -186,4 +208,56 @@ print("ok")
     raw.send("\r\n");
     let status = raw.line();
     assert!(status.starts_with("HTTP/1.1 431"), "{status}");
+}
+
+#[test]
+fn connection_limit_and_header_timeout() {
+    let p = Postern::start_with(Setup {
+        extra: "[limits]\nmax_connections_per_ip = 2\n".into(),
+        ..Setup::default()
+    });
+    // Two idle connections take both slots for 127.0.0.1 …
+    let mut a = Raw::connect(p.ports.http);
+    let _b = Raw::connect(p.ports.http);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // … so a third is closed without an answer.
+    let mut c = Raw::connect(p.ports.http);
+    assert!(
+        closed_by_server(&mut c),
+        "a connection over the limit must be closed"
+    );
+    // An idle connection that never sends a request head is closed by the server (header
+    // timeout), which frees its slot.
+    assert!(
+        closed_by_server(&mut a),
+        "an idle connection must be closed"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mut d = Raw::connect(p.ports.http);
+        d.send("GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = d.rest();
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no slot freed: {answer:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// True when the server closes the connection (EOF) without sending anything — not a timeout.
+fn closed_by_server(r: &mut Raw) -> bool {
+    use std::io::Read;
+    r.stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(40)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    match r.stream.read(&mut buf) {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    }
 }

@@ -273,7 +273,12 @@ fn sending_as_someone_else_is_553() {
 
 #[test]
 fn remote_recipient_goes_to_the_queue() {
-    let p = start_with("");
+    // A DNS server that never answers keeps the message in the queue while we look at it.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let p = start_with(&format!(
+        "[dns]\nnameservers = [\"{}\"]\ntimeout_secs = 30\n",
+        silent.local_addr().unwrap()
+    ));
     let out = submit(
         p.ports.submission,
         false,

@@ -250,14 +250,37 @@ async fn check_all(config: &Config, r: &TokioResolver, args: &CheckArgs) -> usiz
 
     // Local listeners, then the certificate they serve.
     let mut served: Option<Vec<CertificateDer<'static>>> = None;
+    let mut policy_host: Option<Vec<CertificateDer<'static>>> = None;
     if !args.dns_only {
         for (key, addr) in listeners(config) {
             let (outcome, certs) = probe_listener(config, key, addr).await;
+            if key == "https" && policy_host.is_none() {
+                policy_host = certs.clone();
+            }
             if served.is_none() {
                 served = certs;
             }
             rep.line(&format!("listen.{key} {addr}"), outcome);
         }
+    }
+    // MTA-STS senders fetch the policy from https://mta-sts.DOMAIN and refuse it unless the
+    // certificate is valid for that name (RFC 8461 §3.3).
+    if let Some(chain) = policy_host {
+        let name = format!("mta-sts.{}", config.domain);
+        rep.line(
+            "MTA-STS certificate",
+            match verify_chain(&chain, &name) {
+                Ok(()) => Ok(format!(
+                    "the HTTPS listener's certificate is valid for {name}"
+                )),
+                Err(problem) => Err((
+                    format!("the HTTPS listener's certificate {problem} (for {name})"),
+                    format!(
+                        "add \"{name}\" to [tls] acme_extra_names (or to your certificate files)"
+                    ),
+                )),
+            },
+        );
     }
     rep.line(
         "certificate",
@@ -846,7 +869,13 @@ async fn probe_listener(
         let r = converse(&mut tcp, key, wait, &config.hostname).await;
         return (r.map_err(|p| (p, fix)), None);
     }
-    let name = ServerName::try_from(config.hostname.clone())
+    // The HTTPS listener is reached as mta-sts.DOMAIN by senders fetching the policy.
+    let sni = if key == "https" {
+        format!("mta-sts.{}", config.domain)
+    } else {
+        config.hostname.clone()
+    };
+    let name = ServerName::try_from(sni)
         .unwrap_or_else(|_| ServerName::try_from("localhost").expect("static name"));
     let mut tls = match tokio::time::timeout(wait, capture_connector().connect(name, tcp)).await {
         Ok(Ok(s)) => s,
@@ -924,32 +953,7 @@ fn check_certificate(
         .unwrap_or_default();
     let issuer = x.issuer().to_string();
 
-    // Chain and name, as a client would check them: the system's roots (SSL_CERT_FILE and
-    // SSL_CERT_DIR are honoured).
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verdict = if roots.is_empty() {
-        Err("no trusted root certificates on this system (install ca-certificates)".to_string())
-    } else {
-        match rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-        {
-            Err(e) => Err(format!("cannot build a verifier: {e}")),
-            Ok(v) => {
-                let name = ServerName::try_from(config.hostname.clone()).map_err(|e| e.to_string());
-                match name {
-                    Err(e) => Err(e),
-                    Ok(name) => v
-                        .verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now())
-                        .map(|_| ())
-                        .map_err(|e| describe_cert_error(&e, &x)),
-                }
-            }
-        }
-    };
-    use rustls::client::danger::ServerCertVerifier as _;
+    let verdict = verify_chain(&chain, &config.hostname);
     if let Err(problem) = verdict {
         return Err((
             format!("the certificate {origin} {problem}"),
@@ -971,6 +975,37 @@ fn check_certificate(
         "{origin}, valid for {}, issued by {issuer}, until {until} ({days_left} days)",
         config.hostname
     ))
+}
+
+/// Verify `chain` for `name` as a client would: against the system's roots (SSL_CERT_FILE
+/// and SSL_CERT_DIR are honoured), at the current time.
+fn verify_chain(chain: &[CertificateDer<'static>], name: &str) -> Result<(), String> {
+    use rustls::client::danger::ServerCertVerifier as _;
+    let Some(leaf) = chain.first() else {
+        return Err("is empty".into());
+    };
+    let Ok((_, x)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
+        return Err("does not parse".into());
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if roots.is_empty() {
+        return Err(
+            "cannot be verified: no trusted root certificates on this system (install ca-certificates)"
+                .into(),
+        );
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| format!("cannot be verified: {e}"))?;
+    let server_name =
+        ServerName::try_from(name.to_string()).map_err(|e| format!("cannot be verified: {e}"))?;
+    verifier
+        .verify_server_cert(leaf, &chain[1..], &server_name, &[], UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| describe_cert_error(&e, &x))
 }
 
 fn describe_cert_error(

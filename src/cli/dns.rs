@@ -206,7 +206,10 @@ pub fn render(config: &Config, public: &PublicAddresses) -> String {
     }
     // Sender authentication.
     rr(&d, "TXT", &txt_strings(spf_value()));
-    rr(&h, "TXT", &txt_strings(helo_spf_value()));
+    // A second SPF record on the same name would be a permerror (RFC 7208 §4.5).
+    if h != d {
+        rr(&h, "TXT", &txt_strings(helo_spf_value()));
+    }
     let dkim = dkim_records(config);
     if let Ok(recs) = &dkim {
         for (name, value) in recs {
@@ -392,6 +395,23 @@ mod tests {
         ] {
             assert!(z.contains(want), "missing {want:?} in\n{z}");
         }
+    }
+
+    #[test]
+    fn one_spf_record_when_the_host_is_the_domain() {
+        let c = Config::parse(
+            "domain='example.com'\nhostname='example.com'\ndata_dir='/nonexistent'",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let z = render(
+            &c,
+            &PublicAddresses {
+                addrs: vec![],
+                source: "x".into(),
+            },
+        );
+        assert_eq!(z.matches("v=spf1").count(), 1, "{z}");
     }
 
     #[test]

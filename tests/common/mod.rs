@@ -11,13 +11,31 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_postern");
 
-/// A free TCP port on 127.0.0.1 (bound and released; collisions are unlikely, not impossible).
+/// A free port on 127.0.0.1 (TCP and UDP), never handed out twice by this test process.
+///
+/// Ports come from 10000-31999, below the kernel's ephemeral range (32768+), so an outgoing
+/// client connection can never take the port of a server a test is about to restart, and the
+/// counter keeps two tests of one binary from racing for the same port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const BASE: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id().wrapping_mul(7919)) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (BASE + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {BASE}-{}", BASE + SPAN);
 }
 
 pub struct Ports {
