@@ -815,7 +815,8 @@ pub fn header_from_addresses(message: &[u8]) -> Option<Vec<String>> {
             }
         }
     }
-    if !saw_from {
+    // An empty group ("From: undisclosed:;") names nobody, so nobody can own it.
+    if !saw_from || out.is_empty() {
         return None;
     }
     Some(out)

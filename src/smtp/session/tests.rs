@@ -467,6 +467,7 @@ fn header_from_is_extracted() {
         vec!["a@x.org", "b@y.org", "c@z.org"]
     );
     assert_eq!(header_from_addresses(b"Subject: x\r\n\r\n"), None);
+    assert_eq!(header_from_addresses(b"From: undisclosed:;\r\n\r\n"), None);
 }
 
 #[test]
