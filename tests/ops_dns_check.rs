@@ -25,12 +25,24 @@ struct Dnsmasq {
 }
 
 impl Dnsmasq {
+    /// Start on a free port; free_port() knows only TCP, so when the UDP port turns out to be
+    /// taken (dnsmasq exits), try another.
     fn start(dir: &Path, lines: &[String]) -> Dnsmasq {
         assert!(
             which("dnsmasq"),
             "dnsmasq is needed (.ci/run installs dnsmasq-base)"
         );
-        let port = free_port();
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::try_start(dir, lines, free_port()) {
+                Ok(d) => return d,
+                Err(e) => last = e,
+            }
+        }
+        panic!("dnsmasq did not start: {last}");
+    }
+
+    fn try_start(dir: &Path, lines: &[String], port: u16) -> Result<Dnsmasq, String> {
         let conf = dir.join(format!("dnsmasq-{port}.conf"));
         let mut text = format!(
             "port={port}\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\n\
@@ -62,15 +74,19 @@ impl Dnsmasq {
                 let mut err = String::new();
                 use std::io::Read;
                 let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-                panic!(
+                return Err(format!(
                     "dnsmasq exited with {st}: {err}\nconfig:\n{}",
                     std::fs::read_to_string(&conf).unwrap()
-                );
+                ));
             }
-            assert!(Instant::now() < deadline, "dnsmasq did not start");
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("no answer on port {port}"));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Dnsmasq { child, port }
+        Ok(Dnsmasq { child, port })
     }
 }
 
@@ -172,9 +188,33 @@ struct Install {
     ca: PathBuf,
 }
 
+/// DKIM keys made once by a `postern init` and copied into every later installation: RSA key
+/// generation takes seconds in a debug build, and these tests are about DNS, not keys.
+fn dkim_keys() -> &'static Path {
+    static KEYS: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let t = tempfile::tempdir().unwrap();
+        run(Command::new(BIN)
+            .arg("--config")
+            .arg(t.path().join("p.toml"))
+            .args(["init", "--domain", DOMAIN, "--hostname", HOST, "--data-dir"])
+            .arg(t.path().join("data")));
+        t
+    })
+    .path()
+}
+
 impl Install {
     fn new(cert_days: u32, self_signed: bool) -> Install {
         let dir = tempfile::tempdir().unwrap();
+        let keys = dkim_keys().join("data/dkim");
+        if keys.exists() {
+            std::fs::create_dir_all(dir.path().join("data")).unwrap();
+            run(Command::new("cp")
+                .arg("-a")
+                .arg(&keys)
+                .arg(dir.path().join("data/dkim")));
+        }
         let cfg = dir.path().join("init.toml");
         let init = run(Command::new(BIN)
             .arg("--config")
