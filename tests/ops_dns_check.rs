@@ -547,11 +547,23 @@ fn check_names_certificate_problems() {
 
 #[test]
 fn check_probes_each_local_listener() {
-    let dns = Dnsmasq::start(std::env::temp_dir().as_path(), &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dns = Dnsmasq::start(tmp.path(), &[]);
     let mut p = Postern::start_with(Setup {
         extra: format!("[dns]\nnameservers = [\"127.0.0.1:{}\"]\n", dns.port),
         ..Setup::default()
     });
+    // Add an HTTPS listener (the harness writes [listen] itself), so the MTA-STS policy
+    // host's certificate is checked too.
+    p.stop();
+    let https = free_port();
+    let cfg = std::fs::read_to_string(&p.config).unwrap().replacen(
+        "[listen]\n",
+        &format!("[listen]\nhttps = [\"127.0.0.1:{https}\"]\n"),
+        1,
+    );
+    std::fs::write(&p.config, cfg).unwrap();
+    p.spawn();
     let text = |p: &Postern| {
         let out = p.cli(&["check"], None);
         (
@@ -570,7 +582,18 @@ fn check_probes_each_local_listener() {
         .into_iter()
         .filter(|(_, n)| n.starts_with("listen."))
         .count();
-    assert_eq!(listeners, 6, "one line per configured listener:\n{up}");
+    assert_eq!(listeners, 7, "one line per configured listener:\n{up}");
+    assert!(
+        up.contains(&format!(
+            "ok      listen.https 127.0.0.1:{https}: TLS, GET /.well-known/mta-sts.txt"
+        )),
+        "{up}"
+    );
+    // The harness's self-signed certificate is no good for senders fetching the policy.
+    assert!(
+        up.contains("FAILED  MTA-STS certificate: the HTTPS listener's certificate is self-signed"),
+        "{up}"
+    );
     // Every listener whose protocol is built answers its greeting (or GET) correctly.
     let log = p.log();
     for (status, name) in parse_check(&up) {
@@ -604,7 +627,7 @@ fn check_probes_each_local_listener() {
         .iter()
         .filter(|(s, n)| s == "FAILED" && n.starts_with("listen."))
         .collect();
-    assert_eq!(failed_listeners.len(), 6, "{down}");
+    assert_eq!(failed_listeners.len(), 7, "{down}");
     assert!(down.contains("cannot connect to 127.0.0.1:"), "{down}");
 }
 
