@@ -59,6 +59,21 @@ pub fn run(config: &Config, args: CheckArgs) -> anyhow::Result<bool> {
     crate::tls::install_crypto_provider();
     let resolver = crate::dns::build_resolver(&config.dns)?;
     let rt = super::runtime()?;
+    let servers = if config.dns.nameservers.is_empty() {
+        "the system's resolvers (/etc/resolv.conf)".to_string()
+    } else {
+        config
+            .dns
+            .nameservers
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "checking {} (host {}) through {servers}",
+        config.domain, config.hostname
+    );
     let failed = rt.block_on(check_all(config, &resolver, &args));
     if failed > 0 {
         println!("{failed} check(s) FAILED");
