@@ -140,7 +140,7 @@ fn http01_issuance_and_restart_reuses_stored_certificate() {
 
     p.stop();
     let requests = p.log().matches("ACME: requesting a certificate").count();
-    p.spawn();
+    spawn_again(&mut p);
     p.wait_port(https);
     assert!(p.log().contains("serving the stored ACME certificate"));
     assert_eq!(serving(https), issued);

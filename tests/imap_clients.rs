@@ -117,6 +117,9 @@ assert ok(s.search(None, 'UNSEEN'))[0] == b'1'
 assert ok(s.search(None, 'SEEN'))[0] == b''
 assert ok(s.search(None, 'NOT', 'BODY', 'absent-word'))[0] == b'1'
 assert ok(s.uid('SEARCH', 'OR', 'DELETED', 'SUBJECT', 'nomatch'))[0] == b''
+r = ok(s.fetch('1', '(BODY[1])'))
+assert b'\\Seen' in b''.join(x if isinstance(x, bytes) else x[0] for x in r), r
+assert ok(s.search(None, 'SEEN'))[0] == b'1'
 ok(s._simple_command('UID', 'SEARCH', 'RETURN', '(COUNT MIN)', 'ALL'))
 es = s.untagged_responses.pop('ESEARCH')
 assert b'COUNT 1' in es[0] and b'MIN 1' in es[0], es

@@ -44,7 +44,7 @@ def ok(r):
 "#;
 
 #[test]
-fn expunge_seen_by_second_session_and_idle_push() {
+fn expunge_seen_by_second_session_and_idle_push_of_smtp_delivery() {
     let p = setup();
     drop_message(&p, "one");
     drop_message(&p, "two");
@@ -99,7 +99,25 @@ print('ALL OK')
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(trigger.exists(), "client never started IDLE");
-    drop_message(&p, "pushed");
+    // Deliver over SMTP port 25 (the real path: SMTP session -> Store::deliver -> hub).
+    if which("swaks") {
+        let out = std::process::Command::new("swaks")
+            .args(["--server", &format!("127.0.0.1:{}", p.ports.smtp)])
+            .args(["--to", USER, "--from", "x@remote.example"])
+            .args(["--header", "Subject: pushed"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    } else {
+        python(&format!(
+            "import smtplib\ns = smtplib.SMTP('127.0.0.1', {})\ns.sendmail('x@remote.example', ['{USER}'], b'Subject: pushed\\r\\n\\r\\nhi\\r\\n')\ns.quit()\n",
+            p.ports.smtp
+        ));
+    }
     let out = handle.join().unwrap();
     assert!(out.contains("ALL OK"), "{out}");
 }

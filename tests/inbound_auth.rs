@@ -549,10 +549,21 @@ fn dns_timeout_gives_451_never_a_pass() {
     );
     assert!(r.starts_with("ERR 451 4.4.3"), "{r}");
     assert!(p.messages(RCPT, "").is_empty());
-    assert!(
-        p.log().contains("inbound verdict"),
-        "one log line per verdict"
-    );
+    let log = p.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("inbound verdict"))
+        .expect("one log line per verdict");
+    for part in [
+        "peer=127.0.0.1",
+        "from_domain=sender.test",
+        "spf_mailfrom=TempError",
+        "dkim=none",
+        "dmarc=TempError",
+        "TempFail",
+    ] {
+        assert!(line.contains(part), "missing {part} in {line}");
+    }
     drop(silent);
 }
 

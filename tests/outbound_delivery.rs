@@ -118,7 +118,7 @@ fn one_recipient_rejected_one_accepted_gives_a_dsn() {
     );
     let got = sink.wait(1, WAIT);
     assert_eq!(got.len(), 1, "log:\n{}", p.log());
-    assert_eq!(got[0].0, vec!["good@mixed.test".to_string()]);
+    assert_eq!(got[0].rcpts, vec!["good@mixed.test".to_string()]);
     let inbox = p.wait_messages("alice@example.test", "", 1, WAIT);
     assert_eq!(inbox.len(), 1, "log:\n{}", p.log());
     let dsn = String::from_utf8_lossy(&inbox[0]).into_owned();
@@ -174,8 +174,15 @@ fn transient_failure_then_success_on_retry() {
         "4xx must defer; log:\n{}",
         p.log()
     );
-    let list = queue_list(&p);
+    // The envelope records the attempt right after the transaction.
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut list = queue_list(&p);
+    while !list.contains("1 attempts") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        list = queue_list(&p);
+    }
     assert!(list.contains("erin@later.test"), "{list}");
+    assert!(list.contains("450 4.3.0"), "the 4xx reply is shown: {list}");
     assert!(list.contains("retry in"), "{list}");
     assert!(list.contains("1 attempts"), "{list}");
     busy.stop();
@@ -237,4 +244,49 @@ print("tampered-fails" if not dkim.verify(bad, dnsfunc=dnsfunc) else "TAMPER-PAS
     let out = python(&script);
     assert!(out.contains("verified"), "{out}");
     assert!(out.contains("tampered-fails"), "{out}");
+}
+
+#[test]
+fn opportunistic_starttls_with_an_unverifiable_certificate() {
+    let port = free_port();
+    let dns = Dns::start(&[
+        "mx-host=tls.test,mx.tls.test,10".into(),
+        "host-record=mx.tls.test,127.0.0.25".into(),
+    ]);
+    let sink = ScriptSink::start_tls("127.0.0.25", port);
+    let p = sender(&dns, port, "");
+    sendmail(&p, &["mia@tls.test"], &msg("over tls", "mia@tls.test"));
+    let got = sink.wait(1, WAIT);
+    assert_eq!(got.len(), 1, "log:\n{}", p.log());
+    assert!(got[0].tls, "the message went over STARTTLS");
+    assert!(got[0].data.contains("Subject: over tls"));
+    let log = p.log();
+    assert!(
+        log.contains("does not verify"),
+        "the log says the certificate did not verify"
+    );
+    assert!(log.contains("tls=true tls_verified=false"), "{log}");
+}
+
+#[test]
+fn require_tls_refuses_an_unverifiable_certificate() {
+    let port = free_port();
+    let dns = Dns::start(&[
+        "mx-host=strict.test,mx.strict.test,10".into(),
+        "host-record=mx.strict.test,127.0.0.26".into(),
+    ]);
+    let sink = ScriptSink::start_tls("127.0.0.26", port);
+    let p = sender(&dns, port, "require_tls = true\n");
+    sendmail(
+        &p,
+        &["noel@strict.test"],
+        &msg("must not go", "noel@strict.test"),
+    );
+    assert!(
+        p.wait_log("policy requires TLS with a valid certificate", WAIT),
+        "log:\n{}",
+        p.log()
+    );
+    assert!(sink.received.lock().unwrap().is_empty());
+    assert!(queue_list(&p).contains("noel@strict.test"));
 }

@@ -390,3 +390,83 @@ fn lettre_delivers_over_starttls() {
     assert!(m.contains("Subject: from lettre"), "{m}");
     assert!(m.contains("\r\n.leading dot\r\n"), "{m}");
 }
+
+#[test]
+fn forwarding_alias_goes_to_the_queue_and_local_copies_are_delivered() {
+    let p = start();
+    p.add_alias(
+        "team@example.test",
+        &["alice@example.test", "friend@elsewhere.example"],
+    );
+    let (mut c, _) = raw_ehlo(p.ports.smtp);
+    c.send("MAIL FROM:<x@remote.example>\r\nRCPT TO:<team@example.test>\r\nDATA\r\n");
+    assert!(c.reply().starts_with("250"));
+    assert!(c.reply().starts_with("250 2.1.5"));
+    assert!(c.reply().starts_with("354"));
+    c.send("Subject: for the team\r\n\r\nx\r\n.\r\n");
+    let r = c.reply();
+    // 250 only once the remote copy is queued and the local one stored.
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    assert_eq!(p.messages("alice@example.test", "").len(), 1);
+    let queued = walk(&p.data_dir().join("queue"));
+    let copy = queued
+        .iter()
+        .map(|b| text(b))
+        .find(|t| t.contains("Subject: for the team"))
+        .expect("forwarded copy not in the queue");
+    // Forwarded as received: with our trace header, without a Return-Path.
+    assert!(copy.contains("Received: from client.example"), "{copy}");
+    assert!(!copy.contains("Return-Path:"), "{copy}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else if let Ok(b) = std::fs::read(&p) {
+                out.push(b);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn starttls_discards_pipelined_plaintext() {
+    // CVE-2011-0411: commands sent in the clear after STARTTLS must not run inside TLS.
+    let p = start();
+    let out = python(&format!(
+        r#"
+import socket, ssl
+s = socket.create_connection(("127.0.0.1", {}), timeout=20)
+f = s.makefile("rb")
+def reply(f):
+    lines = []
+    while True:
+        l = f.readline().decode()
+        lines.append(l.strip())
+        if len(l) < 4 or l[3] != "-":
+            return lines
+reply(f)
+s.sendall(b"EHLO c\r\n")
+reply(f)
+s.sendall(b"STARTTLS\r\nMAIL FROM:<injected@remote.example>\r\n")
+print(reply(f)[0])
+t = ssl._create_unverified_context().wrap_socket(s, server_hostname="mail.example.test")
+tf = t.makefile("rb")
+t.sendall(b"EHLO c\r\n")
+print(reply(tf)[0])
+t.sendall(b"RCPT TO:<alice@example.test>\r\n")
+print(reply(tf)[0])
+"#,
+        p.ports.smtp
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("220 2.0.0"), "{out}");
+    assert!(lines[1].starts_with("250-mail.example.test"), "{out}");
+    // The injected MAIL FROM never ran, so RCPT is out of sequence.
+    assert!(lines[2].starts_with("503 5.5.1"), "{out}");
+}

@@ -110,4 +110,16 @@ fn files_reload_on_change_and_sighup_and_survive_a_bad_file() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("source: files"), "{text}");
     assert!(text.contains(&format!("serial: {third}")), "{text}");
+
+    // `postern tls renew` with files: the running server reloads them.
+    let out = p.cli(&["tls", "renew"], None);
+    assert!(out.status.success());
+    assert!(
+        p.wait_log(
+            &format!("(renewal requested): serial {third}"),
+            Duration::from_secs(20)
+        ),
+        "{}",
+        p.log()
+    );
 }

@@ -2,10 +2,19 @@
 //! directly, under the queue lock, so they act on a running server too (its scheduler
 //! rescans the spool every second).
 
+use std::io::Write;
+
 use anyhow::{Context, bail};
 
 use crate::config::Config;
 use crate::queue::{Envelope, Queue, RcptStatus, now_unix};
+
+/// println! that does not panic when stdout is a closed pipe (`postern queue list | head`).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
 
 #[derive(clap::Subcommand, Debug)]
 pub enum QueueCmd {
@@ -54,7 +63,7 @@ pub fn run(config: &Config, cmd: QueueCmd) -> anyhow::Result<()> {
         QueueCmd::List => {
             let all = q.list()?;
             if all.is_empty() {
-                println!("queue is empty");
+                say!("queue is empty");
                 return Ok(());
             }
             for env in &all {
@@ -63,7 +72,7 @@ pub fn run(config: &Config, cmd: QueueCmd) -> anyhow::Result<()> {
                 } else {
                     env.mail_from.as_str()
                 };
-                println!(
+                say!(
                     "{}  {:>8}  {:>5}  {from}",
                     env.id,
                     env.size,
@@ -75,7 +84,7 @@ pub fn run(config: &Config, cmd: QueueCmd) -> anyhow::Result<()> {
                         .as_deref()
                         .map(|e| format!("  ({e})"))
                         .unwrap_or_default();
-                    println!(
+                    say!(
                         "    {}  [{}, {} attempts]{err}",
                         r.addr,
                         status_word(env, i, now),
@@ -83,14 +92,14 @@ pub fn run(config: &Config, cmd: QueueCmd) -> anyhow::Result<()> {
                     );
                 }
             }
-            println!("{} message(s)", all.len());
+            say!("{} message(s)", all.len());
         }
         QueueCmd::Show { id } => {
             let Some(env) = q.load(&id)? else {
                 bail!("no message {id} in the queue (see `postern queue list`)");
             };
-            println!("id: {}", env.id);
-            println!(
+            say!("id: {}", env.id);
+            say!(
                 "from: <{}>\nsize: {}\nqueued: {} ago\ndelay notice sent: {}",
                 env.mail_from,
                 env.size,
@@ -98,22 +107,23 @@ pub fn run(config: &Config, cmd: QueueCmd) -> anyhow::Result<()> {
                 env.delay_notified
             );
             for (i, r) in env.rcpts.iter().enumerate() {
-                println!("rcpt: {}", r.addr);
-                println!("  status: {}", status_word(&env, i, now));
-                println!("  attempts: {}", r.attempts);
+                say!("rcpt: {}", r.addr);
+                say!("  status: {}", status_word(&env, i, now));
+                say!("  attempts: {}", r.attempts);
                 if let Some(c) = &r.code {
-                    println!("  code: {c}");
+                    say!("  code: {c}");
                 }
                 if let Some(m) = &r.remote_mta {
-                    println!("  remote: {m}");
+                    say!("  remote: {m}");
                 }
                 if let Some(e) = &r.last_error {
-                    println!("  last error: {e}");
+                    say!("  last error: {e}");
                 }
             }
             let msg = q.message(&id)?;
-            println!("--- headers ---");
-            print!(
+            say!("--- headers ---");
+            let _ = write!(
+                std::io::stdout(),
                 "{}",
                 String::from_utf8_lossy(&crate::queue::dsn::header_section(&msg))
                     .replace("\r\n", "\n")
@@ -126,7 +136,7 @@ pub fn run(config: &Config, cmd: QueueCmd) -> anyhow::Result<()> {
                 if !q.retry(&id)? {
                     bail!("no message {id} in the queue (see `postern queue list`)");
                 }
-                println!("{id}: scheduled for immediate retry");
+                say!("{id}: scheduled for immediate retry");
             }
             (None, true) => {
                 let mut n = 0;
@@ -135,14 +145,14 @@ pub fn run(config: &Config, cmd: QueueCmd) -> anyhow::Result<()> {
                         n += 1;
                     }
                 }
-                println!("{n} message(s) scheduled for immediate retry");
+                say!("{n} message(s) scheduled for immediate retry");
             }
         },
         QueueCmd::Delete { id } => {
             if !q.delete(&id)? {
                 bail!("no message {id} in the queue (see `postern queue list`)");
             }
-            println!("{id}: deleted");
+            say!("{id}: deleted");
         }
     }
     Ok(())

@@ -78,11 +78,7 @@ pub fn parse_args(args: &[String]) -> anyhow::Result<Options> {
             't' => o.extract = true,
             'i' => o.ignore_dots = true,
             // -o<option>: only -oi means something to us.
-            'o' => {
-                if flags == "oi" {
-                    o.ignore_dots = true;
-                }
-            }
+            'o' if flags == "oi" => o.ignore_dots = true,
             'b' => match flags {
                 "bm" => {}
                 "bp" => bail!("sendmail -bp: use `postern queue list`"),

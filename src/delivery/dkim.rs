@@ -84,6 +84,37 @@ fn pem(label: &str, der: &[u8]) -> String {
     out
 }
 
+/// Write a new key file unless one exists: temp file, fsync, then hard-link into place, which
+/// fails if another process (server and `postern sendmail` at once) created it first. The
+/// first key stays, so no two processes ever sign with different keys.
+fn create_key_file(path: &Path, pem: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".key.tmp{}.{}",
+        std::process::id(),
+        crate::fsutil::unique()
+    ));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(pem.as_bytes())?;
+        f.sync_all()?;
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        crate::fsutil::fsync_dir(dir)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
 /// Create the DKIM key(s) in `data_dir/dkim/` if missing (called by `init` and `dev`).
 pub fn ensure_keys(config: &crate::config::Config) -> Result<(), DkimError> {
     let dir = dkim_dir(&config.data_dir);
@@ -93,12 +124,8 @@ pub fn ensure_keys(config: &crate::config::Config) -> Result<(), DkimError> {
     if !rsa.exists() {
         let pair = DkimKeyPair::generate_rsa(2048)
             .map_err(|e| DkimError(format!("RSA key generation failed: {e}")))?;
-        crate::fsutil::write_atomic(
-            &rsa,
-            pem("RSA PRIVATE KEY", pair.private_key()).as_bytes(),
-            0o600,
-        )
-        .map_err(|e| DkimError(format!("cannot write {}: {e}", rsa.display())))?;
+        create_key_file(&rsa, &pem("RSA PRIVATE KEY", pair.private_key()))
+            .map_err(|e| DkimError(format!("cannot write {}: {e}", rsa.display())))?;
         tracing::info!("created DKIM RSA-2048 key {}", rsa.display());
     }
     let ed = ed_path(&config.data_dir);
@@ -193,6 +220,11 @@ fn cached_keys(config: &crate::config::Config) -> Result<Arc<Keys>, DkimError> {
         .unwrap_or_else(|e| e.into_inner())
         .insert(config.data_dir.clone(), keys.clone());
     Ok(keys)
+}
+
+/// Create (if needed) and load the keys now, so the first message signed does not wait.
+pub fn warm_up(config: &crate::config::Config) -> Result<(), DkimError> {
+    cached_keys(config).map(|_| ())
 }
 
 fn header_list() -> Vec<String> {

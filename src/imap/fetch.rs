@@ -193,6 +193,7 @@ pub struct FetchJob {
     pos: usize,
     items: Vec<Item>,
     pub failed: bool,
+    pub unknown_cte: bool,
 }
 
 fn internal_date(t: SystemTime) -> String {
@@ -202,11 +203,12 @@ fn internal_date(t: SystemTime) -> String {
 }
 
 /// Undo the part's Content-Transfer-Encoding (BINARY, RFC 3516).
-fn decode_cte(header: &[u8], body: &[u8]) -> Vec<u8> {
+/// None for an encoding we cannot undo (answered NO [UNKNOWN-CTE], RFC 3516 §4.3).
+fn decode_cte(header: &[u8], body: &[u8]) -> Option<Vec<u8>> {
     let cte = mime::header_value(header, "Content-Transfer-Encoding")
         .map(|v| String::from_utf8_lossy(&mime::unfold(v)).to_ascii_lowercase())
         .unwrap_or_default();
-    match cte.as_str() {
+    Some(match cte.as_str() {
         "base64" => {
             let clean: Vec<u8> = body
                 .iter()
@@ -240,8 +242,9 @@ fn decode_cte(header: &[u8], body: &[u8]) -> Vec<u8> {
             }
             out
         }
-        _ => body.to_vec(),
-    }
+        "" | "7bit" | "8bit" | "binary" => body.to_vec(),
+        _ => return None,
+    })
 }
 
 impl FetchJob {
@@ -253,6 +256,7 @@ impl FetchJob {
             pos: 0,
             items,
             failed: false,
+            unknown_cte: false,
         }
     }
 
@@ -270,25 +274,19 @@ impl FetchJob {
                 .items
                 .iter()
                 .any(|i| matches!(i, Item::Section { peek: false, .. }));
+        // Messages this FETCH marks \Seen (RFC 3501 §6.4.5): rendered with the flag, stored
+        // once they have been emitted (a slice may stop early at the output limit).
         let mut seen_now = std::collections::HashSet::new();
         if sets_seen {
-            let unseen: Vec<u32> = {
-                let ix = sel.mb.lock();
+            let ix = sel.mb.lock();
+            seen_now.extend(
                 batch
                     .iter()
                     .filter(|(_, u)| ix.find(*u).is_some_and(|m| !m.flags.has(flags::SEEN)))
-                    .map(|(_, u)| *u)
-                    .collect()
-            };
-            if !unseen.is_empty()
-                && let Ok((before, after)) = sel.mb.store(&unseen, 1, flags::SEEN, &[])
-            {
-                if sel.view.modseq == before {
-                    sel.view.modseq = after;
-                }
-                seen_now.extend(unseen);
-            }
+                    .map(|(_, u)| *u),
+            );
         }
+        let mut emitted_seen = Vec::new();
         let info: Vec<_> = {
             let ix = sel.mb.lock();
             batch
@@ -417,7 +415,10 @@ impl FetchJob {
                             && !sp.is_empty()
                             && let Some(part) = mime::locate(root, sp)
                         {
-                            bytes = decode_cte(&d[part.header.0..part.header.1], &bytes);
+                            match decode_cte(&d[part.header.0..part.header.1], &bytes) {
+                                Some(b) => bytes = b,
+                                None => self.unknown_cte = true,
+                            }
                         }
                         let mut l = label.clone();
                         if let Some((start, len)) = partial {
@@ -441,7 +442,10 @@ impl FetchJob {
                         if !sp.is_empty()
                             && let Some(part) = mime::locate(root, sp)
                         {
-                            bytes = decode_cte(&d[part.header.0..part.header.1], &bytes);
+                            match decode_cte(&d[part.header.0..part.header.1], &bytes) {
+                                Some(b) => bytes = b,
+                                None => self.unknown_cte = true,
+                            }
                         }
                         let spec = sp
                             .iter()
@@ -471,9 +475,18 @@ impl FetchJob {
             out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
             out.extend_from_slice(&parts.join(&b' '));
             out.extend_from_slice(b")\r\n");
+            if seen_now.contains(&uid) {
+                emitted_seen.push(uid);
+            }
             if out.len() > OUT_LIMIT {
                 break;
             }
+        }
+        if !emitted_seen.is_empty()
+            && let Ok((before, after)) = sel.mb.store(&emitted_seen, 1, flags::SEEN, &[])
+            && sel.view.modseq == before
+        {
+            sel.view.modseq = after;
         }
         self.pos = done;
         self.pos >= self.targets.len()

@@ -178,7 +178,7 @@ impl Session {
 
     pub fn capabilities(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN UIDPLUS MOVE SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH",
+            "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN UIDPLUS MOVE SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH BINARY",
         );
         if self.user.is_none() {
             if !self.tls {
@@ -378,6 +378,7 @@ impl Session {
                 cmd_ok(out, &tag, "NOOP completed");
             }
             C::Logout => {
+                tracing::info!(peer = %self.peer, user = %self.user(), "imap logout");
                 out.extend_from_slice(b"* BYE postern logging out\r\n");
                 cmd_ok(out, &tag, "LOGOUT completed");
                 self.logged_out = true;
@@ -501,6 +502,18 @@ impl Session {
                     .collect();
                 self.expunge(&tag, Some(uids), out);
             }
+            C::Search {
+                charset: Some(cs), ..
+            } if !["UTF-8", "US-ASCII"]
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(cs.as_ref())) =>
+            {
+                cmd_no(
+                    out,
+                    &tag,
+                    "[BADCHARSET (UTF-8 US-ASCII)] unsupported charset",
+                );
+            }
             C::Search { criteria, uid, .. } => {
                 self.search(&tag, &criteria.as_ref().to_vec(), uid, esearch, out)
             }
@@ -545,7 +558,7 @@ impl Session {
                 self.sync(out, true);
                 out.extend_from_slice(b"+ idling\r\n");
                 self.pending = Pending::Idle(tag);
-                return Step::Idle;
+                // Continue, not Idle: a pipelined DONE may already be buffered.
             }
             _ => cmd_bad(out, &tag, "command not supported"),
         }
@@ -555,7 +568,13 @@ impl Session {
     fn after_fetch(&mut self, job: &FetchJob, out: &mut Vec<u8>) {
         // UID FETCH may report expunges; FETCH may not (RFC 3501 §7.4.1).
         self.sync(out, job.uid);
-        if job.failed {
+        if job.unknown_cte {
+            cmd_no(
+                out,
+                &job.tag,
+                "[UNKNOWN-CTE] cannot decode a part's transfer encoding",
+            );
+        } else if job.failed {
             cmd_no(out, &job.tag, "some messages could not be read (expunged?)");
         } else {
             cmd_ok(out, &job.tag, "FETCH completed");

@@ -93,6 +93,8 @@ fn full_session_flow() {
     assert!(r.ends_with("+ idling\r\n") && s.is_idle(), "{r}");
     let r = talk(&mut s, "DONE\r\n");
     assert_eq!(r, "m OK IDLE terminated\r\n");
+    let r = talk(&mut s, "m2 IDLE\r\nDONE\r\n");
+    assert!(r.ends_with("m2 OK IDLE terminated\r\n"), "{r}");
     let r = talk(&mut s, "n LIST \"\" %\r\n");
     assert!(r.contains("\\Sent) \".\" \"Sent\""), "{r}");
     let r = talk(&mut s, "o LOGOUT\r\n");
@@ -125,4 +127,57 @@ fn garbage_never_panics() {
             "{junk:?}"
         );
     }
+}
+
+/// A cheap fuzz: random mutations of valid commands never panic or hang the session.
+#[test]
+fn random_input_never_panics() {
+    use rand::{Rng, SeedableRng};
+    let (_d, svc) = services(true);
+    let mut s = Session::new(svc, "127.0.0.1".parse().unwrap(), false);
+    talk(
+        &mut s,
+        "a LOGIN u@example.com pw\r\nb APPEND INBOX {14+}\r\nSubject: z\r\n\r\n\r\nc SELECT INBOX\r\n",
+    );
+    let seeds = [
+        "x FETCH 1:* (UID FLAGS BODY.PEEK[1.MIME] BODY[HEADER.FIELDS (A B)]<0.5> BINARY[1] BODYSTRUCTURE ENVELOPE)\r\n",
+        "x UID SEARCH RETURN (MIN MAX) OR FROM a NOT (SEEN LARGER 5) HEADER X y\r\n",
+        "x LIST (SUBSCRIBED) \"\" (\"*\" \"%\") RETURN (CHILDREN STATUS (MESSAGES))\r\n",
+        "x STORE 1 FLAGS.SILENT (\\Seen $x)\r\n",
+        "x UID MOVE 1:* Trash\r\n",
+        "x STATUS INBOX (MESSAGES UIDNEXT SIZE)\r\n",
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for i in 0..3000 {
+        let mut b = seeds[i % seeds.len()].as_bytes().to_vec();
+        for _ in 0..rng.random_range(1..4) {
+            let p = rng.random_range(0..b.len());
+            match rng.random_range(0..3) {
+                0 => b[p] = rng.random(),
+                1 => {
+                    b.remove(p);
+                }
+                _ => {
+                    let alphabet = b"(){}[]<>*%\"\\ \r\n0~+";
+                    b.insert(p, alphabet[rng.random_range(0..alphabet.len())]);
+                }
+            }
+        }
+        if !b.ends_with(b"\r\n") {
+            b.extend_from_slice(b"\r\n");
+        }
+        s.input(&b);
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            if s.step(&mut out) != Step::Continue {
+                break;
+            }
+        }
+        if s.is_idle() {
+            talk(&mut s, "DONE\r\n");
+        }
+    }
+    // Still alive and in sync after the noise.
+    let r = talk(&mut s, "\r\nz1 NOOP\r\n");
+    assert!(r.contains("z1 OK") || r.contains("z1 BAD"), "{r}");
 }

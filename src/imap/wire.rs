@@ -93,8 +93,9 @@ pub fn tokenize(line: &[u8]) -> Option<Vec<(Tok, usize, usize)>> {
                 if line.get(close + 1..close + 3) != Some(b"\r\n") {
                     return None;
                 }
-                let data = line.get(data_start..data_start + len)?;
-                i = data_start + len;
+                let data_end = data_start.checked_add(len)?;
+                let data = line.get(data_start..data_end)?;
+                i = data_end;
                 out.push((Tok::Str(data.to_vec()), start, i));
             }
             _ => {
@@ -145,5 +146,6 @@ mod tests {
         string(&mut o, "é".as_bytes());
         assert_eq!(o, b"{2}\r\n\xc3\xa9");
         assert!(tokenize(b"a \"unterminated").is_none());
+        assert!(tokenize(b"a {18446744073709551615}\r\nx").is_none());
     }
 }

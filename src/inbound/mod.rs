@@ -9,6 +9,19 @@
 //! (`authenticator`, `cache`), `dns_probe` tells SERVFAIL from "no record", `pct` reads the
 //! DMARC sampling tag, `policy` turns findings into a disposition, `strip` removes forged
 //! Authentication-Results fields.
+//!
+//! Policy, in short:
+//! - DMARC p=reject failing → 550 5.7.1 (`[inbound].dmarc_reject`; when off, Junk instead);
+//!   p=quarantine failing → Junk (`dmarc_quarantine`; when off, INBOX). Our own domain gets
+//!   no exemption: its published record is looked up like any other.
+//! - `pct` (RFC 7489 §6.6.4) is honoured: a message outside the sample gets the next lower
+//!   policy. DMARCbis `t=y` (which mail-auth implements) lowers it the same way.
+//! - A temporary DNS failure (timeout, SERVFAIL, REFUSED) on the SPF identity DMARC uses,
+//!   on a DKIM key or on the DMARC record → 451 4.4.3 unless DMARC already passed
+//!   (`tempfail_on_dns_error`; when off, the header says temperror and policy goes on).
+//! - SPF or DKIM failing without a DMARC policy only shows in the header; iprev and the HELO
+//!   identity are informational.
+//! - `verify = false`: nothing is checked, the header says `none`, forged fields still go.
 
 use std::net::IpAddr;
 
@@ -16,6 +29,7 @@ use crate::server::Services;
 
 mod authenticator;
 mod cache;
+mod dmarc;
 mod dns_probe;
 mod pct;
 mod policy;
@@ -95,6 +109,7 @@ impl Verdict {
 pub async fn check_message(svc: &Services, ctx: &MessageContext<'_>, message: &[u8]) -> Verdict {
     let cfg = &svc.config;
     if !cfg.inbound.verify {
+        tracing::info!(peer = %ctx.peer_ip, "inbound verdict: verification off ([inbound].verify = false)");
         // Nothing checked (RFC 8601 §2.2 "none"), but forged claims still go.
         return Verdict {
             disposition: Disposition::Accept,

@@ -13,8 +13,15 @@ pub async fn lookup_pct(resolver: &TokioResolver, from_domain: &str) -> u8 {
         .filter(|l| !l.is_empty())
         .collect();
     // Same shape as the DMARC tree walk: the author domain, then its parents, no deeper
-    // than two labels.
-    for start in 0..labels.len().saturating_sub(1) {
+    // than two labels, at most eight queries.
+    let mut starts: Vec<usize> = (0..labels.len().saturating_sub(1)).collect();
+    if starts.len() > 8 {
+        // The author domain, then the seven shortest parents (RFC 9989's eight-query cap).
+        let tail = starts.split_off(starts.len() - 7);
+        starts.truncate(1);
+        starts.extend(tail);
+    }
+    for start in starts {
         let name = format!("_dmarc.{}.", labels[start..].join("."));
         let Ok(lookup) = resolver.txt_lookup(name.as_str()).await else {
             continue;

@@ -402,6 +402,37 @@ async fn our_own_domain_from_outside_fails_like_any_other() {
 }
 
 #[tokio::test]
+async fn a_second_from_domain_does_not_escape_dmarc() {
+    let w = good_world("v=DMARC1; p=none");
+    w.dmarc("example.org", "v=DMARC1; p=reject");
+    w.nx("_dmarc.org");
+    // sender.test signs and passes; example.org, named beside it, does not.
+    let m = w.sign(
+        "From: alice@sender.test, CEO <ceo@example.org>\r\nTo: user@example.org\r\n\
+         Subject: pay this\r\n\r\nNow.\r\n",
+    );
+    let v = w
+        .check(
+            &Inbound::default(),
+            "mail.sender.test",
+            "alice@sender.test",
+            &m,
+        )
+        .await;
+    assert!(
+        matches!(v.disposition, Disposition::Reject { code: 550, ref text, .. } if text.contains("example.org")),
+        "{:?}",
+        v.disposition
+    );
+    let h = ar(&v);
+    assert!(h.contains("dmarc=pass header.from=sender.test"), "{h}");
+    assert!(
+        h.contains("dmarc=fail (policy not aligned) header.from=example.org"),
+        "{h}"
+    );
+}
+
+#[tokio::test]
 async fn null_sender_uses_helo_identity() {
     let w = good_world("v=DMARC1; p=reject");
     w.nx("_dmarc.mail.sender.test");

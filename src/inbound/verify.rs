@@ -1,23 +1,26 @@
 //! One message through SPF (RFC 7208, HELO and MAIL FROM identities), DKIM (RFC 6376, every
 //! signature), DMARC (RFC 7489) and iprev (RFC 8601 §3), ending in the
-//! Authentication-Results header and a disposition.
+//! Authentication-Results header and a disposition. "every signature" is bounded by
+//! MAX_SIGNATURES so a hostile message cannot multiply body hashes and DNS lookups.
 
 use std::net::IpAddr;
 
 use mail_auth::common::resolver::ToFqdn;
 use mail_auth::dkim::DkimError;
-use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcOutput, DmarcResult,
-    DnsError, Error, IprevResult, SpfOutput, SpfResult,
+    AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DnsError, Error,
+    IprevResult, SpfOutput, SpfResult,
 };
 
 use super::authenticator::Authenticator;
 use super::policy::{self, DmarcStatus, Findings};
 use super::stats::Outcome;
-use super::{MessageContext, Verdict, dns_probe, pct};
+use super::{MessageContext, Verdict, dmarc, dns_probe, strip};
 use crate::config::Inbound;
+
+/// DKIM signatures verified per message; further ones are ignored (RFC 6376 §6.1).
+const MAX_SIGNATURES: usize = 8;
 
 pub async fn evaluate(
     auth: &Authenticator,
@@ -76,7 +79,8 @@ pub async fn evaluate(
 
     // Parsing hashes the whole body for each signature: CPU work that must not stall the
     // other sessions on this worker thread.
-    let parsed = cpu_bound(|| AuthenticatedMessage::parse(message));
+    let limited = strip::limit_dkim_signatures(message, MAX_SIGNATURES);
+    let parsed = cpu_bound(|| AuthenticatedMessage::parse(&limited));
     let dkim_raw: Vec<DkimOutput<'_>> = match &parsed {
         Some(m) => auth.inner.verify_dkim(auth.params(m)).await,
         None => Vec::new(),
@@ -93,49 +97,8 @@ pub async fn evaluate(
         })
         .collect();
     let header_from = parsed.as_ref().map_or("", |m| m.from());
-    let mut dmarc = match &parsed {
-        Some(m) => {
-            auth.inner
-                .verify_dmarc(auth.params(DmarcParameters::new(m, &dkim, spf_domain, spf_ident)))
-                .await
-        }
-        None => DmarcOutput::default(),
-    };
-    if dmarc.dmarc_record().is_none()
-        && !dmarc.domain().is_empty()
-        && !matches!(dmarc.result(), DmarcResult::TempError(_))
-    {
-        let name = format!("_dmarc.{}", dmarc.domain()).to_fqdn().into_owned();
-        if !auth.caches.txt.contains(name.as_str())
-            && dns_probe::txt_lookup_fails(auth.resolver(), &name).await
-        {
-            let err = DmarcResult::TempError(Error::Dns(DnsError::Resolver(format!(
-                "lookup of {name} failed"
-            ))));
-            dmarc = DmarcOutput::default()
-                .with_domain(dmarc.domain())
-                .with_spf_result(err.clone())
-                .with_dkim_result(err);
-        }
-    }
-
-    let mut status = match dmarc.result() {
-        DmarcResult::Pass => DmarcStatus::Pass,
-        DmarcResult::Fail(_) => DmarcStatus::Fail(dmarc.policy()),
-        DmarcResult::TempError(_) => DmarcStatus::TempError,
-        DmarcResult::PermError(_) => DmarcStatus::PermError,
-        DmarcResult::None => DmarcStatus::None,
-    };
-    if let DmarcStatus::Fail(
-        p @ (mail_auth::dmarc::Policy::Reject | mail_auth::dmarc::Policy::Quarantine),
-    ) = status
-    {
-        let pct = pct::lookup_pct(auth.resolver(), dmarc.domain()).await;
-        if pct < 100 {
-            let roll = rand::random_range(0..100u8);
-            status = DmarcStatus::Fail(policy::apply_pct(p, pct, roll));
-        }
-    }
+    let dmarc = dmarc::evaluate(auth, parsed.as_ref(), &dkim, spf_domain, spf_ident).await;
+    let status = dmarc.status;
 
     let dkim_temp = dkim.iter().any(|o| is_dkim_temp(o.result()));
     let dns_temp =
@@ -144,7 +107,7 @@ pub async fn evaluate(
         cfg,
         &Findings {
             dmarc: status,
-            from_domain: dmarc.domain(),
+            from_domain: &dmarc.domain,
             dns_temp,
         },
     );
@@ -166,8 +129,8 @@ pub async fn evaluate(
             ar
         }
     };
-    if !dmarc.domain().is_empty() {
-        ar = ar.with_dmarc_result(&dmarc);
+    for out in &dmarc.outputs {
+        ar = ar.with_dmarc_result(out);
     }
     ar = ar.with_iprev_result(&iprev, ip);
     let mut value = ar.to_string();
@@ -181,7 +144,7 @@ pub async fn evaluate(
     for o in &dkim {
         value.push_str(&dkim_result(o, header_from));
     }
-    if dmarc.domain().is_empty() {
+    if dmarc.outputs.is_empty() {
         value.push_str(";\r\n\tdmarc=none");
     }
 
@@ -191,6 +154,12 @@ pub async fn evaluate(
         status.into(),
         &disposition,
     );
+    let from_domains = dmarc
+        .outputs
+        .iter()
+        .map(|o| o.domain())
+        .collect::<Vec<_>>()
+        .join(",");
     let dkim_summary = if dkim.is_empty() {
         "none".to_string()
     } else {
@@ -206,7 +175,7 @@ pub async fn evaluate(
         peer = %ctx.peer_ip,
         helo,
         mail_from,
-        from_domain = dmarc.domain(),
+        from_domain = %from_domains,
         spf_helo = %spf_helo.result(),
         spf_mailfrom = %spf_ident.result(),
         dkim = %dkim_summary,
@@ -287,7 +256,16 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 /// SPF "none" may hide a SERVFAIL at the policy domain (see dns_probe); report it as
 /// temperror (RFC 7208 §2.6.6) when the zone really is unreachable.
 async fn hidden_dns_failure_spf(auth: &Authenticator, out: SpfOutput) -> SpfOutput {
-    if out.result() != SpfResult::None || out.domain().is_empty() {
+    // Not a multi-label name: check_host() returned "none" without asking DNS (RFC 7208
+    // §4.3), so there is nothing to re-check.
+    let multi_label = out
+        .domain()
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+        .count()
+        >= 2;
+    if out.result() != SpfResult::None || !multi_label {
         return out;
     }
     let name = out.domain().to_fqdn().into_owned();

@@ -445,7 +445,7 @@ async fn run(
             }
         })
         .collect();
-    let any_accepted = rcpt_results.iter().any(|r| *r == RcptResult::Accepted);
+    let any_accepted = rcpt_results.contains(&RcptResult::Accepted);
     let data_reply = match data_reply {
         Some(d) => d,
         None if any_accepted => c.command("DATA", timeouts::DATA_INIT, "DATA reply").await?,

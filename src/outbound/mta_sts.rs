@@ -171,10 +171,8 @@ pub async fn policy_for(svc: &Services, domain: &str) -> Result<Option<Policy>, 
         // §5.1: without a TXT record a still-valid cached policy keeps applying.
         return Ok(cached.map(|(_, p)| p));
     };
-    if let Some((cid, p)) = &cached {
-        if *cid == id {
-            return Ok(Some(p.clone()));
-        }
+    if let Some((_, p)) = cached.as_ref().filter(|(cid, _)| *cid == id) {
+        return Ok(Some(p.clone()));
     }
     match fetch(&domain).await {
         Ok(policy) => {

@@ -63,13 +63,30 @@ pub fn order_mx(mut recs: Vec<(u16, String)>) -> Vec<(u16, String)> {
     recs
 }
 
+/// A and AAAA of a host, IPv4 first (a VPS without a working IPv6 route fails fast on
+/// IPv6 and would otherwise delay every delivery); both are tried (RFC 5321 §5.1).
 async fn addresses(dns: &TokioResolver, host: &str) -> Result<Vec<IpAddr>, String> {
-    match dns
-        .lookup_ip(format!("{}.", host.trim_end_matches('.')))
-        .await
-    {
-        Ok(ips) => Ok(ips.iter().collect()),
-        Err(e) => Err(format!("no address for {host}: {e}")),
+    let name = format!("{}.", host.trim_end_matches('.'));
+    let (v4, v6) = tokio::join!(
+        dns.ipv4_lookup(name.as_str()),
+        dns.ipv6_lookup(name.as_str())
+    );
+    let mut out = Vec::new();
+    let mut temp_error = None;
+    for r in [v4, v6] {
+        match r {
+            Ok(l) => out.extend(l.answers().iter().filter_map(|r| match &r.data {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                _ => None,
+            })),
+            Err(e) if is_nodata_or_nxdomain(&e).is_some() => {}
+            Err(e) => temp_error = Some(format!("address lookup for {host} failed: {e}")),
+        }
+    }
+    match (out.is_empty(), temp_error) {
+        (true, Some(e)) => Err(e),
+        _ => Ok(out),
     }
 }
 

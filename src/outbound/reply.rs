@@ -119,12 +119,10 @@ impl ReplyParser {
             if !matches!(sep, None | Some(b' ') | Some(b'-')) {
                 return Some(Err(ReplyError::Malformed(line)));
             }
-            if let Some(prev) = self.code {
-                if prev != code {
-                    self.pending.clear();
-                    self.code = None;
-                    return Some(Err(ReplyError::CodeMismatch(prev, code)));
-                }
+            if let Some(prev) = self.code.filter(|&prev| prev != code) {
+                self.pending.clear();
+                self.code = None;
+                return Some(Err(ReplyError::CodeMismatch(prev, code)));
             }
             self.code = Some(code);
             self.pending.push(line.get(4..).unwrap_or("").to_string());

@@ -309,10 +309,8 @@ impl Spool {
         for e in std::fs::read_dir(self.dir.join("env"))? {
             let name = e?.file_name();
             let name = name.to_string_lossy();
-            if let Some(id) = name.strip_suffix(".json") {
-                if valid_id(id) {
-                    ids.push(id.to_string());
-                }
+            if let Some(id) = name.strip_suffix(".json").filter(|id| valid_id(id)) {
+                ids.push(id.to_string());
             }
         }
         ids.sort();

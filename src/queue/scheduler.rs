@@ -57,6 +57,12 @@ pub fn backoff(schedule: &[u64], attempts: u32) -> u64 {
 impl Scheduler {
     async fn run(self: Arc<Self>) {
         let q = &self.svc.queue;
+        let cfg = self.svc.config.clone();
+        match tokio::task::spawn_blocking(move || crate::delivery::dkim::warm_up(&cfg)).await {
+            Ok(Err(e)) => tracing::warn!("{e}: outbound mail will leave unsigned"),
+            Err(e) => tracing::warn!("DKIM key loading failed: {e}"),
+            Ok(Ok(())) => {}
+        }
         match q.remove_orphans() {
             Ok(0) => {}
             Ok(n) => tracing::info!("queue: removed {n} message file(s) without an envelope"),

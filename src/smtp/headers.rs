@@ -82,6 +82,18 @@ pub fn has_header(message: &[u8], name: &str) -> bool {
     })
 }
 
+/// How many header fields named `name` the header section has.
+pub fn count_header(message: &[u8], name: &str) -> usize {
+    let head = header_section(message);
+    head.split(|&b| b == b'\n')
+        .filter(|line| {
+            line.len() > name.len()
+                && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+                && line[name.len()] == b':'
+        })
+        .count()
+}
+
 /// RFC 6409 §8.2/§8.3: add Message-ID and Date when missing. Returns the header lines to
 /// prepend (CRLF-terminated), possibly empty.
 pub fn submission_additions(message: &[u8], hostname: &str) -> String {
@@ -125,6 +137,10 @@ mod tests {
         let m = b"Subject: x\r\nmessage-id: <a@b>\r\n\r\nDate: not a header\r\n";
         assert!(has_header(m, "Message-ID"));
         assert!(!has_header(m, "Date"));
+        assert_eq!(
+            count_header(b"From: a\r\nfrom: b\r\n\r\nFrom: c\r\n", "From"),
+            2
+        );
         let add = submission_additions(m, "mail.example.com");
         assert!(add.starts_with("Date: "), "{add}");
         assert_eq!(message_id(m).as_deref(), Some("<a@b>"));

@@ -29,8 +29,7 @@ const MAX_ERRORS: usize = 10;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn spawn(svc: Arc<Services>, listener: TcpListener, mode: Mode) {
-    let limits = &svc.config.limits;
-    let limiter = ConnLimiter::new(limits.max_connections, limits.max_connections_per_ip);
+    let limiter = limiter_for(&svc, mode);
     let handler_svc = svc.clone();
     svc.tasks.spawn(accept_loop(
         listener,
@@ -85,6 +84,32 @@ impl Io {
             Io::Gone => Err(std::io::Error::other("connection closed")),
         }
     }
+}
+
+/// The command word of a line, for logs (never the AUTH payload or an address).
+fn command_verb(line: &[u8]) -> String {
+    line.iter()
+        .take_while(|b| b.is_ascii_alphanumeric())
+        .take(12)
+        .map(|&b| char::from(b.to_ascii_uppercase()))
+        .collect()
+}
+
+/// One connection limiter per service and server instance, shared by all its listeners, so
+/// `[limits] max_connections*` hold for "port 25" as a whole, not per bound address.
+fn limiter_for(svc: &Arc<Services>, mode: Mode) -> Arc<ConnLimiter> {
+    type Key = (usize, bool);
+    static LIMITERS: std::sync::Mutex<Vec<(Key, Arc<ConnLimiter>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let key = (Arc::as_ptr(svc) as usize, mode == Mode::Mx);
+    let mut all = LIMITERS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, l)) = all.iter().find(|(k, _)| *k == key) {
+        return l.clone();
+    }
+    let limits = &svc.config.limits;
+    let l = ConnLimiter::new(limits.max_connections, limits.max_connections_per_ip);
+    all.push((key, l.clone()));
+    l
 }
 
 fn tls_description(s: &TlsStream<TcpStream>) -> String {
@@ -258,10 +283,19 @@ impl Conn {
         loop {
             while let Some(line) = self.lines.next_line() {
                 let dir = AccountsDir(&self.svc.accounts);
-                let action = match line {
-                    Line::Complete(l) => self.session.line(&l, &dir),
-                    Line::TooLong => self.session.line_too_long(),
+                let (verb, action) = match line {
+                    Line::Complete(l) => (command_verb(&l), self.session.line(&l, &dir)),
+                    Line::TooLong => (String::from("(too long)"), self.session.line_too_long()),
                 };
+                if let Action::Reply(r) = &action
+                    && r.code >= 400
+                {
+                    tracing::info!(
+                        "smtp refused: service={} peer={} command={verb} reply=\"{r}\"",
+                        self.mode.service(),
+                        self.peer
+                    );
+                }
                 if self.act(action).await? {
                     self.flush().await?;
                     return Ok(());

@@ -296,7 +296,6 @@ impl Session {
         if self.cfg.mode != Mode::Mx && self.tls && self.auth_user.is_none() {
             lines.push("AUTH PLAIN LOGIN".into());
         }
-        lines.push("HELP".into());
         Action::Reply(Reply::plain(250, lines))
     }
 
@@ -699,6 +698,14 @@ impl Session {
         self.bdat = None;
         if let Some(user) = &self.auth_user {
             // RFC 6409 §6.1 leaves sender policy to us: header From must be the user's too.
+            // RFC 5322 §3.6: exactly one From; a second one could hide the real author.
+            if super::headers::count_header(&message, "From") > 1 {
+                return Action::Reply(r(
+                    550,
+                    "5.6.0",
+                    "Message has more than one From header (RFC 5322 §3.6)",
+                ));
+            }
             match header_from_addresses(&message) {
                 None => {
                     return Action::Reply(r(

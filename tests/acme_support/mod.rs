@@ -143,7 +143,25 @@ pub fn respawn_with(p: &mut Postern, listen: &str, tls: &str) {
     );
     assert!(text.contains(tls), "harness config layout changed:\n{text}");
     std::fs::write(&p.config, text).unwrap();
-    p.spawn();
+    spawn_again(p);
+}
+
+/// Start the stopped server again. While it was down, a client socket elsewhere on the
+/// machine may have been given one of its ports as an ephemeral port; such a connection is
+/// short-lived, so a bind failure is retried a few times before it counts.
+pub fn spawn_again(p: &mut Postern) {
+    for attempt in 1.. {
+        let before = p.log().matches("Address already in use").count();
+        let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.spawn())) else {
+            return;
+        };
+        // Let the log reader catch up with the exited process's last line.
+        std::thread::sleep(Duration::from_millis(500));
+        let in_use = p.log().matches("Address already in use").count() > before;
+        if attempt >= 5 || !in_use {
+            std::panic::resume_unwind(e);
+        }
+    }
 }
 
 /// The ACME [tls] section for `pebble`.

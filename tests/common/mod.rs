@@ -11,13 +11,31 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_postern");
 
-/// A free TCP port on 127.0.0.1 (bound and released; collisions are unlikely, not impossible).
+/// A free port on 127.0.0.1 (TCP and UDP), never handed out twice by this test process.
+///
+/// Ports come from 10000-31999, below the kernel's ephemeral range (32768+), so an outgoing
+/// client connection can never take the port of a server a test is about to restart, and the
+/// counter keeps two tests of one binary from racing for the same port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const BASE: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id().wrapping_mul(7919)) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (BASE + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {BASE}-{}", BASE + SPAN);
 }
 
 pub struct Ports {
@@ -100,7 +118,11 @@ impl Postern {
             domain = setup.domain,
             host = setup.hostname,
             data = dir.path().join("data").display(),
-            extra = setup.extra,
+            extra = if setup.extra.contains("[dns]") {
+                setup.extra.clone()
+            } else {
+                format!("{}\n[dns]\nnameservers = [\"{}\"]\n", setup.extra, nx_dns())
+            },
         );
         std::fs::write(&config, text).unwrap();
         let mut p = Postern {
@@ -424,4 +446,56 @@ pub fn which(tool: &str) -> bool {
 
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
+}
+
+/// A DNS server for this test process that answers every query with NXDOMAIN, so tests
+/// that don't bring their own `[dns]` never depend on the machine's resolver (a CI box may
+/// have none; a timeout there would turn SPF/DMARC checks into 451s).
+pub fn nx_dns() -> SocketAddr {
+    static ADDR: std::sync::OnceLock<SocketAddr> = std::sync::OnceLock::new();
+    *ADDR.get_or_init(|| {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                if n < 12 {
+                    continue;
+                }
+                // Echo the header and question; QR=1, RD copied, RA=1, RCODE=3 (NXDOMAIN);
+                // no answers (RFC 1035 4.1.1).
+                let mut out = buf[..n].to_vec();
+                out[2] = 0x80 | (buf[2] & 0x01);
+                out[3] = 0x80 | 0x03;
+                out[6..12].fill(0);
+                // Drop any EDNS OPT record the query carried (ARCOUNT is now 0).
+                if let Some(end) = question_end(&out) {
+                    out.truncate(end);
+                }
+                let _ = sock.send_to(&out, from);
+            }
+        });
+        addr
+    })
+}
+
+fn question_end(msg: &[u8]) -> Option<usize> {
+    let qd = u16::from_be_bytes([msg[4], msg[5]]);
+    let mut i = 12;
+    for _ in 0..qd {
+        loop {
+            let len = *msg.get(i)? as usize;
+            if len == 0 {
+                i += 1;
+                break;
+            }
+            if len & 0xC0 == 0xC0 {
+                i += 2;
+                break;
+            }
+            i += 1 + len;
+        }
+        i += 4;
+    }
+    (i <= msg.len()).then_some(i)
 }

@@ -43,6 +43,16 @@ impl Dns {
             which("dnsmasq"),
             "dnsmasq is required (installed by .ci/run)"
         );
+        // free_port() checks TCP only: if the UDP port is taken, dnsmasq exits; try another.
+        for _ in 0..5 {
+            if let Some(dns) = Self::try_start(lines) {
+                return dns;
+            }
+        }
+        panic!("dnsmasq did not start");
+    }
+
+    fn try_start(lines: &[String]) -> Option<Dns> {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let conf = dir.path().join("dnsmasq.conf");
@@ -56,7 +66,7 @@ impl Dns {
             text.push('\n');
         }
         std::fs::write(&conf, text).unwrap();
-        let child = Command::new("dnsmasq")
+        let mut child = Command::new("dnsmasq")
             .arg("-k")
             .arg("-C")
             .arg(&conf)
@@ -64,12 +74,23 @@ impl Dns {
             .stderr(Stdio::null())
             .spawn()
             .expect("start dnsmasq");
-        wait_tcp(&format!("127.0.0.1:{port}"), "dnsmasq");
-        Dns {
-            child,
-            port,
-            _dir: dir,
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if child.try_wait().ok().flatten().is_some() {
+                return None;
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(Dns {
+                    child,
+                    port,
+                    _dir: dir,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
     }
 }
 
@@ -162,32 +183,60 @@ impl Drop for SmtpSink {
     }
 }
 
+/// One transaction a `ScriptSink` accepted.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub rcpts: Vec<String>,
+    pub data: String,
+    /// The transaction ran over TLS (after STARTTLS).
+    pub tls: bool,
+}
+
 /// A scripted SMTP server: RCPT for local parts starting with "bad" gets 550 5.1.1, with
-/// "later" 451 4.2.1; everything else is accepted. Records every transaction.
+/// "later" 451 4.2.1; everything else is accepted. Records every transaction. With
+/// `start_tls`, it offers STARTTLS with a self-signed certificate for `mx.tls.test`.
 pub struct ScriptSink {
     pub addr: String,
-    pub received: Arc<Mutex<Vec<(Vec<String>, String)>>>,
+    pub received: Arc<Mutex<Vec<Received>>>,
 }
 
 impl ScriptSink {
     pub fn start(ip: &str, port: u16) -> ScriptSink {
+        Self::start_inner(ip, port, None)
+    }
+
+    pub fn start_tls(ip: &str, port: u16) -> ScriptSink {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ck = rcgen::generate_simple_self_signed(vec!["mx.tls.test".to_string()]).unwrap();
+        let cert = ck.cert.der().clone();
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap();
+        let cfg = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        Self::start_inner(ip, port, Some(Arc::new(cfg)))
+    }
+
+    fn start_inner(ip: &str, port: u16, tls: Option<Arc<rustls::ServerConfig>>) -> ScriptSink {
         let addr = format!("{ip}:{port}");
         let listener = TcpListener::bind(&addr).expect("bind script sink");
-        let received: Arc<Mutex<Vec<(Vec<String>, String)>>> = Arc::default();
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let rec = received.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 let rec = rec.clone();
+                let tls = tls.clone();
                 std::thread::spawn(move || {
-                    let _ = serve(conn, &rec);
+                    let _ = serve(conn, &rec, tls);
                 });
             }
         });
         ScriptSink { addr, received }
     }
 
-    pub fn wait(&self, n: usize, timeout: Duration) -> Vec<(Vec<String>, String)> {
+    pub fn wait(&self, n: usize, timeout: Duration) -> Vec<Received> {
         let deadline = Instant::now() + timeout;
         loop {
             let m = self.received.lock().unwrap().clone();
@@ -199,22 +248,48 @@ impl ScriptSink {
     }
 }
 
-fn serve(conn: TcpStream, rec: &Arc<Mutex<Vec<(Vec<String>, String)>>>) -> std::io::Result<()> {
+fn serve(
+    mut conn: TcpStream,
+    rec: &Arc<Mutex<Vec<Received>>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut w = conn.try_clone()?;
-    let mut r = BufReader::new(conn);
-    w.write_all(b"220 script.sink ESMTP\r\n")?;
+    conn.write_all(b"220 script.sink ESMTP\r\n")?;
+    let upgrade = session(&mut conn, rec, tls.is_some(), false)?;
+    if let (true, Some(cfg)) = (upgrade, tls) {
+        let sc = rustls::ServerConnection::new(cfg).map_err(std::io::Error::other)?;
+        let mut s = rustls::StreamOwned::new(sc, conn);
+        session(&mut s, rec, false, true)?;
+    }
+    Ok(())
+}
+
+/// Run SMTP until QUIT/EOF; returns true when the client asked for STARTTLS.
+fn session<S: std::io::Read + Write>(
+    s: &mut S,
+    rec: &Arc<Mutex<Vec<Received>>>,
+    offer_tls: bool,
+    secured: bool,
+) -> std::io::Result<bool> {
+    let mut r = BufReader::new(s);
     let mut rcpts = Vec::new();
     loop {
         let mut line = String::new();
         if r.read_line(&mut line)? == 0 {
-            return Ok(());
+            return Ok(false);
         }
+        let w = r.get_mut();
         let up = line.to_ascii_uppercase();
         if up.starts_with("EHLO") {
+            let tls = if offer_tls { "250-STARTTLS\r\n" } else { "" };
             w.write_all(
-                b"250-script.sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 10000000\r\n",
+                format!("250-script.sink\r\n{tls}250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 10000000\r\n")
+                    .as_bytes(),
             )?;
+        } else if up.starts_with("STARTTLS") && offer_tls {
+            w.write_all(b"220 2.0.0 go ahead\r\n")?;
+            w.flush()?;
+            return Ok(true);
         } else if up.starts_with("MAIL") {
             rcpts.clear();
             w.write_all(b"250 2.1.0 ok\r\n")?;
@@ -235,28 +310,35 @@ fn serve(conn: TcpStream, rec: &Arc<Mutex<Vec<(Vec<String>, String)>>>) -> std::
                 continue;
             }
             w.write_all(b"354 go ahead\r\n")?;
+            w.flush()?;
             let mut data = String::new();
             loop {
                 let mut l = String::new();
                 if r.read_line(&mut l)? == 0 {
-                    return Ok(());
+                    return Ok(false);
                 }
                 if l == ".\r\n" {
                     break;
                 }
                 data.push_str(l.strip_prefix('.').unwrap_or(&l));
             }
-            rec.lock().unwrap().push((rcpts.clone(), data));
-            w.write_all(b"250 2.0.0 queued\r\n")?;
+            rec.lock().unwrap().push(Received {
+                rcpts: rcpts.clone(),
+                data,
+                tls: secured,
+            });
+            r.get_mut().write_all(b"250 2.0.0 queued\r\n")?;
         } else if up.starts_with("RSET") {
             rcpts.clear();
             w.write_all(b"250 ok\r\n")?;
         } else if up.starts_with("QUIT") {
             w.write_all(b"221 bye\r\n")?;
-            return Ok(());
+            w.flush()?;
+            return Ok(false);
         } else {
             w.write_all(b"502 5.5.2 not implemented\r\n")?;
         }
+        r.get_mut().flush()?;
     }
 }
 

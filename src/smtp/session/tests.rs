@@ -410,6 +410,17 @@ fn submission_requires_tls_then_auth() {
     cmd(&mut s, "RCPT TO:<x@elsewhere.org>");
     cmd(&mut s, "DATA");
     let a = s.data_received(
+        Ok(b"From: alice@example.com\r\nFrom: bob@example.com\r\n\r\nx\r\n".to_vec()),
+        &Dir,
+    );
+    assert_eq!(
+        (reply(&a).code, reply(&a).enhanced.as_str()),
+        (550, "5.6.0")
+    );
+    cmd(&mut s, "MAIL FROM:<alice@example.com>");
+    cmd(&mut s, "RCPT TO:<x@elsewhere.org>");
+    cmd(&mut s, "DATA");
+    let a = s.data_received(
         Ok(b"From: A <alice@example.com>\r\n\r\nx\r\n".to_vec()),
         &Dir,
     );

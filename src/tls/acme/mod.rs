@@ -190,9 +190,9 @@ impl Maintainer {
                 }
                 continue;
             }
-            let next = match self.retry_at {
-                Some(t) if t > due => t,
-                _ => due,
+            let (next, reason) = match self.retry_at {
+                Some(t) if t > due => (t, format!("retry {} after a failure", self.failures)),
+                _ => (due, reason),
             };
             self.publish(State {
                 next_renewal: Some(next),
@@ -362,6 +362,12 @@ impl Maintainer {
                 self.state.last_error = None;
                 self.state.last_attempt = Some(now);
                 self.state.directory = Some(self.svc.config.tls.acme_directory.clone());
+                self.state.ari_window = None;
+                if let Some(i) = &info {
+                    self.state.next_renewal =
+                        Some(schedule::lifetime_due(i.not_before, i.not_after));
+                    self.state.reason = "a third of the lifetime left".into();
+                }
             }
             Err(e) => {
                 self.failures += 1;
@@ -384,11 +390,14 @@ impl Maintainer {
                 self.account = None;
                 self.state.last_error = Some(e.to_string());
                 self.state.last_attempt = Some(now);
+                self.state.next_renewal = self.retry_at;
+                self.state.reason = format!("retry {} after a failure", self.failures);
             }
         }
-        let state = self.state.clone();
-        self.state = State::default();
-        self.publish(state);
+        // Always written: `postern tls renew --wait` watches last_attempt.
+        if let Err(e) = self.store.save_state(&self.state) {
+            tracing::warn!("ACME: cannot write the renewal state: {e}");
+        }
     }
 
     async fn issue(&mut self) -> Result<Arc<CertifiedKey>, AcmeError> {
