@@ -46,6 +46,7 @@ fuzz_target!(|input: (u8, &[u8])| {
     };
     let mut s = Session::new(SessionConfig {
         hostname: "mx.example.com".into(),
+        domain: "example.com".into(),
         mode,
         max_message_size: 4096,
         max_recipients: 5,

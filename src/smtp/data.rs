@@ -25,7 +25,7 @@ enum St {
 pub enum DataError {
     /// More than `max_size` octets (552 5.3.4).
     TooBig { size: u64 },
-    /// A line longer than 1000 octets (550 5.5.2... see session).
+    /// A text line longer than 1000 octets with CRLF (550 5.5.2).
     LineTooLong,
 }
 

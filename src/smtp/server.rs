@@ -118,8 +118,8 @@ fn tls_description(s: &TlsStream<TcpStream>) -> String {
         .protocol_version()
         .and_then(|v| v.as_str())
         .unwrap_or("TLS")
-        .replace("TLSv1_", "TLSv1.")
-        .replace("TLSv1.3", "TLSv1.3");
+        // rustls names versions "TLSv1_3"; Received headers say "TLSv1.3".
+        .replace("TLSv1_", "TLSv1.");
     let cipher = c
         .negotiated_cipher_suite()
         .and_then(|s| s.suite().as_str())
@@ -178,6 +178,7 @@ fn session_config(svc: &Services, mode: Mode) -> SessionConfig {
     let l = &svc.config.limits;
     SessionConfig {
         hostname: svc.config.hostname.clone(),
+        domain: svc.config.domain.clone(),
         mode,
         max_message_size: l.max_message_size,
         max_recipients: l.max_recipients,
@@ -207,7 +208,12 @@ impl Conn {
             return Ok(());
         }
         let out = std::mem::take(&mut self.out);
-        self.io.write_all(&out).await.map_err(|_| "write error")
+        // A client that stops reading must not hold the session forever.
+        let timeout = self.svc.config.smtp_command_timeout();
+        match tokio::time::timeout(timeout, self.io.write_all(&out)).await {
+            Ok(r) => r.map_err(|_| "write error"),
+            Err(_) => Err("write timeout"),
+        }
     }
 
     async fn say(&mut self, reply: &Reply) -> Result<(), End> {

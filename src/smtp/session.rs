@@ -21,6 +21,8 @@ pub const MAX_COMMAND_LINE: usize = 512;
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub hostname: String,
+    /// The mail domain: `RCPT TO:<Postmaster>` means postmaster@domain (RFC 5321 §4.5.1).
+    pub domain: String,
     pub mode: Mode,
     pub max_message_size: u64,
     pub max_recipients: usize,
@@ -540,7 +542,11 @@ impl Session {
             // RFC 5321 §4.5.3.1.10.
             return Action::Reply(r(452, "4.5.3", "Too many recipients"));
         }
-        let address = to.address.to_string();
+        let mut address = to.address.to_string();
+        // smtp-proto returns "" for the bare <Postmaster>, which every server must accept.
+        if address.is_empty() && is_bare_postmaster(raw) {
+            address = format!("postmaster@{}", self.cfg.domain);
+        }
         if !address.is_ascii() && !tx.smtputf8 {
             return self.error(r(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
         }
@@ -772,6 +778,12 @@ fn data_error_reply(e: &DataError, max: u64) -> Reply {
     }
 }
 
+/// `RCPT TO:<Postmaster>` without a domain (RFC 5321 §4.5.1).
+fn is_bare_postmaster(raw: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(raw).to_ascii_lowercase();
+    text.contains("<postmaster>")
+}
+
 /// `RCPT TO:<@a,@b:user@c>`: the path starts with a route.
 fn has_source_route(raw: &[u8]) -> bool {
     raw.iter()
@@ -803,7 +815,8 @@ pub fn header_from_addresses(message: &[u8]) -> Option<Vec<String>> {
             }
         }
     }
-    if !saw_from {
+    // An empty group ("From: undisclosed:;") names nobody, so nobody can own it.
+    if !saw_from || out.is_empty() {
         return None;
     }
     Some(out)

@@ -14,7 +14,7 @@ impl Directory for Dir {
         }
         let base = local.split('+').next().unwrap();
         match base {
-            "alice" | "bob" => Ok(Recipient::Local {
+            "alice" | "bob" | "postmaster" => Ok(Recipient::Local {
                 users: vec![format!("{base}@example.com")],
                 forward: vec![],
             }),
@@ -34,6 +34,7 @@ impl Directory for Dir {
 fn cfg(mode: Mode) -> SessionConfig {
     SessionConfig {
         hostname: "mx.example.com".into(),
+        domain: "example.com".into(),
         mode,
         max_message_size: 1000,
         max_recipients: 3,
@@ -466,4 +467,13 @@ fn header_from_is_extracted() {
         vec!["a@x.org", "b@y.org", "c@z.org"]
     );
     assert_eq!(header_from_addresses(b"Subject: x\r\n\r\n"), None);
+    assert_eq!(header_from_addresses(b"From: undisclosed:;\r\n\r\n"), None);
+}
+
+#[test]
+fn bare_postmaster_is_accepted() {
+    let mut s = mx();
+    cmd(&mut s, "MAIL FROM:<a@b.org>");
+    assert_eq!(code(&cmd(&mut s, "RCPT TO:<Postmaster>")), 250);
+    assert_eq!(code(&cmd(&mut s, "RCPT TO:<>")), 501);
 }
