@@ -193,6 +193,11 @@ pub struct Outbound {
     pub max_connections: usize,
     /// Require valid TLS even without MTA-STS (off: opportunistic, as RFC 3207 practice).
     pub require_tls: bool,
+    /// Port of MTA-STS policy hosts (https://mta-sts.DOMAIN). Only tests change this.
+    pub mta_sts_port: u16,
+    /// A CA certificate (PEM) trusted for outbound TLS and MTA-STS besides the system roots
+    /// (a private CA; tests). Empty: system roots only.
+    pub ca_file: PathBuf,
 }
 
 impl Default for Outbound {
@@ -202,6 +207,8 @@ impl Default for Outbound {
             max_connections_per_domain: 4,
             max_connections: 32,
             require_tls: false,
+            mta_sts_port: 443,
+            ca_file: PathBuf::new(),
         }
     }
 }

@@ -8,9 +8,12 @@ use std::path::Path;
 
 /// Atomically replace `path` with `data` (mode applies to a newly created file).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::other("path has no parent directory"))?;
+    // A bare file name ("postern.toml") has the empty path as parent: that is ".".
+    let dir = match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => return Err(io::Error::other("path has no parent directory")),
+    };
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::other("path has no file name"))?;

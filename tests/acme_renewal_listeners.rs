@@ -150,7 +150,6 @@ fn forced_renewal_reaches_25_587_465_and_keeps_open_sessions() {
 }
 
 #[test]
-#[ignore = "needs the imap listener (merged into main at ~06:20)"]
 fn forced_renewal_reaches_143_993_and_keeps_open_sessions() {
     renewal_reaches(
         |p| {

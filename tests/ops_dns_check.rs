@@ -25,12 +25,24 @@ struct Dnsmasq {
 }
 
 impl Dnsmasq {
+    /// Start on a free port; free_port() knows only TCP, so when the UDP port turns out to be
+    /// taken (dnsmasq exits), try another.
     fn start(dir: &Path, lines: &[String]) -> Dnsmasq {
         assert!(
             which("dnsmasq"),
             "dnsmasq is needed (.ci/run installs dnsmasq-base)"
         );
-        let port = free_port();
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::try_start(dir, lines, free_port()) {
+                Ok(d) => return d,
+                Err(e) => last = e,
+            }
+        }
+        panic!("dnsmasq did not start: {last}");
+    }
+
+    fn try_start(dir: &Path, lines: &[String], port: u16) -> Result<Dnsmasq, String> {
         let conf = dir.join(format!("dnsmasq-{port}.conf"));
         let mut text = format!(
             "port={port}\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\n\
@@ -62,15 +74,19 @@ impl Dnsmasq {
                 let mut err = String::new();
                 use std::io::Read;
                 let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-                panic!(
+                return Err(format!(
                     "dnsmasq exited with {st}: {err}\nconfig:\n{}",
                     std::fs::read_to_string(&conf).unwrap()
-                );
+                ));
             }
-            assert!(Instant::now() < deadline, "dnsmasq did not start");
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("no answer on port {port}"));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Dnsmasq { child, port }
+        Ok(Dnsmasq { child, port })
     }
 }
 
@@ -172,9 +188,33 @@ struct Install {
     ca: PathBuf,
 }
 
+/// DKIM keys made once by a `postern init` and copied into every later installation: RSA key
+/// generation takes seconds in a debug build, and these tests are about DNS, not keys.
+fn dkim_keys() -> &'static Path {
+    static KEYS: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let t = tempfile::tempdir().unwrap();
+        run(Command::new(BIN)
+            .arg("--config")
+            .arg(t.path().join("p.toml"))
+            .args(["init", "--domain", DOMAIN, "--hostname", HOST, "--data-dir"])
+            .arg(t.path().join("data")));
+        t
+    })
+    .path()
+}
+
 impl Install {
     fn new(cert_days: u32, self_signed: bool) -> Install {
         let dir = tempfile::tempdir().unwrap();
+        let keys = dkim_keys().join("data/dkim");
+        if keys.exists() {
+            std::fs::create_dir_all(dir.path().join("data")).unwrap();
+            run(Command::new("cp")
+                .arg("-a")
+                .arg(&keys)
+                .arg(dir.path().join("data/dkim")));
+        }
         let cfg = dir.path().join("init.toml");
         let init = run(Command::new(BIN)
             .arg("--config")
@@ -507,11 +547,23 @@ fn check_names_certificate_problems() {
 
 #[test]
 fn check_probes_each_local_listener() {
-    let dns = Dnsmasq::start(std::env::temp_dir().as_path(), &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dns = Dnsmasq::start(tmp.path(), &[]);
     let mut p = Postern::start_with(Setup {
         extra: format!("[dns]\nnameservers = [\"127.0.0.1:{}\"]\n", dns.port),
         ..Setup::default()
     });
+    // Add an HTTPS listener (the harness writes [listen] itself), so the MTA-STS policy
+    // host's certificate is checked too.
+    p.stop();
+    let https = free_port();
+    let cfg = std::fs::read_to_string(&p.config).unwrap().replacen(
+        "[listen]\n",
+        &format!("[listen]\nhttps = [\"127.0.0.1:{https}\"]\n"),
+        1,
+    );
+    std::fs::write(&p.config, cfg).unwrap();
+    p.spawn();
     let text = |p: &Postern| {
         let out = p.cli(&["check"], None);
         (
@@ -530,7 +582,18 @@ fn check_probes_each_local_listener() {
         .into_iter()
         .filter(|(_, n)| n.starts_with("listen."))
         .count();
-    assert_eq!(listeners, 6, "one line per configured listener:\n{up}");
+    assert_eq!(listeners, 7, "one line per configured listener:\n{up}");
+    assert!(
+        up.contains(&format!(
+            "ok      listen.https 127.0.0.1:{https}: TLS, GET /.well-known/mta-sts.txt"
+        )),
+        "{up}"
+    );
+    // The harness's self-signed certificate is no good for senders fetching the policy.
+    assert!(
+        up.contains("FAILED  MTA-STS certificate: the HTTPS listener's certificate is self-signed"),
+        "{up}"
+    );
     // Every listener whose protocol is built answers its greeting (or GET) correctly.
     let log = p.log();
     for (status, name) in parse_check(&up) {
@@ -564,7 +627,7 @@ fn check_probes_each_local_listener() {
         .iter()
         .filter(|(s, n)| s == "FAILED" && n.starts_with("listen."))
         .collect();
-    assert_eq!(failed_listeners.len(), 6, "{down}");
+    assert_eq!(failed_listeners.len(), 7, "{down}");
     assert!(down.contains("cannot connect to 127.0.0.1:"), "{down}");
 }
 
@@ -734,7 +797,9 @@ fn check_evaluates_spf_like_a_receiver() {
             .unwrap_or_else(|| panic!("no SPF line:\n{check}"))
             .to_string()
     };
-    let cases: &[(&[&str], &[(&str, &str)], bool, &str)] = &[
+    // (SPF records at the apex, other TXT records, passes?, words in the SPF line)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], bool, &'a str);
+    let cases: &[Case] = &[
         (
             &["v=spf1 ip4:192.0.2.0/24 -all"],
             &[],

@@ -128,7 +128,14 @@ get('http://127.0.0.1:{http}/mail/config-v1.1.xml')
 import smtplib
 with smtplib.SMTP("127.0.0.1", {smtp}, timeout=20) as s:
     s.sendmail("alice@remote.test", ["bob@example.test"], "From: alice@remote.test\r\nTo: bob@example.test\r\nSubject: m\r\n\r\nhi\r\n")
+# One failed login on 465: the metrics count it as an auth failure.
+with smtplib.SMTP_SSL("127.0.0.1", {subs}, context=ctx, timeout=30) as s:
+    try:
+        s.login("bob@example.test", "wrong")
+    except smtplib.SMTPAuthenticationError:
+        pass
 "#,
+            subs = p.ports.submissions,
             http = p.ports.http,
             smtp = p.ports.smtp
         ),
@@ -166,6 +173,7 @@ for name in ["postern_messages_received_total", "postern_messages_sent_total",
 assert samples["postern_http_connections_total"] >= 1, body
 assert samples["postern_smtp_connections_total"] >= 1, body
 assert samples["postern_messages_received_total"] >= 1, body
+assert samples["postern_auth_failures_total"] >= 1, body
 assert samples["postern_certificate_expiry_timestamp_seconds"] > time.time(), body
 st, _, _ = get("http://127.0.0.1:{metrics}/mail/config-v1.1.xml")
 assert st == 404, st

@@ -260,12 +260,16 @@ fn opportunistic_starttls_with_an_unverifiable_certificate() {
     assert_eq!(got.len(), 1, "log:\n{}", p.log());
     assert!(got[0].tls, "the message went over STARTTLS");
     assert!(got[0].data.contains("Subject: over tls"));
-    let log = p.log();
+    // The sink records the message before postern logs the transaction: wait for the line.
     assert!(
-        log.contains("does not verify"),
+        p.wait_log("tls=true tls_verified=false", WAIT),
+        "log:\n{}",
+        p.log()
+    );
+    assert!(
+        p.log().contains("does not verify"),
         "the log says the certificate did not verify"
     );
-    assert!(log.contains("tls=true tls_verified=false"), "{log}");
 }
 
 #[test]
@@ -289,4 +293,31 @@ fn require_tls_refuses_an_unverifiable_certificate() {
     );
     assert!(sink.received.lock().unwrap().is_empty());
     assert!(queue_list(&p).contains("noel@strict.test"));
+}
+
+#[test]
+fn connections_per_domain_are_limited() {
+    let port = free_port();
+    let dns = Dns::start(&[
+        "mx-host=busy.test,mx.busy.test,10".into(),
+        "host-record=mx.busy.test,127.0.0.32".into(),
+    ]);
+    // Each session waits before its greeting, so unlimited deliveries would overlap.
+    let sink = ScriptSink::start_slow("127.0.0.32", port, Duration::from_millis(700));
+    let p = sender(&dns, port, "max_connections_per_domain = 2\n");
+    for i in 0..6 {
+        sendmail(
+            &p,
+            &[&format!("user{i}@busy.test")],
+            &msg(&format!("busy {i}"), "x@busy.test"),
+        );
+    }
+    let got = sink.wait(6, WAIT);
+    assert_eq!(got.len(), 6, "log:\n{}", p.log());
+    let peak = sink.peak.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        peak <= 2,
+        "at most 2 connections at once to busy.test, saw {peak}"
+    );
+    assert!(wait_queue_empty(&p, WAIT));
 }

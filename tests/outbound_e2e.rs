@@ -111,7 +111,10 @@ fn postern_delivers_to_another_postern_over_starttls() {
     assert!(m.contains("Subject: postern to postern"));
     assert!(m.contains("DKIM-Signature:"));
     // The receiver's self-signed certificate does not verify: encrypted anyway, and logged.
-    let log = p.log();
-    assert!(log.contains("tls=true tls_verified=false"), "{log}");
+    assert!(
+        p.wait_log("tls=true tls_verified=false", WAIT),
+        "log:\n{}",
+        p.log()
+    );
     assert!(wait_queue_empty(&p, WAIT));
 }

@@ -55,7 +55,40 @@ fn status_word(env: &Envelope, i: usize, now: i64) -> String {
     }
 }
 
+/// Run as the owner of `data_dir` when started as root (cron's `sendmail`, an admin's
+/// `postern queue retry`): files written as root with mode 0600 would be unreadable for the
+/// server, which runs as its own user, and the mail would be stuck.
+pub(crate) fn become_data_dir_owner(config: &Config) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let Ok(meta) = std::fs::metadata(&config.data_dir) else {
+        return Ok(());
+    };
+    let (uid, gid) = (meta.uid(), meta.gid());
+    if uid == 0 {
+        return Ok(());
+    }
+    // SAFETY: plain system calls on integers; order matters (groups and gid before uid).
+    let ok = unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setgid(gid) == 0
+            && libc::setuid(uid) == 0
+    };
+    if !ok {
+        bail!(
+            "cannot switch to the owner (uid {uid}) of {}: {}",
+            config.data_dir.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
 pub fn run(config: &Config, cmd: QueueCmd) -> anyhow::Result<()> {
+    become_data_dir_owner(config)?;
     let q = Queue::open(&config.data_dir)
         .with_context(|| format!("cannot open {}/queue", config.data_dir.display()))?;
     let now = now_unix();

@@ -279,6 +279,7 @@ pub fn prepare(config: &Config, opts: &Options, raw: &[u8]) -> anyhow::Result<Pr
 }
 
 pub fn run(config: &Config, args: SendmailArgs) -> anyhow::Result<()> {
+    super::queue::become_data_dir_owner(config)?;
     let opts = parse_args(&args.args)?;
     let mut raw = Vec::new();
     std::io::stdin()

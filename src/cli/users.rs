@@ -49,6 +49,8 @@ fn open(config: &Config) -> anyhow::Result<Accounts> {
 }
 
 pub fn run_user(config: &Config, cmd: UserCmd) -> anyhow::Result<()> {
+    // Files written as root would be unreadable for the server's own user.
+    super::queue::become_data_dir_owner(config)?;
     let acc = open(config)?;
     match cmd {
         UserCmd::Add {
@@ -87,6 +89,8 @@ pub fn run_user(config: &Config, cmd: UserCmd) -> anyhow::Result<()> {
 }
 
 pub fn run_alias(config: &Config, cmd: AliasCmd) -> anyhow::Result<()> {
+    // Files written as root would be unreadable for the server's own user.
+    super::queue::become_data_dir_owner(config)?;
     let acc = open(config)?;
     match cmd {
         AliasCmd::Add { alias, targets } => {

@@ -1,6 +1,7 @@
 //! One message through SPF (RFC 7208, HELO and MAIL FROM identities), DKIM (RFC 6376, every
 //! signature), DMARC (RFC 7489) and iprev (RFC 8601 §3), ending in the
-//! Authentication-Results header and a disposition.
+//! Authentication-Results header and a disposition. "every signature" is bounded by
+//! MAX_SIGNATURES so a hostile message cannot multiply body hashes and DNS lookups.
 
 use std::net::IpAddr;
 
@@ -15,8 +16,11 @@ use mail_auth::{
 use super::authenticator::Authenticator;
 use super::policy::{self, DmarcStatus, Findings};
 use super::stats::Outcome;
-use super::{MessageContext, Verdict, dmarc, dns_probe};
+use super::{MessageContext, Verdict, dmarc, dns_probe, strip};
 use crate::config::Inbound;
+
+/// DKIM signatures verified per message; further ones are ignored (RFC 6376 §6.1).
+const MAX_SIGNATURES: usize = 8;
 
 pub async fn evaluate(
     auth: &Authenticator,
@@ -75,7 +79,8 @@ pub async fn evaluate(
 
     // Parsing hashes the whole body for each signature: CPU work that must not stall the
     // other sessions on this worker thread.
-    let parsed = cpu_bound(|| AuthenticatedMessage::parse(message));
+    let limited = strip::limit_dkim_signatures(message, MAX_SIGNATURES);
+    let parsed = cpu_bound(|| AuthenticatedMessage::parse(&limited));
     let dkim_raw: Vec<DkimOutput<'_>> = match &parsed {
         Some(m) => auth.inner.verify_dkim(auth.params(m)).await,
         None => Vec::new(),

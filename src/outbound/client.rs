@@ -5,6 +5,7 @@
 //! `ReplyParser`; this file only moves bytes and applies the timeouts of RFC 5321 §4.5.3.2.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -162,7 +163,11 @@ impl Client {
         self.read_reply(limit, what).await
     }
 
-    async fn starttls(&mut self, server_name: &str) -> Result<(), ClientError> {
+    async fn starttls(
+        &mut self,
+        server_name: &str,
+        roots: Arc<rustls::RootCertStore>,
+    ) -> Result<(), ClientError> {
         let Conn::Plain(tcp) = std::mem::replace(&mut self.conn, Conn::Gone) else {
             return Err(ClientError::Tls("STARTTLS on a TLS connection".into()));
         };
@@ -170,7 +175,7 @@ impl Client {
             // RFC 3207 §5 / CVE-2011-0411: nothing may be pipelined across the TLS start.
             return Err(ClientError::Tls("data after the STARTTLS reply".into()));
         }
-        let (cfg, verifier) = super::tls::client_config(super::tls::roots());
+        let (cfg, verifier) = super::tls::client_config(roots);
         let name = ServerName(server_name)?;
         let stream = tokio::time::timeout(
             timeouts::COMMAND,
@@ -238,6 +243,8 @@ pub fn needs_smtputf8(mail_from: &str, rcpts: &[String], message: &[u8]) -> bool
 
 pub struct Transaction<'a> {
     pub helo_name: &'a str,
+    /// Trust anchors for verifying the MX certificate.
+    pub roots: Arc<rustls::RootCertStore>,
     pub mail_from: &'a str,
     pub rcpts: &'a [String],
     pub message: &'a [u8],
@@ -331,7 +338,7 @@ async fn run(
             .command("STARTTLS", timeouts::COMMAND, "STARTTLS reply")
             .await?;
         if r.code == 220 {
-            c.starttls(host).await?;
+            c.starttls(host, tx.roots.clone()).await?;
             caps = match ehlo(c, tx.helo_name).await? {
                 Ok(r) => r.ehlo_keywords(),
                 Err(r) => {

@@ -89,11 +89,9 @@ pub async fn deliver_domain(
             hosts.retain(|h| p.matches_mx(&h.name));
             policy.require_valid = true;
             if hosts.is_empty() {
-                return all(RcptOutcome::ours(
-                    Kind::Transient,
-                    "4.7.5",
-                    format!("no MX host of {domain} matches its MTA-STS policy"),
-                ));
+                let why = format!("no MX host of {domain} matches its MTA-STS policy");
+                tracing::info!(queue_id, domain, "deferred: {why} (mx: {:?})", p.mx);
+                return all(RcptOutcome::ours(Kind::Transient, "4.7.5", why));
             }
         }
         Ok(Some(p)) if p.mode == mta_sts::Mode::Testing => {
@@ -107,6 +105,7 @@ pub async fn deliver_domain(
     }
     let tx = Transaction {
         helo_name: &svc.config.hostname,
+        roots: tls::roots(&svc.config.outbound.ca_file),
         mail_from,
         rcpts,
         message,

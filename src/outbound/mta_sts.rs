@@ -4,8 +4,11 @@
 //! cached for its max_age, refreshed when the TXT id changes (§5.1).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
@@ -22,14 +25,14 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// §3.2: max_age is at most 31557600 seconds.
 const MAX_AGE_LIMIT: u64 = 31_557_600;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
     Enforce,
     Testing,
     None,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     pub mode: Mode,
     pub mx: Vec<String>,
@@ -122,27 +125,52 @@ pub fn parse_txt(txt: &str) -> Option<String> {
     })
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Cached {
     id: String,
     policy: Policy,
-    expires: Instant,
+    /// Unix time the policy expires (fetch time + max_age).
+    expires: i64,
 }
 
-fn cache() -> &'static Mutex<HashMap<String, Cached>> {
-    static C: OnceLock<Mutex<HashMap<String, Cached>>> = OnceLock::new();
-    C.get_or_init(Default::default)
+type Cache = HashMap<String, Cached>;
+
+/// §5: policies are cached persistently, so a restart does not open a downgrade window.
+/// The cache lives in `data_dir/mta-sts-cache.json`, loaded once per data dir.
+fn cache_file(svc: &Services) -> PathBuf {
+    svc.config.data_dir.join("mta-sts-cache.json")
+}
+
+fn with_cache<T>(svc: &Services, f: impl FnOnce(&mut Cache) -> T) -> T {
+    static C: OnceLock<Mutex<HashMap<PathBuf, Cache>>> = OnceLock::new();
+    let all = C.get_or_init(Default::default);
+    let mut all = all.lock().unwrap_or_else(|e| e.into_inner());
+    let file = cache_file(svc);
+    let cache = all.entry(file.clone()).or_insert_with(|| {
+        std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    });
+    f(cache)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// The policy that applies to `domain` now: Ok(None) when it publishes none.
 pub async fn policy_for(svc: &Services, domain: &str) -> Result<Option<Policy>, StsError> {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    let now = Instant::now();
-    let cached = {
-        let c = cache().lock().unwrap_or_else(|e| e.into_inner());
+    let now = unix_now();
+    let cached = with_cache(svc, |c| {
         c.get(&domain)
             .filter(|c| c.expires > now)
             .map(|c| (c.id.clone(), c.policy.clone()))
-    };
+    });
     let txt_name = format!("_mta-sts.{domain}.");
     let id = match svc.dns.txt_lookup(txt_name.as_str()).await {
         Ok(l) => {
@@ -174,16 +202,28 @@ pub async fn policy_for(svc: &Services, domain: &str) -> Result<Option<Policy>, 
     if let Some((_, p)) = cached.as_ref().filter(|(cid, _)| *cid == id) {
         return Ok(Some(p.clone()));
     }
-    match fetch(&domain).await {
+    match fetch(svc, &domain).await {
         Ok(policy) => {
-            cache().lock().unwrap_or_else(|e| e.into_inner()).insert(
-                domain.clone(),
-                Cached {
-                    id,
-                    policy: policy.clone(),
-                    expires: now + Duration::from_secs(policy.max_age),
-                },
-            );
+            let json = with_cache(svc, |c| {
+                c.insert(
+                    domain.clone(),
+                    Cached {
+                        id,
+                        policy: policy.clone(),
+                        expires: now + policy.max_age as i64,
+                    },
+                );
+                c.retain(|_, v| v.expires > now);
+                serde_json::to_vec_pretty(c).unwrap_or_default()
+            });
+            let file = cache_file(svc);
+            let saved = tokio::task::spawn_blocking(move || {
+                crate::fsutil::write_atomic(&file, &json, 0o600)
+            })
+            .await;
+            if let Ok(Err(e)) = saved {
+                tracing::warn!("cannot save the MTA-STS policy cache: {e}");
+            }
             Ok(Some(policy))
         }
         // §5.1: if the new policy cannot be fetched, keep using the cached one.
@@ -196,25 +236,37 @@ pub async fn policy_for(svc: &Services, domain: &str) -> Result<Option<Policy>, 
 
 /// GET https://mta-sts.DOMAIN/.well-known/mta-sts.txt with a verified certificate, no
 /// redirects (§3.3), bounded size and time.
-pub async fn fetch(domain: &str) -> Result<Policy, StsError> {
-    tokio::time::timeout(FETCH_TIMEOUT, fetch_inner(domain))
+pub async fn fetch(svc: &Services, domain: &str) -> Result<Policy, StsError> {
+    tokio::time::timeout(FETCH_TIMEOUT, fetch_inner(svc, domain))
         .await
         .map_err(|_| StsError::Fetch("timeout".into()))?
 }
 
-async fn fetch_inner(domain: &str) -> Result<Policy, StsError> {
+async fn fetch_inner(svc: &Services, domain: &str) -> Result<Policy, StsError> {
     let host = format!("mta-sts.{domain}");
     let err = |e: String| StsError::Fetch(format!("https://{host}/: {e}"));
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| err(e.to_string()))?
-        .with_root_certificates(super::tls::roots())
+        .with_root_certificates(super::tls::roots(&svc.config.outbound.ca_file))
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = TcpStream::connect((host.as_str(), 443))
-        .await
-        .map_err(|e| err(e.to_string()))?;
+    // The policy host is resolved through our resolver ([dns].nameservers), like the MX.
+    let addrs = super::mx::addresses(&svc.dns, &host).await.map_err(err)?;
+    let port = svc.config.outbound.mta_sts_port;
+    let mut tcp = None;
+    let mut last = format!("no address for {host}");
+    for ip in addrs {
+        match TcpStream::connect((ip, port)).await {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last = format!("[{ip}]:{port}: {e}"),
+        }
+    }
+    let tcp = tcp.ok_or_else(|| err(last))?;
     let name =
         rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| err(e.to_string()))?;
     let tls = TlsConnector::from(std::sync::Arc::new(cfg))

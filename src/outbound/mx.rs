@@ -65,7 +65,7 @@ pub fn order_mx(mut recs: Vec<(u16, String)>) -> Vec<(u16, String)> {
 
 /// A and AAAA of a host, IPv4 first (a VPS without a working IPv6 route fails fast on
 /// IPv6 and would otherwise delay every delivery); both are tried (RFC 5321 §5.1).
-async fn addresses(dns: &TokioResolver, host: &str) -> Result<Vec<IpAddr>, String> {
+pub(crate) async fn addresses(dns: &TokioResolver, host: &str) -> Result<Vec<IpAddr>, String> {
     let name = format!("{}.", host.trim_end_matches('.'));
     let (v4, v6) = tokio::join!(
         dns.ipv4_lookup(name.as_str()),

@@ -84,6 +84,11 @@ impl ReplyParser {
         self.buf.extend_from_slice(data);
     }
 
+    fn reset(&mut self) {
+        self.pending.clear();
+        self.code = None;
+    }
+
     /// Bytes buffered but not yet part of a complete reply.
     pub fn buffered(&self) -> usize {
         self.buf.len()
@@ -94,11 +99,17 @@ impl ReplyParser {
         loop {
             let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else {
                 if self.buf.len() > MAX_LINE {
+                    // Reported once; the partial reply is dropped (the caller gives up on
+                    // the connection).
+                    self.buf.clear();
+                    self.reset();
                     return Some(Err(ReplyError::LineTooLong));
                 }
                 return None;
             };
             if nl > MAX_LINE {
+                self.buf.drain(..=nl);
+                self.reset();
                 return Some(Err(ReplyError::LineTooLong));
             }
             let mut line: Vec<u8> = self.buf.drain(..=nl).collect();
@@ -216,5 +227,33 @@ mod tests {
         assert_eq!(p.next_reply().unwrap().unwrap().code, 250);
         p.feed(b"250x\r\n");
         assert!(p.next_reply().unwrap().is_err());
+    }
+
+    #[test]
+    fn random_input_never_panics_and_stays_bounded() {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        let alphabet = b"0123456789 -.\r\n25x\xff25 250-250 ";
+        for _ in 0..500 {
+            let mut p = ReplyParser::new();
+            for _ in 0..rng.random_range(1..20) {
+                // Sometimes one long line without a newline.
+                let max = if rng.random_bool(0.1) { 6000 } else { 600 };
+                let len = rng.random_range(0..max);
+                let chunk: Vec<u8> = (0..len)
+                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                    .collect();
+                p.feed(&chunk);
+                while let Some(r) = p.next_reply() {
+                    if let Ok(r) = r {
+                        assert!((200..600).contains(&r.code));
+                        assert!(r.lines.len() <= MAX_LINES);
+                    }
+                }
+                // Only an unfinished line may stay buffered, and it is never longer than
+                // MAX_LINE before an error is reported.
+                assert!(p.buffered() <= MAX_LINE + 6000);
+            }
+        }
     }
 }

@@ -3,19 +3,37 @@
 //! does not verify the connection stays encrypted and delivery goes on (the log says so),
 //! unless a policy (MTA-STS enforce, `[outbound].require_tls`) demands a valid certificate.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+
+use rustls::pki_types::pem::PemObject;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-/// The system's trust anchors, loaded once.
-pub fn roots() -> Arc<RootCertStore> {
-    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
+/// The system's trust anchors plus `[outbound].ca_file` if set, loaded once per file.
+pub fn roots(extra_ca: &Path) -> Arc<RootCertStore> {
+    static ROOTS: OnceLock<Mutex<HashMap<PathBuf, Arc<RootCertStore>>>> = OnceLock::new();
+    let map = ROOTS.get_or_init(Default::default);
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry(extra_ca.to_path_buf())
+        .or_insert_with(|| {
             let mut store = RootCertStore::empty();
+            if !extra_ca.as_os_str().is_empty() {
+                match CertificateDer::pem_file_iter(extra_ca) {
+                    Ok(certs) => {
+                        for c in certs.flatten() {
+                            if let Err(e) = store.add(c) {
+                                tracing::warn!("outbound.ca_file {}: {e}", extra_ca.display());
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!("outbound.ca_file {}: {e}", extra_ca.display()),
+                }
+            }
             let loaded = rustls_native_certs::load_native_certs();
             for e in &loaded.errors {
                 tracing::warn!("loading system CA certificates: {e}");

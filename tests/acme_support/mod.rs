@@ -24,7 +24,7 @@ pub struct Pebble {
 }
 
 /// A CA and a certificate for localhost/127.0.0.1 signed by it, for Pebble's own HTTPS API.
-fn make_api_cert(dir: &Path) {
+pub fn make_api_cert(dir: &Path) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();

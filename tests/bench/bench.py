@@ -81,7 +81,7 @@ class Postern:
             f.write(f'domain = "example.test"\nhostname = "mail.example.test"\ndata_dir = "{self.dir}/data"\n'
                     f'[listen]\nsmtp = ["127.0.0.1:{self.smtp}"]\nsubmission = []\nsubmissions = []\n'
                     f'imap = ["127.0.0.1:{self.imap}"]\nimaps = []\nhttp = []\n[tls]\nsource = "self-signed"\n'
-                    f'[inbound]\nverify = false\n[limits]\nmax_connections_per_ip = 1000\nmax_messages_per_connection = 100000\n{extra}')
+                    f'[inbound]\nverify = false\n[imap]\nallow_plaintext_auth = true\n[limits]\nmax_connections_per_ip = 1000\nmax_messages_per_connection = 100000\n{extra}')
         subprocess.run([POSTERN, "--config", self.cfg, "user", "add", "user@example.test", "--password-stdin"],
                        input=b"pw\n", check=True, capture_output=True)
         self.maildir = os.path.join(self.dir, "data", "mail", "example.test", "user")

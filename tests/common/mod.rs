@@ -118,7 +118,11 @@ impl Postern {
             domain = setup.domain,
             host = setup.hostname,
             data = dir.path().join("data").display(),
-            extra = setup.extra,
+            extra = if setup.extra.contains("[dns]") {
+                setup.extra.clone()
+            } else {
+                format!("{}\n[dns]\nnameservers = [\"{}\"]\n", setup.extra, nx_dns())
+            },
         );
         std::fs::write(&config, text).unwrap();
         let mut p = Postern {
@@ -442,4 +446,56 @@ pub fn which(tool: &str) -> bool {
 
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
+}
+
+/// A DNS server for this test process that answers every query with NXDOMAIN, so tests
+/// that don't bring their own `[dns]` never depend on the machine's resolver (a CI box may
+/// have none; a timeout there would turn SPF/DMARC checks into 451s).
+pub fn nx_dns() -> SocketAddr {
+    static ADDR: std::sync::OnceLock<SocketAddr> = std::sync::OnceLock::new();
+    *ADDR.get_or_init(|| {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                if n < 12 {
+                    continue;
+                }
+                // Echo the header and question; QR=1, RD copied, RA=1, RCODE=3 (NXDOMAIN);
+                // no answers (RFC 1035 4.1.1).
+                let mut out = buf[..n].to_vec();
+                out[2] = 0x80 | (buf[2] & 0x01);
+                out[3] = 0x80 | 0x03;
+                out[6..12].fill(0);
+                // Drop any EDNS OPT record the query carried (ARCOUNT is now 0).
+                if let Some(end) = question_end(&out) {
+                    out.truncate(end);
+                }
+                let _ = sock.send_to(&out, from);
+            }
+        });
+        addr
+    })
+}
+
+fn question_end(msg: &[u8]) -> Option<usize> {
+    let qd = u16::from_be_bytes([msg[4], msg[5]]);
+    let mut i = 12;
+    for _ in 0..qd {
+        loop {
+            let len = *msg.get(i)? as usize;
+            if len == 0 {
+                i += 1;
+                break;
+            }
+            if len & 0xC0 == 0xC0 {
+                i += 2;
+                break;
+            }
+            i += 1 + len;
+        }
+        i += 4;
+    }
+    (i <= msg.len()).then_some(i)
 }

@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -198,6 +199,8 @@ pub struct Received {
 pub struct ScriptSink {
     pub addr: String,
     pub received: Arc<Mutex<Vec<Received>>>,
+    /// The most connections that were open at once.
+    pub peak: Arc<AtomicUsize>,
 }
 
 impl ScriptSink {
@@ -218,22 +221,64 @@ impl ScriptSink {
         Self::start_inner(ip, port, Some(Arc::new(cfg)))
     }
 
+    /// STARTTLS with a PEM certificate chain and key (e.g. issued by a test CA).
+    pub fn start_tls_pem(ip: &str, port: u16, cert: &Path, key: &Path) -> ScriptSink {
+        use rustls::pki_types::pem::PemObject;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+        let cfg = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        Self::start_inner(ip, port, Some(Arc::new(cfg)))
+    }
+
+    /// A plain sink that waits `delay` before its greeting, so sessions overlap.
+    pub fn start_slow(ip: &str, port: u16, delay: Duration) -> ScriptSink {
+        Self::start_with(ip, port, None, delay)
+    }
+
     fn start_inner(ip: &str, port: u16, tls: Option<Arc<rustls::ServerConfig>>) -> ScriptSink {
+        Self::start_with(ip, port, tls, Duration::ZERO)
+    }
+
+    fn start_with(
+        ip: &str,
+        port: u16,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        greet_delay: Duration,
+    ) -> ScriptSink {
         let addr = format!("{ip}:{port}");
         let listener = TcpListener::bind(&addr).expect("bind script sink");
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let peak = Arc::new(AtomicUsize::new(0));
+        let active = Arc::new(AtomicUsize::new(0));
         let rec = received.clone();
+        let peak2 = peak.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 let rec = rec.clone();
                 let tls = tls.clone();
+                let (active, peak) = (active.clone(), peak2.clone());
                 std::thread::spawn(move || {
+                    let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(greet_delay);
                     let _ = serve(conn, &rec, tls);
+                    active.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
-        ScriptSink { addr, received }
+        ScriptSink {
+            addr,
+            received,
+            peak,
+        }
     }
 
     pub fn wait(&self, n: usize, timeout: Duration) -> Vec<Received> {
