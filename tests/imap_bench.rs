@@ -99,10 +99,9 @@ fn server_pid(p: &Postern) -> u32 {
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(c) = std::fs::read(e.path().join("cmdline"))
             && String::from_utf8_lossy(&c).contains(&cfg)
+            && let Ok(pid) = e.file_name().to_string_lossy().parse()
         {
-            if let Ok(pid) = e.file_name().to_string_lossy().parse() {
-                return pid;
-            }
+            return pid;
         }
     }
     0

@@ -313,10 +313,10 @@ pub fn resolve_in(snap: &Snapshot, domain: &str, address: &str) -> Recipient {
         return Recipient::Remote;
     }
     let mut candidates = vec![addr.clone()];
-    if let Some((base, _tag)) = local.split_once('+') {
-        if !base.is_empty() {
-            candidates.push(format!("{base}@{dom}"));
-        }
+    if let Some((base, _tag)) = local.split_once('+')
+        && !base.is_empty()
+    {
+        candidates.push(format!("{base}@{dom}"));
     }
     for c in &candidates {
         if snap.users.contains_key(c) {

@@ -80,10 +80,10 @@ mod tests {
 
     #[test]
     fn plan_deduplicates() {
-        let a = vec!["alice@x".to_string()];
-        let ab = vec!["alice@x".to_string(), "bob@x".to_string()];
-        let r1 = vec!["Far@y".to_string()];
-        let r2 = vec!["far@y".to_string()];
+        let a = ["alice@x".to_string()];
+        let ab = ["alice@x".to_string(), "bob@x".to_string()];
+        let r1 = ["Far@y".to_string()];
+        let r2 = ["far@y".to_string()];
         let p = plan([(&a[..], &r1[..]), (&ab[..], &r2[..])]);
         assert_eq!(p.users, vec!["alice@x", "bob@x"]);
         assert_eq!(p.remote, vec!["Far@y"]);

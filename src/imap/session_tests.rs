@@ -23,12 +23,7 @@ fn services(plain: bool) -> (tempfile::TempDir, Arc<Services>) {
 fn talk(s: &mut Session, input: &str) -> String {
     s.input(input.as_bytes());
     let mut out = Vec::new();
-    loop {
-        match s.step(&mut out) {
-            Step::Continue => continue,
-            _ => break,
-        }
-    }
+    while let Step::Continue = s.step(&mut out) {}
     String::from_utf8_lossy(&out).into_owned()
 }
 

@@ -260,7 +260,7 @@ mod tests {
             0
         );
         let names = s.list_mailboxes(u).unwrap();
-        assert!(names.contains(&n("Entwürfe")) == false);
+        assert!(!names.contains(&n("Entwürfe")));
         s.create_mailbox(u, &n("Entwürfe")).unwrap();
         assert!(s.list_mailboxes(u).unwrap().contains(&n("Entw&APw-rfe")));
         assert!(
