@@ -9,9 +9,8 @@ use common::*;
 /// (the harness writes [listen] itself).
 fn start_with_https_and_metrics() -> (Postern, u16, u16) {
     let mut p = Postern::start_with(Setup {
-        // No SPF/DKIM lookups for the test message: this file talks to nothing but loopback.
-        extra: "[http]\nmta_sts_mode = \"enforce\"\nmta_sts_max_age = 86400\n[inbound]\nverify = false\n"
-            .into(),
+        // SPF/DKIM/DMARC lookups go to the harness's loopback DNS (NXDOMAIN for all).
+        extra: "[http]\nmta_sts_mode = \"enforce\"\nmta_sts_max_age = 86400\n".into(),
         ..Setup::default()
     });
     p.stop();
@@ -162,9 +161,9 @@ for line in body.splitlines():
     if line.startswith("#"):
         assert re.match(r"^# (HELP|TYPE) postern_[a-z_]+ .+$", line), line
         continue
-    m = re.match(r"^(postern_[a-z_]+) (-?[0-9]+)$", line)
+    m = re.match(r'^(postern_[a-z_]+)(\{{[a-z_]+="[a-z_]+"\}})? (-?[0-9]+)$', line)
     assert m, line
-    samples[m.group(1)] = int(m.group(2))
+    samples[m.group(1) + (m.group(2) or "")] = int(m.group(3))
 for name in ["postern_messages_received_total", "postern_messages_sent_total",
              "postern_messages_bounced_total", "postern_queue_size",
              "postern_smtp_connections_total", "postern_imap_connections_total",
@@ -173,6 +172,8 @@ for name in ["postern_messages_received_total", "postern_messages_sent_total",
 assert samples["postern_http_connections_total"] >= 1, body
 assert samples["postern_smtp_connections_total"] >= 1, body
 assert samples["postern_messages_received_total"] >= 1, body
+# The inbound verdict counters (SPF/DKIM/DMARC of the message on port 25) are on the page too.
+assert sum(v for k, v in samples.items() if k.startswith("postern_inbound_dmarc_total{{")) >= 1, body
 assert samples["postern_auth_failures_total"] >= 1, body
 assert samples["postern_certificate_expiry_timestamp_seconds"] > time.time(), body
 st, _, _ = get("http://127.0.0.1:{metrics}/mail/config-v1.1.xml")

@@ -169,6 +169,8 @@ fn answer(
         config: &svc.config,
         metrics: &svc.metrics,
         tls: &svc.tls,
+        extra_metrics: (kind == Kind::Metrics)
+            .then(|| svc.authenticator.stats().render_prometheus()),
     };
     let resp = route(&ctx, kind, req.method(), req.uri());
     tracing::debug!(

@@ -15,6 +15,8 @@ pub struct Context<'a> {
     pub config: &'a Config,
     pub metrics: &'a Metrics,
     pub tls: &'a TlsService,
+    /// Extra Prometheus text appended to `/metrics` (the inbound verdict counters).
+    pub extra_metrics: Option<String>,
 }
 
 const ACME_PREFIX: &str = "/.well-known/acme-challenge/";
@@ -68,7 +70,8 @@ pub fn route(ctx: &Context<'_>, kind: Kind, method: &Method, uri: &Uri) -> Respo
             no_store(respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                ctx.metrics.render_prometheus(cert_not_after),
+                ctx.metrics.render_prometheus(cert_not_after)
+                    + ctx.extra_metrics.as_deref().unwrap_or(""),
             ))
         } else {
             not_found()
@@ -157,6 +160,7 @@ mod tests {
             config: &c,
             metrics: &m,
             tls: &tls,
+            extra_metrics: Some("postern_inbound_test_total 1\n".into()),
         })
     }
 
@@ -230,6 +234,7 @@ mod tests {
             let b = body(r);
             assert!(b.contains("postern_messages_received_total 1\n"), "{b}");
             assert!(b.contains("postern_certificate_expiry_timestamp_seconds "));
+            assert!(b.ends_with("postern_inbound_test_total 1\n"), "{b}");
             assert_eq!(
                 get(ctx, Kind::Metrics, "/.well-known/mta-sts.txt").status(),
                 404

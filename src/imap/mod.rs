@@ -41,6 +41,7 @@ pub fn spawn_listener(svc: Arc<Services>, listener: TcpListener, implicit_tls: b
             async move {
                 match admission {
                     Admission::Accepted(_guard) => {
+                        crate::metrics::Metrics::inc(&svc.metrics.imap_connections);
                         serve_conn(svc, stream, peer, implicit_tls).await;
                     }
                     Admission::Refused(_) => {

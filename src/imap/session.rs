@@ -653,6 +653,7 @@ impl Session {
             }
             None => {
                 throttle.failed(self.peer, user);
+                crate::metrics::Metrics::inc(&self.svc.metrics.auth_failures);
                 tracing::warn!("auth failed: service=imap ip={} user={}", self.peer, user);
                 cmd_no(out, tag, "[AUTHENTICATIONFAILED] invalid credentials");
             }
