@@ -57,6 +57,8 @@ pub struct Config {
     pub http: Http,
     #[serde(default)]
     pub imap: Imap,
+    #[serde(default)]
+    pub delivery: Delivery,
 }
 
 /// Listener addresses, each a list of "ip:port"; an empty list turns the service off.
@@ -314,6 +316,21 @@ pub struct Imap {
     /// Allow LOGIN/AUTHENTICATE on port 143 without STARTTLS (RFC 3501 §6.2.3 LOGINDISABLED
     /// otherwise). Only for benchmarks and loopback test setups.
     pub allow_plaintext_auth: bool,
+}
+
+/// Forwarding policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Delivery {
+    /// Rewrite the envelope sender of mail forwarded to remote alias targets with SRS0
+    /// (so SPF passes at the destination) and accept bounces to those addresses.
+    pub srs: bool,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery { srs: true }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

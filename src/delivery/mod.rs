@@ -4,5 +4,6 @@
 
 pub mod dkim;
 mod local;
+pub mod srs;
 
 pub use local::{DeliveryError, Plan, deliver_local, plan};
