@@ -34,6 +34,8 @@ pub struct Services {
     pub tasks: TaskTracker,
     /// SPF/DKIM/DMARC/iprev verifier for port 25, sharing `dns`.
     pub authenticator: crate::inbound::Authenticator,
+    /// SRS for forwarded mail and its bounces; None when `[delivery] srs = false`.
+    pub srs: Option<Arc<crate::delivery::srs::Srs>>,
 }
 
 impl Services {
@@ -55,6 +57,14 @@ impl Services {
         let dns = crate::dns::build_resolver(&config.dns)?;
         let authenticator = crate::inbound::Authenticator::new(dns.clone());
         let login_throttle = Arc::new(LoginThrottle::new(config.limits.max_auth_failures));
+        let srs = if config.delivery.srs {
+            Some(Arc::new(
+                crate::delivery::srs::Srs::load_or_create(&config.data_dir, &config.domain)
+                    .context("cannot read or create the SRS secret data_dir/srs.key")?,
+            ))
+        } else {
+            None
+        };
         Ok(Arc::new(Services {
             config: Arc::new(config),
             accounts,
@@ -67,6 +77,7 @@ impl Services {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             authenticator,
+            srs,
         }))
     }
 }

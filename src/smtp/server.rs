@@ -44,7 +44,7 @@ pub fn spawn(svc: Arc<Services>, listener: TcpListener, mode: Mode) {
 }
 
 /// The account service as the session's policy oracle.
-struct AccountsDir<'a>(&'a Accounts);
+struct AccountsDir<'a>(&'a Accounts, Option<&'a crate::delivery::srs::Srs>);
 
 impl Directory for AccountsDir<'_> {
     fn resolve(&self, address: &str) -> Result<Recipient, String> {
@@ -52,6 +52,14 @@ impl Directory for AccountsDir<'_> {
     }
     fn may_send_as(&self, user: &str, address: &str) -> bool {
         self.0.may_send_as(user, address)
+    }
+    fn srs_reverse(&self, address: &str) -> Option<Result<String, String>> {
+        use crate::delivery::srs::SrsError;
+        let srs = self.1?;
+        match srs.reverse(address, crate::queue::now_unix()) {
+            Err(SrsError::NotSrs) => None,
+            r => Some(r.map_err(|e| e.to_string())),
+        }
     }
 }
 
@@ -288,7 +296,7 @@ impl Conn {
         let shutdown = self.svc.shutdown.clone();
         loop {
             while let Some(line) = self.lines.next_line() {
-                let dir = AccountsDir(&self.svc.accounts);
+                let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref());
                 let (verb, action) = match line {
                     Line::Complete(l) => (command_verb(&l), self.session.line(&l, &dir)),
                     Line::TooLong => (String::from("(too long)"), self.session.line_too_long()),
@@ -352,12 +360,12 @@ impl Conn {
                 Action::ReadData(r) => {
                     self.say(&r).await?;
                     let result = self.read_data().await?;
-                    let dir = AccountsDir(&self.svc.accounts);
+                    let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref());
                     self.session.data_received(result, &dir)
                 }
                 Action::ReadBdat { size } => {
                     self.read_bdat(size).await?;
-                    let dir = AccountsDir(&self.svc.accounts);
+                    let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref());
                     self.session.bdat_end(&dir)
                 }
                 Action::Authenticate(c) => {

@@ -38,6 +38,12 @@ pub trait Directory {
     fn resolve(&self, address: &str) -> Result<Recipient, String>;
     /// May the authenticated `user` use `address` as envelope or header sender?
     fn may_send_as(&self, user: &str, address: &str) -> bool;
+    /// For an SRS address at our domain: Ok(original sender) when its hash and timestamp
+    /// verify, Err(reason) otherwise; None when `address` is not an SRS address of ours or
+    /// SRS is off.
+    fn srs_reverse(&self, _address: &str) -> Option<Result<String, String>> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -571,6 +577,11 @@ impl Session {
         if parsed.domain.starts_with('[') && self.cfg.mode == Mode::Mx {
             return self.invalid_rcpt(r(554, "5.7.1", "Relay access denied"));
         }
+        if self.cfg.mode == Mode::Mx
+            && let Some(reversed) = dir.srs_reverse(&address)
+        {
+            return self.srs_rcpt(address, reversed);
+        }
         let resolved = match dir.resolve(&address) {
             Ok(x) => x,
             Err(e) => {
@@ -613,6 +624,50 @@ impl Session {
             .any(|x| x.address.eq_ignore_ascii_case(&rcpt.address))
         {
             tx.rcpts.push(rcpt);
+        }
+        Action::Reply(r(250, "2.1.5", "Recipient OK"))
+    }
+
+    /// RCPT TO an SRS address we issued: a bounce coming back for forwarded mail.
+    ///
+    /// Only a null reverse-path is accepted. Bounces (RFC 3464 DSNs, RFC 5321 §4.5.5) are
+    /// sent with MAIL FROM:<>; anything else sent to an SRS address is a replay of an address
+    /// seen in a forwarded message's headers, and accepting it would turn the 21-day-valid
+    /// address into an open relay towards the original sender (postsrsd documents the same
+    /// abuse and Postfix setups restrict SRS recipients to null senders for it).
+    fn srs_rcpt(&mut self, address: String, reversed: Result<String, String>) -> Action {
+        let original = match reversed {
+            Ok(a) => a,
+            Err(why) => {
+                tracing::info!("SRS recipient refused: {why}");
+                return self.invalid_rcpt(r(
+                    550,
+                    "5.1.1",
+                    format!("<{}>: invalid or expired SRS address", sanitize(&address)),
+                ));
+            }
+        };
+        let tx = self.tx.as_mut().expect("rcpt checked MAIL first");
+        if !tx.mail_from.is_empty() {
+            return self.invalid_rcpt(r(
+                550,
+                "5.7.1",
+                format!(
+                    "<{}>: SRS addresses accept only bounces (null reverse-path)",
+                    sanitize(&address)
+                ),
+            ));
+        }
+        if !tx
+            .rcpts
+            .iter()
+            .any(|x| x.address.eq_ignore_ascii_case(&address))
+        {
+            tx.rcpts.push(Rcpt {
+                address,
+                users: vec![],
+                remote: vec![original],
+            });
         }
         Action::Reply(r(250, "2.1.5", "Recipient OK"))
     }

@@ -117,11 +117,17 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
     traced.extend_from_slice(&tx.message);
     let stored = verdict.apply(&traced);
     // Forwarding aliases: the copy for remote targets goes to the queue first, so a queue
-    // failure leaves nothing delivered and the sender's retry duplicates nothing.
+    // failure leaves nothing delivered and the sender's retry duplicates nothing. Its
+    // envelope sender is rewritten with SRS so the destination's SPF check sees our domain;
+    // a null sender (also the bounces to our SRS addresses) stays null.
+    let forward_from = match &svc.srs {
+        Some(srs) => srs.forward(&tx.mail_from, crate::queue::now_unix()),
+        None => tx.mail_from.clone(),
+    };
     if !plan.remote.is_empty()
         && let Err(e) = svc
             .queue
-            .enqueue(&tx.mail_from, &plan.remote, &stored)
+            .enqueue(&forward_from, &plan.remote, &stored)
             .await
     {
         tracing::warn!(id, "enqueue of forwarded copy failed: {e}");
