@@ -477,3 +477,55 @@ fn bare_postmaster_is_accepted() {
     assert_eq!(code(&cmd(&mut s, "RCPT TO:<Postmaster>")), 250);
     assert_eq!(code(&cmd(&mut s, "RCPT TO:<>")), 501);
 }
+
+/// `Dir` plus one valid SRS address and one that fails verification.
+struct SrsDir;
+
+impl Directory for SrsDir {
+    fn resolve(&self, address: &str) -> Result<Recipient, String> {
+        Dir.resolve(address)
+    }
+    fn may_send_as(&self, user: &str, address: &str) -> bool {
+        Dir.may_send_as(user, address)
+    }
+    fn srs_reverse(&self, address: &str) -> Option<Result<String, String>> {
+        match address {
+            "SRS0=good=AA=orig.org=a@example.com" => Some(Ok("a@orig.org".into())),
+            "SRS0=bad=AA=orig.org=a@example.com" => Some(Err("SRS hash does not verify".into())),
+            _ => None,
+        }
+    }
+}
+
+fn srs_cmd(s: &mut Session, line: &str) -> Action {
+    s.line(format!("{line}\r\n").as_bytes(), &SrsDir)
+}
+
+#[test]
+fn srs_bounce_is_routed_to_the_original_sender() {
+    let mut s = mx();
+    assert_eq!(code(&srs_cmd(&mut s, "MAIL FROM:<>")), 250);
+    let a = srs_cmd(&mut s, "RCPT TO:<SRS0=good=AA=orig.org=a@example.com>");
+    assert_eq!(reply(&a).enhanced, "2.1.5");
+    let tx = s.tx.as_ref().unwrap();
+    assert_eq!(tx.rcpts[0].remote, vec!["a@orig.org".to_string()]);
+    assert!(tx.rcpts[0].users.is_empty());
+}
+
+#[test]
+fn srs_refuses_forged_addresses_and_non_bounces() {
+    let mut s = mx();
+    assert_eq!(code(&srs_cmd(&mut s, "MAIL FROM:<>")), 250);
+    let a = srs_cmd(&mut s, "RCPT TO:<SRS0=bad=AA=orig.org=a@example.com>");
+    assert_eq!(
+        (reply(&a).code, reply(&a).enhanced.as_str()),
+        (550, "5.1.1")
+    );
+    let mut s = mx();
+    assert_eq!(code(&srs_cmd(&mut s, "MAIL FROM:<x@y.org>")), 250);
+    let a = srs_cmd(&mut s, "RCPT TO:<SRS0=good=AA=orig.org=a@example.com>");
+    assert_eq!(
+        (reply(&a).code, reply(&a).enhanced.as_str()),
+        (550, "5.7.1")
+    );
+}
