@@ -153,3 +153,44 @@ fn forwarded_mail_gets_srs_sender_and_its_bounce_returns() {
     assert!(rcpt.starts_with("550 5.1.1"), "made-up SRS: {rcpt}");
     assert!(wait_queue_empty(&p, WAIT));
 }
+
+#[test]
+fn our_own_dsn_for_a_forwarded_message_reaches_the_original_sender() {
+    let port = free_port();
+    let dns = Dns::start(&[
+        "mx-host=reject.test,mx.reject.test,10".into(),
+        "host-record=mx.reject.test,127.0.0.32".into(),
+        "mx-host=sender.test,mx.sender.test,10".into(),
+        "host-record=mx.sender.test,127.0.0.33".into(),
+    ]);
+    let _rejecting = SmtpSink::start("127.0.0.32", port, &["-f", "rcpt"]);
+    let origin = SmtpSink::start("127.0.0.33", port, &[]);
+    let p = sender(&dns, port, "");
+    p.add_alias("fwd@example.test", &["someone@reject.test"]);
+
+    let (rcpt, end) = smtp(
+        p.ports.smtp,
+        "a@sender.test",
+        "fwd@example.test",
+        &message("a@sender.test", "will bounce", "fwd2"),
+    );
+    assert!(rcpt.starts_with("250"), "RCPT: {rcpt}");
+    assert!(end.unwrap().starts_with("250"));
+    // The remote refuses; postern's DSN goes to the SRS0 sender, which it unwraps and
+    // passes on, still with the null sender, to a@sender.test.
+    let got = origin.wait_messages(1, WAIT);
+    assert_eq!(
+        got.len(),
+        1,
+        "DSN at the original sender; log:\n{}",
+        p.log()
+    );
+    assert!(
+        got[0].contains("X-Rcpt-Args: <a@sender.test>"),
+        "{}",
+        got[0]
+    );
+    assert!(got[0].contains("X-Mail-Args: <>"), "{}", got[0]);
+    assert!(got[0].contains("someone@reject.test"), "{}", got[0]);
+    assert!(wait_queue_empty(&p, WAIT));
+}

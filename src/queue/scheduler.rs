@@ -422,6 +422,24 @@ async fn deliver_local(
             diagnostic: d,
             remote_mta: None,
         };
+        // Our own DSN for a forwarded message is addressed to the SRS0 sender we put on it:
+        // unwrap it and pass the bounce on to the original sender, as port 25 does (only
+        // null-sender mail, see smtp::session `srs_rcpt`).
+        if let Some(srs) = &svc2.srs
+            && from.is_empty()
+            && let Ok(original) = srs.reverse(&addr2, crate::queue::now_unix())
+        {
+            let fid = svc2
+                .queue
+                .enqueue_blocking("", std::slice::from_ref(&original), &msg)
+                .map_err(|e| format!("cannot queue the SRS bounce: {e}"))?;
+            tracing::info!(queue_id = %id, forward_id = fid, "SRS bounce for {original} passed on");
+            return Ok(outcome(
+                Kind::Delivered,
+                "2.0.0",
+                "SRS bounce passed on to the original sender".into(),
+            ));
+        }
         match svc2.accounts.resolve(&addr2).map_err(|e| e.to_string())? {
             Recipient::Local { users, forward } => {
                 // Return-Path records the envelope sender at final delivery (RFC 5321 §4.4).
@@ -433,9 +451,14 @@ async fn deliver_local(
                         .map_err(|e| format!("local delivery to {u} failed: {e}"))?;
                 }
                 if !forward.is_empty() {
+                    // Forwarded copies carry an SRS sender, as on port 25.
+                    let forward_from = match &svc2.srs {
+                        Some(srs) => srs.forward(&from, crate::queue::now_unix()),
+                        None => from.clone(),
+                    };
                     let fid = svc2
                         .queue
-                        .enqueue_blocking(&from, &forward, &msg)
+                        .enqueue_blocking(&forward_from, &forward, &msg)
                         .map_err(|e| format!("cannot queue forward: {e}"))?;
                     tracing::info!(queue_id = %id, forward_id = fid, "alias {addr2} forwarded");
                 }
