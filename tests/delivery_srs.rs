@@ -194,3 +194,39 @@ fn our_own_dsn_for_a_forwarded_message_reaches_the_original_sender() {
     assert!(got[0].contains("someone@reject.test"), "{}", got[0]);
     assert!(wait_queue_empty(&p, WAIT));
 }
+
+#[test]
+fn srs_off_forwards_with_the_original_sender_and_refuses_srs_recipients() {
+    let port = free_port();
+    let dns = Dns::start(&[
+        "mx-host=remote.test,mx.remote.test,10".into(),
+        "host-record=mx.remote.test,127.0.0.34".into(),
+    ]);
+    let sink = SmtpSink::start("127.0.0.34", port, &[]);
+    let p = sender(&dns, port, "[delivery]\nsrs = false\n");
+    p.add_alias("fwd@example.test", &["someone@remote.test"]);
+    let (rcpt, end) = smtp(
+        p.ports.smtp,
+        "a@sender.test",
+        "fwd@example.test",
+        &message("a@sender.test", "plain forward", "fwd3"),
+    );
+    assert!(rcpt.starts_with("250"), "RCPT: {rcpt}");
+    assert!(end.unwrap().starts_with("250"));
+    let got = sink.wait_messages(1, WAIT);
+    assert_eq!(got.len(), 1, "log:\n{}", p.log());
+    assert!(
+        got[0].contains("X-Mail-Args: <a@sender.test>"),
+        "{}",
+        got[0]
+    );
+    assert!(!p.data_dir().join("srs.key").exists());
+    // Without SRS an SRS-looking address is just an unknown local user.
+    let (rcpt, _) = smtp(
+        p.ports.smtp,
+        "",
+        "SRS0=AAAA=AA=sender.test=a@example.test",
+        "",
+    );
+    assert!(rcpt.starts_with("550 5.1.1"), "{rcpt}");
+}
