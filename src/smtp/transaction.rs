@@ -32,30 +32,23 @@ pub async fn finish(ctx: &Context<'_>, tx: &Transaction) -> Reply {
     let rcpts: Vec<&str> = tx.rcpts.iter().map(|r| r.address.as_str()).collect();
     let msgid = headers::message_id(&tx.message).unwrap_or_default();
     let m = &ctx.svc.metrics;
+    // One line per transaction: info when accepted, warn when refused.
+    let line = format!(
+        "smtp transaction: service={} peer={} id={id} message_id={msgid} helo={} user={} from=<{}> rcpts={rcpts:?} size={} result=\"{}\"",
+        ctx.mode.service(),
+        ctx.peer,
+        tx.helo,
+        tx.auth_user.as_deref().unwrap_or("-"),
+        tx.mail_from,
+        tx.message.len(),
+        reply
+    );
     if reply.is_positive() {
         Metrics::inc(&m.messages_received);
-        tracing::info!(
-            "smtp transaction: service={} peer={} id={id} message_id={msgid} helo={} user={} from=<{}> rcpts={rcpts:?} size={} result=\"{}\"",
-            ctx.mode.service(),
-            ctx.peer,
-            tx.helo,
-            tx.auth_user.as_deref().unwrap_or("-"),
-            tx.mail_from,
-            tx.message.len(),
-            reply
-        );
+        tracing::info!("{line}");
     } else {
         Metrics::inc(&m.messages_rejected);
-        tracing::warn!(
-            "smtp transaction: service={} peer={} id={id} message_id={msgid} helo={} user={} from=<{}> rcpts={rcpts:?} size={} result=\"{}\"",
-            ctx.mode.service(),
-            ctx.peer,
-            tx.helo,
-            tx.auth_user.as_deref().unwrap_or("-"),
-            tx.mail_from,
-            tx.message.len(),
-            reply
-        );
+        tracing::warn!("{line}");
     }
     reply
 }
