@@ -215,7 +215,7 @@ fn dkim_signature_verifies_with_dkimpy() {
     let raw = &got[0];
     let start = raw.find("DKIM-Signature:").expect("signed");
     let message = &raw[start..];
-    // The public key, derived independently from the private key file with openssl.
+    // The RSA public key, derived independently from the private key file with openssl.
     let key = p.data_dir().join("dkim/rsa.pem");
     let out = std::process::Command::new("sh")
         .arg("-c")
@@ -225,24 +225,46 @@ fn dkim_signature_verifies_with_dkimpy() {
         ))
         .output()
         .unwrap();
-    let pubkey = String::from_utf8(out.stdout).unwrap();
-    assert!(pubkey.len() > 300, "openssl produced a key");
+    let rsa = String::from_utf8(out.stdout).unwrap();
+    assert!(rsa.len() > 300, "openssl produced a key");
+    // The Ed25519 public key, derived by PyNaCl from the 32-byte seed in the PKCS#8 file
+    // (OpenSSL 3.0 does not read ring's PKCS#8 v2 documents).
+    let ed_pem = std::fs::read_to_string(p.data_dir().join("dkim/ed25519.pem")).unwrap();
+    let ed = python(&format!(
+        r#"
+import base64, nacl.signing
+der = base64.b64decode("".join(l for l in {ed_pem:?}.splitlines() if "-----" not in l))
+i = der.index(bytes([4, 34, 4, 32])) + 4
+print(base64.b64encode(bytes(nacl.signing.SigningKey(der[i:i+32]).verify_key)).decode())
+"#
+    ));
+    let ed = ed.trim().to_string();
+    assert_eq!(ed.len(), 44, "PyNaCl derived an Ed25519 key: {ed}");
+    // dkimpy verifies Ed25519 with PyNaCl (installed by .ci/run).
     let script = format!(
         r#"
 import dkim
 msg = {message:?}.replace("\n", "\r\n").encode()
-rec = b"v=DKIM1; k=rsa; p={pubkey}"
+recs = {{b"postern._domainkey.example.test.": b"v=DKIM1; k=rsa; p={rsa}",
+        b"postern-ed._domainkey.example.test.": b"v=DKIM1; k=ed25519; p={ed}"}}
 def dnsfunc(name, timeout=5):
-    assert name == b"postern._domainkey.example.test.", name
-    return rec
-print("verified" if dkim.verify(msg, dnsfunc=dnsfunc) else "FAILED")
+    return recs[name]
+n = msg.split(b"\r\n\r\n", 1)[0].count(b"\r\nDKIM-Signature:") + msg.startswith(b"DKIM-Signature:")
+print("signatures", n)
+for idx in range(n):
+    d = dkim.DKIM(msg)
+    ok = d.verify(idx=idx, dnsfunc=dnsfunc)
+    print("verified" if ok else "FAILED", d.signature_fields.get(b"a").decode())
 # Tampering with an oversigned header must break the signature.
 bad = msg.replace(b"\r\n\r\n", b"\r\nSubject: injected\r\n\r\n", 1)
 print("tampered-fails" if not dkim.verify(bad, dnsfunc=dnsfunc) else "TAMPER-PASSED")
 "#
     );
     let out = python(&script);
-    assert!(out.contains("verified"), "{out}");
+    assert!(out.contains("signatures 2"), "{out}");
+    assert!(out.contains("verified rsa-sha256"), "{out}");
+    assert!(out.contains("verified ed25519-sha256"), "{out}");
+    assert!(!out.contains("FAILED"), "{out}");
     assert!(out.contains("tampered-fails"), "{out}");
 }
 
