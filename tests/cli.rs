@@ -54,6 +54,15 @@ fn alias_add_list_del() {
         "{out}"
     );
     assert!(out.contains("@example.test -> bob@example.test"), "{out}");
+    // The first user was given the role addresses every domain needs (RFC 5321 §4.5.1).
+    assert!(
+        out.contains("postmaster@example.test -> bob@example.test"),
+        "{out}"
+    );
+    assert!(
+        out.contains("abuse@example.test -> bob@example.test"),
+        "{out}"
+    );
     assert!(
         p.cli(&["alias", "del", "info@example.test"], None)
             .status

@@ -220,6 +220,25 @@ impl Accounts {
         Ok(addr)
     }
 
+    /// Point the role addresses every mail domain must have — postmaster@ (RFC 5321 §4.5.1)
+    /// and abuse@ (RFC 2142 §2) — at `target`, each only where it reaches nobody yet (no user,
+    /// alias or catch-all). Returns the aliases it created. `user add` calls this, so the first
+    /// user receives the DMARC/TLS reports and complaints, as a Postfix install's
+    /// `postmaster: root` alias would; later users change nothing.
+    pub fn ensure_role_aliases(&self, target: &str) -> Result<Vec<String>, AccountError> {
+        let target = self.local_address(target)?;
+        let snap = self.snapshot()?;
+        let mut created = Vec::new();
+        for role in ROLE_ADDRESSES {
+            let addr = format!("{role}@{}", self.domain);
+            if matches!(resolve_in(&snap, &self.domain, &addr), Recipient::Unknown) {
+                self.add_alias(&addr, std::slice::from_ref(&target))?;
+                created.push(addr);
+            }
+        }
+        Ok(created)
+    }
+
     pub fn set_password(&self, address: &str, password: &str) -> Result<(), AccountError> {
         let addr = normalize_address(address)?;
         let hash = hash_password(password)?;
@@ -299,6 +318,9 @@ impl Accounts {
         }
     }
 }
+
+/// Role addresses `ensure_role_aliases` gives an owner.
+const ROLE_ADDRESSES: [&str; 2] = ["postmaster", "abuse"];
 
 /// Recipient resolution, in the order Postfix's virtual(5) uses: exact address (user, then
 /// alias), then the address without its `+tag`, then the domain's catch-all `@domain`.
@@ -388,6 +410,26 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let a = Accounts::open(d.path(), "example.com").unwrap();
         (d, a)
+    }
+
+    #[test]
+    fn role_aliases_go_to_the_first_user_only_where_missing() {
+        let (_d, a) = accounts();
+        a.add_user("alice@example.com", "pw").unwrap();
+        a.add_alias("abuse@example.com", &["carol@elsewhere.org".into()])
+            .unwrap();
+        let created = a.ensure_role_aliases("alice@example.com").unwrap();
+        assert_eq!(created, vec!["postmaster@example.com".to_string()]);
+        a.add_user("bob@example.com", "pw").unwrap();
+        assert!(a.ensure_role_aliases("bob@example.com").unwrap().is_empty());
+        let user = |addr: &str| match a.resolve(addr).unwrap() {
+            Recipient::Local { users, forward } => (users, forward),
+            other => panic!("{addr}: {other:?}"),
+        };
+        assert_eq!(user("postmaster@example.com").0, vec!["alice@example.com"]);
+        // The existing abuse@ alias was left alone.
+        assert_eq!(user("abuse@example.com").1, vec!["carol@elsewhere.org"]);
+        assert!(a.ensure_role_aliases("nobody@other.org").is_err());
     }
 
     #[test]

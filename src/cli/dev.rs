@@ -53,6 +53,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
             .map(char::from)
             .collect();
         accounts.add_user("dev@localhost", &password)?;
+        accounts.ensure_role_aliases("dev@localhost")?;
         println!("created user dev@localhost with password: {password}");
         println!(
             "(shown once; change it with `postern --config {} user passwd dev@localhost`)",

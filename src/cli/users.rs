@@ -63,6 +63,11 @@ pub fn run_user(config: &Config, cmd: UserCmd) -> anyhow::Result<()> {
                 .ensure_user(&addr)
                 .context("cannot create the user's Maildir")?;
             println!("added {addr}");
+            for alias in acc.ensure_role_aliases(&addr)? {
+                println!(
+                    "added alias {alias} → {addr} (every domain needs it; change with `postern alias`)"
+                );
+            }
         }
         UserCmd::Del { address } => {
             acc.delete_user(&address)?;
