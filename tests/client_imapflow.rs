@@ -49,8 +49,10 @@ fn imapflow_client() {
         serde_json::to_string_pretty(&v).unwrap()
     );
     let show = serde_json::to_string_pretty(&v).unwrap();
-    // No command of the whole run was answered NO or BAD.
+    // No command of the whole run was answered NO or BAD (as the client saw it and as the
+    // server logged it).
     assert_eq!(v["refused"], json!([]), "{show}");
+    assert!(!p.log().contains("imap reply:"), "{}", p.log());
     // Both connection styles ended up encrypted and logged in.
     assert_eq!(
         v["starttls"],

@@ -77,10 +77,14 @@ pub struct Session {
 fn cmd_ok(out: &mut Vec<u8>, tag: &str, text: &str) {
     out.extend_from_slice(format!("{tag} OK {text}\r\n").as_bytes());
 }
-fn cmd_no(out: &mut Vec<u8>, tag: &str, text: &str) {
+// Refusals are logged (debug) so a client that "works" while being answered NO/BAD shows up
+// in the server log (the client tests in tests/ check for them).
+pub(super) fn cmd_no(out: &mut Vec<u8>, tag: &str, text: &str) {
+    tracing::debug!("imap reply: {tag} NO {text}");
     out.extend_from_slice(format!("{tag} NO {text}\r\n").as_bytes());
 }
-fn cmd_bad(out: &mut Vec<u8>, tag: &str, text: &str) {
+pub(super) fn cmd_bad(out: &mut Vec<u8>, tag: &str, text: &str) {
+    tracing::debug!("imap reply: {tag} BAD {text}");
     out.extend_from_slice(format!("{tag} BAD {text}\r\n").as_bytes());
 }
 
