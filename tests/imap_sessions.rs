@@ -288,3 +288,37 @@ fn mbsync_two_way() {
     run();
     assert_eq!(count(&local.join("INBOX")), 2);
 }
+
+/// An empty folder's UIDVALIDITY (reported by SELECT and STATUS) must not change when its
+/// first message arrives: Delta Chat resynced everything when it did, mbsync refuses to sync.
+#[test]
+fn uidvalidity_of_empty_folders_is_stable() {
+    let p = setup();
+    let script = format!(
+        r#"{PY}
+import smtplib
+def uidvalidity(m, box):
+    ok(m.select(box))
+    return m.untagged_responses.pop('UIDVALIDITY')[0]
+def status_uv(m, box):
+    return ok(m.status(box, '(UIDVALIDITY)'))[0]
+m = imaplib.IMAP4_SSL('127.0.0.1', {imaps}, ssl_context=ctx)
+ok(m.login('{USER}', '{PASS}'))
+ok(m.create('Projects'))
+before = (uidvalidity(m, 'INBOX'), status_uv(m, 'Projects'))
+s = smtplib.SMTP('127.0.0.1', {smtp})
+s.sendmail('x@remote.example', ['{USER}'], b'Subject: first\r\n\r\nhi\r\n')
+s.quit()
+ok(m.append('Projects', None, None, b'Subject: appended\r\n\r\nhi\r\n'))
+ok(m.select('INBOX'))
+assert m.untagged_responses.pop('EXISTS') == [b'1']
+after = (uidvalidity(m, 'INBOX'), status_uv(m, 'Projects'))
+assert before == after and b'UIDVALIDITY 1)' not in before[1], (before, after)
+print('ALL OK')
+"#,
+        imaps = p.ports.imaps,
+        smtp = p.ports.smtp,
+    );
+    let out = python(&script);
+    assert!(out.contains("ALL OK"), "{out}");
+}

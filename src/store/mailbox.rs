@@ -123,6 +123,12 @@ impl Mailbox {
             cache: HashMap::new(),
         };
         load_uidlist(&dir, &mut index)?;
+        if index.uidvalidity == 0 {
+            // A folder without a UID list (new, or never had a message) gets its UIDVALIDITY
+            // now, durably: SELECT/STATUS report it, and it must not change when the first
+            // message arrives (RFC 3501 §2.3.1.1; clients that cache drop everything then).
+            index.write_uidlist(&dir)?;
+        }
         // Messages present at open are not recent to anyone in this process's lifetime
         // beyond the first session; a restart does not re-announce the whole mailbox.
         index.recent_upto = index.uidnext - 1;
@@ -795,6 +801,24 @@ mod tests {
         mb.expunge(None).unwrap();
         let (_, uid) = mb.append(b"d", 0, &[], None).unwrap();
         assert_eq!(uid, 4);
+    }
+
+    #[test]
+    fn uidvalidity_of_an_empty_folder_stays_when_mail_arrives() {
+        let (_d, p) = mk();
+        let mb = Mailbox::open(p.clone()).unwrap();
+        let uv = mb.lock().uidvalidity;
+        assert_ne!(uv, 0);
+        // The same after a restart, before any message arrived...
+        drop(mb);
+        let mb = Mailbox::open(p.clone()).unwrap();
+        assert_eq!(mb.lock().uidvalidity, uv);
+        // ...and after the first delivery and the first APPEND.
+        super::super::deliver_to_maildir(&p, b"a").unwrap();
+        mb.sync(&mut View::default(), true, true).unwrap();
+        assert_eq!(mb.lock().uidvalidity, uv);
+        let (uv2, uid) = mb.append(b"b", 0, &[], None).unwrap();
+        assert_eq!((uv2, uid), (uv, 2));
     }
 
     #[test]
