@@ -322,3 +322,36 @@ print('ALL OK')
     let out = python(&script);
     assert!(out.contains("ALL OK"), "{out}");
 }
+
+/// Mail that arrived between SELECT and IDLE is announced after the "+ idling" continuation
+/// (as in RFC 2177's example): clients built on async-imap (Delta Chat) drop untagged data
+/// that comes before the continuation and then sat in IDLE without fetching it.
+#[test]
+fn idle_reports_pending_mail_after_the_continuation() {
+    let p = setup();
+    let script = format!(
+        r#"{PY}
+import smtplib
+m = imaplib.IMAP4_SSL('127.0.0.1', {imaps}, ssl_context=ctx)
+ok(m.login('{USER}', '{PASS}'))
+assert ok(m.select('INBOX'))[0] == b'0'
+s = smtplib.SMTP('127.0.0.1', {smtp})
+s.sendmail('x@remote.example', ['{USER}'], b'Subject: between\r\n\r\nhi\r\n')
+s.quit()
+m.send(b'i1 IDLE\r\n')
+first, second = m.readline(), m.readline()
+assert first.startswith(b'+ '), (first, second)
+assert second == b'* 1 EXISTS\r\n', (first, second)
+m.send(b'DONE\r\n')
+l = m.readline()
+while not l.startswith(b'i1 '):
+    l = m.readline()
+assert l.startswith(b'i1 OK'), l
+print('ALL OK')
+"#,
+        imaps = p.ports.imaps,
+        smtp = p.ports.smtp,
+    );
+    let out = python(&script);
+    assert!(out.contains("ALL OK"), "{out}");
+}

@@ -559,8 +559,11 @@ impl Session {
                 uid,
             } => self.copy(&tag, &sequence_set, &mailbox, uid, true, out),
             C::Idle => {
-                self.sync(out, true);
+                // Continuation first, then what is pending (RFC 2177 §3 example): clients
+                // such as async-imap (Delta Chat) set untagged data received before the "+"
+                // aside and would sit in IDLE without fetching mail that arrived earlier.
                 out.extend_from_slice(b"+ idling\r\n");
+                self.sync(out, true);
                 self.pending = Pending::Idle(tag);
                 // Continue, not Idle: a pipelined DONE may already be buffered.
             }
