@@ -355,3 +355,29 @@ print('ALL OK')
     let out = python(&script);
     assert!(out.contains("ALL OK"), "{out}");
 }
+
+/// A folder deleted and created again gets a greater UIDVALIDITY (RFC 3501 §2.3.1.1), even
+/// within the same second, so a client's cached UIDs of the old folder are never reused.
+#[test]
+fn recreated_folder_gets_a_new_uidvalidity() {
+    let p = setup();
+    let script = format!(
+        r#"{PY}
+m = imaplib.IMAP4_SSL('127.0.0.1', {imaps}, ssl_context=ctx)
+ok(m.login('{USER}', '{PASS}'))
+seen = []
+for i in range(3):
+    ok(m.create('Scratch'))
+    ok(m.append('Scratch', None, None, b'Subject: take %d\r\n\r\nhi\r\n' % i))
+    ok(m.select('Scratch'))
+    seen.append(int(m.untagged_responses.pop('UIDVALIDITY')[0]))
+    ok(m.close())
+    ok(m.delete('Scratch'))
+assert seen[0] < seen[1] < seen[2], seen
+print('ALL OK')
+"#,
+        imaps = p.ports.imaps,
+    );
+    let out = python(&script);
+    assert!(out.contains("ALL OK"), "{out}");
+}

@@ -17,6 +17,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -96,6 +97,20 @@ fn now_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs()
+}
+
+/// A UIDVALIDITY for a folder that has none: the clock, but above every value this process
+/// gave before, so a folder deleted and created again within one second still gets a greater
+/// one (RFC 3501 §2.3.1.1). Across restarts the clock has moved on.
+fn new_uidvalidity() -> u32 {
+    static LAST: AtomicU32 = AtomicU32::new(0);
+    let now = (now_secs() as u32).max(1);
+    let prev = LAST
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+            Some(now.max(last.wrapping_add(1)))
+        })
+        .unwrap_or_default();
+    now.max(prev.wrapping_add(1))
 }
 
 fn mtime(p: &Path) -> io::Result<SystemTime> {
@@ -527,7 +542,7 @@ impl Index {
         let mut uids = Vec::new();
         let first = self.msgs.is_empty() && self.uidvalidity == 0;
         if first {
-            self.uidvalidity = (now_secs() as u32).max(1);
+            self.uidvalidity = new_uidvalidity();
         }
         for (base, file, in_new, flags) in entries {
             let uid = self.uidnext;
@@ -559,7 +574,7 @@ impl Index {
     /// Rewrite the whole UID list durably (temp + fsync + rename + fsync dir).
     fn write_uidlist(&mut self, dir: &Path) -> io::Result<()> {
         if self.uidvalidity == 0 {
-            self.uidvalidity = (now_secs() as u32).max(1);
+            self.uidvalidity = new_uidvalidity();
         }
         let mut text = format!("P1 {} {}\n", self.uidvalidity, self.uidnext);
         text.reserve(self.msgs.len() * 48);
@@ -819,6 +834,13 @@ mod tests {
         assert_eq!(mb.lock().uidvalidity, uv);
         let (uv2, uid) = mb.append(b"b", 0, &[], None).unwrap();
         assert_eq!((uv2, uid), (uv, 2));
+    }
+
+    #[test]
+    fn uidvalidities_ascend_within_one_second() {
+        let (a, b, c) = (new_uidvalidity(), new_uidvalidity(), new_uidvalidity());
+        assert!(a < b && b < c, "{a} {b} {c}");
+        assert!(a as u64 >= now_secs() - 1);
     }
 
     #[test]
