@@ -1,6 +1,7 @@
 //! ImapFlow (npm `imapflow`, the IMAP library behind many JS mail apps) against the real
 //! binary: STARTTLS and implicit TLS, SPECIAL-USE list, envelope/bodystructure/source of an
-//! SMTP delivery, flags, MOVE, delete, IDLE push, APPEND. The node script is
+//! SMTP delivery, flags, MOVE, delete, IDLE push, APPEND, search, COPY, colour flags and
+//! folder management. The node script is
 //! tests/clients/node/imapflow.mjs; `.ci/run` runs `npm ci` there.
 mod common;
 
@@ -49,6 +50,7 @@ fn imapflow_client() {
         serde_json::to_string_pretty(&v).unwrap()
     );
     let show = serde_json::to_string_pretty(&v).unwrap();
+    println!("{show}");
     // No command of the whole run was answered NO or BAD (as the client saw it and as the
     // server logged it).
     assert_eq!(v["refused"], json!([]), "{show}");
@@ -172,8 +174,24 @@ fn imapflow_client() {
         }),
         "{show}"
     );
+    // Search, range fetch, Apple Mail colour flags, COPY with COPYUID, folder management
+    // with modified UTF-7 names (ImapFlow encodes and decodes them).
+    assert_eq!(
+        v["extras"],
+        json!({
+            "unseen": [2], "bySubject": [2], "byHeader": [2], "none": [],
+            "range": [{"uid": 2, "subject": "Subject: pushed while idle", "part1": "plain body"}],
+            "colour": ["$MailFlagBit2", "\\Flagged"], "flagColor": "blue",
+            "copy": {"destination": "Trash", "mapped": [[2, 1]]},
+            "folders": ["Projects", "Projects.Übersicht"],
+            "subscribed": ["Projects.Übersicht"],
+            "afterDelete": ["Projects"],
+        }),
+        "{show}"
+    );
     // The same on disk: Sent holds the appended copy, Archive is empty again.
     assert_eq!(p.messages(USER, "Sent").len(), 1);
     assert_eq!(p.messages(USER, "Archive").len(), 0);
+    assert_eq!(p.messages(USER, "Trash").len(), 1);
     assert_eq!(p.messages(USER, "").len(), 1);
 }

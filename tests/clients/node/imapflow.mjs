@@ -202,6 +202,32 @@ async function main() {
     const st = await c.list({ statusQuery: { messages: true, unseen: true, uidNext: true } });
     out.status = Object.fromEntries(st.map((b) => [b.path, b.status ? { messages: b.status.messages, unseen: b.status.unseen } : null]));
 
+    // What mail apps do besides: search, iterate a range, copy, colour flags (Apple Mail's
+    // $MailFlagBit keywords), folder management with a Unicode name and a nested one.
+    await c.mailboxOpen('INBOX');
+    const x = {};
+    x.unseen = await c.search({ seen: false }, { uid: true });
+    x.bySubject = await c.search({ subject: 'pushed' }, { uid: true });
+    x.byHeader = await c.search({ header: { 'message-id': '<pushed@remote.test>' } }, { uid: true });
+    x.none = await c.search({ subject: 'no such thing' }, { uid: true });
+    x.range = [];
+    for await (const m of c.fetch('1:*', { uid: true, flags: true, headers: ['subject'], bodyParts: ['1'] })) {
+        x.range.push({ uid: m.uid, subject: m.headers.toString().trim(), part1: m.bodyParts.get('1').toString().trim() });
+    }
+    await c.setFlagColor('1', 'blue');
+    x.colour = [...(await c.fetchOne('1', { flags: true })).flags].filter((f) => f !== '\\Recent').sort();
+    x.flagColor = (await c.fetchOne('1', { flags: true })).flagColor;
+    const cp = await c.messageCopy('1', 'Trash');
+    x.copy = { destination: cp.destination, mapped: cp.uidMap ? [...cp.uidMap.entries()] : null };
+    await c.mailboxCreate(['Projects', 'Überblick']);
+    await c.mailboxRename(['Projects', 'Überblick'], ['Projects', 'Übersicht']);
+    await c.mailboxSubscribe(['Projects', 'Übersicht']);
+    x.folders = (await c.list()).map((b) => b.path).filter((p) => p.startsWith('Projects')).sort();
+    x.subscribed = (await c.list()).filter((b) => b.subscribed).map((b) => b.path).filter((p) => p.startsWith('Projects')).sort();
+    await c.mailboxDelete(['Projects', 'Übersicht']);
+    x.afterDelete = (await c.list()).map((b) => b.path).filter((p) => p.startsWith('Projects')).sort();
+    out.extras = x;
+
     await c.logout();
     out.refused = refused;
     if (process.env.IMAPFLOW_TRACE) out.trace = trace;
