@@ -1,7 +1,7 @@
 //! ImapFlow (npm `imapflow`, the IMAP library behind many JS mail apps) against the real
 //! binary: STARTTLS and implicit TLS, SPECIAL-USE list, envelope/bodystructure/source of an
-//! SMTP delivery, flags, MOVE, delete, IDLE push, APPEND, search, COPY, colour flags and
-//! folder management. The node script is
+//! SMTP delivery, flags, MOVE, delete, IDLE push, APPEND, search, COPY, colour flags,
+//! folder management, flag and expunge pushes from a second session. The node script is
 //! tests/clients/node/imapflow.mjs; `.ci/run` runs `npm ci` there.
 mod common;
 
@@ -189,9 +189,19 @@ fn imapflow_client() {
         }),
         "{show}"
     );
+    // Pushed to an idling session: another session's STORE and its EXPUNGE.
+    assert_eq!(
+        v["push"],
+        json!({
+            "flags": {"seq": 1, "uid": 2, "flags": ["$MailFlagBit2", "\\Answered", "\\Flagged"]},
+            "expunge": {"seq": 1},
+            "exists": 0,
+        }),
+        "{show}"
+    );
     // The same on disk: Sent holds the appended copy, Archive is empty again.
     assert_eq!(p.messages(USER, "Sent").len(), 1);
     assert_eq!(p.messages(USER, "Archive").len(), 0);
     assert_eq!(p.messages(USER, "Trash").len(), 1);
-    assert_eq!(p.messages(USER, "").len(), 1);
+    assert_eq!(p.messages(USER, "").len(), 0);
 }

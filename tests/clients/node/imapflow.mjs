@@ -228,6 +228,24 @@ async function main() {
     x.afterDelete = (await c.list()).map((b) => b.path).filter((p) => p.startsWith('Projects')).sort();
     out.extras = x;
 
+    // Another session changes flags and expunges while this one idles: both are pushed
+    // ("flags" and "expunge" events), as a phone and a desktop app on one mailbox see.
+    await c.mailboxOpen('INBOX');
+    const other = client(cfg.imaps, true);
+    await other.connect();
+    await other.mailboxOpen('INBOX');
+    const flagsSeen = waitFor(c, 'flags', 20000);
+    const idle2 = c.idle();
+    await other.messageFlagsAdd('1', ['\\Answered']);
+    const fl = await flagsSeen;
+    const expungeSeen = waitFor(c, 'expunge', 20000);
+    await other.messageDelete('1');
+    const ex = await expungeSeen;
+    out.push = { flags: { seq: fl.seq, uid: fl.uid, flags: [...fl.flags].filter((f) => f !== '\\Recent').sort() }, expunge: { seq: ex.seq } };
+    await other.logout();
+    out.push.exists = (await c.status('INBOX', { messages: true })).messages;
+    await idle2;
+
     await c.logout();
     out.refused = refused;
     if (process.env.IMAPFLOW_TRACE) out.trace = trace;
