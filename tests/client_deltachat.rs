@@ -1,6 +1,7 @@
 //! Delta Chat (PyPI deltachat-rpc-server + deltachat-rpc-client, the Rust core behind the
 //! Delta Chat apps) against the real binary: two accounts configured with explicit servers on
-//! loopback exchange a message both ways through postern's submission and IMAP.
+//! loopback exchange messages both ways through postern's submission and IMAP: text, a
+//! 200 KiB file, a read receipt.
 //! The script is tests/clients/deltachat_pair.py; `.ci/run` installs the packages.
 mod common;
 
@@ -49,6 +50,7 @@ fn deltachat_pair() {
     let v: Value = serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("no JSON ({e}):\n{stdout}\n{stderr}"));
     let show = serde_json::to_string_pretty(&v).unwrap();
+    println!("{show}");
     // Both accounts configured (IMAP and SMTP login, folder scan) against postern.
     assert_eq!(v["configured"], json!([true, true]), "{show}");
     // A -> B and B -> A, end-to-end encrypted, through submission and IMAP IDLE.
@@ -60,6 +62,12 @@ fn deltachat_pair() {
     assert_eq!(
         v["a_got"],
         json!({"text": "hello back from B", "from": B}),
+        "{show}"
+    );
+    // A 200 KiB file (pre-message, then the full message downloaded on demand), intact.
+    assert_eq!(
+        v["a_got_file"],
+        json!({"text": "the report", "name": "report.bin", "same": true}),
         "{show}"
     );
     // 26 = delivered (SMTP accepted it), 28 = B's read receipt came back over IMAP.

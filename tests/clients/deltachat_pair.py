@@ -3,9 +3,9 @@
 Run by tests/client_deltachat.rs: `python3 deltachat_pair.py '<json config>'`. Two accounts
 on postern are configured with explicit IMAP/SMTP settings on 127.0.0.1 (A with STARTTLS,
 B with implicit TLS; certificate checks off: postern's certificate is self-signed). A sends
-a text to B, B receives it and answers, A receives the answer and B's read receipt. Prints
-one JSON object with what it saw, including every WARNING/ERROR event the core emitted
-(DELTACHAT_TRACE=1 adds all INFO events, time-stamped when read).
+a text to B, B receives it and answers with a text and a file, A receives both and B's
+read receipt. Prints one JSON object with what it saw, including every WARNING/ERROR event
+the core emitted (DELTACHAT_TRACE=1 adds all INFO events, time-stamped when read).
 """
 
 import json
@@ -123,6 +123,29 @@ def main():
         out["a_got"] = {"text": ans.text, "from": ans.sender.get_snapshot().address}
 
         phase("A received")
+        # A file: a larger message (~270 KiB encoded) through submission, the store and FETCH.
+        blob = os.urandom(200 * 1024)
+        path = os.path.join(tmp, "report.bin")
+        with open(path, "wb") as f:
+            f.write(blob)
+        bchat.send_message(text="the report", file=path)
+        ev = wait(rpc, a, "A", lambda e: e.kind == EventType.INCOMING_MSG, "file")
+        got = a.get_message_by_id(ev.msg_id).get_snapshot()
+        out["file_first_state"] = got.download_state
+        # Delta Chat sends a big file as a small pre-message plus the full message, which
+        # the receiver downloads on demand (a second UID FETCH).
+        if got.download_state != "Done":
+            rpc.download_full_message(a.id, ev.msg_id)
+
+            def downloaded(e):
+                snap = a.get_message_by_id(ev.msg_id).get_snapshot()
+                return snap.download_state == "Done" and snap.file is not None
+
+            wait(rpc, a, "A", downloaded, "full download")
+            got = a.get_message_by_id(ev.msg_id).get_snapshot()
+        same = bool(got.file) and open(got.file, "rb").read() == blob
+        out["a_got_file"] = {"text": got.text, "name": got.file_name, "same": same}
+        phase("A got file")
         # B reads A's message: B sends a read receipt (MDN) over SMTP, A's IMAP loop
         # receives it and marks its sent message read.
         b.mark_seen_messages([b.get_message_by_id(msg.id)])
