@@ -288,3 +288,96 @@ fn mbsync_two_way() {
     run();
     assert_eq!(count(&local.join("INBOX")), 2);
 }
+
+/// An empty folder's UIDVALIDITY (reported by SELECT and STATUS) must not change when its
+/// first message arrives: Delta Chat resynced everything when it did, mbsync refuses to sync.
+#[test]
+fn uidvalidity_of_empty_folders_is_stable() {
+    let p = setup();
+    let script = format!(
+        r#"{PY}
+import smtplib
+def uidvalidity(m, box):
+    ok(m.select(box))
+    return m.untagged_responses.pop('UIDVALIDITY')[0]
+def status_uv(m, box):
+    return ok(m.status(box, '(UIDVALIDITY)'))[0]
+m = imaplib.IMAP4_SSL('127.0.0.1', {imaps}, ssl_context=ctx)
+ok(m.login('{USER}', '{PASS}'))
+ok(m.create('Projects'))
+before = (uidvalidity(m, 'INBOX'), status_uv(m, 'Projects'))
+s = smtplib.SMTP('127.0.0.1', {smtp})
+s.sendmail('x@remote.example', ['{USER}'], b'Subject: first\r\n\r\nhi\r\n')
+s.quit()
+ok(m.append('Projects', None, None, b'Subject: appended\r\n\r\nhi\r\n'))
+ok(m.select('INBOX'))
+assert m.untagged_responses.pop('EXISTS') == [b'1']
+after = (uidvalidity(m, 'INBOX'), status_uv(m, 'Projects'))
+assert before == after and b'UIDVALIDITY 1)' not in before[1], (before, after)
+print('ALL OK')
+"#,
+        imaps = p.ports.imaps,
+        smtp = p.ports.smtp,
+    );
+    let out = python(&script);
+    assert!(out.contains("ALL OK"), "{out}");
+}
+
+/// Mail that arrived between SELECT and IDLE is announced after the "+ idling" continuation
+/// (as in RFC 2177's example): clients built on async-imap (Delta Chat) drop untagged data
+/// that comes before the continuation and then sat in IDLE without fetching it.
+#[test]
+fn idle_reports_pending_mail_after_the_continuation() {
+    let p = setup();
+    let script = format!(
+        r#"{PY}
+import smtplib
+m = imaplib.IMAP4_SSL('127.0.0.1', {imaps}, ssl_context=ctx)
+ok(m.login('{USER}', '{PASS}'))
+assert ok(m.select('INBOX'))[0] == b'0'
+s = smtplib.SMTP('127.0.0.1', {smtp})
+s.sendmail('x@remote.example', ['{USER}'], b'Subject: between\r\n\r\nhi\r\n')
+s.quit()
+m.send(b'i1 IDLE\r\n')
+first, second = m.readline(), m.readline()
+assert first.startswith(b'+ '), (first, second)
+assert second == b'* 1 EXISTS\r\n', (first, second)
+m.send(b'DONE\r\n')
+l = m.readline()
+while not l.startswith(b'i1 '):
+    l = m.readline()
+assert l.startswith(b'i1 OK'), l
+print('ALL OK')
+"#,
+        imaps = p.ports.imaps,
+        smtp = p.ports.smtp,
+    );
+    let out = python(&script);
+    assert!(out.contains("ALL OK"), "{out}");
+}
+
+/// A folder deleted and created again gets a greater UIDVALIDITY (RFC 3501 §2.3.1.1), even
+/// within the same second, so a client's cached UIDs of the old folder are never reused.
+#[test]
+fn recreated_folder_gets_a_new_uidvalidity() {
+    let p = setup();
+    let script = format!(
+        r#"{PY}
+m = imaplib.IMAP4_SSL('127.0.0.1', {imaps}, ssl_context=ctx)
+ok(m.login('{USER}', '{PASS}'))
+seen = []
+for i in range(3):
+    ok(m.create('Scratch'))
+    ok(m.append('Scratch', None, None, b'Subject: take %d\r\n\r\nhi\r\n' % i))
+    ok(m.select('Scratch'))
+    seen.append(int(m.untagged_responses.pop('UIDVALIDITY')[0]))
+    ok(m.close())
+    ok(m.delete('Scratch'))
+assert seen[0] < seen[1] < seen[2], seen
+print('ALL OK')
+"#,
+        imaps = p.ports.imaps,
+    );
+    let out = python(&script);
+    assert!(out.contains("ALL OK"), "{out}");
+}

@@ -148,7 +148,7 @@ fn parse(toks: &[(Tok, usize, usize)]) -> Option<Opts> {
 /// LIST; `toks` are the arguments after the command name.
 pub fn list(s: &mut Session, tag: &str, toks: &[(Tok, usize, usize)], out: &mut Vec<u8>) {
     let Some(o) = parse(toks) else {
-        out.extend_from_slice(format!("{tag} BAD LIST syntax\r\n").as_bytes());
+        super::session::cmd_bad(out, tag, "LIST syntax");
         return;
     };
     let user = s.user.clone().unwrap_or_default();
@@ -161,7 +161,7 @@ pub fn list(s: &mut Session, tag: &str, toks: &[(Tok, usize, usize)], out: &mut 
     let all = match s.svc.store.list_mailboxes(&user) {
         Ok(a) => a,
         Err(e) => {
-            out.extend_from_slice(format!("{tag} NO [SERVERBUG] {e}\r\n").as_bytes());
+            super::session::cmd_no(out, tag, &format!("[SERVERBUG] {e}"));
             return;
         }
     };

@@ -77,10 +77,14 @@ pub struct Session {
 fn cmd_ok(out: &mut Vec<u8>, tag: &str, text: &str) {
     out.extend_from_slice(format!("{tag} OK {text}\r\n").as_bytes());
 }
-fn cmd_no(out: &mut Vec<u8>, tag: &str, text: &str) {
+// Refusals are logged (debug) so a client that "works" while being answered NO/BAD shows up
+// in the server log (the client tests in tests/ check for them).
+pub(super) fn cmd_no(out: &mut Vec<u8>, tag: &str, text: &str) {
+    tracing::debug!("imap reply: {tag} NO {text}");
     out.extend_from_slice(format!("{tag} NO {text}\r\n").as_bytes());
 }
-fn cmd_bad(out: &mut Vec<u8>, tag: &str, text: &str) {
+pub(super) fn cmd_bad(out: &mut Vec<u8>, tag: &str, text: &str) {
+    tracing::debug!("imap reply: {tag} BAD {text}");
     out.extend_from_slice(format!("{tag} BAD {text}\r\n").as_bytes());
 }
 
@@ -555,8 +559,11 @@ impl Session {
                 uid,
             } => self.copy(&tag, &sequence_set, &mailbox, uid, true, out),
             C::Idle => {
-                self.sync(out, true);
+                // Continuation first, then what is pending (RFC 2177 §3 example): clients
+                // such as async-imap (Delta Chat) set untagged data received before the "+"
+                // aside and would sit in IDLE without fetching mail that arrived earlier.
                 out.extend_from_slice(b"+ idling\r\n");
+                self.sync(out, true);
                 self.pending = Pending::Idle(tag);
                 // Continue, not Idle: a pipelined DONE may already be buffered.
             }

@@ -17,6 +17,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -98,6 +99,20 @@ fn now_secs() -> u64 {
         .as_secs()
 }
 
+/// A UIDVALIDITY for a folder that has none: the clock, but above every value this process
+/// gave before, so a folder deleted and created again within one second still gets a greater
+/// one (RFC 3501 §2.3.1.1). Across restarts the clock has moved on.
+fn new_uidvalidity() -> u32 {
+    static LAST: AtomicU32 = AtomicU32::new(0);
+    let now = (now_secs() as u32).max(1);
+    let prev = LAST
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+            Some(now.max(last.wrapping_add(1)))
+        })
+        .unwrap_or_default();
+    now.max(prev.wrapping_add(1))
+}
+
 fn mtime(p: &Path) -> io::Result<SystemTime> {
     fs::metadata(p)?.modified()
 }
@@ -123,6 +138,12 @@ impl Mailbox {
             cache: HashMap::new(),
         };
         load_uidlist(&dir, &mut index)?;
+        if index.uidvalidity == 0 {
+            // A folder without a UID list (new, or never had a message) gets its UIDVALIDITY
+            // now, durably: SELECT/STATUS report it, and it must not change when the first
+            // message arrives (RFC 3501 §2.3.1.1; clients that cache drop everything then).
+            index.write_uidlist(&dir)?;
+        }
         // Messages present at open are not recent to anyone in this process's lifetime
         // beyond the first session; a restart does not re-announce the whole mailbox.
         index.recent_upto = index.uidnext - 1;
@@ -521,7 +542,7 @@ impl Index {
         let mut uids = Vec::new();
         let first = self.msgs.is_empty() && self.uidvalidity == 0;
         if first {
-            self.uidvalidity = (now_secs() as u32).max(1);
+            self.uidvalidity = new_uidvalidity();
         }
         for (base, file, in_new, flags) in entries {
             let uid = self.uidnext;
@@ -553,7 +574,7 @@ impl Index {
     /// Rewrite the whole UID list durably (temp + fsync + rename + fsync dir).
     fn write_uidlist(&mut self, dir: &Path) -> io::Result<()> {
         if self.uidvalidity == 0 {
-            self.uidvalidity = (now_secs() as u32).max(1);
+            self.uidvalidity = new_uidvalidity();
         }
         let mut text = format!("P1 {} {}\n", self.uidvalidity, self.uidnext);
         text.reserve(self.msgs.len() * 48);
@@ -795,6 +816,31 @@ mod tests {
         mb.expunge(None).unwrap();
         let (_, uid) = mb.append(b"d", 0, &[], None).unwrap();
         assert_eq!(uid, 4);
+    }
+
+    #[test]
+    fn uidvalidity_of_an_empty_folder_stays_when_mail_arrives() {
+        let (_d, p) = mk();
+        let mb = Mailbox::open(p.clone()).unwrap();
+        let uv = mb.lock().uidvalidity;
+        assert_ne!(uv, 0);
+        // The same after a restart, before any message arrived...
+        drop(mb);
+        let mb = Mailbox::open(p.clone()).unwrap();
+        assert_eq!(mb.lock().uidvalidity, uv);
+        // ...and after the first delivery and the first APPEND.
+        super::super::deliver_to_maildir(&p, b"a").unwrap();
+        mb.sync(&mut View::default(), true, true).unwrap();
+        assert_eq!(mb.lock().uidvalidity, uv);
+        let (uv2, uid) = mb.append(b"b", 0, &[], None).unwrap();
+        assert_eq!((uv2, uid), (uv, 2));
+    }
+
+    #[test]
+    fn uidvalidities_ascend_within_one_second() {
+        let (a, b, c) = (new_uidvalidity(), new_uidvalidity(), new_uidvalidity());
+        assert!(a < b && b < c, "{a} {b} {c}");
+        assert!(a as u64 >= now_secs() - 1);
     }
 
     #[test]

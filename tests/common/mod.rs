@@ -499,3 +499,18 @@ fn question_end(msg: &[u8]) -> Option<usize> {
     }
     (i <= msg.len()).then_some(i)
 }
+
+/// Whether an external client a test needs is there. CI (`CI` set, `.ci/run` installs every
+/// client) must run the test, so there a missing client fails it; elsewhere the test is
+/// skipped with a note on stderr.
+pub fn client_available(what: &str, present: bool) -> bool {
+    if present {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} is missing; .ci/run installs it"
+    );
+    eprintln!("skipped: {what} is not installed (.ci/run installs it)");
+    false
+}
