@@ -206,6 +206,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
                             if !out.is_empty() && stream.write_all(&out).await.is_err() {
                                 return Outcome::Done;
                             }
+                            if sess.is_closing() {
+                                let _ = stream.flush().await;
+                                return Outcome::Done;
+                            }
                         }
                     }
                 }

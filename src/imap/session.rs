@@ -72,6 +72,13 @@ pub struct Session {
     max_literal: u64,
     allow_plain: bool,
     logged_out: bool,
+    /// ENABLE IMAP4rev2 (RFC 9051): no \Recent, SEARCH answered as ESEARCH, UTF-8 names,
+    /// LIST in SELECT, OLDNAME after RENAME.
+    pub rev2: bool,
+    /// ENABLE UTF8=ACCEPT (RFC 6855).
+    pub utf8: bool,
+    /// The session said BYE (selected mailbox gone) and the connection must close.
+    closing: bool,
 }
 
 fn cmd_ok(out: &mut Vec<u8>, tag: &str, text: &str) {
@@ -169,6 +176,9 @@ impl Session {
             max_literal,
             allow_plain,
             logged_out: false,
+            rev2: false,
+            utf8: false,
+            closing: false,
         }
     }
 
@@ -178,7 +188,7 @@ impl Session {
 
     pub fn capabilities(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN UIDPLUS MOVE SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH BINARY",
+            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN UIDPLUS MOVE SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH BINARY UTF8=ACCEPT WITHIN",
         );
         if self.user.is_none() {
             if !self.tls {
@@ -226,9 +236,68 @@ impl Session {
         self.user.is_some()
     }
 
+    /// Mailbox names in UTF-8 both ways (RFC 9051 §5.1, RFC 6855 §3)?
+    pub fn utf8_names(&self) -> bool {
+        self.rev2 || self.utf8
+    }
+
+    /// Has the session said BYE, so the connection must close?
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
     /// While idling: report what changed.
     pub fn idle_sync(&mut self, out: &mut Vec<u8>) {
+        if self.selected_gone(out) {
+            return;
+        }
         self.sync(out, true);
+    }
+
+    /// The selected mailbox was renamed or deleted by another session: say BYE, as Dovecot
+    /// does ("Selected mailbox was deleted, have to disconnect"), rather than answer for a
+    /// mailbox that no longer exists under its name.
+    fn selected_gone(&mut self, out: &mut Vec<u8>) -> bool {
+        let gone = self
+            .selected
+            .as_ref()
+            .is_some_and(|s| !s.mb.dir.join("cur").is_dir());
+        if gone {
+            out.extend_from_slice(
+                b"* BYE [NONEXISTENT] selected mailbox was renamed or deleted, have to disconnect\r\n",
+            );
+            self.closing = true;
+        }
+        gone
+    }
+
+    /// A mailbox name from a command, read as UTF-8 once the client enabled UTF-8 names.
+    fn name_of(&self, m: &WireMailbox<'_>) -> Result<MailboxName, String> {
+        match m {
+            WireMailbox::Other(o) if self.utf8_names() => {
+                MailboxName::from_utf8_wire(o.inner().as_ref()).map_err(|e| format!("[CANNOT] {e}"))
+            }
+            _ => mailbox_name(m),
+        }
+    }
+
+    /// ENABLE (RFC 5161, RFC 9051 §6.3.1): turn on what we know; the ENABLED response lists
+    /// only what this command turned on.
+    fn enable(&mut self, caps: &[String]) -> Vec<&'static str> {
+        let mut on = Vec::new();
+        for c in caps {
+            if c.eq_ignore_ascii_case("IMAP4rev2") && !self.rev2 {
+                self.rev2 = true;
+                if let Some(sel) = self.selected.as_mut() {
+                    sel.view.recent.clear();
+                }
+                on.push("IMAP4rev2");
+            } else if c.eq_ignore_ascii_case("UTF8=ACCEPT") && !self.utf8 {
+                self.utf8 = true;
+                on.push("UTF8=ACCEPT");
+            }
+        }
+        on
     }
 
     pub fn step(&mut self, out: &mut Vec<u8>) -> Step {
@@ -296,6 +365,9 @@ impl Session {
     }
 
     fn handle(&mut self, msg: &[u8], out: &mut Vec<u8>) -> Step {
+        if self.selected_gone(out) {
+            return Step::Close;
+        }
         match std::mem::replace(&mut self.pending, Pending::None) {
             Pending::Auth(tag) => return self.auth_response(&tag, msg, out),
             Pending::Idle(tag) => {
@@ -309,21 +381,34 @@ impl Session {
             }
             _ => {}
         }
-        let toks = wire::tokenize(msg);
-        let first = msg
-            .split(|&b| b == b' ' || b == b'\r')
-            .next()
-            .unwrap_or(b"");
-        let tag = if !first.is_empty()
-            && first.len() <= 64
-            && first
-                .iter()
-                .all(|&b| b.is_ascii_graphic() && !b"(){%*\"\\+".contains(&b))
-        {
-            String::from_utf8_lossy(first).into_owned()
-        } else {
-            "*".into()
-        };
+        let mut toks = wire::tokenize(msg);
+        // SEARCH OLDER/YOUNGER (RFC 5032): rewritten once, before anything else looks at it.
+        let rewritten;
+        let mut msg = msg;
+        if let Some(t) = &toks {
+            let at = if t.get(1).is_some_and(|w| wire::is_atom(&w.0, "UID")) {
+                2
+            } else {
+                1
+            };
+            if t.get(at).is_some_and(|w| wire::is_atom(&w.0, "SEARCH")) {
+                let start = super::search::search_keys_start(t, at);
+                match super::search::rewrite_within(msg, t, start) {
+                    Ok(None) => {}
+                    Ok(Some(m)) => {
+                        rewritten = m;
+                        msg = &rewritten;
+                        toks = wire::tokenize(msg);
+                    }
+                    Err(e) => {
+                        let tag = wire::tag_of(msg);
+                        cmd_bad(out, &tag, e);
+                        return Step::Continue;
+                    }
+                }
+            }
+        }
+        let tag = wire::tag_of(msg);
         // Forms imap-codec does not parse.
         if let Some(t) = &toks {
             let word = |i: usize| t.get(i).map(|x| &x.0);
@@ -340,16 +425,25 @@ impl Session {
             } else {
                 (false, 1)
             };
+            if word(1).is_some_and(|w| wire::is_atom(w, "APPEND"))
+                && let Some(m) = wire::utf8_append(msg, t)
+            {
+                return self.decode_and_run(&tag, &m, out);
+            }
             if word(at).is_some_and(|w| wire::is_atom(w, "SEARCH"))
                 && word(at + 1).is_some_and(|w| wire::is_atom(w, "RETURN"))
             {
                 return self.esearch(&tag, msg, t, at, uid, out);
             }
         }
+        self.decode_and_run(&tag, msg, out)
+    }
+
+    fn decode_and_run(&mut self, tag: &str, msg: &[u8], out: &mut Vec<u8>) -> Step {
         let cmd = match CommandCodec::default().decode(msg) {
             Ok((_, cmd)) => cmd,
             Err(_) => {
-                cmd_bad(out, &tag, "syntax error in command");
+                cmd_bad(out, tag, "syntax error in command");
                 return Step::Continue;
             }
         };
@@ -431,9 +525,19 @@ impl Session {
             }
             C::Login { .. } | C::Authenticate { .. } => cmd_bad(out, &tag, "already authenticated"),
             _ if !authed => cmd_bad(out, &tag, "log in first"),
-            C::Enable { .. } => {
-                // No optional extension needs enabling here (CONDSTORE/QRESYNC/UTF8 not offered).
-                out.extend_from_slice(b"* ENABLED\r\n");
+            C::Enable { capabilities } => {
+                let caps: Vec<String> = capabilities
+                    .as_ref()
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect();
+                let on = self.enable(&caps);
+                let mut line = String::from("* ENABLED");
+                for c in on {
+                    line.push(' ');
+                    line.push_str(c);
+                }
+                out.extend_from_slice(format!("{line}\r\n").as_bytes());
                 cmd_ok(out, &tag, "ENABLE completed");
             }
             C::Namespace => {
@@ -503,6 +607,12 @@ impl Session {
                 self.expunge(&tag, Some(uids), out);
             }
             C::Search {
+                charset: Some(_), ..
+            } if self.utf8 => {
+                // RFC 6855 §3: after ENABLE UTF8=ACCEPT a charset label conflicts.
+                cmd_bad(out, &tag, "no CHARSET after ENABLE UTF8=ACCEPT");
+            }
+            C::Search {
                 charset: Some(cs), ..
             } if !["UTF-8", "US-ASCII"]
                 .iter()
@@ -515,6 +625,8 @@ impl Session {
                 );
             }
             C::Search { criteria, uid, .. } => {
+                // RFC 9051 §6.4.4: IMAP4rev2 answers SEARCH with ESEARCH, RETURN () is ALL.
+                let esearch = esearch.or_else(|| self.rev2.then(Vec::new));
                 self.search(&tag, criteria.as_ref(), uid, esearch, out)
             }
             C::Fetch {
@@ -677,8 +789,11 @@ impl Session {
     }
 
     fn select(&mut self, tag: &str, m: &WireMailbox<'_>, ro: bool, out: &mut Vec<u8>) {
-        self.selected = None;
-        let name = match mailbox_name(m) {
+        if self.selected.take().is_some() && self.rev2 {
+            // RFC 9051 §7.1: CLOSED separates the old mailbox's responses from the new one's.
+            out.extend_from_slice(b"* OK [CLOSED] previous mailbox closed\r\n");
+        }
+        let name = match self.name_of(m) {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };
@@ -689,6 +804,9 @@ impl Session {
         let mut view = View::default();
         if let Err(e) = mb.sync(&mut view, true, !ro) {
             return cmd_no(out, tag, &format!("[SERVERBUG] {e}"));
+        }
+        if self.rev2 {
+            view.recent.clear();
         }
         let (uidvalidity, uidnext, unseen, kws) = {
             let ix = mb.lock();
@@ -719,9 +837,14 @@ impl Session {
                 .as_bytes(),
         );
         out.extend_from_slice(format!("* {} EXISTS\r\n", view.uids.len()).as_bytes());
-        out.extend_from_slice(format!("* {} RECENT\r\n", view.recent.len()).as_bytes());
-        if let Some(u) = unseen {
-            out.extend_from_slice(format!("* OK [UNSEEN {u}] first unseen\r\n").as_bytes());
+        if self.rev2 {
+            // RFC 9051 §6.3.2: a LIST response instead of RECENT and UNSEEN.
+            out.extend_from_slice(&super::list::list_line(self, &name, None));
+        } else {
+            out.extend_from_slice(format!("* {} RECENT\r\n", view.recent.len()).as_bytes());
+            if let Some(u) = unseen {
+                out.extend_from_slice(format!("* OK [UNSEEN {u}] first unseen\r\n").as_bytes());
+            }
         }
         if ro {
             out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] read-only\r\n");
@@ -750,7 +873,7 @@ impl Session {
     }
 
     fn create(&mut self, tag: &str, m: &WireMailbox<'_>, out: &mut Vec<u8>) {
-        let name = match mailbox_name(m) {
+        let name = match self.name_of(m) {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };
@@ -762,7 +885,7 @@ impl Session {
     }
 
     fn delete(&mut self, tag: &str, m: &WireMailbox<'_>, out: &mut Vec<u8>) {
-        let name = match mailbox_name(m) {
+        let name = match self.name_of(m) {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };
@@ -783,20 +906,69 @@ impl Session {
         to: &WireMailbox<'_>,
         out: &mut Vec<u8>,
     ) {
-        let (from, to) = match (mailbox_name(from), mailbox_name(to)) {
+        let (from, to) = match (self.name_of(from), self.name_of(to)) {
             (Ok(a), Ok(b)) => (a, b),
             (Err(e), _) | (_, Err(e)) => return cmd_no(out, tag, &e),
         };
         match self.svc.store.rename_mailbox(self.user(), &from, &to) {
-            Ok(()) => cmd_ok(out, tag, "RENAME completed"),
+            Ok(()) => {
+                self.follow_rename(&from, &to);
+                if self.rev2 {
+                    // The new name with the old one (RFC 9051 §7.3.1 OLDNAME).
+                    out.extend_from_slice(&super::list::list_line(self, &to, Some(&from)));
+                }
+                self.sync(out, true);
+                cmd_ok(out, tag, "RENAME completed")
+            }
             Err(FolderError::NotFound) => cmd_no(out, tag, "[NONEXISTENT] no such mailbox"),
             Err(FolderError::Exists) => cmd_no(out, tag, "[ALREADYEXISTS] target exists"),
             Err(e) => cmd_no(out, tag, &format!("[CANNOT] {e}")),
         }
     }
 
+    /// After RENAME: the selected mailbox (or one below the renamed one) is followed to its new
+    /// name, as Dovecot does, so the session keeps working. Its UIDs and UIDVALIDITY are kept
+    /// on disk, so the view stays valid. INBOX stays where it is (RFC 3501 §6.3.5).
+    fn follow_rename(&mut self, from: &MailboxName, to: &MailboxName) {
+        let user = self.user().to_string();
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        if *from == MailboxName::Inbox {
+            return;
+        }
+        let new = if sel.name == *from {
+            Some(to.clone())
+        } else {
+            sel.name
+                .wire()
+                .strip_prefix(&format!("{}{}", from.wire(), crate::store::names::DELIM))
+                .and_then(|rest| {
+                    MailboxName::from_utf7(&format!(
+                        "{}{}{rest}",
+                        to.wire(),
+                        crate::store::names::DELIM
+                    ))
+                    .ok()
+                })
+        };
+        let Some(new) = new else { return };
+        match self.svc.store.mailbox(&user, &new) {
+            Ok(mb) => {
+                // A fresh index: changes are counted from its own sequence from now on.
+                sel.view.modseq = mb.lock().modseq;
+                sel.mb = mb;
+                sel.name = new;
+            }
+            Err(e) => {
+                tracing::warn!("imap: cannot follow renamed mailbox {}: {e}", new.utf8());
+                self.selected = None;
+            }
+        }
+    }
+
     fn subscribe(&mut self, tag: &str, m: &WireMailbox<'_>, on: bool, out: &mut Vec<u8>) {
-        let name = match mailbox_name(m) {
+        let name = match self.name_of(m) {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };
@@ -835,7 +1007,7 @@ impl Session {
                     self.selected
                         .as_ref()
                         .filter(|s| s.name == *name)
-                        .map_or(0, |s| s.view.recent.len())
+                        .map_or_else(|| ix.unclaimed_recent(), |s| s.view.recent.len())
                 ),
                 StatusDataItemName::UidNext => format!("UIDNEXT {}", ix.uidnext),
                 StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", ix.uidvalidity.max(1)),
@@ -864,7 +1036,8 @@ impl Session {
             parts.push(s);
         }
         let mut line = b"* STATUS ".to_vec();
-        wire::string(&mut line, name.wire().as_bytes());
+        let utf8 = self.utf8_names();
+        wire::mailbox(&mut line, &name.shown(utf8), utf8);
         line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
         Ok(String::from_utf8_lossy(&line).into_owned())
     }
@@ -876,7 +1049,7 @@ impl Session {
         items: &[StatusDataItemName],
         out: &mut Vec<u8>,
     ) {
-        let name = match mailbox_name(m) {
+        let name = match self.name_of(m) {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };
@@ -898,7 +1071,7 @@ impl Session {
         data: &[u8],
         out: &mut Vec<u8>,
     ) {
-        let name = match mailbox_name(m) {
+        let name = match self.name_of(m) {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };
@@ -931,13 +1104,18 @@ impl Session {
         let Some(sel) = self.selected.as_mut() else {
             return;
         };
-        let updates = match sel.mb.sync(&mut sel.view, expunges, !sel.ro) {
+        let mut updates = match sel.mb.sync(&mut sel.view, expunges, !sel.ro) {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!("imap sync of {} failed: {e}", sel.mb.dir.display());
                 return;
             }
         };
+        if self.rev2 {
+            // RFC 9051 has no \Recent flag and no RECENT response.
+            sel.view.recent.clear();
+            updates.retain(|u| !matches!(u, Update::Recent(_)));
+        }
         let kws = if updates.iter().any(|u| matches!(u, Update::Flags(..))) {
             sel.mb.lock().keywords.clone()
         } else {
@@ -1095,7 +1273,7 @@ impl Session {
         let Some(targets) = self.resolve(set, uid) else {
             return cmd_bad(out, tag, "invalid sequence set");
         };
-        let name = match mailbox_name(m) {
+        let name = match self.name_of(m) {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };
