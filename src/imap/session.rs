@@ -895,6 +895,10 @@ impl Session {
         match self.svc.store.delete_mailbox(self.user(), &name) {
             Ok(()) => cmd_ok(out, tag, "DELETE completed"),
             Err(FolderError::NotFound) => cmd_no(out, tag, "[NONEXISTENT] no such mailbox"),
+            // RFC 9051 §7.1 names this case; IMAP4rev1 clients keep getting CANNOT.
+            Err(e @ FolderError::HasChildren) if self.rev2 => {
+                cmd_no(out, tag, &format!("[HASCHILDREN] {e}"))
+            }
             Err(e) => cmd_no(out, tag, &format!("[CANNOT] {e}")),
         }
     }
