@@ -1,4 +1,4 @@
-//! IMAP4rev2 (RFC 9051), UTF8=ACCEPT (RFC 6855), SEARCH OLDER/YOUNGER (RFC 5032), exact
+//! IMAP4rev2 (RFC 9051, with SEARCHRES), UTF8=ACCEPT (RFC 6855), SEARCH OLDER/YOUNGER (RFC 5032), exact
 //! \Recent and RENAME of a selected mailbox, against the real binary with Python imaplib
 //! sending raw commands (imaplib's own UTF8 APPEND puts `UTF8 (` inside the literal, which
 //! RFC 6855 §4 does not allow, so the commands are written out here).
@@ -71,6 +71,11 @@ assert u['ESEARCH'] == [('(TAG "%s") ALL 1' % tag).encode()], u
 typ, u, tag = raw(a, b'UID SEARCH RETURN (COUNT) YOUNGER 3600')
 assert u['ESEARCH'] == [('(TAG "%s") UID COUNT 1' % tag).encode()], u
 assert raw(a, b'SEARCH OLDER 0')[0] == 'BAD'
+# SEARCHRES (part of IMAP4rev2): SAVE, then $.
+u = ok(raw(a, b'SEARCH RETURN (SAVE) OLDER 3600'))
+assert 'ESEARCH' not in u, u
+u = ok(raw(a, b'FETCH $ (BODY.PEEK[])'))
+assert [x[1] for x in u['FETCH'] if isinstance(x, tuple)] == [m1], u
 u = ok(raw(a, b'STATUS INBOX (MESSAGES DELETED SIZE)'))
 assert u['STATUS'] == [b'"INBOX" (MESSAGES 2 DELETED 0 SIZE %d)' % (len(m1) + len(m2))], u
 

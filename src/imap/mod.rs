@@ -6,6 +6,7 @@ pub mod fetch;
 pub mod list;
 pub mod mime;
 pub mod search;
+pub mod searchres;
 pub mod session;
 pub mod wire;
 

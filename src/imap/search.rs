@@ -325,6 +325,19 @@ pub fn search_keys_start(toks: &[(Tok, usize, usize)], at: usize) -> usize {
     i
 }
 
+/// Indexes of the atoms in key position from `start` on (their arguments are skipped).
+pub fn key_positions(toks: &[(Tok, usize, usize)], start: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut i = start;
+    while let Some((t, _, _)) = toks.get(i) {
+        i += 1;
+        let Tok::Atom(a) = t else { continue };
+        out.push(i - 1);
+        i += key_args(a, toks.get(i).map(|x| &x.0));
+    }
+    out
+}
+
 /// Rewrite OLDER/YOUNGER keys (RFC 5032) in a SEARCH command into stand-in HEADER keys that
 /// imap-codec parses. `toks` are the command's tokens with spans and `start` the index of the
 /// first search key. Ok(None): nothing to rewrite. Err: a protocol error for a BAD reply.
@@ -334,17 +347,13 @@ pub fn rewrite_within(
     toks: &[(Tok, usize, usize)],
     start: usize,
 ) -> Result<Option<Vec<u8>>, &'static str> {
-    let mut found = Vec::new();
-    let mut i = start;
-    while let Some((t, _, _)) = toks.get(i) {
-        i += 1;
-        let Tok::Atom(a) = t else { continue };
-        let n = key_args(a, toks.get(i).map(|x| &x.0));
-        if a.eq_ignore_ascii_case(b"OLDER") || a.eq_ignore_ascii_case(b"YOUNGER") {
-            found.push(i - 1);
-        }
-        i += n;
-    }
+    let found: Vec<usize> = key_positions(toks, start)
+        .into_iter()
+        .filter(|k| {
+            super::wire::is_atom(&toks[*k].0, "OLDER")
+                || super::wire::is_atom(&toks[*k].0, "YOUNGER")
+        })
+        .collect();
     // A client's own HEADER search on a stand-in name would be taken for OLDER/YOUNGER.
     let lower = String::from_utf8_lossy(msg).to_ascii_lowercase();
     if lower.contains(OLDER_MARK) || lower.contains(YOUNGER_MARK) {

@@ -79,6 +79,8 @@ pub struct Session {
     pub utf8: bool,
     /// The session said BYE (selected mailbox gone) and the connection must close.
     closing: bool,
+    /// UIDs saved by SEARCH RETURN (SAVE), ascending (SEARCHRES, RFC 5182).
+    saved: Vec<u32>,
 }
 
 fn cmd_ok(out: &mut Vec<u8>, tag: &str, text: &str) {
@@ -179,6 +181,7 @@ impl Session {
             rev2: false,
             utf8: false,
             closing: false,
+            saved: Vec::new(),
         }
     }
 
@@ -188,7 +191,7 @@ impl Session {
 
     pub fn capabilities(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN UIDPLUS MOVE SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH BINARY UTF8=ACCEPT WITHIN",
+            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN UIDPLUS MOVE SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES BINARY UTF8=ACCEPT WITHIN",
         );
         if self.user.is_none() {
             if !self.tls {
@@ -408,6 +411,29 @@ impl Session {
                 }
             }
         }
+        // SEARCHRES `$` (RFC 5182).
+        let rewritten_dollar;
+        if let Some(t) = &toks
+            && let Some(sel) = &self.selected
+            && msg.contains(&b'$')
+        {
+            match super::searchres::rewrite(msg, t, &self.saved, &sel.view.uids) {
+                super::searchres::Rewrite::None => {}
+                super::searchres::Rewrite::Cmd(m) => {
+                    rewritten_dollar = m;
+                    msg = &rewritten_dollar;
+                    toks = wire::tokenize(msg);
+                }
+                super::searchres::Rewrite::Empty(name) => {
+                    cmd_ok(
+                        out,
+                        &wire::tag_of(msg),
+                        &format!("{name} completed (no messages)"),
+                    );
+                    return Step::Continue;
+                }
+            }
+        }
         let tag = wire::tag_of(msg);
         // Forms imap-codec does not parse.
         if let Some(t) = &toks {
@@ -586,6 +612,7 @@ impl Session {
                 cmd_ok(out, &tag, "CHECK completed");
             }
             C::Close => {
+                self.saved.clear();
                 let sel = self.selected.take().expect("selected");
                 if !sel.ro {
                     let _ = sel.mb.expunge(None);
@@ -593,6 +620,7 @@ impl Session {
                 cmd_ok(out, &tag, "CLOSE completed");
             }
             C::Unselect => {
+                self.saved.clear();
                 self.selected = None;
                 cmd_ok(out, &tag, "UNSELECT completed");
             }
@@ -789,6 +817,7 @@ impl Session {
     }
 
     fn select(&mut self, tag: &str, m: &WireMailbox<'_>, ro: bool, out: &mut Vec<u8>) {
+        self.saved.clear();
         if self.selected.take().is_some() && self.rev2 {
             // RFC 9051 §7.1: CLOSED separates the old mailbox's responses from the new one's.
             out.extend_from_slice(b"* OK [CLOSED] previous mailbox closed\r\n");
@@ -1351,6 +1380,7 @@ impl Session {
         let max_seq = sel.view.uids.len() as u32;
         let max_uid = sel.view.uids.last().copied().unwrap_or(0);
         let mut hits = Vec::new();
+        let mut hit_uids = Vec::new();
         for (seq, u, f, path) in entries {
             let mut c = super::search::Candidate {
                 seq,
@@ -1365,7 +1395,28 @@ impl Session {
             };
             if super::search::matches(&key, &mut c) {
                 hits.push(if uid { u } else { seq });
+                hit_uids.push(u);
             }
+        }
+        if let Some(opts) = &esearch
+            && opts.iter().any(|o| o == "SAVE")
+        {
+            // RFC 5182 §2.1: with MIN and/or MAX but neither ALL nor COUNT, only those
+            // messages are saved.
+            let has = |w: &str| opts.iter().any(|o| o == w);
+            self.saved = if (has("MIN") || has("MAX")) && !has("ALL") && !has("COUNT") {
+                let mut v = Vec::new();
+                if has("MIN") {
+                    v.extend(hit_uids.first());
+                }
+                if has("MAX") {
+                    v.extend(hit_uids.last());
+                }
+                v.dedup();
+                v
+            } else {
+                hit_uids
+            };
         }
         match esearch {
             None => {
@@ -1377,6 +1428,8 @@ impl Session {
                 out.extend_from_slice(line.as_bytes());
                 out.extend_from_slice(b"\r\n");
             }
+            // RFC 5182 §2.1: SAVE alone returns no ESEARCH response.
+            Some(opts) if opts.len() == 1 && opts[0] == "SAVE" => {}
             Some(opts) => {
                 // RFC 4731: an empty RETURN () means ALL.
                 let opts = if opts.is_empty() {
@@ -1444,6 +1497,10 @@ impl Session {
                     let cmd = match CommandCodec::default().decode(&rest) {
                         Ok((_, c)) => c,
                         Err(_) => {
+                            if opts.iter().any(|o| o == "SAVE") {
+                                // RFC 5182 §2.1: a failed SEARCH SAVE empties the result.
+                                self.saved.clear();
+                            }
                             cmd_bad(out, tag, "syntax error in SEARCH");
                             return Step::Continue;
                         }

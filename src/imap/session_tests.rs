@@ -456,3 +456,45 @@ fn recent_belongs_to_one_session() {
     assert!(r.starts_with("* 2 EXISTS\r\nd OK"), "{r}");
     assert!(r.contains("* SEARCH 1\r\n"), "{r}");
 }
+
+#[test]
+fn searchres_saves_and_dollar_reuses() {
+    let (_d, svc) = services(true);
+    let mut s = logged_in(&svc);
+    talk(
+        &mut s,
+        "b APPEND INBOX (\\Seen) {14+}\r\nSubject: a\r\n\r\n\r\nc APPEND INBOX {14+}\r\nSubject: b\r\n\r\n\r\nc APPEND INBOX {14+}\r\nSubject: c\r\n\r\n\r\nd SELECT INBOX\r\n",
+    );
+    // SAVE alone: no ESEARCH response (RFC 5182 §2.1).
+    let r = talk(&mut s, "e SEARCH RETURN (SAVE) UNSEEN\r\n");
+    assert_eq!(r, "e OK SEARCH completed\r\n");
+    let r = talk(&mut s, "f FETCH $ (FLAGS)\r\n");
+    assert!(
+        !r.contains("* 1 FETCH") && r.contains("* 2 FETCH") && r.contains("* 3 FETCH"),
+        "{r}"
+    );
+    let r = talk(&mut s, "g UID SEARCH RETURN (ALL) $ SUBJECT c\r\n");
+    assert!(r.starts_with("* ESEARCH (TAG \"g\") UID ALL 3\r\n"), "{r}");
+    let r = talk(
+        &mut s,
+        "h UID SEARCH RETURN (SAVE MAX) ALL\r\ni UID FETCH $ UID\r\n",
+    );
+    assert!(
+        r.contains("* 3 FETCH (UID 3)\r\ni OK") && !r.contains("* 2 FETCH"),
+        "{r}"
+    );
+    let r = talk(
+        &mut s,
+        "j STORE $ +FLAGS (\\Deleted)\r\nk EXPUNGE\r\nl FETCH $ UID\r\n",
+    );
+    assert!(
+        r.contains("* 3 EXPUNGE") && r.contains("l OK FETCH completed (no messages)"),
+        "{r}"
+    );
+    // A new SELECT forgets the saved result.
+    let r = talk(
+        &mut s,
+        "m SEARCH RETURN (SAVE) ALL\r\nn SELECT INBOX\r\no COPY $ Trash\r\n",
+    );
+    assert!(r.ends_with("o OK COPY completed (no messages)\r\n"), "{r}");
+}
