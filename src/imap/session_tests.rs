@@ -141,6 +141,11 @@ fn random_input_never_panics() {
         "x STORE 1 FLAGS.SILENT (\\Seen $x)\r\n",
         "x UID MOVE 1:* Trash\r\n",
         "x STATUS INBOX (MESSAGES UIDNEXT SIZE)\r\n",
+        "x UID SEARCH RETURN (SAVE MIN) OR OLDER 5 NOT YOUNGER 7 $\r\n",
+        "x UID FETCH $ (FLAGS)\r\n",
+        "x APPEND INBOX (\\Seen) UTF8 (~{14+}\r\nSubject: u\r\n\r\n\r\n)\r\n",
+        "x ENABLE IMAP4rev2 UTF8=ACCEPT\r\n",
+        "x RENAME \"Entwürfe\" \"R&D\"\r\n",
     ];
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     for i in 0..3000 {
@@ -376,6 +381,9 @@ fn rename_of_selected_mailbox() {
         "b CREATE Work.sub\r\nc APPEND Work {14+}\r\nSubject: w\r\n\r\n\r\nc APPEND Work.sub {14+}\r\nSubject: s\r\n\r\n\r\n",
     );
     talk(&mut b, "b SELECT Work\r\n");
+    let mut idler = logged_in(&svc);
+    let r = talk(&mut idler, "b SELECT Work.sub\r\nc IDLE\r\n");
+    assert!(r.ends_with("+ idling\r\n"), "{r}");
     let r = talk(&mut a, "d SELECT Work\r\ne RENAME Work Done\r\n");
     assert!(r.contains("e OK RENAME completed"), "{r}");
     // The renaming session follows the mailbox to its new name.
@@ -402,6 +410,10 @@ fn rename_of_selected_mailbox() {
         String::from_utf8_lossy(&out).starts_with("* BYE"),
         "{out:?}"
     );
+    // So is one idling on a child of the renamed mailbox, without waiting for a command.
+    let mut out = Vec::new();
+    idler.idle_sync(&mut out);
+    assert!(String::from_utf8_lossy(&out).starts_with("* BYE") && idler.is_closing());
     // A child that is selected follows its parent's rename; IMAP4rev2 gets OLDNAME.
     let r = talk(
         &mut a,
