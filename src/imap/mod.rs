@@ -1,6 +1,7 @@
-//! IMAP4rev1 server (RFC 3501 and the extensions listed in `session.rs`) over the Maildir
-//! store. This file is the I/O shell: accept, TLS (implicit on 993, STARTTLS on 143), timeouts
-//! and IDLE waiting; the protocol lives in the sans-IO `session`.
+//! IMAP4rev1/IMAP4rev2 server (RFC 3501, RFC 9051 after ENABLE, and the extensions listed in
+//! `session.rs`) over the Maildir store. This file is the I/O shell: accept, TLS (implicit on
+//! 993, STARTTLS on 143), timeouts and IDLE waiting; the protocol lives in the sans-IO
+//! `session`.
 
 pub mod fetch;
 pub mod list;

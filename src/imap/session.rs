@@ -5,7 +5,13 @@
 //!
 //! Commands are framed by imap-codec's Fragmentizer (lines and literals, size-limited) and
 //! decoded by its CommandCodec; LIST-EXTENDED and SEARCH RETURN, which that codec version
-//! does not parse, are handled in `list.rs` / here with a small tokenizer.
+//! does not parse, are handled in `list.rs` / here with a small tokenizer, which also rewrites
+//! SEARCH OLDER/YOUNGER (`search.rs`), `$` (`searchres.rs`) and APPEND UTF8 (`wire.rs`) into
+//! forms the codec parses.
+//!
+//! A session speaks IMAP4rev1 (RFC 3501) until the client sends ENABLE IMAP4rev2 (RFC 9051)
+//! or ENABLE UTF8=ACCEPT (RFC 6855); `rev2` and `utf8` then change the responses as those
+//! documents require, and nothing else.
 
 use std::net::IpAddr;
 use std::sync::Arc;
