@@ -30,8 +30,10 @@ pub fn wildcard(pat: &[u8], name: &[u8]) -> bool {
     }
 }
 
-fn matches(pattern: &[u8], name: &MailboxName) -> bool {
-    let w = name.wire().as_bytes();
+/// Does the pattern match the name as the session spells it (UTF-8 or modified UTF-7)?
+fn matches(pattern: &[u8], name: &MailboxName, utf8: bool) -> bool {
+    let shown = name.shown(utf8);
+    let w = shown.as_bytes();
     // INBOX is case-insensitive, also as the first level of a pattern.
     if pattern.len() >= 5 && pattern[..5].eq_ignore_ascii_case(b"INBOX") {
         let mut p = b"INBOX".to_vec();
@@ -145,6 +147,37 @@ fn parse(toks: &[(Tok, usize, usize)]) -> Option<Opts> {
     Some(o)
 }
 
+/// Attributes of an existing mailbox: children (RFC 3348) and special use (RFC 6154).
+fn attributes(all: &[MailboxName], name: &MailboxName) -> Vec<&'static str> {
+    let prefix = format!("{}{DELIM}", name.wire());
+    let kids = all.iter().any(|n| n.wire().starts_with(&prefix));
+    let mut attrs = vec![if kids {
+        "\\HasChildren"
+    } else {
+        "\\HasNoChildren"
+    }];
+    attrs.extend(special_use(name));
+    attrs
+}
+
+/// One untagged LIST line for an existing mailbox, for SELECT in IMAP4rev2 (RFC 9051
+/// §6.3.2) and after RENAME with the old name (OLDNAME, RFC 9051 §7.3.1).
+pub fn list_line(s: &Session, name: &MailboxName, oldname: Option<&MailboxName>) -> Vec<u8> {
+    let user = s.user.clone().unwrap_or_default();
+    let all = s.svc.store.list_mailboxes(&user).unwrap_or_default();
+    let utf8 = s.utf8_names();
+    let mut line =
+        format!("* LIST ({}) \"{DELIM}\" ", attributes(&all, name).join(" ")).into_bytes();
+    wire::mailbox(&mut line, &name.shown(utf8), utf8);
+    if let Some(old) = oldname {
+        line.extend_from_slice(b" (\"OLDNAME\" (");
+        wire::mailbox(&mut line, &old.shown(utf8), utf8);
+        line.extend_from_slice(b"))");
+    }
+    line.extend_from_slice(b"\r\n");
+    line
+}
+
 /// LIST; `toks` are the arguments after the command name.
 pub fn list(s: &mut Session, tag: &str, toks: &[(Tok, usize, usize)], out: &mut Vec<u8>) {
     let Some(o) = parse(toks) else {
@@ -166,6 +199,7 @@ pub fn list(s: &mut Session, tag: &str, toks: &[(Tok, usize, usize)], out: &mut 
         }
     };
     let subs = s.svc.store.subscriptions(&user).unwrap_or_default();
+    let utf8 = s.utf8_names();
     let mut candidates: Vec<(MailboxName, bool)> = all.iter().map(|n| (n.clone(), true)).collect();
     // A folder made by another program may lack its parent directory: the parent is listed
     // as \Noselect so the hierarchy stays navigable (RFC 3501 §6.3.8).
@@ -188,7 +222,7 @@ pub fn list(s: &mut Session, tag: &str, toks: &[(Tok, usize, usize)], out: &mut 
         let hit = o.patterns.iter().any(|p| {
             let mut full = o.reference.clone();
             full.extend_from_slice(p);
-            matches(&full, &name)
+            matches(&full, &name, utf8)
         });
         if !hit {
             continue;
@@ -197,29 +231,21 @@ pub fn list(s: &mut Session, tag: &str, toks: &[(Tok, usize, usize)], out: &mut 
         if o.sel_special && su.is_none() {
             continue;
         }
-        let mut attrs: Vec<&str> = Vec::new();
-        if !exists {
-            attrs.push("\\NonExistent");
+        let mut attrs: Vec<&str> = if !exists {
+            vec!["\\NonExistent"]
         } else if missing.contains(&name) {
-            attrs.push("\\Noselect");
-            attrs.push("\\HasChildren");
+            vec!["\\Noselect", "\\HasChildren"]
         } else {
-            let prefix = format!("{}{DELIM}", name.wire());
-            let kids = all.iter().any(|n| n.wire().starts_with(&prefix));
-            attrs.push(if kids {
-                "\\HasChildren"
-            } else {
-                "\\HasNoChildren"
-            });
-        }
-        if let Some(su) = su {
-            attrs.push(su);
+            attributes(&all, &name)
+        };
+        if !exists || missing.contains(&name) {
+            attrs.extend(su);
         }
         if (o.sel_subscribed || o.ret_subscribed) && subs.contains(&name) {
             attrs.push("\\Subscribed");
         }
         let mut line = format!("* LIST ({}) \"{DELIM}\" ", attrs.join(" ")).into_bytes();
-        wire::string(&mut line, name.wire().as_bytes());
+        wire::mailbox(&mut line, &name.shown(utf8), utf8);
         line.extend_from_slice(b"\r\n");
         out.extend_from_slice(&line);
         if let Some(items) = &o.ret_status
@@ -248,10 +274,11 @@ pub fn lsub(
         ListMailbox::Token(t) => full.extend_from_slice(AsRef::<[u8]>::as_ref(t)),
         ListMailbox::String(st) => full.extend_from_slice(st.as_ref()),
     }
+    let utf8 = s.utf8_names();
     for name in s.svc.store.subscriptions(&user).unwrap_or_default() {
-        if matches(&full, &name) {
+        if matches(&full, &name, utf8) {
             let mut line = format!("* LSUB () \"{DELIM}\" ").into_bytes();
-            wire::string(&mut line, name.wire().as_bytes());
+            wire::mailbox(&mut line, &name.shown(utf8), utf8);
             line.extend_from_slice(b"\r\n");
             out.extend_from_slice(&line);
         }
@@ -270,7 +297,10 @@ mod tests {
         assert!(!wildcard(b"%", b"a.b"));
         assert!(wildcard(b"a.%", b"a.b"));
         assert!(wildcard(b"a*", b"a.b.c"));
-        assert!(matches(b"inbox", &MailboxName::Inbox));
+        assert!(matches(b"inbox", &MailboxName::Inbox, false));
+        let e = MailboxName::from_wire("Entwürfe".as_bytes()).unwrap();
+        assert!(matches("Entw*".as_bytes(), &e, true) && matches(b"Entw&APw-*", &e, false));
+        assert!(!matches(b"Entw&APw-*", &e, true));
         let t = wire::tokenize(
             b"(SPECIAL-USE) \"\" \"*\" RETURN (SUBSCRIBED STATUS (MESSAGES UNSEEN))",
         )

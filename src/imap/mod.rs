@@ -1,11 +1,13 @@
-//! IMAP4rev1 server (RFC 3501 and the extensions listed in `session.rs`) over the Maildir
-//! store. This file is the I/O shell: accept, TLS (implicit on 993, STARTTLS on 143), timeouts
-//! and IDLE waiting; the protocol lives in the sans-IO `session`.
+//! IMAP4rev1/IMAP4rev2 server (RFC 3501, RFC 9051 after ENABLE, and the extensions listed in
+//! `session.rs`) over the Maildir store. This file is the I/O shell: accept, TLS (implicit on
+//! 993, STARTTLS on 143), timeouts and IDLE waiting; the protocol lives in the sans-IO
+//! `session`.
 
 pub mod fetch;
 pub mod list;
 pub mod mime;
 pub mod search;
+pub mod searchres;
 pub mod session;
 pub mod wire;
 
@@ -204,6 +206,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
                             };
                             sess = s;
                             if !out.is_empty() && stream.write_all(&out).await.is_err() {
+                                return Outcome::Done;
+                            }
+                            if sess.is_closing() {
+                                let _ = stream.flush().await;
                                 return Outcome::Done;
                             }
                         }

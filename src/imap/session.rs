@@ -5,7 +5,13 @@
 //!
 //! Commands are framed by imap-codec's Fragmentizer (lines and literals, size-limited) and
 //! decoded by its CommandCodec; LIST-EXTENDED and SEARCH RETURN, which that codec version
-//! does not parse, are handled in `list.rs` / here with a small tokenizer.
+//! does not parse, are handled in `list.rs` / here with a small tokenizer, which also rewrites
+//! SEARCH OLDER/YOUNGER (`search.rs`), `$` (`searchres.rs`) and APPEND UTF8 (`wire.rs`) into
+//! forms the codec parses.
+//!
+//! A session speaks IMAP4rev1 (RFC 3501) until the client sends ENABLE IMAP4rev2 (RFC 9051)
+//! or ENABLE UTF8=ACCEPT (RFC 6855); `rev2` and `utf8` then change the responses as those
+//! documents require, and nothing else.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -72,6 +78,15 @@ pub struct Session {
     max_literal: u64,
     allow_plain: bool,
     logged_out: bool,
+    /// ENABLE IMAP4rev2 (RFC 9051): no \Recent, SEARCH answered as ESEARCH, UTF-8 names,
+    /// LIST in SELECT, OLDNAME after RENAME.
+    pub rev2: bool,
+    /// ENABLE UTF8=ACCEPT (RFC 6855).
+    pub utf8: bool,
+    /// The session said BYE (selected mailbox gone) and the connection must close.
+    closing: bool,
+    /// UIDs saved by SEARCH RETURN (SAVE), ascending (SEARCHRES, RFC 5182).
+    saved: Vec<u32>,
 }
 
 fn cmd_ok(out: &mut Vec<u8>, tag: &str, text: &str) {
@@ -173,6 +188,10 @@ impl Session {
             max_literal,
             allow_plain,
             logged_out: false,
+            rev2: false,
+            utf8: false,
+            closing: false,
+            saved: Vec::new(),
         }
     }
 
@@ -182,7 +201,7 @@ impl Session {
 
     pub fn capabilities(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN UIDPLUS MOVE SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH BINARY",
+            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN UIDPLUS MOVE SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES BINARY UTF8=ACCEPT WITHIN",
         );
         if self.user.is_none() {
             if !self.tls {
@@ -230,9 +249,68 @@ impl Session {
         self.user.is_some()
     }
 
+    /// Mailbox names in UTF-8 both ways (RFC 9051 §5.1, RFC 6855 §3)?
+    pub fn utf8_names(&self) -> bool {
+        self.rev2 || self.utf8
+    }
+
+    /// Has the session said BYE, so the connection must close?
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
     /// While idling: report what changed.
     pub fn idle_sync(&mut self, out: &mut Vec<u8>) {
+        if self.selected_gone(out) {
+            return;
+        }
         self.sync(out, true);
+    }
+
+    /// The selected mailbox was renamed or deleted by another session: say BYE, as Dovecot
+    /// does ("Selected mailbox was deleted, have to disconnect"), rather than answer for a
+    /// mailbox that no longer exists under its name.
+    fn selected_gone(&mut self, out: &mut Vec<u8>) -> bool {
+        let gone = self
+            .selected
+            .as_ref()
+            .is_some_and(|s| !s.mb.dir.join("cur").is_dir());
+        if gone {
+            out.extend_from_slice(
+                b"* BYE [NONEXISTENT] selected mailbox was renamed or deleted, have to disconnect\r\n",
+            );
+            self.closing = true;
+        }
+        gone
+    }
+
+    /// A mailbox name from a command, read as UTF-8 once the client enabled UTF-8 names.
+    fn name_of(&self, m: &WireMailbox<'_>) -> Result<MailboxName, String> {
+        match m {
+            WireMailbox::Other(o) if self.utf8_names() => {
+                MailboxName::from_utf8_wire(o.inner().as_ref()).map_err(|e| format!("[CANNOT] {e}"))
+            }
+            _ => mailbox_name(m),
+        }
+    }
+
+    /// ENABLE (RFC 5161, RFC 9051 §6.3.1): turn on what we know; the ENABLED response lists
+    /// only what this command turned on.
+    fn enable(&mut self, caps: &[String]) -> Vec<&'static str> {
+        let mut on = Vec::new();
+        for c in caps {
+            if c.eq_ignore_ascii_case("IMAP4rev2") && !self.rev2 {
+                self.rev2 = true;
+                if let Some(sel) = self.selected.as_mut() {
+                    sel.view.recent.clear();
+                }
+                on.push("IMAP4rev2");
+            } else if c.eq_ignore_ascii_case("UTF8=ACCEPT") && !self.utf8 {
+                self.utf8 = true;
+                on.push("UTF8=ACCEPT");
+            }
+        }
+        on
     }
 
     pub fn step(&mut self, out: &mut Vec<u8>) -> Step {
@@ -300,6 +378,9 @@ impl Session {
     }
 
     fn handle(&mut self, msg: &[u8], out: &mut Vec<u8>) -> Step {
+        if self.selected_gone(out) {
+            return Step::Close;
+        }
         match std::mem::replace(&mut self.pending, Pending::None) {
             Pending::Auth(tag) => return self.auth_response(&tag, msg, out),
             Pending::Idle(tag) => {
@@ -313,21 +394,57 @@ impl Session {
             }
             _ => {}
         }
-        let toks = wire::tokenize(msg);
-        let first = msg
-            .split(|&b| b == b' ' || b == b'\r')
-            .next()
-            .unwrap_or(b"");
-        let tag = if !first.is_empty()
-            && first.len() <= 64
-            && first
-                .iter()
-                .all(|&b| b.is_ascii_graphic() && !b"(){%*\"\\+".contains(&b))
+        let mut toks = wire::tokenize(msg);
+        // SEARCH OLDER/YOUNGER (RFC 5032): rewritten once, before anything else looks at it.
+        let rewritten;
+        let mut msg = msg;
+        if let Some(t) = &toks {
+            let at = if t.get(1).is_some_and(|w| wire::is_atom(&w.0, "UID")) {
+                2
+            } else {
+                1
+            };
+            if t.get(at).is_some_and(|w| wire::is_atom(&w.0, "SEARCH")) {
+                let start = super::search::search_keys_start(t, at);
+                match super::search::rewrite_within(msg, t, start) {
+                    Ok(None) => {}
+                    Ok(Some(m)) => {
+                        rewritten = m;
+                        msg = &rewritten;
+                        toks = wire::tokenize(msg);
+                    }
+                    Err(e) => {
+                        let tag = wire::tag_of(msg);
+                        cmd_bad(out, &tag, e);
+                        return Step::Continue;
+                    }
+                }
+            }
+        }
+        // SEARCHRES `$` (RFC 5182).
+        let rewritten_dollar;
+        if let Some(t) = &toks
+            && let Some(sel) = &self.selected
+            && msg.contains(&b'$')
         {
-            String::from_utf8_lossy(first).into_owned()
-        } else {
-            "*".into()
-        };
+            match super::searchres::rewrite(msg, t, &self.saved, &sel.view.uids) {
+                super::searchres::Rewrite::None => {}
+                super::searchres::Rewrite::Cmd(m) => {
+                    rewritten_dollar = m;
+                    msg = &rewritten_dollar;
+                    toks = wire::tokenize(msg);
+                }
+                super::searchres::Rewrite::Empty(name) => {
+                    cmd_ok(
+                        out,
+                        &wire::tag_of(msg),
+                        &format!("{name} completed (no messages)"),
+                    );
+                    return Step::Continue;
+                }
+            }
+        }
+        let tag = wire::tag_of(msg);
         // Forms imap-codec does not parse.
         if let Some(t) = &toks {
             let word = |i: usize| t.get(i).map(|x| &x.0);
@@ -344,16 +461,25 @@ impl Session {
             } else {
                 (false, 1)
             };
+            if word(1).is_some_and(|w| wire::is_atom(w, "APPEND"))
+                && let Some(m) = wire::utf8_append(msg, t)
+            {
+                return self.decode_and_run(&tag, &m, out);
+            }
             if word(at).is_some_and(|w| wire::is_atom(w, "SEARCH"))
                 && word(at + 1).is_some_and(|w| wire::is_atom(w, "RETURN"))
             {
                 return self.esearch(&tag, msg, t, at, uid, out);
             }
         }
+        self.decode_and_run(&tag, msg, out)
+    }
+
+    fn decode_and_run(&mut self, tag: &str, msg: &[u8], out: &mut Vec<u8>) -> Step {
         let cmd = match CommandCodec::default().decode(msg) {
             Ok((_, cmd)) => cmd,
             Err(_) => {
-                cmd_bad(out, &tag, "syntax error in command");
+                cmd_bad(out, tag, "syntax error in command");
                 return Step::Continue;
             }
         };
@@ -435,9 +561,19 @@ impl Session {
             }
             C::Login { .. } | C::Authenticate { .. } => cmd_bad(out, &tag, "already authenticated"),
             _ if !authed => cmd_bad(out, &tag, "log in first"),
-            C::Enable { .. } => {
-                // No optional extension needs enabling here (CONDSTORE/QRESYNC/UTF8 not offered).
-                out.extend_from_slice(b"* ENABLED\r\n");
+            C::Enable { capabilities } => {
+                let caps: Vec<String> = capabilities
+                    .as_ref()
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect();
+                let on = self.enable(&caps);
+                let mut line = String::from("* ENABLED");
+                for c in on {
+                    line.push(' ');
+                    line.push_str(c);
+                }
+                out.extend_from_slice(format!("{line}\r\n").as_bytes());
                 cmd_ok(out, &tag, "ENABLE completed");
             }
             C::Namespace => {
@@ -486,6 +622,7 @@ impl Session {
                 cmd_ok(out, &tag, "CHECK completed");
             }
             C::Close => {
+                self.saved.clear();
                 let sel = self.selected.take().expect("selected");
                 if !sel.ro {
                     let _ = sel.mb.expunge(None);
@@ -493,6 +630,7 @@ impl Session {
                 cmd_ok(out, &tag, "CLOSE completed");
             }
             C::Unselect => {
+                self.saved.clear();
                 self.selected = None;
                 cmd_ok(out, &tag, "UNSELECT completed");
             }
@@ -507,6 +645,12 @@ impl Session {
                 self.expunge(&tag, Some(uids), out);
             }
             C::Search {
+                charset: Some(_), ..
+            } if self.utf8 => {
+                // RFC 6855 §3: after ENABLE UTF8=ACCEPT a charset label conflicts.
+                cmd_bad(out, &tag, "no CHARSET after ENABLE UTF8=ACCEPT");
+            }
+            C::Search {
                 charset: Some(cs), ..
             } if !["UTF-8", "US-ASCII"]
                 .iter()
@@ -519,6 +663,8 @@ impl Session {
                 );
             }
             C::Search { criteria, uid, .. } => {
+                // RFC 9051 §6.4.4: IMAP4rev2 answers SEARCH with ESEARCH, RETURN () is ALL.
+                let esearch = esearch.or_else(|| self.rev2.then(Vec::new));
                 self.search(&tag, criteria.as_ref(), uid, esearch, out)
             }
             C::Fetch {
@@ -684,8 +830,12 @@ impl Session {
     }
 
     fn select(&mut self, tag: &str, m: &WireMailbox<'_>, ro: bool, out: &mut Vec<u8>) {
-        self.selected = None;
-        let name = match mailbox_name(m) {
+        self.saved.clear();
+        if self.selected.take().is_some() && self.rev2 {
+            // RFC 9051 §7.1: CLOSED separates the old mailbox's responses from the new one's.
+            out.extend_from_slice(b"* OK [CLOSED] previous mailbox closed\r\n");
+        }
+        let name = match self.name_of(m) {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };
@@ -696,6 +846,9 @@ impl Session {
         let mut view = View::default();
         if let Err(e) = mb.sync(&mut view, true, !ro) {
             return cmd_no(out, tag, &format!("[SERVERBUG] {e}"));
+        }
+        if self.rev2 {
+            view.recent.clear();
         }
         let (uidvalidity, uidnext, unseen, kws) = {
             let ix = mb.lock();
@@ -726,9 +879,14 @@ impl Session {
                 .as_bytes(),
         );
         out.extend_from_slice(format!("* {} EXISTS\r\n", view.uids.len()).as_bytes());
-        out.extend_from_slice(format!("* {} RECENT\r\n", view.recent.len()).as_bytes());
-        if let Some(u) = unseen {
-            out.extend_from_slice(format!("* OK [UNSEEN {u}] first unseen\r\n").as_bytes());
+        if self.rev2 {
+            // RFC 9051 §6.3.2: a LIST response instead of RECENT and UNSEEN.
+            out.extend_from_slice(&super::list::list_line(self, &name, None));
+        } else {
+            out.extend_from_slice(format!("* {} RECENT\r\n", view.recent.len()).as_bytes());
+            if let Some(u) = unseen {
+                out.extend_from_slice(format!("* OK [UNSEEN {u}] first unseen\r\n").as_bytes());
+            }
         }
         if ro {
             out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] read-only\r\n");
@@ -757,7 +915,7 @@ impl Session {
     }
 
     fn create(&mut self, tag: &str, m: &WireMailbox<'_>, out: &mut Vec<u8>) {
-        let name = match mailbox_name(m) {
+        let name = match self.name_of(m) {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };
@@ -769,7 +927,7 @@ impl Session {
     }
 
     fn delete(&mut self, tag: &str, m: &WireMailbox<'_>, out: &mut Vec<u8>) {
-        let name = match mailbox_name(m) {
+        let name = match self.name_of(m) {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };
@@ -779,6 +937,10 @@ impl Session {
         match self.svc.store.delete_mailbox(self.user(), &name) {
             Ok(()) => cmd_ok(out, tag, "DELETE completed"),
             Err(FolderError::NotFound) => cmd_no(out, tag, "[NONEXISTENT] no such mailbox"),
+            // RFC 9051 §7.1 names this case; IMAP4rev1 clients keep getting CANNOT.
+            Err(e @ FolderError::HasChildren) if self.rev2 => {
+                cmd_no(out, tag, &format!("[HASCHILDREN] {e}"))
+            }
             Err(e) => cmd_no(out, tag, &format!("[CANNOT] {e}")),
         }
     }
@@ -790,20 +952,69 @@ impl Session {
         to: &WireMailbox<'_>,
         out: &mut Vec<u8>,
     ) {
-        let (from, to) = match (mailbox_name(from), mailbox_name(to)) {
+        let (from, to) = match (self.name_of(from), self.name_of(to)) {
             (Ok(a), Ok(b)) => (a, b),
             (Err(e), _) | (_, Err(e)) => return cmd_no(out, tag, &e),
         };
         match self.svc.store.rename_mailbox(self.user(), &from, &to) {
-            Ok(()) => cmd_ok(out, tag, "RENAME completed"),
+            Ok(()) => {
+                self.follow_rename(&from, &to);
+                if self.rev2 {
+                    // The new name with the old one (RFC 9051 §7.3.1 OLDNAME).
+                    out.extend_from_slice(&super::list::list_line(self, &to, Some(&from)));
+                }
+                self.sync(out, true);
+                cmd_ok(out, tag, "RENAME completed")
+            }
             Err(FolderError::NotFound) => cmd_no(out, tag, "[NONEXISTENT] no such mailbox"),
             Err(FolderError::Exists) => cmd_no(out, tag, "[ALREADYEXISTS] target exists"),
             Err(e) => cmd_no(out, tag, &format!("[CANNOT] {e}")),
         }
     }
 
+    /// After RENAME: the selected mailbox (or one below the renamed one) is followed to its new
+    /// name, as Dovecot does, so the session keeps working. Its UIDs and UIDVALIDITY are kept
+    /// on disk, so the view stays valid. INBOX stays where it is (RFC 3501 §6.3.5).
+    fn follow_rename(&mut self, from: &MailboxName, to: &MailboxName) {
+        let user = self.user().to_string();
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        if *from == MailboxName::Inbox {
+            return;
+        }
+        let new = if sel.name == *from {
+            Some(to.clone())
+        } else {
+            sel.name
+                .wire()
+                .strip_prefix(&format!("{}{}", from.wire(), crate::store::names::DELIM))
+                .and_then(|rest| {
+                    MailboxName::from_utf7(&format!(
+                        "{}{}{rest}",
+                        to.wire(),
+                        crate::store::names::DELIM
+                    ))
+                    .ok()
+                })
+        };
+        let Some(new) = new else { return };
+        match self.svc.store.mailbox(&user, &new) {
+            Ok(mb) => {
+                // A fresh index: changes are counted from its own sequence from now on.
+                sel.view.modseq = mb.lock().modseq;
+                sel.mb = mb;
+                sel.name = new;
+            }
+            Err(e) => {
+                tracing::warn!("imap: cannot follow renamed mailbox {}: {e}", new.utf8());
+                self.selected = None;
+            }
+        }
+    }
+
     fn subscribe(&mut self, tag: &str, m: &WireMailbox<'_>, on: bool, out: &mut Vec<u8>) {
-        let name = match mailbox_name(m) {
+        let name = match self.name_of(m) {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };
@@ -842,7 +1053,7 @@ impl Session {
                     self.selected
                         .as_ref()
                         .filter(|s| s.name == *name)
-                        .map_or(0, |s| s.view.recent.len())
+                        .map_or_else(|| ix.unclaimed_recent(), |s| s.view.recent.len())
                 ),
                 StatusDataItemName::UidNext => format!("UIDNEXT {}", ix.uidnext),
                 StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", ix.uidvalidity.max(1)),
@@ -871,7 +1082,8 @@ impl Session {
             parts.push(s);
         }
         let mut line = b"* STATUS ".to_vec();
-        wire::string(&mut line, name.wire().as_bytes());
+        let utf8 = self.utf8_names();
+        wire::mailbox(&mut line, &name.shown(utf8), utf8);
         line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
         Ok(String::from_utf8_lossy(&line).into_owned())
     }
@@ -883,7 +1095,7 @@ impl Session {
         items: &[StatusDataItemName],
         out: &mut Vec<u8>,
     ) {
-        let name = match mailbox_name(m) {
+        let name = match self.name_of(m) {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };
@@ -905,7 +1117,7 @@ impl Session {
         data: &[u8],
         out: &mut Vec<u8>,
     ) {
-        let name = match mailbox_name(m) {
+        let name = match self.name_of(m) {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };
@@ -938,13 +1150,18 @@ impl Session {
         let Some(sel) = self.selected.as_mut() else {
             return;
         };
-        let updates = match sel.mb.sync(&mut sel.view, expunges, !sel.ro) {
+        let mut updates = match sel.mb.sync(&mut sel.view, expunges, !sel.ro) {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!("imap sync of {} failed: {e}", sel.mb.dir.display());
                 return;
             }
         };
+        if self.rev2 {
+            // RFC 9051 has no \Recent flag and no RECENT response.
+            sel.view.recent.clear();
+            updates.retain(|u| !matches!(u, Update::Recent(_)));
+        }
         let kws = if updates.iter().any(|u| matches!(u, Update::Flags(..))) {
             sel.mb.lock().keywords.clone()
         } else {
@@ -1102,7 +1319,7 @@ impl Session {
         let Some(targets) = self.resolve(set, uid) else {
             return cmd_bad(out, tag, "invalid sequence set");
         };
-        let name = match mailbox_name(m) {
+        let name = match self.name_of(m) {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };
@@ -1176,6 +1393,7 @@ impl Session {
         let max_seq = sel.view.uids.len() as u32;
         let max_uid = sel.view.uids.last().copied().unwrap_or(0);
         let mut hits = Vec::new();
+        let mut hit_uids = Vec::new();
         for (seq, u, f, path) in entries {
             let mut c = super::search::Candidate {
                 seq,
@@ -1190,7 +1408,28 @@ impl Session {
             };
             if super::search::matches(&key, &mut c) {
                 hits.push(if uid { u } else { seq });
+                hit_uids.push(u);
             }
+        }
+        if let Some(opts) = &esearch
+            && opts.iter().any(|o| o == "SAVE")
+        {
+            // RFC 5182 §2.1: with MIN and/or MAX but neither ALL nor COUNT, only those
+            // messages are saved.
+            let has = |w: &str| opts.iter().any(|o| o == w);
+            self.saved = if (has("MIN") || has("MAX")) && !has("ALL") && !has("COUNT") {
+                let mut v = Vec::new();
+                if has("MIN") {
+                    v.extend(hit_uids.first());
+                }
+                if has("MAX") {
+                    v.extend(hit_uids.last());
+                }
+                v.dedup();
+                v
+            } else {
+                hit_uids
+            };
         }
         match esearch {
             None => {
@@ -1202,6 +1441,8 @@ impl Session {
                 out.extend_from_slice(line.as_bytes());
                 out.extend_from_slice(b"\r\n");
             }
+            // RFC 5182 §2.1: SAVE alone returns no ESEARCH response.
+            Some(opts) if opts.len() == 1 && opts[0] == "SAVE" => {}
             Some(opts) => {
                 // RFC 4731: an empty RETURN () means ALL.
                 let opts = if opts.is_empty() {
@@ -1269,6 +1510,10 @@ impl Session {
                     let cmd = match CommandCodec::default().decode(&rest) {
                         Ok((_, c)) => c,
                         Err(_) => {
+                            if opts.iter().any(|o| o == "SAVE") {
+                                // RFC 5182 §2.1: a failed SEARCH SAVE empties the result.
+                                self.saved.clear();
+                            }
                             cmd_bad(out, tag, "syntax error in SEARCH");
                             return Step::Continue;
                         }

@@ -22,6 +22,34 @@ pub fn string(out: &mut Vec<u8>, s: &[u8]) {
     }
 }
 
+/// Append a string for a client that accepts UTF-8 in quoted strings (IMAP4rev2 or
+/// UTF8=ACCEPT, RFC 6855 §3): valid UTF-8 is quoted, anything else is a literal.
+pub fn string_utf8(out: &mut Vec<u8>, s: &[u8]) {
+    let quotable = s.len() < 1024
+        && std::str::from_utf8(s).is_ok()
+        && s.iter().all(|&b| b != b'\r' && b != b'\n' && b != 0);
+    if !quotable {
+        return string(out, s);
+    }
+    out.push(b'"');
+    for &b in s {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+/// A mailbox name: quoted UTF-8 for UTF-8 sessions, the modified UTF-7 rules otherwise.
+pub fn mailbox(out: &mut Vec<u8>, name: &str, utf8: bool) {
+    if utf8 {
+        string_utf8(out, name.as_bytes())
+    } else {
+        string(out, name.as_bytes())
+    }
+}
+
 /// NIL or a string.
 pub fn nstring(out: &mut Vec<u8>, s: Option<&[u8]>) {
     match s {
@@ -114,6 +142,46 @@ pub fn tokenize(line: &[u8]) -> Option<Vec<(Tok, usize, usize)>> {
     Some(out)
 }
 
+/// `APPEND mailbox [flags] [date] UTF8 (literal8)` (RFC 6855 §4) as the plain APPEND with a
+/// literal8 that imap-codec parses: the `UTF8 (` and `)` around the literal are cut out.
+/// None when the command does not end in that form.
+pub fn utf8_append(msg: &[u8], toks: &[(Tok, usize, usize)]) -> Option<Vec<u8>> {
+    let n = toks.len();
+    if n < 7 || !is_atom(&toks[n - 4].0, "UTF8") {
+        return None;
+    }
+    let (Tok::Open, Tok::Str(_), Tok::Close) = (&toks[n - 3].0, &toks[n - 2].0, &toks[n - 1].0)
+    else {
+        return None;
+    };
+    let (lit_start, lit_end) = (toks[n - 2].1, toks[n - 2].2);
+    if msg.get(lit_start) != Some(&b'~') {
+        return None;
+    }
+    let mut out = msg[..toks[n - 4].1].to_vec();
+    out.extend_from_slice(&msg[lit_start..lit_end]);
+    out.extend_from_slice(&msg[toks[n - 1].2..]);
+    Some(out)
+}
+
+/// The tag of a command line for error replies, or `*` when it has none that is valid.
+pub fn tag_of(msg: &[u8]) -> String {
+    let first = msg
+        .split(|&b| b == b' ' || b == b'\r')
+        .next()
+        .unwrap_or(b"");
+    if !first.is_empty()
+        && first.len() <= 64
+        && first
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && !b"(){%*\"\\+".contains(&b))
+    {
+        String::from_utf8_lossy(first).into_owned()
+    } else {
+        "*".into()
+    }
+}
+
 /// Is this token the atom `word` (case-insensitive)?
 pub fn is_atom(t: &Tok, word: &str) -> bool {
     matches!(t, Tok::Atom(a) if a.eq_ignore_ascii_case(word.as_bytes()))
@@ -147,5 +215,21 @@ mod tests {
         assert_eq!(o, b"{2}\r\n\xc3\xa9");
         assert!(tokenize(b"a \"unterminated").is_none());
         assert!(tokenize(b"a {18446744073709551615}\r\nx").is_none());
+        o.clear();
+        string_utf8(&mut o, "é\"".as_bytes());
+        assert_eq!(o, "\"é\\\"\"".as_bytes());
+        o.clear();
+        string_utf8(&mut o, b"\xff");
+        assert_eq!(o, b"{1}\r\n\xff");
+        let cmd = "a APPEND Drafts (\\Seen) UTF8 (~{3+}\r\nä!)\r\n".as_bytes();
+        let got = utf8_append(cmd, &tokenize(cmd).unwrap()).unwrap();
+        assert_eq!(got, "a APPEND Drafts (\\Seen) ~{3+}\r\nä!\r\n".as_bytes());
+        for no in [
+            &b"a APPEND UTF8 {1+}\r\nx\r\n"[..],
+            b"a APPEND x UTF8 ({1+}\r\nx)\r\n",
+            b"a APPEND x UTF8 (~{1+}\r\nx) y\r\n",
+        ] {
+            assert!(utf8_append(no, &tokenize(no).unwrap()).is_none());
+        }
     }
 }

@@ -26,6 +26,9 @@ use crate::fsutil::{fsync_dir, write_atomic};
 
 pub const UIDLIST: &str = "postern-uidlist";
 pub const KEYWORDS: &str = "dovecot-keywords";
+/// The highest UID already given to a session as \Recent (RFC 3501 §2.3.2), kept on disk so
+/// that neither a restart nor the hub dropping the folder announces a message twice or never.
+pub const RECENT: &str = "postern-recent";
 /// Parsed-message cache entries kept per mailbox (bounded memory on huge folders).
 const CACHE_MAX: usize = 20_000;
 
@@ -144,9 +147,7 @@ impl Mailbox {
             // message arrives (RFC 3501 §2.3.1.1; clients that cache drop everything then).
             index.write_uidlist(&dir)?;
         }
-        // Messages present at open are not recent to anyone in this process's lifetime
-        // beyond the first session; a restart does not re-announce the whole mailbox.
-        index.recent_upto = index.uidnext - 1;
+        index.recent_upto = load_recent(&dir, index.uidnext);
         let (tx, _) = tokio::sync::watch::channel(0);
         let mb = Mailbox {
             dir,
@@ -186,7 +187,10 @@ impl Mailbox {
     }
 
     /// Look at the disk and bring the view up to date. `expunges` false holds expunges back
-    /// (RFC 3501 §7.4.1: not during FETCH, STORE or SEARCH); `rw` moves new/ into cur/.
+    /// (RFC 3501 §7.4.1: not during FETCH, STORE or SEARCH); `rw` moves new/ into cur/ and
+    /// claims new messages as \Recent for this view alone (RFC 3501 §2.3.2: the first session
+    /// to select the mailbox after they arrived; EXAMINE sees them as recent but does not
+    /// take that from a later SELECT, §6.3.2).
     pub fn sync(&self, view: &mut View, expunges: bool, rw: bool) -> io::Result<Vec<Update>> {
         let mut ix = self.lock();
         let changed = ix.scan(&self.dir, false)?;
@@ -224,8 +228,16 @@ impl Mailbox {
                 new_recent += 1;
             }
         }
-        if let Some(m) = ix.msgs.last() {
-            ix.recent_upto = ix.recent_upto.max(m.uid);
+        if rw && let Some(top) = ix.msgs.last().map(|m| m.uid).filter(|u| *u > upto) {
+            ix.recent_upto = top;
+            if let Err(e) =
+                write_atomic(&self.dir.join(RECENT), format!("{top}\n").as_bytes(), 0o600)
+            {
+                tracing::warn!(
+                    "cannot record recent messages in {}: {e}",
+                    self.dir.display()
+                );
+            }
         }
         let first = view.modseq == 0;
         if start < ix.msgs.len() || first {
@@ -489,6 +501,11 @@ impl Index {
         self.pos(uid).map(|p| &self.msgs[p])
     }
 
+    /// Messages no session has claimed as \Recent yet (STATUS RECENT).
+    pub fn unclaimed_recent(&self) -> usize {
+        self.msgs.len() - self.msgs.partition_point(|m| m.uid <= self.recent_upto)
+    }
+
     pub fn keyword_names(&self, f: Flags) -> Vec<String> {
         (0..MAX_KEYWORDS)
             .filter(|i| f.keywords & (1 << i) != 0)
@@ -735,6 +752,21 @@ fn load_keywords(dir: &Path) -> Vec<String> {
     out
 }
 
+/// The recent watermark; a folder without the file (made before it existed) counts everything
+/// it already has UIDs for as seen, so an upgrade does not re-announce whole mailboxes.
+fn load_recent(dir: &Path, uidnext: u32) -> u32 {
+    let path = dir.join(RECENT);
+    match fs::read_to_string(&path) {
+        Ok(t) => t.trim().parse::<u32>().unwrap_or(0).min(uidnext - 1),
+        Err(_) => {
+            let upto = uidnext - 1;
+            // Recorded now, so UIDs given out before the first claim stay recent.
+            let _ = write_atomic(&path, format!("{upto}\n").as_bytes(), 0o600);
+            upto
+        }
+    }
+}
+
 fn load_uidlist(dir: &Path, ix: &mut Index) -> io::Result<()> {
     let text = match fs::read(dir.join(UIDLIST)) {
         Ok(t) => t,
@@ -854,6 +886,31 @@ mod tests {
         assert_eq!(ix.msgs[0].uid, 3);
         assert!(ix.msgs[0].flags.has(flags::SEEN));
         assert_eq!(ix.uidnext, 5);
+    }
+
+    #[test]
+    fn recent_is_claimed_once_and_survives_reopen() {
+        let (_d, p) = mk();
+        super::super::deliver_to_maildir(&p, b"a").unwrap();
+        let mb = Mailbox::open(p.clone()).unwrap();
+        // UIDs given (STATUS, APPEND) but no session has selected: still unclaimed on reopen.
+        mb.append(b"b", 0, &[], None).unwrap();
+        assert_eq!(mb.lock().unclaimed_recent(), 2);
+        drop(mb);
+        let mb = Mailbox::open(p.clone()).unwrap();
+        let mut ro = View::default();
+        mb.sync(&mut ro, true, false).unwrap();
+        assert_eq!(ro.recent.len(), 2, "EXAMINE sees them");
+        let (mut a, mut b) = (View::default(), View::default());
+        mb.sync(&mut a, true, true).unwrap();
+        mb.sync(&mut b, true, true).unwrap();
+        assert_eq!((a.recent.len(), b.recent.len()), (2, 0));
+        drop(mb);
+        let mb = Mailbox::open(p.clone()).unwrap();
+        assert_eq!(mb.lock().unclaimed_recent(), 0);
+        let mut c = View::default();
+        mb.sync(&mut c, true, true).unwrap();
+        assert!(c.recent.is_empty());
     }
 
     #[test]

@@ -50,6 +50,17 @@ impl MailboxName {
         Self::from_utf7(&utf7)
     }
 
+    /// Parse a name from a client that has enabled UTF-8 names (IMAP4rev2, RFC 9051 §5.1;
+    /// UTF8=ACCEPT, RFC 6855 §3): the bytes are UTF-8 text, so `&` stands for itself and is
+    /// not a modified UTF-7 shift.
+    pub fn from_utf8_wire(raw: &[u8]) -> Result<MailboxName, NameError> {
+        let s = std::str::from_utf8(raw).map_err(|_| NameError::BadChar)?;
+        if s.eq_ignore_ascii_case("INBOX") {
+            return Ok(MailboxName::Inbox);
+        }
+        Self::from_utf7(&encode_mutf7(s))
+    }
+
     /// Validate a modified UTF-7 name (as found on disk or sent by a client).
     pub fn from_utf7(name: &str) -> Result<MailboxName, NameError> {
         if name.eq_ignore_ascii_case("INBOX") {
@@ -103,6 +114,16 @@ impl MailboxName {
     /// The name in UTF-8 (for UTF8=ACCEPT sessions and logs).
     pub fn utf8(&self) -> String {
         decode_mutf7(self.wire()).unwrap_or_else(|| self.wire().to_string())
+    }
+
+    /// The name as a session shows it: UTF-8 once the client enabled UTF-8 names, modified
+    /// UTF-7 otherwise.
+    pub fn shown(&self, utf8: bool) -> String {
+        if utf8 {
+            self.utf8()
+        } else {
+            self.wire().to_string()
+        }
     }
 
     /// Parent names, nearest last: "a.b.c" gives ["a", "a.b"].
@@ -258,5 +279,24 @@ mod tests {
             MailboxName::from_wire(b"inbox.x").unwrap(),
             MailboxName::Other("INBOX.x".into())
         );
+    }
+
+    #[test]
+    fn utf8_names() {
+        let n = MailboxName::from_utf8_wire("Entwürfe".as_bytes()).unwrap();
+        assert_eq!(n, MailboxName::Other("Entw&APw-rfe".into()));
+        assert_eq!(n.shown(true), "Entwürfe");
+        assert_eq!(n.shown(false), "Entw&APw-rfe");
+        // In UTF-8 mode "&" is a plain character, not a shift.
+        let a = MailboxName::from_utf8_wire(b"a&b").unwrap();
+        assert_eq!(a.wire(), "a&-b");
+        assert_eq!(a.shown(true), "a&b");
+        assert_eq!(
+            MailboxName::from_utf8_wire(b"inbox").unwrap(),
+            MailboxName::Inbox
+        );
+        for bad in [&b"a..b"[..], b"\xff", b"a/b", b"~x", b""] {
+            assert!(MailboxName::from_utf8_wire(bad).is_err(), "{bad:?}");
+        }
     }
 }
