@@ -38,22 +38,44 @@ fn services() -> &'static Arc<Services> {
     .1
 }
 
-fn run(s: &mut Session, input: &[u8]) {
+/// Feed input and step until the session waits; false once it has closed.
+fn run(s: &mut Session, input: &[u8]) -> bool {
     s.input(input);
     for _ in 0..10_000 {
         let mut out = Vec::new();
         let st = s.step(&mut out);
         assert!(out.is_empty() || out.ends_with(b"\r\n"));
-        if st != Step::Continue {
-            return;
+        match st {
+            Step::Continue => {}
+            Step::Close => return false,
+            _ => return true,
         }
     }
     panic!("the session did not wait for input after 10,000 steps");
 }
 
+fn logged_in() -> Session {
+    let mut s = Session::new(services().clone(), "127.0.0.1".parse().unwrap(), false);
+    assert!(run(&mut s, b"a LOGIN u@example.com pw\r\n"));
+    s
+}
+
+thread_local! {
+    // Logging in costs an Argon2 verification (~0.1 s), so one session is kept across runs
+    // and put back into a known state after each input; a new one only after LOGOUT.
+    static SESSION: std::cell::RefCell<Option<Session>> = const { std::cell::RefCell::new(None) };
+}
+
 fuzz_target!(|bytes: &[u8]| {
-    let svc = services();
-    let mut s = Session::new(svc.clone(), "127.0.0.1".parse().unwrap(), false);
-    run(&mut s, b"a LOGIN u@example.com pw\r\nb SELECT INBOX\r\n");
-    run(&mut s, bytes);
+    SESSION.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let mut s = slot.take().unwrap_or_else(logged_in);
+        // End whatever the input left open (a literal, IDLE, AUTHENTICATE), then reselect.
+        let alive = run(&mut s, b"y SELECT INBOX\r\n")
+            && run(&mut s, bytes)
+            && run(&mut s, b"\r\nDONE\r\n*\r\nz NOOP\r\n");
+        if alive {
+            *slot = Some(s);
+        }
+    });
 });
