@@ -2,6 +2,7 @@
 //! store. This file is the I/O shell: accept, TLS (implicit on 993, STARTTLS on 143), timeouts
 //! and IDLE waiting; the protocol lives in the sans-IO `session`.
 
+pub mod condstore;
 pub mod fetch;
 pub mod list;
 pub mod mime;

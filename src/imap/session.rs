@@ -16,7 +16,7 @@ use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
 use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer};
 use imap_codec::imap_types::auth::AuthMechanism;
-use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::command::{Command, CommandBody, SelectParameter, StoreModifier};
 use imap_codec::imap_types::core::LiteralMode;
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::Mailbox as WireMailbox;
@@ -47,6 +47,15 @@ pub enum Step {
     Close,
 }
 
+/// How a STORE was asked for.
+struct StoreArgs {
+    kind: StoreType,
+    response: StoreResponse,
+    uid: bool,
+    /// UNCHANGEDSINCE (RFC 7162 §3.1.3).
+    unchanged: Option<u64>,
+}
+
 pub struct Selected {
     pub mb: Arc<Mailbox>,
     pub name: MailboxName,
@@ -72,6 +81,8 @@ pub struct Session {
     max_literal: u64,
     allow_plain: bool,
     logged_out: bool,
+    /// CONDSTORE/QRESYNC state (`condstore.rs`).
+    pub modes: super::condstore::Modes,
 }
 
 fn cmd_ok(out: &mut Vec<u8>, tag: &str, text: &str) {
@@ -169,6 +180,7 @@ impl Session {
             max_literal,
             allow_plain,
             logged_out: false,
+            modes: Default::default(),
         }
     }
 
@@ -180,6 +192,7 @@ impl Session {
         let mut c = String::from(
             "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN UIDPLUS MOVE SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH BINARY",
         );
+        c.push_str(" CONDSTORE QRESYNC");
         if self.user.is_none() {
             if !self.tls {
                 c.push_str(" STARTTLS");
@@ -431,17 +444,32 @@ impl Session {
             }
             C::Login { .. } | C::Authenticate { .. } => cmd_bad(out, &tag, "already authenticated"),
             _ if !authed => cmd_bad(out, &tag, "log in first"),
-            C::Enable { .. } => {
-                // No optional extension needs enabling here (CONDSTORE/QRESYNC/UTF8 not offered).
-                out.extend_from_slice(b"* ENABLED\r\n");
+            C::Enable { capabilities } => {
+                let mut enabled = String::from("* ENABLED");
+                let mut before = Vec::new();
+                for c in capabilities.as_ref() {
+                    if let Some(n) = self.enable_ext(&c.to_string(), &mut before) {
+                        enabled.push(' ');
+                        enabled.push_str(n);
+                    }
+                }
+                out.extend_from_slice(enabled.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(&before);
                 cmd_ok(out, &tag, "ENABLE completed");
             }
             C::Namespace => {
                 out.extend_from_slice(b"* NAMESPACE ((\"\" \".\")) NIL NIL\r\n");
                 cmd_ok(out, &tag, "NAMESPACE completed");
             }
-            C::Select { mailbox, .. } => self.select(&tag, &mailbox, false, out),
-            C::Examine { mailbox, .. } => self.select(&tag, &mailbox, true, out),
+            C::Select {
+                mailbox,
+                parameters,
+            } => self.select(&tag, &mailbox, false, &parameters, out),
+            C::Examine {
+                mailbox,
+                parameters,
+            } => self.select(&tag, &mailbox, true, &parameters, out),
             C::Create { mailbox } => self.create(&tag, &mailbox, out),
             C::Delete { mailbox } => self.delete(&tag, &mailbox, out),
             C::Rename { from, to } => self.rename(&tag, &from, &to, out),
@@ -521,13 +549,24 @@ impl Session {
                 sequence_set,
                 macro_or_item_names,
                 uid,
-                ..
+                modifiers,
             } => {
-                let Some(targets) = self.resolve(&sequence_set, uid) else {
+                let Some(mut targets) = self.resolve(&sequence_set, uid) else {
                     cmd_bad(out, &tag, "invalid sequence set");
                     return Step::Continue;
                 };
-                let items = parse_items(&macro_or_item_names, uid);
+                let mut items = parse_items(&macro_or_item_names, uid);
+                if let Err(e) = self.fetch_ext(
+                    &sequence_set,
+                    uid,
+                    &modifiers,
+                    &mut targets,
+                    &mut items,
+                    out,
+                ) {
+                    cmd_bad(out, &tag, &e);
+                    return Step::Continue;
+                }
                 let mut job = Box::new(FetchJob::new(tag, uid, targets, items));
                 let done = job.run(self, out);
                 if done {
@@ -542,8 +581,22 @@ impl Session {
                 response,
                 flags,
                 uid,
-                ..
-            } => self.store(&tag, &sequence_set, kind, response, &flags, uid, out),
+                modifiers,
+            } => {
+                let unchanged = modifiers.first().map(|m| match m {
+                    StoreModifier::UnchangedSince(n) => *n,
+                });
+                if unchanged.is_some() {
+                    self.enable_condstore(out);
+                }
+                let st = StoreArgs {
+                    kind,
+                    response,
+                    uid,
+                    unchanged,
+                };
+                self.store(&tag, &sequence_set, st, &flags, out)
+            }
             C::Copy {
                 sequence_set,
                 mailbox,
@@ -676,8 +729,21 @@ impl Session {
             .map_err(|e| format!("[SERVERBUG] {e}"))
     }
 
-    fn select(&mut self, tag: &str, m: &WireMailbox<'_>, ro: bool, out: &mut Vec<u8>) {
-        self.selected = None;
+    fn select(
+        &mut self,
+        tag: &str,
+        m: &WireMailbox<'_>,
+        ro: bool,
+        params: &[SelectParameter],
+        out: &mut Vec<u8>,
+    ) {
+        if let Err(e) = self.check_select_params(params) {
+            return cmd_bad(out, tag, &e);
+        }
+        // RFC 7162 §3.2.11: the end of the old mailbox is marked before the new one starts.
+        if self.selected.take().is_some() && self.modes.qresync {
+            out.extend_from_slice(b"* OK [CLOSED] previous mailbox closed\r\n");
+        }
         let name = match mailbox_name(m) {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
@@ -736,6 +802,7 @@ impl Session {
         out.extend_from_slice(
             format!("* OK [UIDNEXT {uidnext}] predicted next UID\r\n").as_bytes(),
         );
+        self.select_ext(&mb, &view, params, out);
         tracing::info!(peer = %self.peer, user = %self.user(), mailbox = %name.utf8(), messages = view.uids.len(), "imap select");
         self.selected = Some(Selected { mb, name, view, ro });
         cmd_ok(
@@ -850,6 +917,7 @@ impl Session {
                         .filter(|m| m.flags.has(flags::DELETED))
                         .count()
                 ),
+                StatusDataItemName::HighestModSeq => format!("HIGHESTMODSEQ {}", ix.modseq),
                 StatusDataItemName::Size => {
                     let total: u64 = ix
                         .msgs
@@ -880,6 +948,9 @@ impl Session {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };
+        if items.contains(&StatusDataItemName::HighestModSeq) {
+            self.enable_condstore(out);
+        }
         match self.status_line(&name, items) {
             Ok(l) => {
                 out.extend_from_slice(l.as_bytes());
@@ -943,25 +1014,8 @@ impl Session {
         } else {
             Vec::new()
         };
-        for u in updates {
-            match u {
-                Update::Expunge(s) => {
-                    out.extend_from_slice(format!("* {s} EXPUNGE\r\n").as_bytes())
-                }
-                Update::Exists(n) => out.extend_from_slice(format!("* {n} EXISTS\r\n").as_bytes()),
-                Update::Recent(n) => out.extend_from_slice(format!("* {n} RECENT\r\n").as_bytes()),
-                Update::Flags(seq, uid, f) => {
-                    let recent = sel.view.recent.contains(&uid);
-                    out.extend_from_slice(
-                        format!(
-                            "* {seq} FETCH (UID {uid} FLAGS {})\r\n",
-                            flag_list(f, &kws, recent)
-                        )
-                        .as_bytes(),
-                    );
-                }
-            }
-        }
+        let sel = self.selected.as_ref().expect("selected");
+        out.extend_from_slice(&self.render_updates(updates, &sel.view, &kws));
     }
 
     /// Resolve a sequence set to (seq, uid) pairs in ascending order. None: a sequence
@@ -1022,20 +1076,24 @@ impl Session {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn store(
         &mut self,
         tag: &str,
         set: &SequenceSet,
-        kind: StoreType,
-        response: StoreResponse,
+        st: StoreArgs,
         fl: &[Flag<'_>],
-        uid: bool,
         out: &mut Vec<u8>,
     ) {
+        let StoreArgs {
+            kind,
+            response,
+            uid,
+            unchanged,
+        } = st;
         let Some(targets) = self.resolve(set, uid) else {
             return cmd_bad(out, tag, "invalid sequence set");
         };
+        let condstore = self.modes.condstore;
         let sel = self.selected.as_mut().expect("selected");
         if sel.ro {
             return cmd_no(out, tag, "[READ-ONLY] mailbox is read-only");
@@ -1049,35 +1107,51 @@ impl Session {
             StoreType::Replace => 0,
         };
         let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
-        match sel.mb.store(&uids, op, sys, &kws) {
-            Ok((before, after)) => {
+        match sel.mb.store_if(&uids, op, sys, &kws, unchanged) {
+            Ok(stored) => {
                 // Our own change is answered below, not echoed again by the next sync.
-                let mut kw_names = Vec::new();
+                // A conditional STORE answers even when .SILENT (RFC 7162 §3.1.3).
+                let silent = matches!(response, StoreResponse::Silent) && unchanged.is_none();
+                let mut modified = Vec::new();
                 {
                     let ix = sel.mb.lock();
-                    if !matches!(response, StoreResponse::Silent) {
-                        kw_names = ix.keywords.clone();
+                    let kw_names = ix.keywords.clone();
+                    if sel.view.modseq == stored.before {
+                        sel.view.modseq = stored.after;
                     }
-                    if sel.view.modseq == before {
-                        sel.view.modseq = after;
-                    }
-                    if !matches!(response, StoreResponse::Silent) {
-                        for (seq, u) in &targets {
-                            if let Some(m) = ix.find(*u) {
-                                let recent = sel.view.recent.contains(u);
-                                let f = flag_list(m.flags, &kw_names, recent);
-                                let line = if uid {
-                                    format!("* {seq} FETCH (UID {u} FLAGS {f})\r\n")
-                                } else {
-                                    format!("* {seq} FETCH (FLAGS {f})\r\n")
-                                };
-                                out.extend_from_slice(line.as_bytes());
-                            }
+                    for (seq, u) in &targets {
+                        if stored.modified.binary_search(u).is_ok() {
+                            modified.push(if uid { *u } else { *seq });
+                            continue;
+                        }
+                        if silent {
+                            continue;
+                        }
+                        if let Some(m) = ix.find(*u) {
+                            let recent = sel.view.recent.contains(u);
+                            let f = flag_list(m.flags, &kw_names, recent);
+                            let line = if condstore {
+                                format!(
+                                    "* {seq} FETCH (UID {u} FLAGS {f} MODSEQ ({}))\r\n",
+                                    m.modseq
+                                )
+                            } else if uid {
+                                format!("* {seq} FETCH (UID {u} FLAGS {f})\r\n")
+                            } else {
+                                format!("* {seq} FETCH (FLAGS {f})\r\n")
+                            };
+                            out.extend_from_slice(line.as_bytes());
                         }
                     }
                 }
                 self.sync(out, uid);
-                cmd_ok(out, tag, "STORE completed");
+                if modified.is_empty() {
+                    cmd_ok(out, tag, "STORE completed");
+                } else {
+                    let text =
+                        format!("[MODIFIED {}] conditional STORE failed", uid_set(&modified));
+                    cmd_ok(out, tag, &text);
+                }
             }
             Err(e) => cmd_no(out, tag, &format!("[LIMIT] {e}")),
         }
@@ -1146,6 +1220,9 @@ impl Session {
         esearch: Option<Vec<String>>,
         out: &mut Vec<u8>,
     ) {
+        if criteria.iter().any(super::condstore::search_uses_modseq) {
+            self.enable_condstore(out);
+        }
         let sel = self.selected.as_ref().expect("selected");
         let key = SearchKey::And(
             imap_codec::imap_types::core::Vec1::try_from(criteria.to_vec())
@@ -1154,14 +1231,14 @@ impl Session {
         let content = super::search::needs_content(&key);
         let (entries, keywords) = {
             let ix = sel.mb.lock();
-            let entries: Vec<(u32, u32, Flags, std::path::PathBuf)> = sel
+            let entries: Vec<(u32, u32, Flags, u64, std::path::PathBuf)> = sel
                 .view
                 .uids
                 .iter()
                 .enumerate()
                 .filter_map(|(i, u)| {
                     ix.find(*u)
-                        .map(|m| (i as u32 + 1, *u, m.flags, sel.mb.path_of(m)))
+                        .map(|m| (i as u32 + 1, *u, m.flags, m.modseq, sel.mb.path_of(m)))
                 })
                 .collect();
             (entries, ix.keywords.clone())
@@ -1169,13 +1246,15 @@ impl Session {
         let max_seq = sel.view.uids.len() as u32;
         let max_uid = sel.view.uids.last().copied().unwrap_or(0);
         let mut hits = Vec::new();
-        for (seq, u, f, path) in entries {
+        let mut hit_modseq = 0;
+        for (seq, u, f, modseq, path) in entries {
             let mut c = super::search::Candidate {
                 seq,
                 uid: u,
                 flags: f,
                 keywords: &keywords,
                 recent: sel.view.recent.contains(&u),
+                modseq,
                 path,
                 max_seq,
                 max_uid,
@@ -1183,8 +1262,15 @@ impl Session {
             };
             if super::search::matches(&key, &mut c) {
                 hits.push(if uid { u } else { seq });
+                hit_modseq = hit_modseq.max(modseq);
             }
         }
+        // RFC 7162 §3.1.5: a MODSEQ search reports the highest modseq of what it found.
+        let modseq_tail = if super::condstore::search_uses_modseq(&key) && !hits.is_empty() {
+            format!(" (MODSEQ {hit_modseq})")
+        } else {
+            String::new()
+        };
         match esearch {
             None => {
                 let mut line = String::from("* SEARCH");
@@ -1192,6 +1278,7 @@ impl Session {
                     line.push(' ');
                     line.push_str(&h.to_string());
                 }
+                line.push_str(&modseq_tail);
                 out.extend_from_slice(line.as_bytes());
                 out.extend_from_slice(b"\r\n");
             }
@@ -1218,6 +1305,9 @@ impl Session {
                         }
                         _ => {}
                     }
+                }
+                if !modseq_tail.is_empty() {
+                    line.push_str(&format!(" MODSEQ {hit_modseq}"));
                 }
                 out.extend_from_slice(line.as_bytes());
                 out.extend_from_slice(b"\r\n");
