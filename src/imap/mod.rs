@@ -216,4 +216,6 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
 }
 
 #[cfg(test)]
+mod condstore_tests;
+#[cfg(test)]
 mod session_tests;

@@ -929,4 +929,131 @@ mod tests {
         assert_eq!(up[0], Update::Expunge(2, 2));
         assert_eq!(a.uids, vec![1, 3]);
     }
+
+    fn modseqs(mb: &Mailbox) -> (u64, Vec<(u32, u64)>) {
+        let ix = mb.lock();
+        (
+            ix.modseq,
+            ix.msgs.iter().map(|m| (m.uid, m.modseq)).collect(),
+        )
+    }
+
+    #[test]
+    fn modseqs_persist_and_never_go_backwards() {
+        let (_d, p) = mk();
+        let mb = Mailbox::open(p.clone()).unwrap();
+        mb.append(b"1", 0, &[], None).unwrap();
+        mb.append(b"2", 0, &[], None).unwrap();
+        mb.store(&[1], 1, flags::SEEN, &[]).unwrap();
+        let (high, per) = modseqs(&mb);
+        assert_eq!(per[0].1, high);
+        assert!(per[1].1 < high);
+        mb.store(&[2], 1, flags::DELETED, &[]).unwrap();
+        mb.expunge(None).unwrap();
+        let (high, per) = modseqs(&mb);
+        drop(mb);
+        let mb = Mailbox::open(p.clone()).unwrap();
+        assert_eq!(modseqs(&mb), (high, per.clone()));
+        // The expunge is remembered with its modseq, across the reopen.
+        assert_eq!(mb.lock().expunged.since(per[0].1).unwrap(), vec![2]);
+        let st = mb.store_if(&[1], 1, flags::FLAGGED, &[], Some(1)).unwrap();
+        assert_eq!(st.modified, vec![1]);
+        mb.store(&[1], 1, flags::FLAGGED, &[]).unwrap();
+        assert_eq!(modseqs(&mb).1[0].1, high + 1);
+    }
+
+    #[test]
+    fn torn_or_truncated_log_never_reuses_an_acknowledged_modseq() {
+        let (_d, p) = mk();
+        let mb = Mailbox::open(p.clone()).unwrap();
+        for i in 0..3 {
+            mb.append(format!("{i}").as_bytes(), 0, &[], None).unwrap();
+        }
+        let (acked, _) = modseqs(&mb);
+        let acked_len = fs::metadata(p.join(UIDLIST)).unwrap().len() as usize;
+        // Changes whose append the "crash" tears somewhere: never acknowledged.
+        mb.store(&[1, 2], 1, flags::SEEN, &[]).unwrap();
+        mb.store(&[3], 1, flags::ANSWERED, &[]).unwrap();
+        drop(mb);
+        let full = fs::read(p.join(UIDLIST)).unwrap();
+        let files: Vec<_> = fs::read_dir(p.join("cur")).unwrap().collect();
+        assert_eq!(files.len(), 3);
+        for cut in acked_len..=full.len() {
+            fs::write(p.join(UIDLIST), &full[..cut]).unwrap();
+            let mb = Mailbox::open(p.clone()).unwrap();
+            let (high, per) = modseqs(&mb);
+            assert!(high >= acked, "cut {cut}: {high} < {acked}");
+            // Every message whose flags are not what the surviving log says got a modseq
+            // above everything that survived, and the flags on disk won.
+            let ix = mb.lock();
+            assert!(ix.msgs[0].flags.has(flags::SEEN) && ix.msgs[2].flags.has(flags::ANSWERED));
+            drop(ix);
+            assert_eq!(per.len(), 3);
+            // A new change after the reopen gets a number nobody saw before.
+            mb.store(&[1], 1, flags::FLAGGED, &[]).unwrap();
+            let (h2, _) = modseqs(&mb);
+            assert!(h2 > high, "cut {cut}");
+            if cut == full.len() {
+                assert!(high >= acked + 3);
+            }
+            drop(mb);
+            // The reopen rewrote a torn file: it loads cleanly and keeps the number.
+            let mb = Mailbox::open(p.clone()).unwrap();
+            assert_eq!(modseqs(&mb).0, h2, "cut {cut}");
+            mb.store(&[1], -1, flags::FLAGGED, &[]).unwrap();
+        }
+    }
+
+    #[test]
+    fn external_renames_and_deletions_get_modseqs() {
+        let (_d, p) = mk();
+        let mb = Mailbox::open(p.clone()).unwrap();
+        mb.append(b"1", 0, &[], None).unwrap();
+        mb.append(b"2", 0, &[], None).unwrap();
+        let mut v = View::default();
+        mb.sync(&mut v, true, true).unwrap();
+        let (high, _) = modseqs(&mb);
+        // Another program marks message 1 seen while we run.
+        let f = mb.lock().msgs[0].file.to_string();
+        fs::rename(p.join("cur").join(&f), p.join("cur").join(format!("{f}S"))).unwrap();
+        mb.lock().stamp = None;
+        let up = mb.sync(&mut v, true, true).unwrap();
+        assert!(
+            matches!(up[..], [Update::Flags(1, 1, f, m)] if f.has(flags::SEEN) && m == high + 1),
+            "{up:?}"
+        );
+        drop(mb);
+        // ...and while we are down: message 2 deleted, message 1 unflagged.
+        let f2 = fs::read_dir(p.join("cur"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .find(|n| !n.ends_with('S'))
+            .unwrap();
+        fs::remove_file(p.join("cur").join(f2)).unwrap();
+        let f1 = format!("{f}S");
+        fs::rename(p.join("cur").join(&f1), p.join("cur").join(&f)).unwrap();
+        let mb = Mailbox::open(p.clone()).unwrap();
+        let (h, per) = modseqs(&mb);
+        assert_eq!(per.len(), 1);
+        assert!(per[0].1 > high + 1 && h >= per[0].1);
+        assert_eq!(mb.lock().expunged.since(high + 1).unwrap(), vec![2]);
+        drop(mb);
+        assert_eq!(modseqs(&Mailbox::open(p).unwrap()).0, h);
+    }
+
+    #[test]
+    fn old_uidlist_is_upgraded_in_place() {
+        let (_d, p) = mk();
+        fs::write(p.join(UIDLIST), "P1 77 5\n3 abc\n4 de\n").unwrap();
+        fs::write(p.join("cur/abc:2,S"), "x").unwrap();
+        fs::write(p.join("cur/de:2,"), "y").unwrap();
+        let mb = Mailbox::open(p.clone()).unwrap();
+        assert_eq!(modseqs(&mb), (1, vec![(3, 1), (4, 1)]));
+        drop(mb);
+        let text = fs::read_to_string(p.join(UIDLIST)).unwrap();
+        assert!(text.starts_with("P2 77 5 1 0\n"), "{text}");
+        let mb = Mailbox::open(p.clone()).unwrap();
+        assert_eq!(modseqs(&mb), (1, vec![(3, 1), (4, 1)]));
+        assert!(mb.lock().msgs[0].flags.has(flags::SEEN));
+    }
 }
