@@ -321,7 +321,10 @@ fn gaps(lo: u32, hi: u32, present: &[u32]) -> Vec<(u32, u32)> {
         if u > next {
             out.push((next, u - 1));
         }
-        next = u + 1;
+        match u.checked_add(1) {
+            Some(n) => next = n,
+            None => return out,
+        }
     }
     if next <= hi {
         out.push((next, hi));
@@ -333,7 +336,7 @@ fn ranges(uids: impl Iterator<Item = u32>) -> Vec<(u32, u32)> {
     let mut out: Vec<(u32, u32)> = Vec::new();
     for u in uids {
         match out.last_mut() {
-            Some(last) if u == last.1 + 1 => last.1 = u,
+            Some(last) if Some(u) == last.1.checked_add(1) => last.1 = u,
             _ => out.push((u, u)),
         }
     }

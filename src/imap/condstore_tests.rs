@@ -166,3 +166,52 @@ fn conditional_store_search_and_status() {
     let r = talk(&mut a, &format!("k SEARCH MODSEQ {}\r\n", top + 1));
     assert!(r.starts_with("* SEARCH\r\n"), "{r}");
 }
+
+/// Mangled RFC 7162 commands never panic or hang the session.
+#[test]
+fn mangled_condstore_commands_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let (_d, svc) = services(true);
+    let mut s = login(&svc);
+    talk(
+        &mut s,
+        "b APPEND INBOX {14+}\r\nSubject: z\r\n\r\n\r\ne ENABLE QRESYNC\r\nc SELECT INBOX\r\n",
+    );
+    let seeds = [
+        "x SELECT INBOX (QRESYNC (1 2 1:5 (1:2 3:4)))\r\n",
+        "x EXAMINE INBOX (CONDSTORE)\r\n",
+        "x UID FETCH 1:* (FLAGS MODSEQ) (CHANGEDSINCE 1 VANISHED)\r\n",
+        "x STORE 1:* (UNCHANGEDSINCE 3) +FLAGS (\\Seen)\r\n",
+        "x SEARCH MODSEQ \"/flags/\\\\draft\" all 5\r\n",
+        "x STATUS INBOX (HIGHESTMODSEQ)\r\n",
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for i in 0..1200 {
+        let mut b = seeds[i % seeds.len()].as_bytes().to_vec();
+        for _ in 0..rng.random_range(1..4) {
+            let p = rng.random_range(0..b.len());
+            match rng.random_range(0..3) {
+                0 => b[p] = rng.random(),
+                1 => {
+                    b.remove(p);
+                }
+                _ => {
+                    let alphabet = b"()*:,0123456789 \r\n";
+                    b.insert(p, alphabet[rng.random_range(0..alphabet.len())]);
+                }
+            }
+        }
+        if !b.ends_with(b"\r\n") {
+            b.extend_from_slice(b"\r\n");
+        }
+        s.input(&b);
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            if s.step(&mut out) != super::session::Step::Continue {
+                break;
+            }
+        }
+    }
+    let r = talk(&mut s, "\r\nz1 NOOP\r\n");
+    assert!(r.contains("z1 OK") || r.contains("z1 BAD"), "{r}");
+}

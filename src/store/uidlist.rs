@@ -132,7 +132,7 @@ fn uid_set(nums: &[u32]) -> String {
     let mut i = 0;
     while i < nums.len() {
         let start = nums[i];
-        while i + 1 < nums.len() && nums[i + 1] == nums[i] + 1 {
+        while i + 1 < nums.len() && Some(nums[i + 1]) == nums[i].checked_add(1) {
             i += 1;
         }
         if !out.is_empty() {
