@@ -158,7 +158,9 @@ impl Mailbox {
             let mut ix = mb.lock();
             ix.scan(&mb.dir, true)?;
             ix.recorded = HashMap::new();
-            if ix.needs_rewrite && ix.uidvalidity != 0 {
+            // Also for an empty mailbox without a UID list: its UIDVALIDITY is fixed now, so
+            // the one a client sees first (and resyncs with, RFC 7162 §3.2.5) stays valid.
+            if ix.needs_rewrite {
                 ix.write_uidlist(&mb.dir)?;
             }
         }
@@ -1055,5 +1057,14 @@ mod tests {
         let mb = Mailbox::open(p.clone()).unwrap();
         assert_eq!(modseqs(&mb), (1, vec![(3, 1), (4, 1)]));
         assert!(mb.lock().msgs[0].flags.has(flags::SEEN));
+    }
+
+    #[test]
+    fn empty_mailbox_keeps_the_uidvalidity_it_showed_first() {
+        let (_d, p) = mk();
+        let uv = Mailbox::open(p.clone()).unwrap().lock().uidvalidity;
+        assert_ne!(uv, 0);
+        let mb = Mailbox::open(p.clone()).unwrap();
+        assert_eq!(mb.append(b"x", 0, &[], None).unwrap(), (uv, 1));
     }
 }
