@@ -215,3 +215,50 @@ fn mangled_condstore_commands_never_panic() {
     let r = talk(&mut s, "\r\nz1 NOOP\r\n");
     assert!(r.contains("z1 OK") || r.contains("z1 BAD"), "{r}");
 }
+
+/// When the expunge memory no longer reaches back to the client's modseq, every missing UID
+/// of its range is reported, less those its sequence match data proves present (§3.2.5.2).
+#[test]
+fn forgotten_expunges_fall_back_to_the_missing_uids() {
+    let (_d, svc) = services(true);
+    let mut a = login(&svc);
+    let mut b = login(&svc);
+    for i in 0..5 {
+        let m = format!("Subject: {i}\r\n\r\n");
+        talk(
+            &mut a,
+            &format!("p APPEND INBOX {{{}+}}\r\n{m}\r\n", m.len()),
+        );
+    }
+    talk(
+        &mut a,
+        "s SELECT INBOX\r\nd UID STORE 1 +FLAGS (\\Deleted)\r\nx EXPUNGE\r\n",
+    );
+    talk(&mut b, "e ENABLE QRESYNC\r\n");
+    let r = talk(&mut b, "s SELECT INBOX\r\n");
+    let (uv, ms) = (num(&r, "UIDVALIDITY "), num(&r, "[HIGHESTMODSEQ "));
+    talk(&mut b, "u UNSELECT\r\n");
+    talk(&mut a, "d UID STORE 4 +FLAGS (\\Deleted)\r\nx EXPUNGE\r\n");
+    // Precise while remembered: only what vanished after `ms`.
+    let r = talk(
+        &mut b,
+        &format!("s SELECT INBOX (QRESYNC ({uv} {ms} 1:5))\r\n"),
+    );
+    assert!(r.contains("* VANISHED (EARLIER) 4\r\n"), "{r}");
+    let mb = svc
+        .store
+        .mailbox("u@example.com", &crate::store::MailboxName::Inbox)
+        .unwrap();
+    mb.lock().expunged.floor = ms + 100;
+    let r = talk(
+        &mut b,
+        &format!("s SELECT INBOX (QRESYNC ({uv} {ms} 1:5))\r\n"),
+    );
+    assert!(r.contains("* VANISHED (EARLIER) 1,4\r\n"), "{r}");
+    // The client's sequence 1:2 were UIDs 2:3, and still are: nothing below 3 vanished.
+    let r = talk(
+        &mut b,
+        &format!("s SELECT INBOX (QRESYNC ({uv} {ms} 1:5 (1:2 2:3)))\r\n"),
+    );
+    assert!(r.contains("* VANISHED (EARLIER) 4\r\n"), "{r}");
+}
