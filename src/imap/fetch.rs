@@ -33,6 +33,8 @@ pub enum Item {
         binary: bool,
     },
     BinarySize(Vec<u32>),
+    /// RFC 7162 §3.1.4.1.
+    ModSeq,
 }
 
 /// What parsing yields, kept in the store's parse cache.
@@ -178,6 +180,7 @@ pub fn parse_items(m: &MacroOrMessageDataItemNames<'_>, uid: bool) -> Vec<Item> 
             MessageDataItemName::BinarySize { section } => {
                 Item::BinarySize(section.iter().map(|n| n.get()).collect())
             }
+            MessageDataItemName::ModSeq => Item::ModSeq,
             #[allow(unreachable_patterns)]
             _ => continue,
         };
@@ -291,7 +294,10 @@ impl FetchJob {
             let ix = sel.mb.lock();
             batch
                 .iter()
-                .map(|(seq, u)| (*seq, *u, ix.find(*u).map(|m| (m.flags, sel.mb.path_of(m)))))
+                .map(|(seq, u)| {
+                    let m = ix.find(*u);
+                    (*seq, *u, m.map(|m| (m.flags, sel.mb.path_of(m), m.modseq)))
+                })
                 .collect()
         };
         let keywords = sel.mb.lock().keywords.clone();
@@ -308,7 +314,7 @@ impl FetchJob {
         let mut done = self.pos;
         for (seq, uid, m) in info {
             done += 1;
-            let Some((fl, path)) = m else {
+            let Some((fl, path, modseq)) = m else {
                 // Expunged by another session but still in our view: nothing to show.
                 self.failed = true;
                 continue;
@@ -434,6 +440,7 @@ impl FetchJob {
                         }
                         wire::literal(&mut p, &bytes);
                     }
+                    Item::ModSeq => p.extend_from_slice(format!("MODSEQ ({modseq})").as_bytes()),
                     Item::BinarySize(sp) => {
                         let d = data.as_ref().expect("loaded");
                         let root = root.as_ref().expect("parsed");
@@ -482,9 +489,12 @@ impl FetchJob {
                 break;
             }
         }
+        // With CONDSTORE the next sync reports the new MODSEQ of messages this FETCH marked
+        // \Seen (RFC 7162 §3.1: every FETCH about a flag change carries it).
         if !emitted_seen.is_empty()
             && let Ok((before, after)) = sel.mb.store(&emitted_seen, 1, flags::SEEN, &[])
             && sel.view.modseq == before
+            && !s.modes.condstore
         {
             sel.view.modseq = after;
         }

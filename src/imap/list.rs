@@ -64,6 +64,7 @@ fn status_items(toks: &[(Tok, usize, usize)], i: &mut usize) -> Option<Vec<Statu
             "UNSEEN" => StatusDataItemName::Unseen,
             "DELETED" => StatusDataItemName::Deleted,
             "SIZE" => StatusDataItemName::Size,
+            "HIGHESTMODSEQ" => StatusDataItemName::HighestModSeq,
             _ => return None,
         });
     }

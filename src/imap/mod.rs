@@ -3,6 +3,7 @@
 //! 993, STARTTLS on 143), timeouts and IDLE waiting; the protocol lives in the sans-IO
 //! `session`.
 
+pub mod condstore;
 pub mod fetch;
 pub mod list;
 pub mod mime;
@@ -220,5 +221,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
     }
 }
 
+#[cfg(test)]
+mod condstore_tests;
 #[cfg(test)]
 mod session_tests;

@@ -30,6 +30,8 @@ pub struct Candidate<'a> {
     pub flags: Flags,
     pub keywords: &'a [String],
     pub recent: bool,
+    /// RFC 7162 §3.1.5 (one modseq per message: every metadata entry shares it).
+    pub modseq: u64,
     pub path: PathBuf,
     /// Largest sequence number and UID (for `*`).
     pub max_seq: u32,
@@ -213,6 +215,7 @@ pub fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>) -> bool {
                 || contains(&header_text_all(d), s.as_ref())
                 || contains(&body_text(d), s.as_ref())
         }),
+        K::ModSequence { modseq, .. } => c.modseq >= *modseq,
         #[allow(unreachable_patterns)]
         _ => false,
     }

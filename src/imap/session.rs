@@ -22,7 +22,7 @@ use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
 use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer};
 use imap_codec::imap_types::auth::AuthMechanism;
-use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::command::{Command, CommandBody, SelectParameter, StoreModifier};
 use imap_codec::imap_types::core::LiteralMode;
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::Mailbox as WireMailbox;
@@ -51,6 +51,15 @@ pub enum Step {
     Idle,
     /// Write `out` and close.
     Close,
+}
+
+/// How a STORE was asked for.
+struct StoreArgs {
+    kind: StoreType,
+    response: StoreResponse,
+    uid: bool,
+    /// UNCHANGEDSINCE (RFC 7162 §3.1.3).
+    unchanged: Option<u64>,
 }
 
 pub struct Selected {
@@ -87,6 +96,8 @@ pub struct Session {
     closing: bool,
     /// UIDs saved by SEARCH RETURN (SAVE), ascending (SEARCHRES, RFC 5182).
     saved: Vec<u32>,
+    /// CONDSTORE/QRESYNC state (`condstore.rs`).
+    pub modes: super::condstore::Modes,
 }
 
 fn cmd_ok(out: &mut Vec<u8>, tag: &str, text: &str) {
@@ -192,6 +203,7 @@ impl Session {
             utf8: false,
             closing: false,
             saved: Vec::new(),
+            modes: Default::default(),
         }
     }
 
@@ -203,6 +215,7 @@ impl Session {
         let mut c = String::from(
             "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN UIDPLUS MOVE SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES BINARY UTF8=ACCEPT WITHIN",
         );
+        c.push_str(" CONDSTORE QRESYNC");
         if self.user.is_none() {
             if !self.tls {
                 c.push_str(" STARTTLS");
@@ -296,7 +309,7 @@ impl Session {
 
     /// ENABLE (RFC 5161, RFC 9051 §6.3.1): turn on what we know; the ENABLED response lists
     /// only what this command turned on.
-    fn enable(&mut self, caps: &[String]) -> Vec<&'static str> {
+    fn enable(&mut self, caps: &[String], after: &mut Vec<u8>) -> Vec<&'static str> {
         let mut on = Vec::new();
         for c in caps {
             if c.eq_ignore_ascii_case("IMAP4rev2") && !self.rev2 {
@@ -308,6 +321,8 @@ impl Session {
             } else if c.eq_ignore_ascii_case("UTF8=ACCEPT") && !self.utf8 {
                 self.utf8 = true;
                 on.push("UTF8=ACCEPT");
+            } else if let Some(n) = self.enable_ext(c, after) {
+                on.push(n);
             }
         }
         on
@@ -567,21 +582,30 @@ impl Session {
                     .iter()
                     .map(|c| c.to_string())
                     .collect();
-                let on = self.enable(&caps);
+                // CONDSTORE may announce HIGHESTMODSEQ; that goes after the ENABLED line.
+                let mut after = Vec::new();
+                let on = self.enable(&caps, &mut after);
                 let mut line = String::from("* ENABLED");
                 for c in on {
                     line.push(' ');
                     line.push_str(c);
                 }
                 out.extend_from_slice(format!("{line}\r\n").as_bytes());
+                out.extend_from_slice(&after);
                 cmd_ok(out, &tag, "ENABLE completed");
             }
             C::Namespace => {
                 out.extend_from_slice(b"* NAMESPACE ((\"\" \".\")) NIL NIL\r\n");
                 cmd_ok(out, &tag, "NAMESPACE completed");
             }
-            C::Select { mailbox, .. } => self.select(&tag, &mailbox, false, out),
-            C::Examine { mailbox, .. } => self.select(&tag, &mailbox, true, out),
+            C::Select {
+                mailbox,
+                parameters,
+            } => self.select(&tag, &mailbox, false, &parameters, out),
+            C::Examine {
+                mailbox,
+                parameters,
+            } => self.select(&tag, &mailbox, true, &parameters, out),
             C::Create { mailbox } => self.create(&tag, &mailbox, out),
             C::Delete { mailbox } => self.delete(&tag, &mailbox, out),
             C::Rename { from, to } => self.rename(&tag, &from, &to, out),
@@ -671,13 +695,24 @@ impl Session {
                 sequence_set,
                 macro_or_item_names,
                 uid,
-                ..
+                modifiers,
             } => {
-                let Some(targets) = self.resolve(&sequence_set, uid) else {
+                let Some(mut targets) = self.resolve(&sequence_set, uid) else {
                     cmd_bad(out, &tag, "invalid sequence set");
                     return Step::Continue;
                 };
-                let items = parse_items(&macro_or_item_names, uid);
+                let mut items = parse_items(&macro_or_item_names, uid);
+                if let Err(e) = self.fetch_ext(
+                    &sequence_set,
+                    uid,
+                    &modifiers,
+                    &mut targets,
+                    &mut items,
+                    out,
+                ) {
+                    cmd_bad(out, &tag, &e);
+                    return Step::Continue;
+                }
                 let mut job = Box::new(FetchJob::new(tag, uid, targets, items));
                 let done = job.run(self, out);
                 if done {
@@ -692,8 +727,22 @@ impl Session {
                 response,
                 flags,
                 uid,
-                ..
-            } => self.store(&tag, &sequence_set, kind, response, &flags, uid, out),
+                modifiers,
+            } => {
+                let unchanged = modifiers.first().map(|m| match m {
+                    StoreModifier::UnchangedSince(n) => *n,
+                });
+                if unchanged.is_some() {
+                    self.enable_condstore(out);
+                }
+                let st = StoreArgs {
+                    kind,
+                    response,
+                    uid,
+                    unchanged,
+                };
+                self.store(&tag, &sequence_set, st, &flags, out)
+            }
             C::Copy {
                 sequence_set,
                 mailbox,
@@ -829,10 +878,21 @@ impl Session {
             .map_err(|e| format!("[SERVERBUG] {e}"))
     }
 
-    fn select(&mut self, tag: &str, m: &WireMailbox<'_>, ro: bool, out: &mut Vec<u8>) {
+    fn select(
+        &mut self,
+        tag: &str,
+        m: &WireMailbox<'_>,
+        ro: bool,
+        params: &[SelectParameter],
+        out: &mut Vec<u8>,
+    ) {
+        if let Err(e) = self.check_select_params(params) {
+            return cmd_bad(out, tag, &e);
+        }
         self.saved.clear();
-        if self.selected.take().is_some() && self.rev2 {
-            // RFC 9051 §7.1: CLOSED separates the old mailbox's responses from the new one's.
+        // RFC 9051 §7.1 and RFC 7162 §3.2.11: CLOSED separates the old mailbox's responses
+        // from the new one's.
+        if self.selected.take().is_some() && (self.rev2 || self.modes.qresync) {
             out.extend_from_slice(b"* OK [CLOSED] previous mailbox closed\r\n");
         }
         let name = match self.name_of(m) {
@@ -901,6 +961,7 @@ impl Session {
         out.extend_from_slice(
             format!("* OK [UIDNEXT {uidnext}] predicted next UID\r\n").as_bytes(),
         );
+        self.select_ext(&mb, &view, params, out);
         tracing::info!(peer = %self.peer, user = %self.user(), mailbox = %name.utf8(), messages = view.uids.len(), "imap select");
         self.selected = Some(Selected { mb, name, view, ro });
         cmd_ok(
@@ -1068,6 +1129,7 @@ impl Session {
                         .filter(|m| m.flags.has(flags::DELETED))
                         .count()
                 ),
+                StatusDataItemName::HighestModSeq => format!("HIGHESTMODSEQ {}", ix.modseq),
                 StatusDataItemName::Size => {
                     let total: u64 = ix
                         .msgs
@@ -1099,6 +1161,9 @@ impl Session {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };
+        if items.contains(&StatusDataItemName::HighestModSeq) {
+            self.enable_condstore(out);
+        }
         match self.status_line(&name, items) {
             Ok(l) => {
                 out.extend_from_slice(l.as_bytes());
@@ -1167,25 +1232,8 @@ impl Session {
         } else {
             Vec::new()
         };
-        for u in updates {
-            match u {
-                Update::Expunge(s) => {
-                    out.extend_from_slice(format!("* {s} EXPUNGE\r\n").as_bytes())
-                }
-                Update::Exists(n) => out.extend_from_slice(format!("* {n} EXISTS\r\n").as_bytes()),
-                Update::Recent(n) => out.extend_from_slice(format!("* {n} RECENT\r\n").as_bytes()),
-                Update::Flags(seq, uid, f) => {
-                    let recent = sel.view.recent.contains(&uid);
-                    out.extend_from_slice(
-                        format!(
-                            "* {seq} FETCH (UID {uid} FLAGS {})\r\n",
-                            flag_list(f, &kws, recent)
-                        )
-                        .as_bytes(),
-                    );
-                }
-            }
-        }
+        let sel = self.selected.as_ref().expect("selected");
+        out.extend_from_slice(&self.render_updates(updates, &sel.view, &kws));
     }
 
     /// Resolve a sequence set to (seq, uid) pairs in ascending order. None: a sequence
@@ -1246,20 +1294,24 @@ impl Session {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn store(
         &mut self,
         tag: &str,
         set: &SequenceSet,
-        kind: StoreType,
-        response: StoreResponse,
+        st: StoreArgs,
         fl: &[Flag<'_>],
-        uid: bool,
         out: &mut Vec<u8>,
     ) {
+        let StoreArgs {
+            kind,
+            response,
+            uid,
+            unchanged,
+        } = st;
         let Some(targets) = self.resolve(set, uid) else {
             return cmd_bad(out, tag, "invalid sequence set");
         };
+        let condstore = self.modes.condstore;
         let sel = self.selected.as_mut().expect("selected");
         if sel.ro {
             return cmd_no(out, tag, "[READ-ONLY] mailbox is read-only");
@@ -1273,35 +1325,51 @@ impl Session {
             StoreType::Replace => 0,
         };
         let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
-        match sel.mb.store(&uids, op, sys, &kws) {
-            Ok((before, after)) => {
+        match sel.mb.store_if(&uids, op, sys, &kws, unchanged) {
+            Ok(stored) => {
                 // Our own change is answered below, not echoed again by the next sync.
-                let mut kw_names = Vec::new();
+                // A conditional STORE answers even when .SILENT (RFC 7162 §3.1.3).
+                let silent = matches!(response, StoreResponse::Silent) && unchanged.is_none();
+                let mut modified = Vec::new();
                 {
                     let ix = sel.mb.lock();
-                    if !matches!(response, StoreResponse::Silent) {
-                        kw_names = ix.keywords.clone();
+                    let kw_names = ix.keywords.clone();
+                    if sel.view.modseq == stored.before {
+                        sel.view.modseq = stored.after;
                     }
-                    if sel.view.modseq == before {
-                        sel.view.modseq = after;
-                    }
-                    if !matches!(response, StoreResponse::Silent) {
-                        for (seq, u) in &targets {
-                            if let Some(m) = ix.find(*u) {
-                                let recent = sel.view.recent.contains(u);
-                                let f = flag_list(m.flags, &kw_names, recent);
-                                let line = if uid {
-                                    format!("* {seq} FETCH (UID {u} FLAGS {f})\r\n")
-                                } else {
-                                    format!("* {seq} FETCH (FLAGS {f})\r\n")
-                                };
-                                out.extend_from_slice(line.as_bytes());
-                            }
+                    for (seq, u) in &targets {
+                        if stored.modified.binary_search(u).is_ok() {
+                            modified.push(if uid { *u } else { *seq });
+                            continue;
+                        }
+                        if silent {
+                            continue;
+                        }
+                        if let Some(m) = ix.find(*u) {
+                            let recent = sel.view.recent.contains(u);
+                            let f = flag_list(m.flags, &kw_names, recent);
+                            let line = if condstore {
+                                format!(
+                                    "* {seq} FETCH (UID {u} FLAGS {f} MODSEQ ({}))\r\n",
+                                    m.modseq
+                                )
+                            } else if uid {
+                                format!("* {seq} FETCH (UID {u} FLAGS {f})\r\n")
+                            } else {
+                                format!("* {seq} FETCH (FLAGS {f})\r\n")
+                            };
+                            out.extend_from_slice(line.as_bytes());
                         }
                     }
                 }
                 self.sync(out, uid);
-                cmd_ok(out, tag, "STORE completed");
+                if modified.is_empty() {
+                    cmd_ok(out, tag, "STORE completed");
+                } else {
+                    let text =
+                        format!("[MODIFIED {}] conditional STORE failed", uid_set(&modified));
+                    cmd_ok(out, tag, &text);
+                }
             }
             Err(e) => cmd_no(out, tag, &format!("[LIMIT] {e}")),
         }
@@ -1370,6 +1438,9 @@ impl Session {
         esearch: Option<Vec<String>>,
         out: &mut Vec<u8>,
     ) {
+        if criteria.iter().any(super::condstore::search_uses_modseq) {
+            self.enable_condstore(out);
+        }
         let sel = self.selected.as_ref().expect("selected");
         let key = SearchKey::And(
             imap_codec::imap_types::core::Vec1::try_from(criteria.to_vec())
@@ -1378,14 +1449,14 @@ impl Session {
         let content = super::search::needs_content(&key);
         let (entries, keywords) = {
             let ix = sel.mb.lock();
-            let entries: Vec<(u32, u32, Flags, std::path::PathBuf)> = sel
+            let entries: Vec<(u32, u32, Flags, u64, std::path::PathBuf)> = sel
                 .view
                 .uids
                 .iter()
                 .enumerate()
                 .filter_map(|(i, u)| {
                     ix.find(*u)
-                        .map(|m| (i as u32 + 1, *u, m.flags, sel.mb.path_of(m)))
+                        .map(|m| (i as u32 + 1, *u, m.flags, m.modseq, sel.mb.path_of(m)))
                 })
                 .collect();
             (entries, ix.keywords.clone())
@@ -1394,13 +1465,15 @@ impl Session {
         let max_uid = sel.view.uids.last().copied().unwrap_or(0);
         let mut hits = Vec::new();
         let mut hit_uids = Vec::new();
-        for (seq, u, f, path) in entries {
+        let mut hit_modseq = 0;
+        for (seq, u, f, modseq, path) in entries {
             let mut c = super::search::Candidate {
                 seq,
                 uid: u,
                 flags: f,
                 keywords: &keywords,
                 recent: sel.view.recent.contains(&u),
+                modseq,
                 path,
                 max_seq,
                 max_uid,
@@ -1409,6 +1482,7 @@ impl Session {
             if super::search::matches(&key, &mut c) {
                 hits.push(if uid { u } else { seq });
                 hit_uids.push(u);
+                hit_modseq = hit_modseq.max(modseq);
             }
         }
         if let Some(opts) = &esearch
@@ -1431,6 +1505,12 @@ impl Session {
                 hit_uids
             };
         }
+        // RFC 7162 §3.1.5: a MODSEQ search reports the highest modseq of what it found.
+        let modseq_tail = if super::condstore::search_uses_modseq(&key) && !hits.is_empty() {
+            format!(" (MODSEQ {hit_modseq})")
+        } else {
+            String::new()
+        };
         match esearch {
             None => {
                 let mut line = String::from("* SEARCH");
@@ -1438,6 +1518,7 @@ impl Session {
                     line.push(' ');
                     line.push_str(&h.to_string());
                 }
+                line.push_str(&modseq_tail);
                 out.extend_from_slice(line.as_bytes());
                 out.extend_from_slice(b"\r\n");
             }
@@ -1466,6 +1547,9 @@ impl Session {
                         }
                         _ => {}
                     }
+                }
+                if !modseq_tail.is_empty() {
+                    line.push_str(&format!(" MODSEQ {hit_modseq}"));
                 }
                 out.extend_from_slice(line.as_bytes());
                 out.extend_from_slice(b"\r\n");

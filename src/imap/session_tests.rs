@@ -6,7 +6,7 @@ use super::session::{Session, Step};
 use crate::config::Config;
 use crate::server::Services;
 
-fn services(plain: bool) -> (tempfile::TempDir, Arc<Services>) {
+pub(super) fn services(plain: bool) -> (tempfile::TempDir, Arc<Services>) {
     crate::tls::install_crypto_provider();
     let d = tempfile::tempdir().unwrap();
     let text = format!(
@@ -20,7 +20,7 @@ fn services(plain: bool) -> (tempfile::TempDir, Arc<Services>) {
 }
 
 /// Feed `input` and run steps until the session waits; returns the output.
-fn talk(s: &mut Session, input: &str) -> String {
+pub(super) fn talk(s: &mut Session, input: &str) -> String {
     s.input(input.as_bytes());
     let mut out = Vec::new();
     while let Step::Continue = s.step(&mut out) {}

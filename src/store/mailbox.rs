@@ -2,15 +2,12 @@
 //! (`dovecot-keywords`), flags in file names, and the in-memory state shared by every session
 //! that has the folder open (see `hub.rs`). Blocking code; async callers use spawn_blocking.
 //!
-//! The UID list is the durable map from Maildir base names to UIDs:
-//! ```text
-//! P1 <uidvalidity> <uidnext>
-//! <uid> <basename>
-//! ```
-//! New UIDs are appended and fsynced before any client sees them; a torn last line (no
-//! newline) is ignored on load. Expunges rewrite the file with temp + fsync + rename. UIDs are
-//! strictly ascending: a line whose UID is not above the previous one is ignored, and new UIDs
-//! start above both the header's uidnext and the highest UID seen (RFC 3501 §2.3.1.1).
+//! The UID list (format and crash-safety argument in `uidlist.rs`) is the durable map from
+//! Maildir base names to UIDs and MODSEQs (RFC 7162). New UIDs and flag changes are appended
+//! and fsynced before any client sees them; expunges rewrite the file with temp + fsync +
+//! rename. UIDs are strictly ascending: a line whose UID is not above the previous one is
+//! ignored, and new UIDs start above both the header's uidnext and the highest UID seen
+//! (RFC 3501 §2.3.1.1).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -22,9 +19,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::flags::{self, Flags, MAX_KEYWORDS};
+pub use super::uidlist::UIDLIST;
+use super::uidlist::{self, Expunged, Recorded};
 use crate::fsutil::{fsync_dir, write_atomic};
 
-pub const UIDLIST: &str = "postern-uidlist";
 pub const KEYWORDS: &str = "dovecot-keywords";
 /// The highest UID already given to a session as \Recent (RFC 3501 §2.3.2), kept on disk so
 /// that neither a restart nor the hub dropping the folder announces a message twice or never.
@@ -41,7 +39,7 @@ pub struct Msg {
     pub file: Box<str>,
     pub in_new: bool,
     pub flags: Flags,
-    /// Bumped on every flag change, so sessions can tell what changed since they last looked.
+    /// MODSEQ of the last change (RFC 7162): persisted, never reused.
     pub modseq: u64,
 }
 
@@ -56,8 +54,18 @@ pub struct Index {
     /// Sorted by UID.
     pub msgs: Vec<Msg>,
     pub keywords: Vec<String>,
+    /// HIGHESTMODSEQ (RFC 7162 §3.1.2.1): every modseq up to here was made durable first.
     pub modseq: u64,
+    /// UIDs expunged per modseq, for QRESYNC's VANISHED (EARLIER).
+    pub expunged: Expunged,
     by_base: HashMap<Box<str>, u32>,
+    /// What the UID list said about each message at open (emptied by the first scan).
+    recorded: HashMap<u32, Recorded>,
+    /// `M` lines appended since the last rewrite.
+    log_lines: usize,
+    /// The file must be rewritten before anything is appended (old format, torn tail,
+    /// failed append).
+    needs_rewrite: bool,
     /// Highest UID already given to a session as \Recent (RFC 3501 §2.3.2).
     recent_upto: u32,
     /// new/ and cur/ modification times at the last full scan.
@@ -74,11 +82,21 @@ pub struct Mailbox {
 /// What a session learns when it syncs its view (RFC 3501 §7: untagged EXISTS/EXPUNGE/FETCH).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Update {
-    Expunge(u32),
+    /// Sequence number, UID.
+    Expunge(u32, u32),
     Exists(u32),
     Recent(u32),
-    /// Sequence number, UID, new flags.
-    Flags(u32, u32, Flags),
+    /// Sequence number, UID, new flags, modseq.
+    Flags(u32, u32, Flags, u64),
+}
+
+/// The result of a STORE: highest modseq before and after, and the UIDs that failed an
+/// UNCHANGEDSINCE test (RFC 7162 §3.1.3).
+#[derive(Debug, Default)]
+pub struct Stored {
+    pub before: u64,
+    pub after: u64,
+    pub modified: Vec<u32>,
 }
 
 /// One session's picture of a selected mailbox: sequence number n is `uids[n-1]`.
@@ -129,24 +147,22 @@ impl Mailbox {
         for sub in ["cur", "new", "tmp"] {
             fs::create_dir_all(dir.join(sub))?;
         }
+        let l = uidlist::load(&dir)?;
         let mut index = Index {
-            uidvalidity: 0,
-            uidnext: 1,
+            uidvalidity: l.uidvalidity,
+            uidnext: l.uidnext,
             msgs: Vec::new(),
             keywords: load_keywords(&dir),
-            modseq: 1,
-            by_base: HashMap::new(),
+            modseq: l.modseq.max(1),
+            expunged: l.expunged,
+            by_base: l.by_base,
+            recorded: l.recorded,
+            log_lines: l.log_lines,
+            needs_rewrite: l.version != 2 || l.torn,
             recent_upto: 0,
             stamp: None,
             cache: HashMap::new(),
         };
-        load_uidlist(&dir, &mut index)?;
-        if index.uidvalidity == 0 {
-            // A folder without a UID list (new, or never had a message) gets its UIDVALIDITY
-            // now, durably: SELECT/STATUS report it, and it must not change when the first
-            // message arrives (RFC 3501 §2.3.1.1; clients that cache drop everything then).
-            index.write_uidlist(&dir)?;
-        }
         index.recent_upto = load_recent(&dir, index.uidnext);
         let (tx, _) = tokio::sync::watch::channel(0);
         let mb = Mailbox {
@@ -154,7 +170,16 @@ impl Mailbox {
             index: Mutex::new(index),
             changes: tx,
         };
-        mb.lock().scan(&mb.dir, true)?;
+        {
+            let mut ix = mb.lock();
+            ix.scan(&mb.dir, true)?;
+            ix.recorded = HashMap::new();
+            // Also for an empty mailbox without a UID list: its UIDVALIDITY is fixed now, so
+            // the one a client sees first (and resyncs with, RFC 7162 §3.2.5) stays valid.
+            if ix.needs_rewrite {
+                ix.write_uidlist(&mb.dir)?;
+            }
+        }
         Ok(mb)
     }
 
@@ -208,7 +233,7 @@ impl Mailbox {
                 let uid = view.uids[seq - 1];
                 if ix.find(uid).is_none() {
                     gone.push(seq - 1);
-                    out.push(Update::Expunge(seq as u32));
+                    out.push(Update::Expunge(seq as u32, uid));
                 }
                 seq -= 1;
             }
@@ -252,7 +277,7 @@ impl Mailbox {
                     && m.modseq > view.modseq
                     && *uid <= last
                 {
-                    out.push(Update::Flags(i as u32 + 1, m.uid, m.flags));
+                    out.push(Update::Flags(i as u32 + 1, m.uid, m.flags, m.modseq));
                 }
             }
         }
@@ -365,12 +390,34 @@ impl Mailbox {
         system: u8,
         keywords: &[String],
     ) -> io::Result<(u64, u64)> {
+        let s = self.store_if(uids, op, system, keywords, None)?;
+        Ok((s.before, s.after))
+    }
+
+    /// STORE with an optional UNCHANGEDSINCE (RFC 7162 §3.1.3): messages whose modseq is
+    /// above it are left alone and listed in `modified`. Each changed message gets its own
+    /// new modseq, recorded durably before the lock is released.
+    pub fn store_if(
+        &self,
+        uids: &[u32],
+        op: i8,
+        system: u8,
+        keywords: &[String],
+        unchanged_since: Option<u64>,
+    ) -> io::Result<Stored> {
         let mut ix = self.lock();
         let before = ix.modseq;
         let kw = ix.keyword_bits(&self.dir, keywords, op >= 0)?;
         let mut changed = false;
+        let mut lines = String::new();
+        let mut n_lines = 0;
+        let mut modified = Vec::new();
         for uid in uids {
             let Some(pos) = ix.pos(*uid) else { continue };
+            if unchanged_since.is_some_and(|u| ix.msgs[pos].modseq > u) {
+                modified.push(*uid);
+                continue;
+            }
             let old = ix.msgs[pos].flags;
             let new = match op {
                 1 => Flags {
@@ -396,25 +443,38 @@ impl Mailbox {
             match fs::rename(&from, &to) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    ix.record(&self.dir, &lines, n_lines)?;
+                    return Err(e);
+                }
             }
-            ix.modseq += 1;
+            let flags_changed = ix.msgs[pos].flags != new;
+            if flags_changed {
+                ix.modseq += 1;
+            }
             let ms = ix.modseq;
             let m = &mut ix.msgs[pos];
             m.file = file.into();
             m.in_new = false;
-            if m.flags != new {
+            if flags_changed {
                 m.flags = new;
                 m.modseq = ms;
+                lines.push_str(&uidlist::change_line(m.uid, ms, new));
+                n_lines += 1;
             }
             changed = true;
         }
+        ix.record(&self.dir, &lines, n_lines)?;
         let after = ix.modseq;
         drop(ix);
         if changed {
             self.notify();
         }
-        Ok((before, after))
+        Ok(Stored {
+            before,
+            after,
+            modified,
+        })
     }
 
     /// Remove messages flagged \Deleted (only those in `only`, when given: UID EXPUNGE).
@@ -436,8 +496,8 @@ impl Mailbox {
         if !gone.is_empty() {
             fsync_dir(&self.dir.join("cur"))?;
             ix.remove(&gone);
+            ix.expunged_now(gone.clone());
             ix.write_uidlist(&self.dir)?;
-            ix.modseq += 1;
         }
         drop(ix);
         if !gone.is_empty() {
@@ -459,9 +519,14 @@ impl Mailbox {
             }
         }
         fsync_dir(&self.dir.join("cur"))?;
+        let present: Vec<u32> = uids
+            .iter()
+            .copied()
+            .filter(|u| ix.pos(*u).is_some())
+            .collect();
         ix.remove(uids);
+        ix.expunged_now(present);
         ix.write_uidlist(&self.dir)?;
-        ix.modseq += 1;
         drop(ix);
         self.notify();
         Ok(())
@@ -542,6 +607,41 @@ impl Index {
         Ok(bits)
     }
 
+    /// Give an expunge its modseq and remember the UIDs (the caller rewrites the file).
+    fn expunged_now(&mut self, uids: Vec<u32>) {
+        if uids.is_empty() {
+            return;
+        }
+        self.modseq += 1;
+        let m = self.modseq;
+        self.expunged.push(m, uids);
+    }
+
+    /// Make records durable: append + fsync, or a full rewrite when the file needs one or
+    /// the log of changes has grown past the size of the mailbox.
+    fn record(&mut self, dir: &Path, lines: &str, n: usize) -> io::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        if self.needs_rewrite
+            || self.log_lines + n > self.msgs.len() + 1000
+            || !dir.join(UIDLIST).exists()
+        {
+            return self.write_uidlist(dir);
+        }
+        match uidlist::append(dir, lines) {
+            Ok(()) => {
+                self.log_lines += n;
+                Ok(())
+            }
+            Err(e) => {
+                // A partial append must not have later lines glued onto it.
+                self.needs_rewrite = true;
+                Err(e)
+            }
+        }
+    }
+
     fn remove(&mut self, uids: &[u32]) {
         let set: HashSet<u32> = uids.iter().copied().collect();
         self.msgs.retain(|m| !set.contains(&m.uid));
@@ -565,7 +665,7 @@ impl Index {
             let uid = self.uidnext;
             self.uidnext += 1;
             self.modseq += 1;
-            lines.push_str(&format!("{uid} {base}\n"));
+            lines.push_str(&uidlist::entry_line(uid, self.modseq, flags, &base));
             self.by_base.insert(base.clone(), uid);
             self.msgs.push(Msg {
                 uid,
@@ -577,13 +677,12 @@ impl Index {
             });
             uids.push(uid);
         }
-        let path = dir.join(UIDLIST);
-        if first || !path.exists() {
+        if first {
             self.write_uidlist(dir)?;
-        } else if !lines.is_empty() {
-            let mut f = OpenOptions::new().append(true).open(&path)?;
-            f.write_all(lines.as_bytes())?;
-            f.sync_data()?;
+        } else if let Err(e) = self.record(dir, &lines, 0) {
+            // Not durable: these UIDs must not be shown (they are given again later).
+            self.remove(&uids);
+            return Err(e);
         }
         Ok(uids)
     }
@@ -593,12 +692,15 @@ impl Index {
         if self.uidvalidity == 0 {
             self.uidvalidity = new_uidvalidity();
         }
-        let mut text = format!("P1 {} {}\n", self.uidvalidity, self.uidnext);
-        text.reserve(self.msgs.len() * 48);
+        let mut text = uidlist::header(self.uidvalidity, self.uidnext, self.modseq, &self.expunged);
+        text.reserve(self.msgs.len() * 56);
         for m in &self.msgs {
-            text.push_str(&format!("{} {}\n", m.uid, m.base));
+            text.push_str(&uidlist::entry_line(m.uid, m.modseq, m.flags, &m.base));
         }
-        write_atomic(&dir.join(UIDLIST), text.as_bytes(), 0o600)
+        write_atomic(&dir.join(UIDLIST), text.as_bytes(), 0o600)?;
+        self.log_lines = 0;
+        self.needs_rewrite = false;
+        Ok(())
     }
 
     /// Re-read new/ and cur/ (skipped when neither changed since a scan that is safely in the
@@ -627,20 +729,22 @@ impl Index {
         let mut changed = false;
         let mut gone = Vec::new();
         let mut modseq = self.modseq;
+        // Flag changes made by other programs get new modseqs, recorded before anyone sees
+        // them (RFC 7162 §3.1: every change to a message's metadata).
+        let mut lines = String::new();
+        let mut n_lines = 0;
         for m in &mut self.msgs {
             match found.remove(&m.base) {
                 None => gone.push(m.uid),
                 Some((file, in_new)) => {
                     if file != m.file || in_new != m.in_new {
-                        let flags = if in_new {
-                            Flags::default()
-                        } else {
-                            Flags::from_info(file.split_once(":2,").map_or("", |x| x.1))
-                        };
+                        let flags = file_flags(&file, in_new);
                         if flags != m.flags {
                             modseq += 1;
                             m.modseq = modseq;
                             m.flags = flags;
+                            lines.push_str(&uidlist::change_line(m.uid, modseq, flags));
+                            n_lines += 1;
                         }
                         m.file = file;
                         m.in_new = in_new;
@@ -652,9 +756,11 @@ impl Index {
         self.modseq = modseq;
         if !gone.is_empty() {
             self.remove(&gone);
+            self.expunged_now(gone);
             self.write_uidlist(dir)?;
-            self.modseq += 1;
             changed = true;
+        } else {
+            self.record(dir, &lines, n_lines)?;
         }
         // Files known to the UID list but not yet in memory (first load) keep their UIDs.
         let mut fresh: Vec<(Box<str>, Box<str>, bool)> = Vec::new();
@@ -667,10 +773,17 @@ impl Index {
         }
         if !known.is_empty() {
             for (uid, base, file, in_new) in known {
-                let flags = if in_new {
-                    Flags::default()
-                } else {
-                    Flags::from_info(file.split_once(":2,").map_or("", |x| x.1))
+                let flags = file_flags(&file, in_new);
+                // Keep the recorded modseq unless the flags changed while we were not
+                // looking (another program, or a crash between a rename and its record).
+                let modseq = match self.recorded.get(&uid) {
+                    Some(r) if r.flags.is_none_or(|f| f == flags) => r.modseq.max(1),
+                    None if self.needs_rewrite => 1,
+                    _ => {
+                        self.modseq += 1;
+                        self.needs_rewrite = true;
+                        self.modseq
+                    }
                 };
                 self.msgs.push(Msg {
                     uid,
@@ -678,7 +791,7 @@ impl Index {
                     file,
                     in_new,
                     flags,
-                    modseq: self.modseq,
+                    modseq,
                 });
             }
             self.msgs.sort_unstable_by_key(|m| m.uid);
@@ -690,11 +803,7 @@ impl Index {
             let entries = fresh
                 .into_iter()
                 .map(|(base, file, in_new)| {
-                    let flags = if in_new {
-                        Flags::default()
-                    } else {
-                        Flags::from_info(file.split_once(":2,").map_or("", |x| x.1))
-                    };
+                    let flags = file_flags(&file, in_new);
                     (base, file, in_new, flags)
                 })
                 .collect();
@@ -702,11 +811,19 @@ impl Index {
             changed = true;
         }
         if force {
-            // Drop UID-list entries whose files are gone (first load).
+            // Drop UID-list entries whose files are gone (first load): they were expunged
+            // while we were not looking, which is a change with a modseq of its own.
             let present: HashSet<u32> = self.msgs.iter().map(|m| m.uid).collect();
-            let before = self.by_base.len();
-            self.by_base.retain(|_, u| present.contains(u));
-            if self.by_base.len() != before {
+            let mut lost = Vec::new();
+            self.by_base.retain(|_, u| {
+                let keep = present.contains(u);
+                if !keep {
+                    lost.push(*u);
+                }
+                keep
+            });
+            if !lost.is_empty() {
+                self.expunged_now(lost);
                 self.write_uidlist(dir)?;
             }
         }
@@ -730,6 +847,15 @@ impl Index {
             let _ = fsync_dir(&dir.join("cur"));
             self.stamp = None;
         }
+    }
+}
+
+/// Flags as a file's location and name say: nothing in new/, the info letters in cur/.
+fn file_flags(file: &str, in_new: bool) -> Flags {
+    if in_new {
+        Flags::default()
+    } else {
+        Flags::from_info(file.split_once(":2,").map_or("", |x| x.1))
     }
 }
 
@@ -765,41 +891,6 @@ fn load_recent(dir: &Path, uidnext: u32) -> u32 {
             upto
         }
     }
-}
-
-fn load_uidlist(dir: &Path, ix: &mut Index) -> io::Result<()> {
-    let text = match fs::read(dir.join(UIDLIST)) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let text = String::from_utf8_lossy(&text);
-    // Only complete lines count: a crash during an append may leave a torn last line.
-    let complete = match text.rfind('\n') {
-        Some(i) => &text[..=i],
-        None => "",
-    };
-    let mut lines = complete.lines();
-    if let Some(h) = lines.next() {
-        let f: Vec<&str> = h.split(' ').collect();
-        if f.len() >= 3 && f[0] == "P1" {
-            ix.uidvalidity = f[1].parse().unwrap_or(0);
-            ix.uidnext = f[2].parse().unwrap_or(1).max(1);
-        }
-    }
-    let mut last = 0u32;
-    for l in lines {
-        if let Some((u, base)) = l.split_once(' ')
-            && let Ok(u) = u.parse::<u32>()
-            && u > last
-            && !base.is_empty()
-        {
-            ix.by_base.insert(base.into(), u);
-            last = u;
-        }
-    }
-    ix.uidnext = ix.uidnext.max(last + 1);
-    Ok(())
 }
 
 #[cfg(test)]
@@ -925,7 +1016,7 @@ mod tests {
         mb.store(&[2], 1, flags::FLAGGED | flags::DELETED, &[])
             .unwrap();
         let up = mb.sync(&mut b, true, true).unwrap();
-        assert!(matches!(up[..], [Update::Flags(2, 2, _)]), "{up:?}");
+        assert!(matches!(up[..], [Update::Flags(2, 2, _, _)]), "{up:?}");
         mb.expunge(None).unwrap();
         super::super::deliver_to_maildir(&p, b"3").unwrap();
         // Held back during FETCH/STORE/SEARCH...
@@ -934,7 +1025,143 @@ mod tests {
         assert!(up.contains(&Update::Exists(3)));
         // ...and reported afterwards.
         let up = mb.sync(&mut a, true, true).unwrap();
-        assert_eq!(up[0], Update::Expunge(2));
+        assert_eq!(up[0], Update::Expunge(2, 2));
         assert_eq!(a.uids, vec![1, 3]);
+    }
+
+    fn modseqs(mb: &Mailbox) -> (u64, Vec<(u32, u64)>) {
+        let ix = mb.lock();
+        (
+            ix.modseq,
+            ix.msgs.iter().map(|m| (m.uid, m.modseq)).collect(),
+        )
+    }
+
+    #[test]
+    fn modseqs_persist_and_never_go_backwards() {
+        let (_d, p) = mk();
+        let mb = Mailbox::open(p.clone()).unwrap();
+        mb.append(b"1", 0, &[], None).unwrap();
+        mb.append(b"2", 0, &[], None).unwrap();
+        mb.store(&[1], 1, flags::SEEN, &[]).unwrap();
+        let (high, per) = modseqs(&mb);
+        assert_eq!(per[0].1, high);
+        assert!(per[1].1 < high);
+        mb.store(&[2], 1, flags::DELETED, &[]).unwrap();
+        mb.expunge(None).unwrap();
+        let (high, per) = modseqs(&mb);
+        drop(mb);
+        let mb = Mailbox::open(p.clone()).unwrap();
+        assert_eq!(modseqs(&mb), (high, per.clone()));
+        // The expunge is remembered with its modseq, across the reopen.
+        assert_eq!(mb.lock().expunged.since(per[0].1).unwrap(), vec![2]);
+        let st = mb.store_if(&[1], 1, flags::FLAGGED, &[], Some(1)).unwrap();
+        assert_eq!(st.modified, vec![1]);
+        mb.store(&[1], 1, flags::FLAGGED, &[]).unwrap();
+        assert_eq!(modseqs(&mb).1[0].1, high + 1);
+    }
+
+    #[test]
+    fn torn_or_truncated_log_never_reuses_an_acknowledged_modseq() {
+        let (_d, p) = mk();
+        let mb = Mailbox::open(p.clone()).unwrap();
+        for i in 0..3 {
+            mb.append(format!("{i}").as_bytes(), 0, &[], None).unwrap();
+        }
+        let (acked, _) = modseqs(&mb);
+        let acked_len = fs::metadata(p.join(UIDLIST)).unwrap().len() as usize;
+        // Changes whose append the "crash" tears somewhere: never acknowledged.
+        mb.store(&[1, 2], 1, flags::SEEN, &[]).unwrap();
+        mb.store(&[3], 1, flags::ANSWERED, &[]).unwrap();
+        drop(mb);
+        let full = fs::read(p.join(UIDLIST)).unwrap();
+        let files: Vec<_> = fs::read_dir(p.join("cur")).unwrap().collect();
+        assert_eq!(files.len(), 3);
+        for cut in acked_len..=full.len() {
+            fs::write(p.join(UIDLIST), &full[..cut]).unwrap();
+            let mb = Mailbox::open(p.clone()).unwrap();
+            let (high, per) = modseqs(&mb);
+            assert!(high >= acked, "cut {cut}: {high} < {acked}");
+            // Every message whose flags are not what the surviving log says got a modseq
+            // above everything that survived, and the flags on disk won.
+            let ix = mb.lock();
+            assert!(ix.msgs[0].flags.has(flags::SEEN) && ix.msgs[2].flags.has(flags::ANSWERED));
+            drop(ix);
+            assert_eq!(per.len(), 3);
+            // A new change after the reopen gets a number nobody saw before.
+            mb.store(&[1], 1, flags::FLAGGED, &[]).unwrap();
+            let (h2, _) = modseqs(&mb);
+            assert!(h2 > high, "cut {cut}");
+            if cut == full.len() {
+                assert!(high >= acked + 3);
+            }
+            drop(mb);
+            // The reopen rewrote a torn file: it loads cleanly and keeps the number.
+            let mb = Mailbox::open(p.clone()).unwrap();
+            assert_eq!(modseqs(&mb).0, h2, "cut {cut}");
+            mb.store(&[1], -1, flags::FLAGGED, &[]).unwrap();
+        }
+    }
+
+    #[test]
+    fn external_renames_and_deletions_get_modseqs() {
+        let (_d, p) = mk();
+        let mb = Mailbox::open(p.clone()).unwrap();
+        mb.append(b"1", 0, &[], None).unwrap();
+        mb.append(b"2", 0, &[], None).unwrap();
+        let mut v = View::default();
+        mb.sync(&mut v, true, true).unwrap();
+        let (high, _) = modseqs(&mb);
+        // Another program marks message 1 seen while we run.
+        let f = mb.lock().msgs[0].file.to_string();
+        fs::rename(p.join("cur").join(&f), p.join("cur").join(format!("{f}S"))).unwrap();
+        mb.lock().stamp = None;
+        let up = mb.sync(&mut v, true, true).unwrap();
+        assert!(
+            matches!(up[..], [Update::Flags(1, 1, f, m)] if f.has(flags::SEEN) && m == high + 1),
+            "{up:?}"
+        );
+        drop(mb);
+        // ...and while we are down: message 2 deleted, message 1 unflagged.
+        let f2 = fs::read_dir(p.join("cur"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .find(|n| !n.ends_with('S'))
+            .unwrap();
+        fs::remove_file(p.join("cur").join(f2)).unwrap();
+        let f1 = format!("{f}S");
+        fs::rename(p.join("cur").join(&f1), p.join("cur").join(&f)).unwrap();
+        let mb = Mailbox::open(p.clone()).unwrap();
+        let (h, per) = modseqs(&mb);
+        assert_eq!(per.len(), 1);
+        assert!(per[0].1 > high + 1 && h >= per[0].1);
+        assert_eq!(mb.lock().expunged.since(high + 1).unwrap(), vec![2]);
+        drop(mb);
+        assert_eq!(modseqs(&Mailbox::open(p).unwrap()).0, h);
+    }
+
+    #[test]
+    fn old_uidlist_is_upgraded_in_place() {
+        let (_d, p) = mk();
+        fs::write(p.join(UIDLIST), "P1 77 5\n3 abc\n4 de\n").unwrap();
+        fs::write(p.join("cur/abc:2,S"), "x").unwrap();
+        fs::write(p.join("cur/de:2,"), "y").unwrap();
+        let mb = Mailbox::open(p.clone()).unwrap();
+        assert_eq!(modseqs(&mb), (1, vec![(3, 1), (4, 1)]));
+        drop(mb);
+        let text = fs::read_to_string(p.join(UIDLIST)).unwrap();
+        assert!(text.starts_with("P2 77 5 1 0\n"), "{text}");
+        let mb = Mailbox::open(p.clone()).unwrap();
+        assert_eq!(modseqs(&mb), (1, vec![(3, 1), (4, 1)]));
+        assert!(mb.lock().msgs[0].flags.has(flags::SEEN));
+    }
+
+    #[test]
+    fn empty_mailbox_keeps_the_uidvalidity_it_showed_first() {
+        let (_d, p) = mk();
+        let uv = Mailbox::open(p.clone()).unwrap().lock().uidvalidity;
+        assert_ne!(uv, 0);
+        let mb = Mailbox::open(p.clone()).unwrap();
+        assert_eq!(mb.append(b"x", 0, &[], None).unwrap(), (uv, 1));
     }
 }

@@ -8,8 +8,9 @@ pub mod folders;
 pub mod mailbox;
 mod maildir_write;
 pub mod names;
+pub mod uidlist;
 
-pub use mailbox::{Mailbox, Update, View};
+pub use mailbox::{Mailbox, Stored, Update, View};
 pub use maildir_write::{deliver_to_maildir, unique_name};
 pub use names::MailboxName;
 
