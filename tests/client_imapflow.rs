@@ -189,12 +189,19 @@ fn imapflow_client() {
         }),
         "{show}"
     );
-    // Pushed to an idling session: another session's STORE and its EXPUNGE.
+    // Pushed to an idling session: another session's STORE and its EXPUNGE (as VANISHED
+    // with the UID once QRESYNC is enabled, RFC 7162 §3.2.10).
+    let qresync = v["enabled"].as_array().unwrap().contains(&json!("QRESYNC"));
+    let expunge = if qresync {
+        json!({"seq": null, "uid": 2, "vanished": true})
+    } else {
+        json!({"seq": 1, "uid": null, "vanished": false})
+    };
     assert_eq!(
         v["push"],
         json!({
             "flags": {"seq": 1, "uid": 2, "flags": ["$MailFlagBit2", "\\Answered", "\\Flagged"]},
-            "expunge": {"seq": 1},
+            "expunge": expunge,
             "exists": 0,
         }),
         "{show}"

@@ -68,7 +68,12 @@ fn files_reload_on_change_and_sighup_and_survive_a_bad_file() {
     // Changed on disk: picked up without a signal.
     let second = write_pair(certs.path());
     wait_serving(https, "the replaced files", |s| s.serial == second);
-    assert!(p.log().contains("(file changed)"), "{}", p.log());
+    // The log line may trail the swap that wait_serving saw (and the stderr reader thread).
+    assert!(
+        p.wait_log("(file changed)", Duration::from_secs(10)),
+        "{}",
+        p.log()
+    );
     assert!(http_get(&mut old, "/mail/config-v1.1.xml").starts_with("HTTP/1.1 "));
 
     // SIGHUP reloads too: files rewritten in place with their old size and mtime, so the
@@ -85,7 +90,10 @@ fn files_reload_on_change_and_sighup_and_survive_a_bad_file() {
         s.serial == hidden
     });
     assert!(
-        p.log().contains(&format!("(SIGHUP): serial {hidden}")),
+        p.wait_log(
+            &format!("(SIGHUP): serial {hidden}"),
+            Duration::from_secs(10)
+        ),
         "{}",
         p.log()
     );

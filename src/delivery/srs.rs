@@ -1,8 +1,8 @@
 //! Sender Rewriting Scheme, SRS0 as in libsrs2 / postsrsd (Shevek's "SRS" paper):
 //! `SRS0=HHHH=TT=orig-domain=orig-local@our-domain`.
 //!
-//! * HHHH: HMAC-SHA1(secret, TT || lower(orig-domain) || lower(orig-local)), base64,
-//!   first 4 characters. Compared case-insensitively, because some MTAs lower-case local
+//! * HHHH: HMAC-SHA1(secret, TT || lower(orig-domain) || lower(orig-local)), URL-safe
+//!   base64, first 4 characters. Compared case-insensitively, because some MTAs lower-case local
 //!   parts on the way back (libsrs2 does the same).
 //! * TT: the day number (unix time / 86400) mod 1024, two base32 characters; addresses
 //!   older than 21 days are refused (libsrs2's default maxage).
@@ -122,7 +122,9 @@ impl Srs {
             return Err(SrsError::Malformed);
         }
         let expect = self.hash(tt, odomain, olocal);
-        if !expect.eq_ignore_ascii_case(hash) {
+        // Hashes issued before the URL-safe alphabet used '+' and '/' for '-' and '_'.
+        let hash = hash.replace('+', "-").replace('/', "_");
+        if !expect.eq_ignore_ascii_case(&hash) {
             return Err(SrsError::BadHash);
         }
         let then = decode_timestamp(tt).ok_or(SrsError::Malformed)?;
@@ -144,7 +146,9 @@ impl Srs {
         mac.update(domain.to_ascii_lowercase().as_bytes());
         mac.update(local.to_ascii_lowercase().as_bytes());
         let digest = mac.finalize().into_bytes();
-        let b64 = base64::engine::general_purpose::STANDARD.encode(digest);
+        // URL-safe base64 ('-', '_'): standard base64's '/' is refused in local parts
+        // (accounts::Address), so a bounce to such an address could not come back.
+        let b64 = base64::engine::general_purpose::URL_SAFE.encode(digest);
         b64[..HASH_LEN].to_string()
     }
 }
@@ -208,6 +212,32 @@ mod tests {
         assert!(f.ends_with("=sender.test=a@example.test"), "{f}");
         assert_eq!(s.reverse(&f, NOW).unwrap(), "a@sender.test");
         assert_eq!(s.reverse(&f, NOW + 20 * 86400).unwrap(), "a@sender.test");
+    }
+
+    #[test]
+    fn every_srs_address_is_a_valid_recipient() {
+        // ~6% of standard-base64 hashes held a '/', which RCPT refuses in a local part.
+        let s = srs();
+        let mut old_style = 0;
+        for i in 0..500 {
+            let sender = format!("user{i}@sender.test");
+            let f = s.forward(&sender, NOW);
+            let hash = &f[5..5 + HASH_LEN];
+            assert!(!hash.contains(['/', '+']), "{f}");
+            assert!(crate::accounts::Address::parse(&f).is_ok(), "{f}");
+            assert_eq!(s.reverse(&f, NOW).unwrap(), sender);
+            // An address issued with the standard alphabet still verifies.
+            if hash.contains(['-', '_']) {
+                old_style += 1;
+                let old = format!(
+                    "SRS0={}{}",
+                    hash.replace('-', "+").replace('_', "/"),
+                    &f[5 + HASH_LEN..]
+                );
+                assert_eq!(s.reverse(&old, NOW).unwrap(), sender, "{old}");
+            }
+        }
+        assert!(old_style > 0);
     }
 
     #[test]

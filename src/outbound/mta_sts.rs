@@ -142,12 +142,15 @@ fn cache_file(svc: &Services) -> PathBuf {
 }
 
 fn with_cache<T>(svc: &Services, f: impl FnOnce(&mut Cache) -> T) -> T {
+    with_cache_at(&cache_file(svc), f)
+}
+
+fn with_cache_at<T>(file: &std::path::Path, f: impl FnOnce(&mut Cache) -> T) -> T {
     static C: OnceLock<Mutex<HashMap<PathBuf, Cache>>> = OnceLock::new();
     let all = C.get_or_init(Default::default);
     let mut all = all.lock().unwrap_or_else(|e| e.into_inner());
-    let file = cache_file(svc);
-    let cache = all.entry(file.clone()).or_insert_with(|| {
-        std::fs::read(&file)
+    let cache = all.entry(file.to_path_buf()).or_insert_with(|| {
+        std::fs::read(file)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
@@ -204,7 +207,7 @@ pub async fn policy_for(svc: &Services, domain: &str) -> Result<Option<Policy>, 
     }
     match fetch(svc, &domain).await {
         Ok(policy) => {
-            let json = with_cache(svc, |c| {
+            with_cache(svc, |c| {
                 c.insert(
                     domain.clone(),
                     Cached {
@@ -214,11 +217,16 @@ pub async fn policy_for(svc: &Services, domain: &str) -> Result<Option<Policy>, 
                     },
                 );
                 c.retain(|_, v| v.expires > now);
-                serde_json::to_vec_pretty(c).unwrap_or_default()
             });
             let file = cache_file(svc);
+            // Serialise and write under the cache lock: two fetches saving at once must not
+            // land out of order (an older snapshot written last dropped a policy from disk,
+            // and after a restart that domain had none: the downgrade §5 guards against).
             let saved = tokio::task::spawn_blocking(move || {
-                crate::fsutil::write_atomic(&file, &json, 0o600)
+                with_cache_at(&file, |c| {
+                    let json = serde_json::to_vec_pretty(c).unwrap_or_default();
+                    crate::fsutil::write_atomic(&file, &json, 0o600)
+                })
             })
             .await;
             if let Ok(Err(e)) = saved {

@@ -36,6 +36,8 @@ function client(port, secure) {
         auth: { user: cfg.user, pass: cfg.pass },
         logger,
         disableAutoIdle: true,
+        // Use QRESYNC when the server offers it (VANISHED instead of EXPUNGE).
+        qresync: true,
         connectionTimeout: 10000,
         greetingTimeout: 10000,
     });
@@ -241,7 +243,7 @@ async function main() {
     const expungeSeen = waitFor(c, 'expunge', 20000);
     await other.messageDelete('1');
     const ex = await expungeSeen;
-    out.push = { flags: { seq: fl.seq, uid: fl.uid, flags: [...fl.flags].filter((f) => f !== '\\Recent').sort() }, expunge: { seq: ex.seq } };
+    out.push = { flags: { seq: fl.seq, uid: fl.uid, flags: [...fl.flags].filter((f) => f !== '\\Recent').sort() }, expunge: { seq: ex.seq ?? null, uid: ex.uid ?? null, vanished: !!ex.vanished } };
     await other.logout();
     out.push.exists = (await c.status('INBOX', { messages: true })).messages;
     await idle2;
