@@ -121,7 +121,7 @@ pub fn uid_set(nums: &[u32]) -> String {
     while i < nums.len() {
         let start = nums[i];
         let mut end = start;
-        while i + 1 < nums.len() && nums[i + 1] == end + 1 {
+        while i + 1 < nums.len() && Some(nums[i + 1]) == end.checked_add(1) {
             i += 1;
             end = nums[i];
         }
