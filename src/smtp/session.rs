@@ -262,11 +262,7 @@ impl Session {
             Request::Help { .. } => Action::Reply(Reply {
                 code: 214,
                 enhanced: "2.0.0".into(),
-                lines: vec![
-                    "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY STARTTLS AUTH HELP QUIT"
-                        .into(),
-                    "See RFC 5321".into(),
-                ],
+                lines: vec![self.help_commands(), "See RFC 5321".into()],
             }),
             Request::Quit => Action::Close(r(
                 221,
@@ -305,6 +301,19 @@ impl Session {
             lines.push("AUTH PLAIN LOGIN".into());
         }
         Action::Reply(Reply::plain(250, lines))
+    }
+
+    /// HELP lists what this session would accept now, as EHLO advertises it.
+    fn help_commands(&self) -> String {
+        let mut cmds = String::from("Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY");
+        if !self.tls {
+            cmds.push_str(" STARTTLS");
+        }
+        if self.cfg.mode != Mode::Mx && self.tls {
+            cmds.push_str(" AUTH");
+        }
+        cmds.push_str(" HELP QUIT");
+        cmds
     }
 
     fn starttls(&mut self) -> Action {
