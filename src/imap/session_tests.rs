@@ -124,10 +124,49 @@ fn garbage_never_panics() {
     }
 }
 
+/// A cheap fuzz shared by the session tests: feed `rounds` random mutations of the `seeds`
+/// (bytes changed, dropped, or taken from `alphabet` inserted), stepping the session until it
+/// waits after each, and leaving IDLE when a mutation entered it.
+pub(super) fn feed_mutations(
+    s: &mut Session,
+    seeds: &[&str],
+    seed: u64,
+    rounds: usize,
+    alphabet: &[u8],
+) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    for i in 0..rounds {
+        let mut b = seeds[i % seeds.len()].as_bytes().to_vec();
+        for _ in 0..rng.random_range(1..4) {
+            let p = rng.random_range(0..b.len());
+            match rng.random_range(0..3) {
+                0 => b[p] = rng.random(),
+                1 => {
+                    b.remove(p);
+                }
+                _ => b.insert(p, alphabet[rng.random_range(0..alphabet.len())]),
+            }
+        }
+        if !b.ends_with(b"\r\n") {
+            b.extend_from_slice(b"\r\n");
+        }
+        s.input(&b);
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            if s.step(&mut out) != Step::Continue {
+                break;
+            }
+        }
+        if s.is_idle() {
+            talk(s, "DONE\r\n");
+        }
+    }
+}
+
 /// A cheap fuzz: random mutations of valid commands never panic or hang the session.
 #[test]
 fn random_input_never_panics() {
-    use rand::{Rng, SeedableRng};
     let (_d, svc) = services(true);
     let mut s = Session::new(svc, "127.0.0.1".parse().unwrap(), false);
     talk(
@@ -147,36 +186,7 @@ fn random_input_never_panics() {
         "x ENABLE IMAP4rev2 UTF8=ACCEPT\r\n",
         "x RENAME \"Entwürfe\" \"R&D\"\r\n",
     ];
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    for i in 0..3000 {
-        let mut b = seeds[i % seeds.len()].as_bytes().to_vec();
-        for _ in 0..rng.random_range(1..4) {
-            let p = rng.random_range(0..b.len());
-            match rng.random_range(0..3) {
-                0 => b[p] = rng.random(),
-                1 => {
-                    b.remove(p);
-                }
-                _ => {
-                    let alphabet = b"(){}[]<>*%\"\\ \r\n0~+";
-                    b.insert(p, alphabet[rng.random_range(0..alphabet.len())]);
-                }
-            }
-        }
-        if !b.ends_with(b"\r\n") {
-            b.extend_from_slice(b"\r\n");
-        }
-        s.input(&b);
-        let mut out = Vec::new();
-        for _ in 0..1000 {
-            if s.step(&mut out) != Step::Continue {
-                break;
-            }
-        }
-        if s.is_idle() {
-            talk(&mut s, "DONE\r\n");
-        }
-    }
+    feed_mutations(&mut s, &seeds, 7, 3000, b"(){}[]<>*%\"\\ \r\n0~+");
     // Still alive and in sync after the noise.
     let r = talk(&mut s, "\r\nz1 NOOP\r\n");
     assert!(r.contains("z1 OK") || r.contains("z1 BAD"), "{r}");
