@@ -609,9 +609,6 @@ impl Session {
             C::Create { mailbox } => self.create(&tag, &mailbox, out),
             C::Delete { mailbox } => self.delete(&tag, &mailbox, out),
             C::Rename { from, to } => self.rename(&tag, &from, &to, out),
-            C::Subscribe { mailbox } | C::Unsubscribe { mailbox } if false => {
-                let _ = mailbox;
-            }
             C::Subscribe { mailbox } => self.subscribe(&tag, &mailbox, true, out),
             C::Unsubscribe { mailbox } => self.subscribe(&tag, &mailbox, false, out),
             C::Lsub {
@@ -640,7 +637,30 @@ impl Session {
                 let date = date.map(|d| SystemTime::from(*d.as_ref()));
                 self.append(&tag, &mailbox, &flags, date, data, out);
             }
-            _ if !selected => cmd_bad(out, &tag, "select a mailbox first"),
+            // IDLE is valid in the authenticated state too (RFC 9051 §6.3.13).
+            C::Idle => {
+                // Continuation first, then what is pending (RFC 2177 §3 example): clients
+                // such as async-imap (Delta Chat) set untagged data received before the "+"
+                // aside and would sit in IDLE without fetching mail that arrived earlier.
+                out.extend_from_slice(b"+ idling\r\n");
+                self.sync(out, true);
+                self.pending = Pending::Idle(tag);
+                // Continue, not Idle: a pipelined DONE may already be buffered.
+            }
+            C::Check
+            | C::Close
+            | C::Unselect
+            | C::Expunge
+            | C::ExpungeUid { .. }
+            | C::Search { .. }
+            | C::Fetch { .. }
+            | C::Store { .. }
+            | C::Copy { .. }
+            | C::Move { .. }
+                if !selected =>
+            {
+                cmd_bad(out, &tag, "select a mailbox first")
+            }
             C::Check => {
                 self.sync(out, true);
                 cmd_ok(out, &tag, "CHECK completed");
@@ -753,15 +773,6 @@ impl Session {
                 mailbox,
                 uid,
             } => self.copy(&tag, &sequence_set, &mailbox, uid, true, out),
-            C::Idle => {
-                // Continuation first, then what is pending (RFC 2177 §3 example): clients
-                // such as async-imap (Delta Chat) set untagged data received before the "+"
-                // aside and would sit in IDLE without fetching mail that arrived earlier.
-                out.extend_from_slice(b"+ idling\r\n");
-                self.sync(out, true);
-                self.pending = Pending::Idle(tag);
-                // Continue, not Idle: a pipelined DONE may already be buffered.
-            }
             _ => cmd_bad(out, &tag, "command not supported"),
         }
         Step::Continue

@@ -532,3 +532,19 @@ fn uid_sets_compress_runs_up_to_the_largest_uid() {
     assert_eq!(uid_set(&[u32::MAX]), u32::MAX.to_string());
     assert_eq!(uid_set(&[]), "");
 }
+
+#[test]
+fn idle_without_a_mailbox_and_unknown_commands_in_authenticated_state() {
+    let (_d, svc) = services(true);
+    let mut s = Session::new(svc, "127.0.0.1".parse().unwrap(), false);
+    talk(&mut s, "a LOGIN u@example.com pw\r\n");
+    // RFC 9051 §6.3.13: IDLE is an authenticated-state command.
+    assert_eq!(talk(&mut s, "b IDLE\r\n"), "+ idling\r\n");
+    assert!(s.is_idle());
+    assert_eq!(talk(&mut s, "DONE\r\n"), "b OK IDLE terminated\r\n");
+    // A command we do not implement is called that, not "select a mailbox first".
+    let r = talk(&mut s, "c GETQUOTAROOT INBOX\r\n");
+    assert!(r.starts_with("c BAD") && !r.contains("select"), "{r}");
+    let r = talk(&mut s, "d FETCH 1 FLAGS\r\n");
+    assert_eq!(r, "d BAD select a mailbox first\r\n");
+}
