@@ -37,12 +37,46 @@ pub enum Item {
     ModSeq,
 }
 
-/// What parsing yields, kept in the store's parse cache.
+/// What parsing yields, kept in the store's parse cache (in memory, and as bytes on disk).
+#[derive(Debug, PartialEq, Eq)]
 pub struct Cached {
     pub size: u32,
     pub envelope: Vec<u8>,
     pub body: Vec<u8>,
     pub bodystructure: Vec<u8>,
+}
+
+impl Cached {
+    /// The on-disk form: size, then each rendering with a length in front (u32 LE).
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self.size.to_le_bytes().to_vec();
+        for part in [&self.envelope, &self.body, &self.bodystructure] {
+            out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            out.extend_from_slice(part);
+        }
+        out
+    }
+
+    fn from_bytes(b: &[u8]) -> Option<Cached> {
+        let (size, mut rest) = b.split_first_chunk::<4>()?;
+        let mut part = || -> Option<Vec<u8>> {
+            let (len, tail) = rest.split_first_chunk::<4>()?;
+            let len = u32::from_le_bytes(*len) as usize;
+            if tail.len() < len {
+                return None;
+            }
+            let (p, tail) = tail.split_at(len);
+            rest = tail;
+            Some(p.to_vec())
+        };
+        let (envelope, body, bodystructure) = (part()?, part()?, part()?);
+        Some(Cached {
+            size: u32::from_le_bytes(*size),
+            envelope,
+            body,
+            bodystructure,
+        })
+    }
 }
 
 fn section_label(s: &Option<Section<'_>>) -> (String, Vec<u32>, SectionText) {
@@ -334,7 +368,17 @@ impl FetchJob {
                 continue;
             }
             let cached: Option<Arc<Cached>> = if needs_cache {
-                match sel.mb.cached(uid).and_then(|c| c.downcast::<Cached>().ok()) {
+                let from_disk = || {
+                    let c = Arc::new(Cached::from_bytes(&sel.mb.cached_bytes(uid)?)?);
+                    sel.mb.put_cache(uid, c.clone());
+                    Some(c)
+                };
+                match sel
+                    .mb
+                    .cached(uid)
+                    .and_then(|c| c.downcast::<Cached>().ok())
+                    .or_else(from_disk)
+                {
                     Some(c) => Some(c),
                     None => {
                         if !load(&mut data) {
@@ -353,6 +397,7 @@ impl FetchJob {
                             body,
                             bodystructure: bs,
                         });
+                        sel.mb.put_cached_bytes(uid, &c.to_bytes());
                         sel.mb.put_cache(uid, c.clone());
                         Some(c)
                     }
@@ -500,5 +545,25 @@ impl FetchJob {
         }
         self.pos = done;
         self.pos >= self.targets.len()
+    }
+}
+
+#[cfg(test)]
+mod cache_bytes_tests {
+    use super::Cached;
+
+    #[test]
+    fn cached_renderings_round_trip_and_truncation_is_refused() {
+        let c = Cached {
+            size: 1234,
+            envelope: b"(NIL \"s\")".to_vec(),
+            body: b"(\"TEXT\" \"PLAIN\")".to_vec(),
+            bodystructure: Vec::new(),
+        };
+        let b = c.to_bytes();
+        assert_eq!(Cached::from_bytes(&b), Some(c));
+        for cut in 0..b.len() {
+            assert_eq!(Cached::from_bytes(&b[..cut]), None, "cut at {cut}");
+        }
     }
 }

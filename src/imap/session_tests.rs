@@ -548,3 +548,46 @@ fn idle_without_a_mailbox_and_unknown_commands_in_authenticated_state() {
     let r = talk(&mut s, "d FETCH 1 FLAGS\r\n");
     assert_eq!(r, "d BAD select a mailbox first\r\n");
 }
+
+#[test]
+fn parse_cache_on_disk_serves_a_restarted_server() {
+    let (d, svc) = services(true);
+    let mut s = Session::new(svc, "127.0.0.1".parse().unwrap(), false);
+    let r = talk(
+        &mut s,
+        "a LOGIN u@example.com pw\r\nb APPEND INBOX {24+}\r\nSubject: first\r\n\r\nbody\r\n\r\nc SELECT INBOX\r\n",
+    );
+    assert!(r.contains("c OK"), "{r}");
+    let first = talk(&mut s, "d FETCH 1 (ENVELOPE BODYSTRUCTURE RFC822.SIZE)\r\n");
+    assert!(first.contains("\"first\""), "{first}");
+    drop(s);
+    // A new server on the same data directory (nothing shared in memory). The message file is
+    // rewritten behind its back, which Maildir never does: only the cache can still say "first".
+    let text = format!(
+        "domain = \"example.com\"\nhostname = \"mail.example.com\"\ndata_dir = \"{}\"\n[tls]\nsource = \"self-signed\"\n[imap]\nallow_plaintext_auth = true\n",
+        d.path().display()
+    );
+    let cfg = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
+    let svc2 = Services::build(cfg).unwrap();
+    let cur = d.path().join("mail/example.com/u/cur");
+    let file = std::fs::read_dir(&cur)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&file, "Subject: other\r\n\r\nbody\r\n").unwrap();
+    let mut s = Session::new(svc2, "127.0.0.1".parse().unwrap(), false);
+    talk(&mut s, "a LOGIN u@example.com pw\r\nc SELECT INBOX\r\n");
+    let again = talk(&mut s, "d FETCH 1 (ENVELOPE BODYSTRUCTURE RFC822.SIZE)\r\n");
+    assert_eq!(again, first);
+    // The cached record goes with the message.
+    talk(&mut s, "e STORE 1 +FLAGS (\\Deleted)\r\nf EXPUNGE\r\n");
+    let r = talk(
+        &mut s,
+        "g APPEND INBOX {24+}\r\nSubject: third\r\n\r\nbody\r\n\r\nh NOOP\r\n",
+    );
+    assert!(r.contains("g OK"), "{r}");
+    let r = talk(&mut s, "i FETCH 1 (ENVELOPE)\r\n");
+    assert!(r.contains("\"third\""), "{r}");
+}

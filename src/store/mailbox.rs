@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::cache_file::CacheFile;
 use super::flags::{self, Flags, MAX_KEYWORDS};
 pub use super::uidlist::UIDLIST;
 use super::uidlist::{self, Expunged, Recorded};
@@ -71,6 +72,9 @@ pub struct Index {
     /// new/ and cur/ modification times at the last full scan.
     stamp: Option<(SystemTime, SystemTime)>,
     cache: HashMap<u32, Parsed>,
+    /// The same, on disk (`postern-cache`): survives restarts and covers what the in-memory
+    /// cache had to drop.
+    disk: CacheFile,
 }
 
 pub struct Mailbox {
@@ -162,6 +166,7 @@ impl Mailbox {
             recent_upto: 0,
             stamp: None,
             cache: HashMap::new(),
+            disk: CacheFile::new(&dir),
         };
         index.recent_upto = load_recent(&dir, index.uidnext);
         let (tx, _) = tokio::sync::watch::channel(0);
@@ -542,6 +547,21 @@ impl Mailbox {
         self.lock().cache.get(&uid).cloned()
     }
 
+    /// Bytes kept for `uid` in the on-disk parse cache (opaque to the store, like `Parsed`).
+    pub fn cached_bytes(&self, uid: u32) -> Option<Vec<u8>> {
+        let mut ix = self.lock();
+        let uv = ix.uidvalidity;
+        ix.disk.get(uv, uid)
+    }
+
+    pub fn put_cached_bytes(&self, uid: u32, data: &[u8]) {
+        let mut ix = self.lock();
+        if ix.find(uid).is_some() {
+            let uv = ix.uidvalidity;
+            ix.disk.put(uv, uid, data);
+        }
+    }
+
     pub fn put_cache(&self, uid: u32, p: Parsed) {
         let mut ix = self.lock();
         if ix.cache.len() >= CACHE_MAX {
@@ -647,6 +667,7 @@ impl Index {
         self.msgs.retain(|m| !set.contains(&m.uid));
         self.by_base.retain(|_, u| !set.contains(u));
         self.cache.retain(|u, _| !set.contains(u));
+        self.disk.forget(uids);
     }
 
     /// Give UIDs to new files and make them durable in the UID list before anyone sees them.

@@ -3,6 +3,7 @@
 //! (Maildir++, as Dovecot and Courier lay them out). Storage knows no sockets: this is a
 //! blocking API; async callers run it with `spawn_blocking`.
 
+pub mod cache_file;
 pub mod flags;
 pub mod folders;
 pub mod mailbox;
