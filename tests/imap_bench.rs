@@ -1,7 +1,8 @@
 //! Large-mailbox timing (ignored by default; run with
 //! `cargo test --release --test imap_bench -- --ignored --nocapture`, optionally with
 //! IMAP_BENCH_N=100000). Builds an N-message Maildir, starts the real binary and times
-//! LOGIN+SELECT and `UID FETCH 1:* (UID FLAGS)` on a first and a second connection, and the
+//! LOGIN+SELECT and `UID FETCH 1:* (UID FLAGS)` on a first and a second connection (and, in
+//! `large_inbox_envelope_fetch_and_restart`, the parse cache across a restart), and the
 //! server's RSS afterwards. Prints figures; asserts only correctness, never timing.
 mod common;
 
@@ -88,6 +89,48 @@ fn large_inbox_select_and_fetch() {
         let fetch = t.elapsed();
         assert_eq!(lines, n + 1);
         eprintln!("{round}: SELECT {sel:?}, UID FETCH 1:* (UID FLAGS) {fetch:?}");
+        cmd(&mut w, &mut r, "d", "LOGOUT");
+    }
+    eprintln!("server RSS: {} KiB", rss_kib(server_pid(&p)));
+}
+
+/// The parse cache: `FETCH 1:* (ENVELOPE BODYSTRUCTURE RFC822.SIZE)` reads and parses every
+/// file the first time; afterwards it is answered from the cache (in memory up to 20,000
+/// messages per mailbox, the rest and everything after a restart from `postern-cache`).
+#[test]
+#[ignore]
+fn large_inbox_envelope_fetch_and_restart() {
+    let n: usize = std::env::var("IMAP_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let mut p = Postern::start_with(Setup {
+        extra: "[imap]\nallow_plaintext_auth = true\n".into(),
+        ..Setup::default()
+    });
+    p.add_user("user@example.test", "pw");
+    build_maildir(&p.maildir("user@example.test"), n);
+    for round in ["first", "second", "after restart"] {
+        if round == "after restart" {
+            p.stop();
+            p.spawn();
+        }
+        let mut w = TcpStream::connect(("127.0.0.1", p.ports.imap)).unwrap();
+        let mut r = BufReader::new(w.try_clone().unwrap());
+        let mut g = String::new();
+        r.read_line(&mut g).unwrap();
+        cmd(&mut w, &mut r, "a", "LOGIN user@example.test pw");
+        cmd(&mut w, &mut r, "b", "SELECT INBOX");
+        let t = Instant::now();
+        let lines = cmd(
+            &mut w,
+            &mut r,
+            "c",
+            "FETCH 1:* (ENVELOPE BODYSTRUCTURE RFC822.SIZE)",
+        );
+        let fetch = t.elapsed();
+        assert!(lines > n, "{lines} lines for {n} messages");
+        eprintln!("{round}: FETCH 1:* (ENVELOPE BODYSTRUCTURE RFC822.SIZE) {fetch:?}");
         cmd(&mut w, &mut r, "d", "LOGOUT");
     }
     eprintln!("server RSS: {} KiB", rss_kib(server_pid(&p)));
