@@ -341,6 +341,7 @@ impl Maintainer {
             Ok(r) => r,
             Err(_) => Err(AcmeError::Timeout),
         };
+        let mut failure = None;
         match result {
             Ok(ck) => {
                 let info = CertInfo::of(&ck);
@@ -380,12 +381,12 @@ impl Maintainer {
                     ),
                     None => "the self-signed stand-in".into(),
                 };
-                tracing::error!(
+                failure = Some(format!(
                     "ACME: certificate for {} not obtained: {e}; keeping {serving}; next attempt in {}s (attempt {})",
                     self.names.join(", "),
                     delay.as_secs(),
                     self.failures
-                );
+                ));
                 // A cached account may be what broke (e.g. the CA forgot it): start afresh.
                 self.account = None;
                 self.state.last_error = Some(e.to_string());
@@ -397,6 +398,11 @@ impl Maintainer {
         // Always written: `postern tls renew --wait` watches last_attempt.
         if let Err(e) = self.store.save_state(&self.state) {
             tracing::warn!("ACME: cannot write the renewal state: {e}");
+        }
+        // Logged after the state is saved, so whoever reacts to the log line (an operator,
+        // a test) finds the failure in `postern tls status` too.
+        if let Some(line) = failure {
+            tracing::error!("{line}");
         }
     }
 
