@@ -8,29 +8,15 @@ pub fn string(out: &mut Vec<u8>, s: &[u8]) {
         && s.iter()
             .all(|&b| b != b'\r' && b != b'\n' && b != 0 && b < 0x80);
     if quotable {
-        out.push(b'"');
-        for &b in s {
-            if b == b'"' || b == b'\\' {
-                out.push(b'\\');
-            }
-            out.push(b);
-        }
-        out.push(b'"');
+        quoted(out, s);
     } else {
         out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
         out.extend_from_slice(s);
     }
 }
 
-/// Append a string for a client that accepts UTF-8 in quoted strings (IMAP4rev2 or
-/// UTF8=ACCEPT, RFC 6855 §3): valid UTF-8 is quoted, anything else is a literal.
-pub fn string_utf8(out: &mut Vec<u8>, s: &[u8]) {
-    let quotable = s.len() < 1024
-        && std::str::from_utf8(s).is_ok()
-        && s.iter().all(|&b| b != b'\r' && b != b'\n' && b != 0);
-    if !quotable {
-        return string(out, s);
-    }
+/// A quoted string with `"` and `\` escaped; callers have checked it may be quoted.
+fn quoted(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
     for &b in s {
         if b == b'"' || b == b'\\' {
@@ -39,6 +25,19 @@ pub fn string_utf8(out: &mut Vec<u8>, s: &[u8]) {
         out.push(b);
     }
     out.push(b'"');
+}
+
+/// Append a string for a client that accepts UTF-8 in quoted strings (IMAP4rev2 or
+/// UTF8=ACCEPT, RFC 6855 §3): valid UTF-8 is quoted, anything else is a literal.
+pub fn string_utf8(out: &mut Vec<u8>, s: &[u8]) {
+    let quotable = s.len() < 1024
+        && std::str::from_utf8(s).is_ok()
+        && s.iter().all(|&b| b != b'\r' && b != b'\n' && b != 0);
+    if quotable {
+        quoted(out, s);
+    } else {
+        string(out, s);
+    }
 }
 
 /// A mailbox name: quoted UTF-8 for UTF-8 sessions, the modified UTF-7 rules otherwise.
