@@ -3,6 +3,8 @@
 use super::*;
 use base64::Engine;
 
+use crate::smtp::data::DataError;
+
 struct Dir;
 
 impl Directory for Dir {
