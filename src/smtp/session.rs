@@ -27,6 +27,23 @@ pub use content::header_from_addresses;
 /// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF.
 pub const MAX_COMMAND_LINE: usize = 512;
 
+/// MAIL and RCPT with extension parameters may be longer (RFC 5321 §4.5.3.1.4 lets
+/// extensions raise the limit); bounded like Postfix's `line_length_limit`.
+pub const MAX_ENVELOPE_LINE: usize = 2048;
+
+/// The longest line accepted for this command: AUTH carries a SASL response of up to 12288
+/// octets (RFC 4954 §4; the framer's `HARD_MAX`), MAIL/RCPT parameters, the rest 512.
+fn max_line_for(line: &[u8]) -> usize {
+    let verb = |v: &[u8]| line.len() > v.len() && line[..v.len()].eq_ignore_ascii_case(v);
+    if verb(b"AUTH ") {
+        super::line::HARD_MAX
+    } else if verb(b"MAIL ") || verb(b"RCPT ") {
+        MAX_ENVELOPE_LINE
+    } else {
+        MAX_COMMAND_LINE
+    }
+}
+
 /// Limits and identity of one session.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -200,8 +217,7 @@ impl Session {
         if self.sasl != Sasl::Idle {
             return self.sasl_line(line);
         }
-        let is_auth = line.len() >= 5 && line[..5].eq_ignore_ascii_case(b"AUTH ");
-        if line.len() > MAX_COMMAND_LINE && !is_auth {
+        if line.len() > max_line_for(line) {
             return self.error(std_replies::line_too_long());
         }
         let parsed = Request::parse(&mut line.iter());
