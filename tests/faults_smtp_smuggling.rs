@@ -31,6 +31,8 @@ enum Port {
     Mx,
     /// Port 587: STARTTLS, AUTH PLAIN as alice.
     Submission,
+    /// Port 587: STARTTLS only.
+    SubmissionNoAuth,
 }
 
 /// Open a session on `port`, send the commands of `prelude` one by one (each reply read),
@@ -44,9 +46,10 @@ fn session(
     pieces: &[Vec<u8>],
     split: bool,
 ) -> (Vec<String>, Vec<String>) {
-    let (num, tls) = match port {
-        Port::Mx => (p.ports.smtp, false),
-        Port::Submission => (p.ports.submission, true),
+    let (num, tls, auth) = match port {
+        Port::Mx => (p.ports.smtp, false, false),
+        Port::Submission => (p.ports.submission, true, true),
+        Port::SubmissionNoAuth => (p.ports.submission, true, false),
     };
     let prelude: Vec<String> = prelude.iter().map(|c| format!("{c:?}")).collect();
     let pieces: Vec<String> = pieces.iter().map(|x| format!("{:?}", hex(x))).collect();
@@ -79,6 +82,7 @@ if {tls}:
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     f = s.makefile("rb")
     assert cmd("EHLO laptop.example").startswith("250")
+if {auth}:
     tok = base64.b64encode(b"\0alice@example.test\0alice-pw").decode()
     assert cmd("AUTH PLAIN " + tok).startswith("235")
 for c in [{prelude}]:
@@ -87,6 +91,8 @@ for i, piece in enumerate([{pieces}]):
     if {split} and i > 0:
         time.sleep(0.05)
     s.sendall(bytes.fromhex(piece))
+if not [{pieces}]:
+    s.sendall(b"QUIT\r\n")
 while True:
     try:
         r = reply()
@@ -97,6 +103,7 @@ while True:
     print("R", r)
 "#,
         tls = if tls { "True" } else { "False" },
+        auth = if auth { "True" } else { "False" },
         split = if split { "True" } else { "False" },
         prelude = prelude.join(", "),
         pieces = pieces.join(", "),
@@ -333,4 +340,20 @@ fn oversized_command_and_auth_lines() {
     assert!(pre[1].starts_with("500 5.5.2"), "{pre:?}");
     assert!(pre[2].starts_with("500 5.5.2"), "{pre:?}");
     assert!(pre[3].starts_with("250"), "{pre:?}");
+    // AUTH: a continuation line over 12288 octets (RFC 4954 §4) ends the exchange with
+    // 500 5.5.6, an initial response over it is a line too long; the session goes on.
+    let blob = "QUFB".repeat(5000);
+    let initial = format!("AUTH PLAIN {blob}");
+    let (pre, _) = session(
+        &p,
+        Port::SubmissionNoAuth,
+        "laptop.example",
+        &["AUTH PLAIN", &blob, &initial, "NOOP"],
+        &[],
+        false,
+    );
+    assert!(pre[1].starts_with("334"), "{pre:?}");
+    assert!(pre[2].starts_with("500 5.5.6"), "{pre:?}");
+    assert!(pre[3].starts_with("500 5.5.2"), "{pre:?}");
+    assert!(pre[4].starts_with("250"), "{pre:?}");
 }
