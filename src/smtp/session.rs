@@ -225,7 +225,7 @@ impl Session {
             Ok(req) => self.request(req, line, dir),
             Err(ProtoError::InvalidRecipientAddress)
                 if line.windows(2).any(|w| w == b"@[")
-                    && relay::is_relaying(self.from_internet(), Target::AddressLiteral) =>
+                    && relay::is_relaying(self.is_from_internet(), Target::AddressLiteral) =>
             {
                 // smtp-proto does not parse address literals; they name a host, not us.
                 let text = String::from_utf8_lossy(line);

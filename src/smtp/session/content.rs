@@ -9,7 +9,7 @@ impl Session {
     /// Bare CR/LF in the body are refused from the internet (port 25) and normalised on
     /// authenticated submission, where sloppy scripts are common (see `smtp::data`).
     pub fn forbid_bare_newline(&self) -> bool {
-        self.from_internet() && self.auth_user.is_none()
+        self.is_from_internet() && self.auth_user.is_none()
     }
 
     pub(super) fn data(&mut self) -> Action {

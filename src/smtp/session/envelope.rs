@@ -107,7 +107,7 @@ impl Session {
     }
 
     /// The mail comes from the internet (port 25), not from an authenticated user.
-    pub(super) fn from_internet(&self) -> bool {
+    pub(super) fn is_from_internet(&self) -> bool {
         self.cfg.mode == Mode::Mx
     }
 
@@ -156,7 +156,7 @@ impl Session {
             }
         };
         if parsed.domain.starts_with('[')
-            && relay::is_relaying(self.from_internet(), Target::AddressLiteral)
+            && relay::is_relaying(self.is_from_internet(), Target::AddressLiteral)
         {
             return self.relay_refused(Target::AddressLiteral, &address);
         }
@@ -186,7 +186,7 @@ impl Session {
                 ));
             }
             Recipient::Remote => {
-                if relay::is_relaying(self.from_internet(), Target::Resolved(&resolved)) {
+                if relay::is_relaying(self.is_from_internet(), Target::Resolved(&resolved)) {
                     return self.relay_refused(Target::Resolved(&resolved), &address);
                 }
                 Rcpt {
