@@ -225,37 +225,47 @@ fn smuggling_on_submission_is_content_of_one_message() {
 #[test]
 fn bdat_content_with_bare_line_ends() {
     let p = start();
-    let body = b"From: alice@example.test\r\nSubject: b\r\n\r\nline\n.\r\nMAIL FROM:<x@remote.example>\r\n".to_vec();
-    let mut chunk = format!("BDAT {} LAST\r\n", body.len()).into_bytes();
-    chunk.extend_from_slice(&body);
-    chunk.extend_from_slice(b"QUIT\r\n");
-    let (_, after) = session(
-        &p,
-        Port::Mx,
-        "client.example",
-        &[
-            "MAIL FROM:<sender@remote.example>",
-            "RCPT TO:<bob@example.test>",
-        ],
-        &[chunk.clone()],
-        false,
-    );
-    no_second_transaction(&after, "550 5.5.2", "BDAT port 25");
-    let (_, after) = session(
-        &p,
-        Port::Submission,
-        "laptop.example",
-        &[
-            "MAIL FROM:<alice@example.test>",
-            "RCPT TO:<bob@example.test>",
-        ],
-        &[chunk],
-        false,
-    );
-    no_second_transaction(&after, "250", "BDAT 587");
-    let got = p.wait_messages("bob@example.test", "", 1, T);
-    assert_eq!(got.len(), 1);
-    assert!(String::from_utf8_lossy(&got[0]).contains("line\r\n.\r\nMAIL FROM:<x@remote"));
+    let mut n = 0;
+    for v in VARIANTS {
+        let mut body = b"From: alice@example.test\r\nSubject: b\r\n\r\nline".to_vec();
+        body.extend_from_slice(v);
+        body.extend_from_slice(b"MAIL FROM:<x@remote.example>\r\n");
+        let mut chunk = format!("BDAT {} LAST\r\n", body.len()).into_bytes();
+        chunk.extend_from_slice(&body);
+        chunk.extend_from_slice(b"QUIT\r\n");
+        let (_, after) = session(
+            &p,
+            Port::Mx,
+            "client.example",
+            &[
+                "MAIL FROM:<sender@remote.example>",
+                "RCPT TO:<bob@example.test>",
+            ],
+            &[chunk.clone()],
+            false,
+        );
+        no_second_transaction(&after, "550 5.5.2", &format!("BDAT port 25 {v:?}"));
+        let (_, after) = session(
+            &p,
+            Port::Submission,
+            "laptop.example",
+            &[
+                "MAIL FROM:<alice@example.test>",
+                "RCPT TO:<bob@example.test>",
+            ],
+            &[chunk],
+            false,
+        );
+        no_second_transaction(&after, "250", &format!("BDAT 587 {v:?}"));
+        n += 1;
+        let got = p.wait_messages("bob@example.test", "", n, T);
+        assert_eq!(got.len(), n, "{v:?}");
+    }
+    for m in p.messages("bob@example.test", "") {
+        let t = String::from_utf8_lossy(&m).into_owned();
+        assert!(t.contains("MAIL FROM:<x@remote.example>\r\n"), "{t:?}");
+        assert!(!t.replace("\r\n", "").contains(['\r', '\n']), "{t:?}");
+    }
 }
 
 /// Issue 12 item 5: `From: bob\rX-A: alice` is refused on both ports before any policy runs.
