@@ -18,6 +18,7 @@ pub mod net;
 pub mod outbound;
 pub mod queue;
 pub mod server;
+pub mod sieve;
 pub mod smtp;
 pub mod store;
 pub mod tls;

@@ -7,6 +7,7 @@ pub mod dns;
 mod init;
 mod queue;
 mod sendmail;
+mod sieve;
 mod tls;
 mod users;
 
@@ -57,6 +58,9 @@ pub enum Command {
     Queue(queue::QueueCmd),
     /// sendmail(8)-compatible submission from stdin (-t, -f, -i, -F, recipients).
     Sendmail(sendmail::SendmailArgs),
+    /// Sieve filtering scripts.
+    #[command(subcommand)]
+    Sieve(sieve::SieveCmd),
 }
 
 pub fn main() -> ExitCode {
@@ -114,6 +118,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tls(cmd) => tls::run(&load(&cli.config)?, cmd),
         Command::Queue(cmd) => queue::run(&load(&cli.config)?, cmd),
         Command::Sendmail(args) => sendmail::run(&load(&cli.config)?, args),
+        Command::Sieve(cmd) => sieve::run_test(cmd),
     }
 }
 
