@@ -13,6 +13,7 @@ pub mod matching;
 pub mod message;
 pub mod parse;
 pub mod validate;
+mod validate_test;
 
 #[cfg(test)]
 mod tests;
