@@ -1,11 +1,12 @@
 //! postern: one binary that hosts your own mail domain.
 //!
-//! Rooms, top to bottom (see README.md "Code map"): `cli` → `server` (builds `Services`,
-//! binds listeners) → protocols `smtp`, `imap`, `http` → policy `delivery`, `inbound` →
+//! Rooms, top to bottom (see README.md "Code map"): `cli` → `server` (binds
+//! listeners, with `services::Services` built once) → protocols `smtp`, `imap`, `http` → policy `delivery`, `inbound` →
 //! `store` (Maildir), `queue` (outbound spool) → `accounts`, `dns`, `tls`.
 
 pub mod accounts;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod dns;
@@ -18,8 +19,9 @@ pub mod net;
 pub mod outbound;
 pub mod queue;
 pub mod server;
+pub mod services;
 pub mod smtp;
 pub mod store;
 pub mod tls;
 
-pub use server::Services;
+pub use services::Services;

@@ -31,8 +31,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::metrics::Metrics;
-use crate::net::{Admission, ConnLimiter, accept_loop};
-use crate::server::Services;
+use crate::net::{Admission, accept_loop};
+use crate::services::Services;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -55,8 +55,7 @@ pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// Serve `kind` on `listener` until shutdown.
 pub fn spawn_listener(svc: Arc<Services>, listener: TcpListener, kind: Kind) {
-    let limits = &svc.config.limits;
-    let limiter = ConnLimiter::new(limits.max_connections, limits.max_connections_per_ip);
+    let limiter = svc.conns.clone();
     let shutdown = svc.shutdown.clone();
     let tracker = svc.tasks.clone();
     let tasks = svc.tasks.clone();

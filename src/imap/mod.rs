@@ -19,8 +19,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::net::{Admission, ConnLimiter, accept_loop};
-use crate::server::Services;
+use crate::net::{Admission, accept_loop};
+use crate::services::Services;
 use session::{Session, Step};
 
 /// Unauthenticated clients get this long per command.
@@ -29,8 +29,7 @@ const PREAUTH_TIMEOUT: Duration = Duration::from_secs(60);
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 pub fn spawn_listener(svc: Arc<Services>, listener: TcpListener, implicit_tls: bool) {
-    let limits = &svc.config.limits;
-    let limiter = ConnLimiter::new(limits.max_connections, limits.max_connections_per_ip);
+    let limiter = svc.conns.clone();
     let shutdown = svc.shutdown.clone();
     let tracker = svc.tasks.clone();
     let tasks = svc.tasks.clone();

@@ -84,13 +84,6 @@ impl Envelope {
     }
 }
 
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// Queue ids: time-ordered, unique across processes, safe as file names.
 fn new_id() -> String {
     use rand::Rng;
@@ -200,7 +193,7 @@ impl Spool {
             return Err(QueueError::Other("no recipients".into()));
         }
         let id = new_id();
-        let now = now_unix();
+        let now = crate::clock::unix_now();
         let env = Envelope {
             id: id.clone(),
             mail_from: mail_from.to_string(),

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::server::Services;
+use crate::services::Services;
 
 /// Which SMTP service a listener provides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

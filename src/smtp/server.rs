@@ -20,8 +20,8 @@ use super::transaction::{self, Context};
 use crate::accounts::throttle::Verdict as Throttle;
 use crate::accounts::{Accounts, Recipient};
 use crate::metrics::Metrics;
-use crate::net::{Admission, ConnLimiter, Refusal, accept_loop};
-use crate::server::Services;
+use crate::net::{Admission, Refusal, accept_loop};
+use crate::services::Services;
 
 /// Protocol errors tolerated per connection before it is closed (an "error storm").
 const MAX_ERRORS: usize = 10;
@@ -29,11 +29,10 @@ const MAX_ERRORS: usize = 10;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn spawn(svc: Arc<Services>, listener: TcpListener, mode: Mode) {
-    let limiter = limiter_for(&svc, mode);
     let handler_svc = svc.clone();
     svc.tasks.spawn(accept_loop(
         listener,
-        limiter,
+        svc.conns.clone(),
         svc.shutdown.clone(),
         svc.tasks.clone(),
         move |stream, peer, admission| {
@@ -56,7 +55,7 @@ impl Directory for AccountsDir<'_> {
     fn srs_reverse(&self, address: &str) -> Option<Result<String, String>> {
         use crate::delivery::srs::SrsError;
         let srs = self.1?;
-        match srs.reverse(address, crate::queue::now_unix()) {
+        match srs.reverse(address, crate::clock::unix_now()) {
             Err(SrsError::NotSrs) => None,
             r => Some(r.map_err(|e| e.to_string())),
         }
@@ -101,23 +100,6 @@ fn command_verb(line: &[u8]) -> String {
         .take(12)
         .map(|&b| char::from(b.to_ascii_uppercase()))
         .collect()
-}
-
-/// One connection limiter per service and server instance, shared by all its listeners, so
-/// `[limits] max_connections*` hold for "port 25" as a whole, not per bound address.
-fn limiter_for(svc: &Arc<Services>, mode: Mode) -> Arc<ConnLimiter> {
-    type Key = (usize, bool);
-    static LIMITERS: std::sync::Mutex<Vec<(Key, Arc<ConnLimiter>)>> =
-        std::sync::Mutex::new(Vec::new());
-    let key = (Arc::as_ptr(svc) as usize, mode == Mode::Mx);
-    let mut all = LIMITERS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, l)) = all.iter().find(|(k, _)| *k == key) {
-        return l.clone();
-    }
-    let limits = &svc.config.limits;
-    let l = ConnLimiter::new(limits.max_connections, limits.max_connections_per_ip);
-    all.push((key, l.clone()));
-    l
 }
 
 fn tls_description(s: &TlsStream<TcpStream>) -> String {
