@@ -25,8 +25,6 @@ use crate::services::Services;
 
 /// Protocol errors tolerated per connection before it is closed (an "error storm").
 const MAX_ERRORS: usize = 10;
-/// Time allowed for a TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn spawn(svc: Arc<Services>, listener: TcpListener, mode: Mode) {
     let handler_svc = svc.clone();
@@ -135,10 +133,15 @@ async fn handle(
                 "smtp connection refused: service={} peer={peer} reason={reason:?}",
                 mode.service()
             );
-            let mut s = stream;
-            let reply = Reply::new(421, "4.7.0", format!("{} {text}", svc.config.hostname));
-            let _ =
-                tokio::time::timeout(Duration::from_secs(5), s.write_all(&reply.to_bytes())).await;
+            // On 465 the client expects a TLS handshake: a clear-text 421 would be noise, and
+            // a handshake for a refused connection is CPU spent for an abuser. Just close.
+            if mode != Mode::Submissions {
+                let mut s = stream;
+                let reply = Reply::new(421, "4.7.0", format!("{} {text}", svc.config.hostname));
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), s.write_all(&reply.to_bytes()))
+                        .await;
+            }
             return;
         }
     };
@@ -211,10 +214,15 @@ impl Conn {
         self.flush().await
     }
 
-    /// Read more input, with `timeout`; Ok(false) at EOF.
+    /// Read more input, with `timeout` for this read; Ok(false) at EOF.
     async fn fill(&mut self, timeout: Duration) -> Result<bool, End> {
+        self.fill_until(tokio::time::Instant::now() + timeout).await
+    }
+
+    /// Read more input, giving up at `deadline`; Ok(false) at EOF.
+    async fn fill_until(&mut self, deadline: tokio::time::Instant) -> Result<bool, End> {
         let mut buf = vec![0u8; 16 * 1024];
-        match tokio::time::timeout(timeout, self.io.read(&mut buf)).await {
+        match tokio::time::timeout_at(deadline, self.io.read(&mut buf)).await {
             Err(_) => {
                 tracing::info!(
                     "smtp timeout: service={} peer={}",
@@ -276,6 +284,9 @@ impl Conn {
         self.say(&greeting).await?;
         let cmd_timeout = self.svc.config.smtp_command_timeout();
         let shutdown = self.svc.shutdown.clone();
+        // RFC 5321 §4.5.3.2.7: the server waits this long for a *command*, not for each
+        // byte, so a client trickling one byte at a time (slowloris) still runs out of time.
+        let mut deadline = tokio::time::Instant::now() + cmd_timeout;
         loop {
             while let Some(line) = self.lines.next_line() {
                 let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref());
@@ -296,6 +307,7 @@ impl Conn {
                     self.flush().await?;
                     return Ok(());
                 }
+                deadline = tokio::time::Instant::now() + cmd_timeout;
             }
             self.flush().await?;
             let more = tokio::select! {
@@ -303,7 +315,7 @@ impl Conn {
                     let _ = self.say(&std_replies::shutting_down(&self.svc.config.hostname)).await;
                     return Err("shutdown");
                 }
-                r = self.fill(cmd_timeout) => r?,
+                r = self.fill_until(deadline) => r?,
             };
             if !more {
                 return Err("client closed");
@@ -373,7 +385,8 @@ impl Conn {
             return Err("TLS already active");
         };
         let acceptor = self.svc.tls.acceptor();
-        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        let limit = self.svc.config.tls_handshake_timeout();
+        match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => {
                 self.tls_info = Some(tls_description(&tls));
                 self.io = Io::Tls(Box::new(tls));
@@ -387,7 +400,14 @@ impl Conn {
                 );
                 Err("TLS handshake failed")
             }
-            Err(_) => Err("TLS handshake timeout"),
+            Err(_) => {
+                tracing::info!(
+                    "smtp TLS handshake timeout: service={} peer={}",
+                    self.mode.service(),
+                    self.peer
+                );
+                Err("TLS handshake timeout")
+            }
         }
     }
 
