@@ -85,31 +85,13 @@ fn pem(label: &str, der: &[u8]) -> String {
 /// fails if another process (server and `postern sendmail` at once) created it first. The
 /// first key stays, so no two processes ever sign with different keys.
 fn create_key_file(path: &Path, pem: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".key.tmp{}.{}",
-        std::process::id(),
-        crate::fsutil::unique()
-    ));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(pem.as_bytes())?;
-        f.sync_all()?;
-        match std::fs::hard_link(&tmp, path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-        crate::fsutil::fsync_dir(dir)
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    result
+    match crate::fsutil::Durable::new(path)
+        .no_replace()
+        .write(pem.as_bytes())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        r => r,
+    }
 }
 
 /// Create the DKIM key(s) in `data_dir/dkim/` if missing (called by `init` and `dev`).
@@ -129,12 +111,8 @@ pub fn ensure_keys(config: &crate::config::Config) -> Result<(), DkimError> {
     if config.dkim.ed25519 && !ed.exists() {
         let pair = DkimKeyPair::generate_ed25519()
             .map_err(|e| DkimError(format!("Ed25519 key generation failed: {e}")))?;
-        crate::fsutil::write_atomic(
-            &ed,
-            pem("PRIVATE KEY", pair.private_key()).as_bytes(),
-            0o600,
-        )
-        .map_err(|e| DkimError(format!("cannot write {}: {e}", ed.display())))?;
+        create_key_file(&ed, &pem("PRIVATE KEY", pair.private_key()))
+            .map_err(|e| DkimError(format!("cannot write {}: {e}", ed.display())))?;
         tracing::info!("created DKIM Ed25519 key {}", ed.display());
     }
     Ok(())
