@@ -220,35 +220,57 @@ fn trickled_commands_run_out_of_time() {
     ] {
         let mut s = connect_from(ABUSER, port);
         assert!(first_line(&mut s).starts_with(greeting));
-        // One byte every 250 ms for up to 8 s; each read wait doubles as the pause.
-        s.set_read_timeout(Some(Duration::from_millis(250)))
-            .unwrap();
-        let t0 = Instant::now();
-        let mut got = Vec::new();
-        let mut closed = false;
-        for b in b"NOOP NOOP NOOP NOOP NOOP NOOP NOOP NOOP".iter().cycle() {
-            if t0.elapsed() > Duration::from_secs(8) {
+        assert_trickle_cut(&mut s, port, bye);
+    }
+}
+
+/// Send one byte every 250 ms for up to 8 s; the server must close the connection with `bye`
+/// meanwhile.
+fn assert_trickle_cut(s: &mut TcpStream, port: u16, bye: &str) {
+    s.set_read_timeout(Some(Duration::from_millis(250)))
+        .unwrap();
+    let t0 = Instant::now();
+    let mut got = Vec::new();
+    let mut closed = false;
+    for b in b"NOOP NOOP NOOP NOOP NOOP NOOP NOOP NOOP".iter().cycle() {
+        if t0.elapsed() > Duration::from_secs(8) {
+            break;
+        }
+        let _ = s.write_all(&[*b]);
+        let mut buf = [0u8; 512];
+        match s.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
                 break;
             }
-            let _ = s.write_all(&[*b]);
-            let mut buf = [0u8; 512];
-            match s.read(&mut buf) {
-                Ok(0) => {
-                    closed = true;
-                    break;
-                }
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                    closed = true;
-                    break;
-                }
-                Err(_) => {}
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                closed = true;
+                break;
             }
+            Err(_) => {}
         }
-        let got = String::from_utf8_lossy(&got);
-        assert!(closed, "port {port}: still open while trickling: {got:?}");
-        assert!(got.contains(bye), "port {port}: {got:?}");
     }
+    let got = String::from_utf8_lossy(&got);
+    assert!(closed, "port {port}: still open while trickling: {got:?}");
+    assert!(got.contains(bye), "port {port}: {got:?}");
+}
+
+#[test]
+fn trickled_message_body_runs_out_of_time() {
+    // RFC 5321 allows the DATA timeout between blocks; a body arriving a byte at a time gets
+    // no more than that in total.
+    let p = start("[limits]\nsmtp_data_timeout_secs = 2\n");
+    p.add_user("bob@example.test", "bob-pw");
+    let mut s = connect_from(ABUSER, p.ports.smtp);
+    assert!(first_line(&mut s).starts_with("220 "));
+    s.write_all(b"HELO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n")
+        .unwrap();
+    for want in ["250 ", "250 ", "250 ", "354 "] {
+        let l = first_line(&mut s);
+        assert!(l.starts_with(want), "{l}");
+    }
+    assert_trickle_cut(&mut s, p.ports.smtp, "421 ");
 }
 
 #[test]

@@ -137,6 +137,14 @@ async fn idle_sync(sess: Session) -> Option<(Session, Vec<u8>)> {
     .ok()
 }
 
+/// Slowest input that still counts as progress: each MIN_RATE bytes received add a second to
+/// the command deadline (a trickle of a byte every few seconds earns nothing).
+const MIN_RATE: u64 = 1024;
+
+fn earned(received: u64) -> Duration {
+    Duration::from_secs(received / MIN_RATE)
+}
+
 /// A client that stops reading must not hold the session forever: each write gets this long.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
@@ -170,7 +178,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
     // RFC 9051 §5.4: the autologout timer runs from the last *command*, not the last byte:
     // a client trickling one byte at a time (slowloris) still runs out of time. It restarts
     // whenever the session answers (a command done, or a literal continuation asked for).
+    // Bytes that do arrive buy time at MIN_RATE, so a slow but honest APPEND still finishes.
     let mut deadline = tokio::time::Instant::now() + limit(&sess);
+    let mut received: u64 = 0;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let Some((s, out, st)) = step(sess).await else {
@@ -182,6 +192,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
                 return Outcome::Done;
             }
             deadline = tokio::time::Instant::now() + limit(&sess);
+            received = 0;
         }
         match st {
             Step::Continue => continue,
@@ -204,7 +215,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
                 loop {
                     let wake = tokio::select! {
                         r = stream.read(&mut buf) => Wake::Input(r),
-                        _ = tokio::time::sleep_until(deadline) => Wake::Timeout,
+                        _ = tokio::time::sleep_until(deadline + earned(received)) => Wake::Timeout,
                         _ = svc.shutdown.cancelled() => Wake::Shutdown,
                         _ = async {
                             match watch.as_mut() {
@@ -218,6 +229,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
                     match wake {
                         Wake::Input(Ok(0)) | Wake::Input(Err(_)) => return Outcome::Done,
                         Wake::Input(Ok(n)) => {
+                            received += n as u64;
                             sess.input(&buf[..n]);
                             break;
                         }

@@ -181,6 +181,38 @@ fn session_config(svc: &Services, mode: Mode) -> SessionConfig {
     }
 }
 
+/// Deadlines while a message body arrives. RFC 5321 §4.5.3.2.6 allows `timeout` between
+/// blocks; on top of that the body as a whole must keep an average of MIN_RATE bytes a second
+/// after the first `timeout`, so a client trickling a byte every few seconds (slowloris) is cut
+/// off while a slow but honest upload is not.
+struct Pace {
+    timeout: Duration,
+    start: tokio::time::Instant,
+    bytes: u64,
+}
+
+impl Pace {
+    const MIN_RATE: u64 = 1024;
+
+    fn new(timeout_secs: u64) -> Pace {
+        Pace {
+            timeout: Duration::from_secs(timeout_secs),
+            start: tokio::time::Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    fn received(&mut self, n: usize) {
+        self.bytes += n as u64;
+    }
+
+    fn deadline(&self) -> tokio::time::Instant {
+        let per_block = tokio::time::Instant::now() + self.timeout;
+        let overall = self.start + self.timeout + Duration::from_secs(self.bytes / Self::MIN_RATE);
+        per_block.min(overall)
+    }
+}
+
 struct Conn {
     svc: Arc<Services>,
     mode: Mode,
@@ -212,11 +244,6 @@ impl Conn {
     async fn say(&mut self, reply: &Reply) -> Result<(), End> {
         self.out.extend_from_slice(&reply.to_bytes());
         self.flush().await
-    }
-
-    /// Read more input, with `timeout` for this read; Ok(false) at EOF.
-    async fn fill(&mut self, timeout: Duration) -> Result<bool, End> {
-        self.fill_until(tokio::time::Instant::now() + timeout).await
     }
 
     /// Read more input, giving up at `deadline`; Ok(false) at EOF.
@@ -412,27 +439,29 @@ impl Conn {
     }
 
     async fn read_data(&mut self) -> Result<Result<Vec<u8>, super::data::DataError>, End> {
-        let timeout = Duration::from_secs(self.svc.config.limits.smtp_data_timeout_secs);
+        let mut pace = Pace::new(self.svc.config.limits.smtp_data_timeout_secs);
         let mut dec = DataDecoder::new(self.svc.config.limits.max_message_size);
         loop {
             let pending = self.lines.take();
+            pace.received(pending.len());
             let (used, done) = dec.feed(&pending);
             if done {
                 self.lines.unread(pending[used..].to_vec());
                 return Ok(dec.finish());
             }
-            if !self.fill(timeout).await? {
+            if !self.fill_until(pace.deadline()).await? {
                 return Err("client closed during DATA");
             }
         }
     }
 
     async fn read_bdat(&mut self, size: usize) -> Result<(), End> {
-        let timeout = Duration::from_secs(self.svc.config.limits.smtp_data_timeout_secs);
+        let mut pace = Pace::new(self.svc.config.limits.smtp_data_timeout_secs);
         let mut left = size;
         loop {
             let mut pending = self.lines.take();
             let n = left.min(pending.len());
+            pace.received(n);
             let rest = pending.split_off(n);
             self.session.bdat_data(&pending);
             left -= n;
@@ -440,7 +469,7 @@ impl Conn {
             if left == 0 {
                 return Ok(());
             }
-            if !self.fill(timeout).await? {
+            if !self.fill_until(pace.deadline()).await? {
                 return Err("client closed during BDAT");
             }
         }
