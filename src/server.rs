@@ -61,7 +61,7 @@ pub async fn start(svc: &Arc<Services>) -> anyhow::Result<()> {
         tracing::info!("metrics listening on {addr}");
         crate::http::spawn_listener(svc.clone(), l, crate::http::Kind::Metrics);
     }
-    crate::queue::spawn_scheduler(svc.clone());
+    crate::queue::scheduler::spawn_scheduler(svc.clone());
     crate::tls::spawn_maintenance(crate::tls::Maintenance {
         config: svc.config.clone(),
         tls: svc.tls.clone(),

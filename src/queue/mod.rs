@@ -17,8 +17,6 @@ use std::path::{Path, PathBuf};
 use fs4::fs_std::FileExt;
 use serde::{Deserialize, Serialize};
 
-pub use scheduler::spawn_scheduler;
-
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("queue I/O: {0}")]
