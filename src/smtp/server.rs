@@ -440,7 +440,8 @@ impl Conn {
 
     async fn read_data(&mut self) -> Result<Result<Vec<u8>, super::data::DataError>, End> {
         let mut pace = Pace::new(self.svc.config.limits.smtp_data_timeout_secs);
-        let mut dec = DataDecoder::new(self.svc.config.limits.max_message_size);
+        let mut dec = DataDecoder::new(self.svc.config.limits.max_message_size)
+            .forbid_bare_newline(self.session.forbid_bare_newline());
         loop {
             let pending = self.lines.take();
             pace.received(pending.len());
