@@ -302,3 +302,47 @@ fn oversized_http_heads_are_refused() {
     );
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
 }
+
+#[test]
+fn trickled_commands_after_tls_run_out_of_time() {
+    // The same per-command deadline holds inside TLS (465 and 993): a client (Python's ssl, an
+    // independent TLS stack) trickles one byte every 250 ms and must be cut off with the
+    // protocol's goodbye within a few seconds.
+    let p = start("[limits]\nsmtp_command_timeout_secs = 2\nimap_preauth_timeout_secs = 2\n");
+    for (port, bye) in [(p.ports.submissions, "421 "), (p.ports.imaps, "* BYE")] {
+        let out = common::python(&format!(
+            r#"
+import socket, ssl, time
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", {port})), server_hostname="mail.example.test")
+s.settimeout(0.25)
+got = b""
+closed = False
+t0 = time.time()
+while time.time() - t0 < 8:
+    try:
+        s.send(b"N")
+    except OSError:
+        closed = True
+        break
+    try:
+        d = s.recv(4096)
+        if not d:
+            closed = True
+            break
+        got += d
+    except socket.timeout:
+        pass
+    except OSError:
+        closed = True
+        break
+print("closed" if closed else "open")
+print(got.decode(errors="replace"))
+"#
+        ));
+        assert!(out.starts_with("closed"), "port {port}: {out}");
+        assert!(out.contains(bye), "port {port}: {out}");
+    }
+}
