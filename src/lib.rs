@@ -1,8 +1,9 @@
 //! postern: one binary that hosts your own mail domain.
 //!
-//! Rooms, top to bottom (see README.md "Code map"): `cli` → `server` (binds
-//! listeners, with `services::Services` built once) → protocols `smtp`, `imap`, `http` → policy `delivery`, `inbound` →
-//! `store` (Maildir), `queue` (outbound spool) → `accounts`, `dns`, `tls`.
+//! Rooms, top to bottom (see README.md "Code map"): `cli` → `server` (binds listeners) →
+//! protocols `smtp`, `imap`, `http` → `services` (`Services`, built once) → policy
+//! `delivery`, `inbound`, `outbound` → `store` (Maildir), `queue` (outbound spool) →
+//! `accounts`, `dns`, `tls` → `net`, `fsutil`, `clock`, `config`.
 
 pub mod accounts;
 pub mod cli;
