@@ -1,8 +1,7 @@
 //! Splitting a transaction's recipients into local users and remote addresses, and durable
 //! local delivery off the async runtime.
 
-use crate::server::Services;
-use crate::store::Folder;
+use crate::store::{Folder, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -51,7 +50,7 @@ pub fn plan<'a>(rcpts: impl IntoIterator<Item = (&'a [String], &'a [String])>) -
 /// Deliver `message` into `folder` of every user; returns once every copy is fsynced
 /// (Store::deliver syncs file and directory). Stops at the first failure.
 pub async fn deliver_local(
-    svc: &Services,
+    store: &Store,
     users: &[String],
     folder: &'static str,
     message: Vec<u8>,
@@ -59,7 +58,7 @@ pub async fn deliver_local(
     if users.is_empty() {
         return Ok(());
     }
-    let store = svc.store.clone();
+    let store = store.clone();
     let users = users.to_vec();
     tokio::task::spawn_blocking(move || {
         for user in &users {

@@ -11,7 +11,7 @@ use super::session::Transaction;
 use crate::delivery::{self, Plan};
 use crate::inbound::{self, Disposition, MessageContext};
 use crate::metrics::Metrics;
-use crate::server::Services;
+use crate::services::Services;
 
 pub struct Context<'a> {
     pub svc: &'a Services,
@@ -100,7 +100,7 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
         mail_from: &tx.mail_from,
         rcpts: &rcpts,
     };
-    let verdict = inbound::check_message(svc, &mctx, &tx.message).await;
+    let verdict = inbound::check_message(&svc.config, &svc.authenticator, &mctx, &tx.message).await;
     let folder = match &verdict.disposition {
         Disposition::Accept => "",
         Disposition::Junk => "Junk",
@@ -123,7 +123,7 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
     // envelope sender is rewritten with SRS so the destination's SPF check sees our domain;
     // a null sender (also the bounces to our SRS addresses) stays null.
     let forward_from = match &svc.srs {
-        Some(srs) => srs.forward(&tx.mail_from, crate::queue::now_unix()),
+        Some(srs) => srs.forward(&tx.mail_from, crate::clock::unix_now()),
         None => tx.mail_from.clone(),
     };
     if !plan.remote.is_empty()
@@ -137,7 +137,7 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
     }
     let mut local = headers::return_path(&tx.mail_from).into_bytes();
     local.extend_from_slice(&stored);
-    if let Err(e) = delivery::deliver_local(svc, &plan.users, folder, local).await {
+    if let Err(e) = delivery::deliver_local(&svc.store, &plan.users, folder, local).await {
         tracing::error!(id, "local delivery failed: {e}");
         return temp_local(&e);
     }
@@ -152,7 +152,7 @@ async fn submission_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, i
     );
     msg.extend_from_slice(&tx.message);
     if !plan.remote.is_empty() {
-        let signature = match crate::delivery::dkim::sign(svc, &msg) {
+        let signature = match svc.dkim.sign(&svc.config, &msg) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(id, "DKIM signing failed: {e}");
@@ -172,7 +172,7 @@ async fn submission_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, i
     }
     let mut local = headers::return_path(&tx.mail_from).into_bytes();
     local.extend_from_slice(&msg);
-    if let Err(e) = delivery::deliver_local(svc, &plan.users, "", local).await {
+    if let Err(e) = delivery::deliver_local(&svc.store, &plan.users, "", local).await {
         tracing::error!(id, "local delivery failed: {e}");
         return temp_local(&e);
     }
