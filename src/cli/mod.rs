@@ -58,7 +58,7 @@ pub enum Command {
     Queue(queue::QueueCmd),
     /// sendmail(8)-compatible submission from stdin (-t, -f, -i, -F, recipients).
     Sendmail(sendmail::SendmailArgs),
-    /// Sieve filtering scripts.
+    /// Sieve filtering scripts: list, get, put, activate, delete; test a script on a message.
     #[command(subcommand)]
     Sieve(sieve::SieveCmd),
 }
@@ -118,7 +118,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tls(cmd) => tls::run(&load(&cli.config)?, cmd),
         Command::Queue(cmd) => queue::run(&load(&cli.config)?, cmd),
         Command::Sendmail(args) => sendmail::run(&load(&cli.config)?, args),
-        Command::Sieve(cmd) => sieve::run_test(cmd),
+        Command::Sieve(cmd) => sieve::run(&cli.config, cmd),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod lexer;
 pub mod matching;
 pub mod message;
 pub mod parse;
+pub mod scripts;
 pub mod validate;
 mod validate_test;
 

@@ -135,11 +135,56 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
         tracing::warn!(id, "enqueue of forwarded copy failed: {e}");
         return temp_queue(&e);
     }
-    let mut local = headers::return_path(&tx.mail_from).into_bytes();
-    local.extend_from_slice(&stored);
-    if let Err(e) = delivery::deliver_local(&svc.store, &plan.users, folder, local).await {
-        tracing::error!(id, "local delivery failed: {e}");
-        return temp_local(&e);
+    filtered_delivery(ctx, tx, plan, id, folder, &stored).await
+}
+
+/// Local delivery through the users' Sieve scripts. A reject from every local recipient,
+/// with nothing else to deliver, is refused here, before any 250 (RFC 5429 §2.1:
+/// 550 5.7.1 with the script's reason); otherwise a rejecting user's copy is dropped and the
+/// sender gets a non-delivery report.
+async fn filtered_delivery(
+    ctx: &Context<'_>,
+    tx: &Transaction,
+    plan: &Plan,
+    id: &str,
+    folder: &'static str,
+    stored: &[u8],
+) -> Reply {
+    let svc = ctx.svc;
+    let rcpts: Vec<delivery::sieve::LocalRcpt> = plan
+        .users
+        .iter()
+        .map(|u| delivery::sieve::LocalRcpt {
+            user: u.clone(),
+            address: tx
+                .rcpts
+                .iter()
+                .find(|r| r.users.contains(u))
+                .map_or_else(|| u.clone(), |r| r.address.clone()),
+        })
+        .collect();
+    let rp = headers::return_path(&tx.mail_from);
+    let filtered =
+        match delivery::sieve::deliver(svc, &rcpts, folder, &tx.mail_from, &rp, stored).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(id, "local delivery failed: {e}");
+                return temp_local(&e);
+            }
+        };
+    if !filtered.rejects.is_empty() {
+        if filtered.rejects.len() == rcpts.len() && plan.remote.is_empty() {
+            let reason: String = filtered.rejects[0]
+                .1
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(400)
+                .collect();
+            return Reply::new(550, "5.7.1", reason.trim().to_string());
+        }
+        for (user, reason) in &filtered.rejects {
+            delivery::sieve::reject_notice(svc, &tx.mail_from, user, reason, stored).await;
+        }
     }
     ok(id)
 }
@@ -170,13 +215,7 @@ async fn submission_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, i
             return temp_queue(&e);
         }
     }
-    let mut local = headers::return_path(&tx.mail_from).into_bytes();
-    local.extend_from_slice(&msg);
-    if let Err(e) = delivery::deliver_local(&svc.store, &plan.users, "", local).await {
-        tracing::error!(id, "local delivery failed: {e}");
-        return temp_local(&e);
-    }
-    ok(id)
+    filtered_delivery(ctx, tx, plan, id, "", &msg).await
 }
 
 #[cfg(test)]

@@ -180,6 +180,22 @@ impl Store {
         Ok(path)
     }
 
+    /// Deliver durably into an existing mailbox named as IMAP names it (Sieve `fileinto`).
+    pub fn deliver_mailbox(
+        &self,
+        user: &str,
+        name: &MailboxName,
+        message: &[u8],
+    ) -> io::Result<PathBuf> {
+        if *name == MailboxName::Inbox {
+            return self.deliver(user, Folder::Inbox, message);
+        }
+        let dir = self.mailbox_dir(user, name)?;
+        let path = deliver_to_maildir(&dir, message)?;
+        self.hub.notify(&dir);
+        Ok(path)
+    }
+
     /// Open a mailbox through the change hub (shared with every other session on it).
     pub fn mailbox(&self, user: &str, name: &MailboxName) -> io::Result<Arc<Mailbox>> {
         let dir = self.mailbox_dir(user, name)?;
