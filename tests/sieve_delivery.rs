@@ -1,5 +1,5 @@
 //! Sieve at local delivery, end to end with independent clients (Python smtplib/imaplib):
-//! a script files by List-Id into a folder it creates (IMAP shows it), a reject is a 550 to
+//! a script files by List-Id into a folder it creates, flagged \\Seen (IMAP shows both), a reject is a 550 to
 //! the SMTP client, and a vacation reply reaches the sender's INBOX exactly once over two
 //! messages. Scripts are managed with `postern sieve put/activate/list`.
 
@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use common::{Postern, python};
 
-const SCRIPT: &str = r#"require ["fileinto", "mailbox", "reject", "vacation"];
+const SCRIPT: &str = r#"require ["fileinto", "mailbox", "reject", "vacation", "imap4flags"];
 if header :contains "List-Id" "dev.lists.example.org" {
-    fileinto :create "Lists";
+    fileinto :create :flags "\\Seen" "Lists";
     stop;
 }
 if header :is "Subject" "reject me" {
@@ -127,6 +127,8 @@ typ, boxes = m.list()
 print([b.decode() for b in boxes])
 typ, n = m.select('Lists')
 print("LISTS", n[0].decode())
+typ, d = m.fetch('1', '(FLAGS)')
+print("FLAGS", d[0].decode())
 typ, n = m.select('INBOX')
 print("INBOX", n[0].decode())
 "#,
@@ -137,6 +139,10 @@ print("INBOX", n[0].decode())
         "{imap}"
     );
     assert!(imap.contains("LISTS 1"), "{imap}");
+    assert!(
+        imap.contains("\\Seen"),
+        "imap4flags :flags reach the stored copy: {imap}"
+    );
     assert!(imap.contains("INBOX 0"), "{imap}");
 
     // 2. A reject is the SMTP client's 550 5.7.1 with the script's reason; nothing stored.

@@ -27,8 +27,8 @@ pub struct Filtered {
 }
 
 enum Store {
-    Default,
-    Mailbox(String, bool),
+    Default(Vec<String>),
+    Mailbox(String, bool, Vec<String>),
 }
 
 /// Deliver `stored` (the message as we keep it, without Return-Path) to every recipient,
@@ -51,10 +51,13 @@ pub async fn deliver(
         let mut stores = Vec::new();
         for a in &outcome.actions {
             match a {
-                Action::Keep { .. } => stores.push(Store::Default),
+                Action::Keep { flags } => stores.push(Store::Default(flags.clone())),
                 Action::FileInto {
-                    mailbox, create, ..
-                } => stores.push(Store::Mailbox(mailbox.clone(), *create)),
+                    mailbox,
+                    create,
+                    flags,
+                    ..
+                } => stores.push(Store::Mailbox(mailbox.clone(), *create, flags.clone())),
                 Action::Discard => {}
                 Action::Redirect { addr, .. } => {
                     let from = match &svc.srs {
@@ -67,7 +70,7 @@ pub async fn deliver(
                         .await
                     {
                         tracing::warn!(user = %r.user, "sieve redirect to {addr} could not be queued: {e}; keeping");
-                        stores.push(Store::Default);
+                        stores.push(Store::Default(Vec::new()));
                     }
                 }
                 Action::Reject { reason, .. } => out.rejects.push((r.user.clone(), reason.clone())),
@@ -77,18 +80,28 @@ pub async fn deliver(
         let store = svc.store.clone();
         let (user, msg) = (r.user.clone(), local.clone());
         tokio::task::spawn_blocking(move || {
+            let default = if default_folder.is_empty() {
+                MailboxName::Inbox
+            } else {
+                MailboxName::from_utf8_wire(default_folder.as_bytes()).unwrap_or(MailboxName::Inbox)
+            };
             for s in stores {
                 let res = match s {
-                    Store::Default if default_folder.is_empty() => store.deliver(&user, Folder::Inbox, &msg),
-                    Store::Default => store.deliver(&user, Folder::Named(default_folder), &msg),
-                    Store::Mailbox(name, create) => {
+                    Store::Default(flags) => {
+                        if default != MailboxName::Inbox && !store.mailbox_exists(&user, &default) {
+                            store.deliver(&user, Folder::Named(default_folder), &msg)
+                        } else {
+                            store.deliver_mailbox(&user, &default, &msg, &flags)
+                        }
+                    }
+                    Store::Mailbox(name, create, flags) => {
                         let mb = MailboxName::from_utf8_wire(name.as_bytes());
                         match mb {
-                            Ok(mb) if store.mailbox_exists(&user, &mb) || mb == MailboxName::Inbox => {
-                                store.deliver_mailbox(&user, &mb, &msg)
+                            Ok(mb) if mb == MailboxName::Inbox || store.mailbox_exists(&user, &mb) => {
+                                store.deliver_mailbox(&user, &mb, &msg, &flags)
                             }
                             Ok(mb) if create => match store.create_mailbox(&user, &mb) {
-                                Ok(()) => store.deliver_mailbox(&user, &mb, &msg),
+                                Ok(()) => store.deliver_mailbox(&user, &mb, &msg, &flags),
                                 Err(e) => {
                                     tracing::warn!(%user, "sieve fileinto :create {name:?} failed: {e}; keeping");
                                     store.deliver(&user, Folder::Inbox, &msg)
