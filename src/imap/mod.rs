@@ -3,13 +3,15 @@
 //! 993, STARTTLS on 143), timeouts and IDLE waiting; the protocol lives in the sans-IO
 //! `session`.
 
+pub mod command;
 pub mod condstore;
-pub mod fetch;
-pub mod list;
+pub mod flag_list;
 pub mod mime;
 pub mod search;
 pub mod searchres;
+pub mod seqset;
 pub mod session;
+pub mod view;
 pub mod wire;
 
 use std::net::SocketAddr;

@@ -12,7 +12,6 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use imap_codec::imap_types::search::SearchKey;
-use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use mail_parser::{HeaderValue, MessageParser};
 
 use super::wire::Tok;
@@ -65,20 +64,6 @@ impl Candidate<'_> {
         // RFC 3501: the date part of the Date header, disregarding time and timezone.
         Some(dt.date_naive())
     }
-}
-
-pub fn in_set(set: &SequenceSet, n: u32, max: u32) -> bool {
-    let v = |s: &SeqOrUid| match s {
-        SeqOrUid::Value(v) => v.get(),
-        SeqOrUid::Asterisk => max,
-    };
-    set.0.as_ref().iter().any(|s| match s {
-        Sequence::Single(a) => v(a) == n,
-        Sequence::Range(a, b) => {
-            let (lo, hi) = (v(a).min(v(b)), v(a).max(v(b)));
-            lo <= n && n <= hi
-        }
-    })
 }
 
 fn contains(hay: &str, needle: &[u8]) -> bool {
@@ -147,8 +132,8 @@ pub fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>) -> bool {
     let f = c.flags;
     match key {
         K::And(keys) => keys.as_ref().iter().all(|k| matches(k, c)),
-        K::SequenceSet(s) => in_set(s, c.seq, c.max_seq),
-        K::Uid(s) => in_set(s, c.uid, c.max_uid),
+        K::SequenceSet(s) => super::seqset::contains(s, c.seq, c.max_seq),
+        K::Uid(s) => super::seqset::contains(s, c.uid, c.max_uid),
         K::All => true,
         K::Answered => f.has(flags::ANSWERED),
         K::Unanswered => !f.has(flags::ANSWERED),

@@ -4,7 +4,7 @@
 //! as UIDs in UID commands and in search keys (`UID set`), as sequence numbers otherwise.
 //! Messages expunged since the SAVE drop out, as they are no longer in the view (§2.1).
 
-use super::session::uid_set;
+use super::seqset::render as uid_set;
 use super::wire::{Tok, is_atom};
 
 pub enum Rewrite {

@@ -522,18 +522,6 @@ fn searchres_saves_and_dollar_reuses() {
 }
 
 #[test]
-fn uid_sets_compress_runs_up_to_the_largest_uid() {
-    use super::session::uid_set;
-    assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
-    assert_eq!(
-        uid_set(&[u32::MAX - 1, u32::MAX]),
-        format!("{}:{}", u32::MAX - 1, u32::MAX)
-    );
-    assert_eq!(uid_set(&[u32::MAX]), u32::MAX.to_string());
-    assert_eq!(uid_set(&[]), "");
-}
-
-#[test]
 fn idle_without_a_mailbox_and_unknown_commands_in_authenticated_state() {
     let (_d, svc) = services(true);
     let mut s = Session::new(svc, "127.0.0.1".parse().unwrap(), false);

@@ -4,8 +4,8 @@
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox as WireMailbox};
 use imap_codec::imap_types::status::StatusDataItemName;
 
-use super::session::Session;
-use super::wire::{self, Tok, is_atom, text};
+use super::super::session::Session;
+use super::super::wire::{self, Tok, is_atom, text};
 use crate::store::MailboxName;
 use crate::store::folders::special_use;
 use crate::store::names::DELIM;
@@ -164,7 +164,7 @@ fn attributes(all: &[MailboxName], name: &MailboxName) -> Vec<&'static str> {
 /// One untagged LIST line for an existing mailbox, for SELECT in IMAP4rev2 (RFC 9051
 /// §6.3.2) and after RENAME with the old name (OLDNAME, RFC 9051 §7.3.1).
 pub fn list_line(s: &Session, name: &MailboxName, oldname: Option<&MailboxName>) -> Vec<u8> {
-    let user = s.user.clone().unwrap_or_default();
+    let user = s.state.user().to_string();
     let all = s.svc.store.list_mailboxes(&user).unwrap_or_default();
     let utf8 = s.utf8_names();
     let mut line =
@@ -182,10 +182,10 @@ pub fn list_line(s: &Session, name: &MailboxName, oldname: Option<&MailboxName>)
 /// LIST; `toks` are the arguments after the command name.
 pub fn list(s: &mut Session, tag: &str, toks: &[(Tok, usize, usize)], out: &mut Vec<u8>) {
     let Some(o) = parse(toks) else {
-        super::session::cmd_bad(out, tag, "LIST syntax");
+        super::super::session::cmd_bad(out, tag, "LIST syntax");
         return;
     };
-    let user = s.user.clone().unwrap_or_default();
+    let user = s.state.user().to_string();
     if o.patterns.len() == 1 && o.patterns[0].is_empty() && !o.sel_subscribed {
         // The hierarchy delimiter query (RFC 3501 §6.3.8).
         out.extend_from_slice(format!("* LIST (\\Noselect) \"{DELIM}\" \"\"\r\n").as_bytes());
@@ -195,7 +195,7 @@ pub fn list(s: &mut Session, tag: &str, toks: &[(Tok, usize, usize)], out: &mut 
     let all = match s.svc.store.list_mailboxes(&user) {
         Ok(a) => a,
         Err(e) => {
-            super::session::cmd_no(out, tag, &format!("[SERVERBUG] {e}"));
+            super::super::session::cmd_no(out, tag, &format!("[SERVERBUG] {e}"));
             return;
         }
     };
@@ -266,7 +266,7 @@ pub fn lsub(
     pattern: &ListMailbox<'_>,
     out: &mut Vec<u8>,
 ) {
-    let user = s.user.clone().unwrap_or_default();
+    let user = s.state.user().to_string();
     let mut full: Vec<u8> = match reference {
         WireMailbox::Inbox => b"INBOX".to_vec(),
         WireMailbox::Other(o) => o.inner().as_ref().to_vec(),
