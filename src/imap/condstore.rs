@@ -311,23 +311,4 @@ fn matched_uid(seqs: &SequenceSet, uids: &SequenceSet, view: &View) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sequence_match_proves_a_prefix() {
-        let view = View {
-            uids: vec![2, 4, 9],
-            ..View::default()
-        };
-        let s = SequenceSet::try_from("1:3").unwrap();
-        assert_eq!(
-            matched_uid(&s, &SequenceSet::try_from("2,4,8").unwrap(), &view),
-            4
-        );
-        assert_eq!(
-            matched_uid(&s, &SequenceSet::try_from("1,4,9").unwrap(), &view),
-            0
-        );
-    }
-}
+mod tests;

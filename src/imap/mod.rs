@@ -7,8 +7,8 @@ pub mod command;
 pub mod condstore;
 pub mod flag_list;
 pub mod mime;
+pub mod parse;
 pub mod search;
-pub mod searchres;
 pub mod seqset;
 pub mod session;
 pub mod view;
@@ -222,8 +222,3 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
         }
     }
 }
-
-#[cfg(test)]
-mod condstore_tests;
-#[cfg(test)]
-mod session_tests;

@@ -22,8 +22,8 @@ use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer};
 use imap_codec::imap_types::core::LiteralMode;
 
 use super::command::fetch::FetchJob;
+use super::parse::Prepared;
 use super::view::{Update, View};
-use super::wire;
 use crate::server::Services;
 use crate::store::{Mailbox, MailboxName};
 
@@ -344,85 +344,51 @@ impl Session {
             }
             _ => {}
         }
-        let mut toks = wire::tokenize(msg);
-        // SEARCH OLDER/YOUNGER (RFC 5032): rewritten once, before anything else looks at it.
-        let rewritten;
-        let mut msg = msg;
-        if let Some(t) = &toks {
-            let at = if t.get(1).is_some_and(|w| wire::is_atom(&w.0, "UID")) {
-                2
-            } else {
-                1
-            };
-            if t.get(at).is_some_and(|w| wire::is_atom(&w.0, "SEARCH")) {
-                let start = super::search::search_keys_start(t, at);
-                match super::search::rewrite_within(msg, t, start) {
-                    Ok(None) => {}
-                    Ok(Some(m)) => {
-                        rewritten = m;
-                        msg = &rewritten;
-                        toks = wire::tokenize(msg);
-                    }
-                    Err(e) => {
-                        let tag = wire::tag_of(msg);
-                        cmd_bad(out, &tag, e);
-                        return Step::Continue;
-                    }
-                }
+        let view = self.state.selected().map(|s| &s.view.uids[..]);
+        let (tag, prepared) = super::parse::prepare(msg, &self.saved, view);
+        match prepared {
+            Prepared::Decode(m) => self.decode_and_run(&tag, &m, out),
+            Prepared::Bad(e) => {
+                cmd_bad(out, &tag, e);
+                Step::Continue
             }
-        }
-        // SEARCHRES `$` (RFC 5182).
-        let rewritten_dollar;
-        if let Some(t) = &toks
-            && let Some(sel) = self.state.selected()
-            && msg.contains(&b'$')
-        {
-            match super::searchres::rewrite(msg, t, &self.saved, &sel.view.uids) {
-                super::searchres::Rewrite::None => {}
-                super::searchres::Rewrite::Cmd(m) => {
-                    rewritten_dollar = m;
-                    msg = &rewritten_dollar;
-                    toks = wire::tokenize(msg);
-                }
-                super::searchres::Rewrite::Empty(name) => {
-                    cmd_ok(
-                        out,
-                        &wire::tag_of(msg),
-                        &format!("{name} completed (no messages)"),
-                    );
-                    return Step::Continue;
-                }
+            Prepared::NoMessages(name) => {
+                cmd_ok(out, &tag, &format!("{name} completed (no messages)"));
+                Step::Continue
             }
-        }
-        let tag = wire::tag_of(msg);
-        // Forms imap-codec does not parse.
-        if let Some(t) = &toks {
-            let word = |i: usize| t.get(i).map(|x| &x.0);
-            if word(1).is_some_and(|w| wire::is_atom(w, "LIST")) {
-                if let Err(why) = super::command::allowed(&self.state, "LIST") {
+            Prepared::List(args) => {
+                match (super::command::allowed(&self.state, "LIST"), args) {
+                    (Err(why), _) => cmd_bad(out, &tag, why),
+                    (Ok(()), None) => cmd_bad(out, &tag, "LIST syntax"),
+                    (Ok(()), Some(args)) => super::command::list::list(self, &tag, args, out),
+                }
+                Step::Continue
+            }
+            Prepared::ESearch(split) => {
+                if let Err(why) = super::command::allowed(&self.state, "SEARCH") {
                     cmd_bad(out, &tag, why);
                     return Step::Continue;
                 }
-                super::command::list::list(self, &tag, &t[2..], out);
-                return Step::Continue;
-            }
-            let (uid, at) = if word(1).is_some_and(|w| wire::is_atom(w, "UID")) {
-                (true, 2)
-            } else {
-                (false, 1)
-            };
-            if word(1).is_some_and(|w| wire::is_atom(w, "APPEND"))
-                && let Some(m) = wire::utf8_append(msg, t)
-            {
-                return self.decode_and_run(&tag, &m, out);
-            }
-            if word(at).is_some_and(|w| wire::is_atom(w, "SEARCH"))
-                && word(at + 1).is_some_and(|w| wire::is_atom(w, "RETURN"))
-            {
-                return self.esearch(&tag, msg, t, at, uid, out);
+                let (rest, opts) = match split {
+                    Ok(s) => s,
+                    Err(e) => {
+                        cmd_bad(out, &tag, e);
+                        return Step::Continue;
+                    }
+                };
+                match CommandCodec::default().decode(&rest) {
+                    Ok((_, cmd)) => self.command(cmd, out, Some(opts)),
+                    Err(_) => {
+                        if opts.iter().any(|o| o == "SAVE") {
+                            // RFC 5182 §2.1: a failed SEARCH SAVE empties the result.
+                            self.saved.clear();
+                        }
+                        cmd_bad(out, &tag, "syntax error in SEARCH");
+                        Step::Continue
+                    }
+                }
             }
         }
-        self.decode_and_run(&tag, msg, out)
     }
 
     fn decode_and_run(&mut self, tag: &str, msg: &[u8], out: &mut Vec<u8>) -> Step {
@@ -465,13 +431,7 @@ impl Session {
             out.extend_from_slice(&self.render_updates(updates, &sel.view, &kws));
         }
     }
-
-    /// Resolve a sequence set against the selected view (`View::resolve`).
-    pub fn resolve(
-        &self,
-        set: &imap_codec::imap_types::sequence::SequenceSet,
-        uid: bool,
-    ) -> Option<Vec<(u32, u32)>> {
-        self.state.selected()?.view.resolve(set, uid)
-    }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

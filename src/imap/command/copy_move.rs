@@ -17,7 +17,7 @@ impl Session {
         mv: bool,
         out: &mut Vec<u8>,
     ) {
-        let Some(targets) = self.resolve(set, uid) else {
+        let Some(targets) = self.state.selected().and_then(|s| s.view.resolve(set, uid)) else {
             return cmd_bad(out, tag, "invalid sequence set");
         };
         let name = match self.name_of(m) {

@@ -7,7 +7,9 @@ use super::super::session::{Session, cmd_no, cmd_ok};
 impl Session {
     pub(crate) fn uid_expunge(&mut self, tag: &str, set: &SequenceSet, out: &mut Vec<u8>) {
         let uids: Vec<u32> = self
-            .resolve(set, true)
+            .state
+            .selected()
+            .and_then(|s| s.view.resolve(set, true))
             .unwrap_or_default()
             .into_iter()
             .map(|x| x.1)

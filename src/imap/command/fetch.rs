@@ -542,11 +542,13 @@ impl FetchJob {
         // With CONDSTORE the next sync reports the new MODSEQ of messages this FETCH marked
         // \Seen (RFC 7162 §3.1: every FETCH about a flag change carries it).
         if !emitted_seen.is_empty()
-            && let Ok((before, after)) = sel.mb.store(&emitted_seen, FlagOp::Add, flags::SEEN, &[])
-            && sel.view.modseq == before
+            && let Ok(st) = sel
+                .mb
+                .store(&emitted_seen, FlagOp::Add, flags::SEEN, &[], None)
+            && sel.view.modseq == st.before
             && !s.modes.condstore
         {
-            sel.view.modseq = after;
+            sel.view.modseq = st.after;
         }
         self.pos = done;
         self.pos >= self.targets.len()
@@ -584,7 +586,7 @@ impl Session {
         modifiers: &[FetchModifier],
         out: &mut Vec<u8>,
     ) {
-        let Some(mut targets) = self.resolve(set, uid) else {
+        let Some(mut targets) = self.state.selected().and_then(|s| s.view.resolve(set, uid)) else {
             return cmd_bad(out, &tag, "invalid sequence set");
         };
         let mut items = parse_items(names, uid);

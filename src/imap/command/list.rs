@@ -2,10 +2,10 @@
 //! (RFC 6154), CHILDREN (RFC 3348) and LIST-STATUS (RFC 5819); LSUB (RFC 3501 §6.3.9).
 
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox as WireMailbox};
-use imap_codec::imap_types::status::StatusDataItemName;
 
+use super::super::parse::list::ListArgs;
 use super::super::session::Session;
-use super::super::wire::{self, Tok, is_atom, text};
+use super::super::wire;
 use crate::store::MailboxName;
 use crate::store::folders::special_use;
 use crate::store::names::DELIM;
@@ -43,111 +43,6 @@ fn matches(pattern: &[u8], name: &MailboxName, utf8: bool) -> bool {
     wildcard(pattern, w)
 }
 
-fn status_items(toks: &[(Tok, usize, usize)], i: &mut usize) -> Option<Vec<StatusDataItemName>> {
-    if toks.get(*i)?.0 != Tok::Open {
-        return None;
-    }
-    *i += 1;
-    let mut v = Vec::new();
-    loop {
-        let t = &toks.get(*i)?.0;
-        *i += 1;
-        if *t == Tok::Close {
-            return Some(v);
-        }
-        let a = String::from_utf8_lossy(text(t)?).to_ascii_uppercase();
-        v.push(match a.as_str() {
-            "MESSAGES" => StatusDataItemName::Messages,
-            "RECENT" => StatusDataItemName::Recent,
-            "UIDNEXT" => StatusDataItemName::UidNext,
-            "UIDVALIDITY" => StatusDataItemName::UidValidity,
-            "UNSEEN" => StatusDataItemName::Unseen,
-            "DELETED" => StatusDataItemName::Deleted,
-            "SIZE" => StatusDataItemName::Size,
-            "HIGHESTMODSEQ" => StatusDataItemName::HighestModSeq,
-            _ => return None,
-        });
-    }
-}
-
-#[derive(Default)]
-struct Opts {
-    sel_subscribed: bool,
-    sel_special: bool,
-    ret_subscribed: bool,
-    ret_status: Option<Vec<StatusDataItemName>>,
-    patterns: Vec<Vec<u8>>,
-    reference: Vec<u8>,
-}
-
-fn parse(toks: &[(Tok, usize, usize)]) -> Option<Opts> {
-    let mut o = Opts::default();
-    let mut i = 0;
-    if toks.first()?.0 == Tok::Open {
-        i = 1;
-        loop {
-            let t = &toks.get(i)?.0;
-            i += 1;
-            if *t == Tok::Close {
-                break;
-            }
-            if is_atom(t, "SUBSCRIBED") {
-                o.sel_subscribed = true;
-            } else if is_atom(t, "SPECIAL-USE") {
-                o.sel_special = true;
-            } else if !(is_atom(t, "REMOTE") || is_atom(t, "RECURSIVEMATCH")) {
-                return None;
-            }
-        }
-    }
-    o.reference = text(&toks.get(i)?.0)?.to_vec();
-    i += 1;
-    if toks.get(i)?.0 == Tok::Open {
-        i += 1;
-        loop {
-            let t = &toks.get(i)?.0;
-            i += 1;
-            if *t == Tok::Close {
-                break;
-            }
-            o.patterns.push(text(t)?.to_vec());
-        }
-    } else {
-        o.patterns.push(text(&toks.get(i)?.0)?.to_vec());
-        i += 1;
-    }
-    if let Some((t, _, _)) = toks.get(i) {
-        if !is_atom(t, "RETURN") {
-            return None;
-        }
-        i += 1;
-        if toks.get(i)?.0 != Tok::Open {
-            return None;
-        }
-        i += 1;
-        loop {
-            let t = &toks.get(i)?.0;
-            i += 1;
-            if *t == Tok::Close {
-                break;
-            }
-            if is_atom(t, "SUBSCRIBED") {
-                o.ret_subscribed = true;
-            } else if is_atom(t, "STATUS") {
-                o.ret_status = Some(status_items(toks, &mut i)?);
-            } else if !(is_atom(t, "CHILDREN") || is_atom(t, "SPECIAL-USE")) {
-                return None;
-            }
-        }
-        if i != toks.len() {
-            return None;
-        }
-    } else if i != toks.len() {
-        return None;
-    }
-    Some(o)
-}
-
 /// Attributes of an existing mailbox: children (RFC 3348) and special use (RFC 6154).
 fn attributes(all: &[MailboxName], name: &MailboxName) -> Vec<&'static str> {
     let prefix = format!("{}{DELIM}", name.wire());
@@ -180,11 +75,7 @@ pub fn list_line(s: &Session, name: &MailboxName, oldname: Option<&MailboxName>)
 }
 
 /// LIST; `toks` are the arguments after the command name.
-pub fn list(s: &mut Session, tag: &str, toks: &[(Tok, usize, usize)], out: &mut Vec<u8>) {
-    let Some(o) = parse(toks) else {
-        super::super::session::cmd_bad(out, tag, "LIST syntax");
-        return;
-    };
+pub fn list(s: &mut Session, tag: &str, o: ListArgs, out: &mut Vec<u8>) {
     let user = s.state.user().to_string();
     if o.patterns.len() == 1 && o.patterns[0].is_empty() && !o.sel_subscribed {
         // The hierarchy delimiter query (RFC 3501 §6.3.8).
@@ -302,13 +193,5 @@ mod tests {
         let e = MailboxName::from_wire("Entwürfe".as_bytes()).unwrap();
         assert!(matches("Entw*".as_bytes(), &e, true) && matches(b"Entw&APw-*", &e, false));
         assert!(!matches(b"Entw&APw-*", &e, true));
-        let t = wire::tokenize(
-            b"(SPECIAL-USE) \"\" \"*\" RETURN (SUBSCRIBED STATUS (MESSAGES UNSEEN))",
-        )
-        .unwrap();
-        let o = parse(&t).unwrap();
-        assert!(o.sel_special && o.ret_subscribed);
-        assert_eq!(o.ret_status.unwrap().len(), 2);
-        assert!(parse(&wire::tokenize(b"\"\" \"*\" junk").unwrap()).is_none());
     }
 }

@@ -2,14 +2,11 @@
 //! (`imap/search.rs` evaluates one message) and answers SEARCH, or ESEARCH with the RETURN
 //! options of RFC 4731 and SAVE of RFC 5182; MODSEQ per RFC 7162 §3.1.5.
 
-use imap_codec::CommandCodec;
-use imap_codec::decode::Decoder;
 use imap_codec::imap_types::core::Charset;
 use imap_codec::imap_types::search::SearchKey;
 
 use super::super::seqset;
-use super::super::session::{Session, Step, cmd_bad, cmd_no, cmd_ok};
-use super::super::wire::Tok;
+use super::super::session::{Session, cmd_bad, cmd_no, cmd_ok};
 use crate::store::flags::Flags;
 
 impl Session {
@@ -175,70 +172,5 @@ impl Session {
         }
         self.sync(out, uid);
         cmd_ok(out, tag, "SEARCH completed");
-    }
-
-    /// `SEARCH RETURN (...) criteria` (RFC 4731): strip the RETURN part, decode the rest.
-    pub(crate) fn esearch(
-        &mut self,
-        tag: &str,
-        msg: &[u8],
-        toks: &[(Tok, usize, usize)],
-        at: usize,
-        uid: bool,
-        out: &mut Vec<u8>,
-    ) -> Step {
-        if let Err(why) = super::allowed(&self.state, "SEARCH") {
-            cmd_bad(out, tag, why);
-            return Step::Continue;
-        }
-        let ret_start = toks[at + 1].1;
-        let mut i = at + 2;
-        let mut opts = Vec::new();
-        if toks.get(i).map(|t| &t.0) != Some(&Tok::Open) {
-            cmd_bad(out, tag, "RETURN needs a list");
-            return Step::Continue;
-        }
-        i += 1;
-        while let Some((t, _, end)) = toks.get(i) {
-            match t {
-                Tok::Close => {
-                    let mut rest = msg[..ret_start].to_vec();
-                    let after = if msg.get(*end) == Some(&b' ') {
-                        *end + 1
-                    } else {
-                        *end
-                    };
-                    rest.extend_from_slice(&msg[after..]);
-                    let cmd = match CommandCodec::default().decode(&rest) {
-                        Ok((_, c)) => c,
-                        Err(_) => {
-                            if opts.iter().any(|o| o == "SAVE") {
-                                // RFC 5182 §2.1: a failed SEARCH SAVE empties the result.
-                                self.saved.clear();
-                            }
-                            cmd_bad(out, tag, "syntax error in SEARCH");
-                            return Step::Continue;
-                        }
-                    };
-                    let _ = uid;
-                    return self.command(cmd, out, Some(opts));
-                }
-                Tok::Atom(a) => {
-                    let o = String::from_utf8_lossy(a).to_ascii_uppercase();
-                    if !["MIN", "MAX", "ALL", "COUNT", "SAVE"].contains(&o.as_str()) {
-                        cmd_bad(out, tag, "unknown RETURN option");
-                        return Step::Continue;
-                    }
-                    opts.push(o);
-                }
-                _ => {
-                    cmd_bad(out, tag, "bad RETURN option");
-                    return Step::Continue;
-                }
-            }
-            i += 1;
-        }
-        cmd_bad(out, tag, "unterminated RETURN list");
-        Step::Continue
     }
 }

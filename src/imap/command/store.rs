@@ -61,7 +61,7 @@ impl Session {
             uid,
             unchanged,
         } = st;
-        let Some(targets) = self.resolve(set, uid) else {
+        let Some(targets) = self.state.selected().and_then(|s| s.view.resolve(set, uid)) else {
             return cmd_bad(out, tag, "invalid sequence set");
         };
         let condstore = self.modes.condstore;
@@ -80,7 +80,7 @@ impl Session {
             StoreType::Replace => FlagOp::Replace,
         };
         let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
-        match sel.mb.store_if(&uids, op, sys, &kws, unchanged) {
+        match sel.mb.store(&uids, op, sys, &kws, unchanged) {
             Ok(stored) => {
                 // Our own change is answered below, not echoed again by the next sync.
                 // A conditional STORE answers even when .SILENT (RFC 7162 §3.1.3).

@@ -21,8 +21,14 @@ fn sessions_see_each_others_changes() {
     let (mut a, mut b) = (View::default(), View::default());
     a.sync(&mb, true, true).unwrap();
     b.sync(&mb, true, true).unwrap();
-    mb.store(&[2], FlagOp::Add, flags::FLAGGED | flags::DELETED, &[])
-        .unwrap();
+    mb.store(
+        &[2],
+        FlagOp::Add,
+        flags::FLAGGED | flags::DELETED,
+        &[],
+        None,
+    )
+    .unwrap();
     let up = b.sync(&mb, true, true).unwrap();
     assert!(matches!(up[..], [Update::Flags(2, 2, _, _)]), "{up:?}");
     mb.expunge(None).unwrap();

@@ -6,18 +6,10 @@ use std::io;
 use std::path::Path;
 
 use super::super::flags::{Flags, MAX_KEYWORDS};
-use super::{Index, Mailbox};
+use super::Index;
 use crate::fsutil::write_atomic;
 
 pub const KEYWORDS: &str = "dovecot-keywords";
-
-impl Mailbox {
-    /// Keyword names for a flag set.
-    pub fn keyword_names(&self, f: Flags) -> Vec<String> {
-        let ix = self.lock();
-        ix.keyword_names(f)
-    }
-}
 
 impl Index {
     pub fn keyword_names(&self, f: Flags) -> Vec<String> {

@@ -111,23 +111,11 @@ impl Mailbox {
         Ok((v, done_src.into_iter().zip(new).collect()))
     }
 
-    /// Change flags of the given UIDs.
-    /// Returns the modseq before and after, so a session can skip echoing its own change.
-    pub fn store(
-        &self,
-        uids: &[u32],
-        op: FlagOp,
-        system: u8,
-        keywords: &[String],
-    ) -> io::Result<(u64, u64)> {
-        let s = self.store_if(uids, op, system, keywords, None)?;
-        Ok((s.before, s.after))
-    }
-
-    /// STORE with an optional UNCHANGEDSINCE (RFC 7162 §3.1.3): messages whose modseq is
-    /// above it are left alone and listed in `modified`. Each changed message gets its own
+    /// STORE: change flags of the given UIDs, with an optional UNCHANGEDSINCE (RFC 7162
+    /// §3.1.3): messages whose modseq is above it are left alone and listed in `modified`.
+    /// The modseqs before and after let a session skip echoing its own change. Each changed message gets its own
     /// new modseq, recorded durably before the lock is released.
-    pub fn store_if(
+    pub fn store(
         &self,
         uids: &[u32],
         op: FlagOp,

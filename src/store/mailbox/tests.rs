@@ -27,7 +27,8 @@ fn uids_ascend_and_survive_reopen() {
         .append(b"c", flags::SEEN, &["$Label1".into()], None)
         .unwrap();
     assert_eq!(uid, 3);
-    mb.store(&[1], FlagOp::Add, flags::DELETED, &[]).unwrap();
+    mb.store(&[1], FlagOp::Add, flags::DELETED, &[], None)
+        .unwrap();
     assert_eq!(mb.expunge(None).unwrap(), vec![1]);
     drop(mb);
     let mb = Mailbox::open(p.clone()).unwrap();
@@ -42,7 +43,8 @@ fn uids_ascend_and_survive_reopen() {
     assert!(ix.msgs[1].flags.has(flags::SEEN));
     drop(ix);
     // New UIDs stay above every UID ever given, even the expunged highest one.
-    mb.store(&[3], FlagOp::Add, flags::DELETED, &[]).unwrap();
+    mb.store(&[3], FlagOp::Add, flags::DELETED, &[], None)
+        .unwrap();
     mb.expunge(None).unwrap();
     let (_, uid) = mb.append(b"d", 0, &[], None).unwrap();
     assert_eq!(uid, 4);
@@ -122,11 +124,12 @@ fn modseqs_persist_and_never_go_backwards() {
     let mb = Mailbox::open(p.clone()).unwrap();
     mb.append(b"1", 0, &[], None).unwrap();
     mb.append(b"2", 0, &[], None).unwrap();
-    mb.store(&[1], FlagOp::Add, flags::SEEN, &[]).unwrap();
+    mb.store(&[1], FlagOp::Add, flags::SEEN, &[], None).unwrap();
     let (high, per) = modseqs(&mb);
     assert_eq!(per[0].1, high);
     assert!(per[1].1 < high);
-    mb.store(&[2], FlagOp::Add, flags::DELETED, &[]).unwrap();
+    mb.store(&[2], FlagOp::Add, flags::DELETED, &[], None)
+        .unwrap();
     mb.expunge(None).unwrap();
     let (high, per) = modseqs(&mb);
     drop(mb);
@@ -135,10 +138,11 @@ fn modseqs_persist_and_never_go_backwards() {
     // The expunge is remembered with its modseq, across the reopen.
     assert_eq!(mb.lock().expunged.since(per[0].1).unwrap(), vec![2]);
     let st = mb
-        .store_if(&[1], FlagOp::Add, flags::FLAGGED, &[], Some(1))
+        .store(&[1], FlagOp::Add, flags::FLAGGED, &[], Some(1))
         .unwrap();
     assert_eq!(st.modified, vec![1]);
-    mb.store(&[1], FlagOp::Add, flags::FLAGGED, &[]).unwrap();
+    mb.store(&[1], FlagOp::Add, flags::FLAGGED, &[], None)
+        .unwrap();
     assert_eq!(modseqs(&mb).1[0].1, high + 1);
 }
 
@@ -152,8 +156,10 @@ fn torn_or_truncated_log_never_reuses_an_acknowledged_modseq() {
     let (acked, _) = modseqs(&mb);
     let acked_len = fs::metadata(p.join(UIDLIST)).unwrap().len() as usize;
     // Changes whose append the "crash" tears somewhere: never acknowledged.
-    mb.store(&[1, 2], FlagOp::Add, flags::SEEN, &[]).unwrap();
-    mb.store(&[3], FlagOp::Add, flags::ANSWERED, &[]).unwrap();
+    mb.store(&[1, 2], FlagOp::Add, flags::SEEN, &[], None)
+        .unwrap();
+    mb.store(&[3], FlagOp::Add, flags::ANSWERED, &[], None)
+        .unwrap();
     drop(mb);
     let full = fs::read(p.join(UIDLIST)).unwrap();
     let files: Vec<_> = fs::read_dir(p.join("cur")).unwrap().collect();
@@ -170,7 +176,8 @@ fn torn_or_truncated_log_never_reuses_an_acknowledged_modseq() {
         drop(ix);
         assert_eq!(per.len(), 3);
         // A new change after the reopen gets a number nobody saw before.
-        mb.store(&[1], FlagOp::Add, flags::FLAGGED, &[]).unwrap();
+        mb.store(&[1], FlagOp::Add, flags::FLAGGED, &[], None)
+            .unwrap();
         let (h2, _) = modseqs(&mb);
         assert!(h2 > high, "cut {cut}");
         if cut == full.len() {
@@ -180,7 +187,8 @@ fn torn_or_truncated_log_never_reuses_an_acknowledged_modseq() {
         // The reopen rewrote a torn file: it loads cleanly and keeps the number.
         let mb = Mailbox::open(p.clone()).unwrap();
         assert_eq!(modseqs(&mb).0, h2, "cut {cut}");
-        mb.store(&[1], FlagOp::Remove, flags::FLAGGED, &[]).unwrap();
+        mb.store(&[1], FlagOp::Remove, flags::FLAGGED, &[], None)
+            .unwrap();
     }
 }
 

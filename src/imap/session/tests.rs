@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use super::session::{Session, Step};
+use super::{Session, Step};
 use crate::config::Config;
 use crate::server::Services;
 
-pub(super) fn services(plain: bool) -> (tempfile::TempDir, Arc<Services>) {
+pub(crate) fn services(plain: bool) -> (tempfile::TempDir, Arc<Services>) {
     crate::tls::install_crypto_provider();
     let d = tempfile::tempdir().unwrap();
     let text = format!(
@@ -20,7 +20,7 @@ pub(super) fn services(plain: bool) -> (tempfile::TempDir, Arc<Services>) {
 }
 
 /// Feed `input` and run steps until the session waits; returns the output.
-pub(super) fn talk(s: &mut Session, input: &str) -> String {
+pub(crate) fn talk(s: &mut Session, input: &str) -> String {
     s.input(input.as_bytes());
     let mut out = Vec::new();
     while let Step::Continue = s.step(&mut out) {}
@@ -127,7 +127,7 @@ fn garbage_never_panics() {
 /// A cheap fuzz shared by the session tests: feed `rounds` random mutations of the `seeds`
 /// (bytes changed, dropped, or taken from `alphabet` inserted), stepping the session until it
 /// waits after each, and leaving IDLE when a mutation entered it.
-pub(super) fn feed_mutations(
+pub(crate) fn feed_mutations(
     s: &mut Session,
     seeds: &[&str],
     seed: u64,
