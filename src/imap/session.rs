@@ -27,6 +27,29 @@ use super::view::{Update, View};
 use crate::server::Services;
 use crate::store::{Mailbox, MailboxName};
 
+/// A line ending in a literal announcement (`{n}`, `{n+}`, `~{n}`; RFC 3501 §4.3, RFC 7888,
+/// RFC 3516) whose length does not fit in 32 bits: the fragmentizer does not take it for one.
+fn oversized_announcement(line: &[u8]) -> Option<LiteralMode> {
+    let line = line
+        .strip_suffix(b"\r\n")
+        .or_else(|| line.strip_suffix(b"\n"))?;
+    let inner = line.strip_suffix(b"}")?;
+    let open = inner.iter().rposition(|&b| b == b'{')?;
+    let num = &inner[open + 1..];
+    let (digits, mode) = match num.strip_suffix(b"+") {
+        Some(d) => (d, LiteralMode::NonSync),
+        None => (num, LiteralMode::Sync),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let fits = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse::<u32>().ok())
+        .is_some();
+    (!fits).then_some(mode)
+}
+
 /// What the connection does after a step.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
@@ -314,6 +337,25 @@ impl Session {
                     return Step::Continue;
                 }
                 continue;
+            }
+            // A literal announcement too large for the fragmentizer's u32 ends the line as if
+            // it were none; its data must not be read as commands.
+            if let FragmentInfo::Line {
+                announcement: None, ..
+            } = fi
+                && let Some(mode) = oversized_announcement(self.frag.fragment_bytes(fi))
+            {
+                let tag = self
+                    .frag
+                    .decode_tag()
+                    .map(|t| t.as_ref().to_string())
+                    .unwrap_or_else(|| "*".into());
+                if mode == LiteralMode::NonSync {
+                    out.extend_from_slice(b"* BYE [TOOBIG] literal too large\r\n");
+                    return Step::Close;
+                }
+                cmd_no(out, &tag, "[TOOBIG] literal too large");
+                return Step::Continue;
             }
             if !self.frag.is_message_complete() {
                 continue;

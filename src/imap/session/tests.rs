@@ -579,3 +579,35 @@ fn parse_cache_on_disk_serves_a_restarted_server() {
     let r = talk(&mut s, "i FETCH 1 (ENVELOPE)\r\n");
     assert!(r.contains("\"third\""), "{r}");
 }
+
+#[test]
+fn inbox_children_live_under_the_one_inbox() {
+    // RFC 3501 §6.3.8: INBOX.x is a child of INBOX; LIST never shows a second INBOX.
+    let (d, svc) = services(true);
+    let mut s = Session::new(svc, "127.0.0.1".parse().unwrap(), false);
+    talk(&mut s, "a LOGIN u@example.com pw\r\n");
+    let r = talk(&mut s, "b CREATE \"INBOX.x\"\r\n");
+    assert!(r.starts_with("b OK"), "{r}");
+    let r = talk(&mut s, "c LIST \"\" \"*\"\r\n");
+    assert_eq!(
+        r.matches("\"INBOX\"").count() + r.matches(" INBOX\r\n").count(),
+        1,
+        "{r}"
+    );
+    assert!(!r.contains("\\Noselect"), "{r}");
+    assert!(r.contains("INBOX.x"), "{r}");
+    let r = talk(&mut s, "d LIST \"\" \"%\"\r\n");
+    assert!(
+        r.contains("\\HasChildren") && !r.contains("\\Noselect"),
+        "{r}"
+    );
+    let r = talk(&mut s, "e SELECT INBOX.x\r\ne2 SELECT inbox.x\r\n");
+    assert!(r.contains("e OK") && r.contains("e2 OK"), "{r}");
+    // No `.INBOX` folder appeared on disk.
+    let user = d.path().join("mail/example.com/u");
+    assert!(!user.join(".INBOX").exists());
+    assert!(user.join(".INBOX.x/cur").is_dir());
+}
+
+#[cfg(test)]
+mod limits;
