@@ -60,7 +60,7 @@ impl Session {
                 self.sync(out, true);
                 cmd_ok(out, tag, &format!("[APPENDUID {v} {uid}] APPEND completed"));
             }
-            Err(e) => cmd_no(out, tag, &format!("[SERVERBUG] {e}")),
+            Err(e) => cmd_no(out, tag, &super::write_failed(&e)),
         }
     }
 }

@@ -40,7 +40,7 @@ impl Session {
         let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
         let (v, pairs) = match sel.mb.copy_to(&uids, &dest) {
             Ok(r) => r,
-            Err(e) => return cmd_no(out, tag, &format!("[SERVERBUG] {e}")),
+            Err(e) => return cmd_no(out, tag, &super::write_failed(&e)),
         };
         let src: Vec<u32> = pairs.iter().map(|p| p.0).collect();
         let dst: Vec<u32> = pairs.iter().map(|p| p.1).collect();
@@ -59,7 +59,7 @@ impl Session {
                 out.extend_from_slice(format!("* OK {code}moved\r\n").as_bytes());
             }
             if let Err(e) = sel.mb.remove_uids(&src) {
-                return cmd_no(out, tag, &format!("[SERVERBUG] {e}"));
+                return cmd_no(out, tag, &super::write_failed(&e));
             }
             self.sync(out, true);
             cmd_ok(out, tag, "MOVE completed");

@@ -84,6 +84,16 @@ pub fn allowed(state: &State, name: &str) -> Result<(), &'static str> {
     }
 }
 
+/// The NO text for a write to the store that failed (RFC 5530 §3): a full quota or disk is
+/// the user's to know about and passes when space returns; anything else is our fault.
+pub(crate) fn write_failed(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::QuotaExceeded => "[OVERQUOTA] mailbox quota exceeded".into(),
+        std::io::ErrorKind::StorageFull => "[LIMIT] mail storage is full, try again later".into(),
+        _ => format!("[SERVERBUG] {e}"),
+    }
+}
+
 fn mailbox_name(m: &WireMailbox<'_>) -> Result<MailboxName, String> {
     match m {
         WireMailbox::Inbox => Ok(MailboxName::Inbox),

@@ -1,6 +1,6 @@
 //! The state table (RFC 3501 §3, §6).
 
-use super::{Valid, allowed, valid_in};
+use super::{Valid, allowed, valid_in, write_failed};
 use crate::imap::session::State;
 
 #[test]
@@ -20,4 +20,15 @@ fn each_state_allows_its_commands() {
     assert_eq!(allowed(&auth, "IDLE"), Ok(()));
     assert_eq!(allowed(&auth, "GETQUOTAROOT"), Ok(()));
     assert_eq!(valid_in("MOVE"), Valid::Selected);
+}
+
+#[test]
+fn full_disk_and_quota_get_their_response_codes() {
+    // RFC 5530 §3: EDQUOT is OVERQUOTA, ENOSPC a LIMIT; neither is a server bug.
+    let enospc = std::io::Error::from_raw_os_error(28);
+    let edquot = std::io::Error::from_raw_os_error(122);
+    assert!(write_failed(&enospc).starts_with("[LIMIT] "));
+    assert!(write_failed(&edquot).starts_with("[OVERQUOTA] "));
+    let other = std::io::Error::other("boom");
+    assert_eq!(write_failed(&other), "[SERVERBUG] boom");
 }

@@ -3,10 +3,10 @@
 //! released and the other sessions are told (`notify`).
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::super::flags::{self, Flags, MAX_KEYWORDS};
@@ -71,40 +71,50 @@ impl Mailbox {
         let mut dix = dest.lock();
         let mut entries = Vec::new();
         let mut done_src = Vec::new();
-        for (uid, path, fl) in sources {
-            let names: Vec<String> = (0..MAX_KEYWORDS)
-                .filter(|i| fl.keywords & (1 << i) != 0)
-                .filter_map(|i| src_keywords.get(i).cloned())
-                .collect();
-            let kw = dix.keyword_bits(&dest.dir, &names, true)?;
-            let flags = Flags {
-                system: fl.system,
-                keywords: kw,
-            };
-            let size = fs::metadata(&path).map(|m| m.len() as usize);
-            let Ok(size) = size else { continue }; // expunged meanwhile
-            let base = super::super::unique_name(size);
-            let file = format!("{base}:2,{}", flags.to_info());
-            let dst = dest.dir.join("cur").join(&file);
-            if fs::hard_link(&path, &dst).is_err() {
-                let tmp = dest.dir.join("tmp").join(&base);
-                match fs::copy(&path, &tmp) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
+        // Files placed in dest/cur so far: taken back if the COPY fails, so the destination is
+        // as it was (RFC 3501 §6.4.7) and a later scan does not find half a COPY.
+        let mut placed: Vec<PathBuf> = Vec::new();
+        let res = (|| {
+            for (uid, path, fl) in sources {
+                let names: Vec<String> = (0..MAX_KEYWORDS)
+                    .filter(|i| fl.keywords & (1 << i) != 0)
+                    .filter_map(|i| src_keywords.get(i).cloned())
+                    .collect();
+                let kw = dix.keyword_bits(&dest.dir, &names, true)?;
+                let flags = Flags {
+                    system: fl.system,
+                    keywords: kw,
+                };
+                let size = fs::metadata(&path).map(|m| m.len() as usize);
+                let Ok(size) = size else { continue }; // expunged meanwhile
+                let base = super::super::unique_name(size);
+                let file = format!("{base}:2,{}", flags.to_info());
+                let dst = dest.dir.join("cur").join(&file);
+                if fs::hard_link(&path, &dst).is_err() {
+                    let tmp = dest.dir.join("tmp").join(&base);
+                    match copy_durably(&path, &tmp, &dst) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e),
+                    }
                 }
-                let f = File::open(&tmp)?;
-                if let Ok(t) = mtime(&path) {
-                    let _ = OpenOptions::new().write(true).open(&tmp)?.set_modified(t);
-                }
-                f.sync_all()?;
-                fs::rename(&tmp, &dst)?;
+                placed.push(dst);
+                entries.push((base.into(), file.into(), false, flags));
+                done_src.push(uid);
             }
-            entries.push((base.into(), file.into(), false, flags));
-            done_src.push(uid);
-        }
-        fsync_dir(&dest.dir.join("cur"))?;
-        let new = dix.add(&dest.dir, entries)?;
+            fsync_dir(&dest.dir.join("cur"))?;
+            dix.add(&dest.dir, std::mem::take(&mut entries))
+        })();
+        let new = match res {
+            Ok(new) => new,
+            Err(e) => {
+                for p in &placed {
+                    let _ = fs::remove_file(p);
+                }
+                let _ = fsync_dir(&dest.dir.join("cur"));
+                return Err(e);
+            }
+        };
         let v = dix.uidvalidity;
         drop(dix);
         dest.notify();
@@ -249,4 +259,22 @@ impl Mailbox {
         self.notify();
         Ok(())
     }
+}
+
+/// The COPY fallback when a hard link is not possible: copy to tmp/, keep the mtime
+/// (INTERNALDATE), fsync, rename into cur/. On any error nothing is left in tmp/.
+pub(super) fn copy_durably(src: &Path, tmp: &Path, dst: &Path) -> io::Result<()> {
+    let res = (|| {
+        fs::copy(src, tmp)?;
+        let f = OpenOptions::new().write(true).open(tmp)?;
+        if let Ok(t) = mtime(src) {
+            let _ = f.set_modified(t);
+        }
+        f.sync_all()?;
+        fs::rename(tmp, dst)
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(tmp);
+    }
+    res
 }

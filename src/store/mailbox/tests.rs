@@ -4,7 +4,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use super::*;
-use crate::store::flags;
+use crate::store::flags::{self, MAX_KEYWORDS};
 
 fn mk() -> (tempfile::TempDir, PathBuf) {
     let d = tempfile::tempdir().unwrap();
@@ -251,4 +251,39 @@ fn empty_mailbox_keeps_the_uidvalidity_it_showed_first() {
     assert_ne!(uv, 0);
     let mb = Mailbox::open(p.clone()).unwrap();
     assert_eq!(mb.append(b"x", 0, &[], None).unwrap(), (uv, 1));
+}
+
+#[test]
+fn failed_copy_leaves_the_destination_as_it_was() {
+    // RFC 3501 §6.4.7: an unsuccessful COPY restores the destination. The second message
+    // needs a 27th keyword in the destination, which fails after the first was placed.
+    let (_d, p) = mk();
+    let src = Mailbox::open(p.clone()).unwrap();
+    let dp = p.join(".Dest");
+    for s in ["cur", "new", "tmp"] {
+        fs::create_dir_all(dp.join(s)).unwrap();
+    }
+    let dest = Mailbox::open(dp.clone()).unwrap();
+    let full: Vec<String> = (0..MAX_KEYWORDS).map(|i| format!("k{i}")).collect();
+    dest.append(b"x", 0, &full, None).unwrap();
+    let before: Vec<_> = fs::read_dir(dp.join("cur")).unwrap().collect();
+    src.append(b"1", 0, &[], None).unwrap();
+    src.append(b"2", 0, &["other".into()], None).unwrap();
+    assert!(src.copy_to(&[1, 2], &dest).is_err());
+    assert_eq!(fs::read_dir(dp.join("cur")).unwrap().count(), before.len());
+    assert_eq!(fs::read_dir(dp.join("tmp")).unwrap().count(), 0);
+    assert_eq!(dest.lock().msgs.len(), 1);
+    dest.lock().stamp = None;
+    assert!(dest.changes(&[1], 1, true).unwrap().added.is_empty());
+}
+
+#[test]
+fn copy_fallback_leaves_nothing_in_tmp_when_it_fails() {
+    let (_d, p) = mk();
+    fs::write(p.join("cur/src:2,"), b"data").unwrap();
+    let tmp = p.join("tmp/partial");
+    // The rename fails (no such directory) after tmp/ got a full copy.
+    let err = super::ops::copy_durably(&p.join("cur/src:2,"), &tmp, &p.join("gone/dst"));
+    assert!(err.is_err());
+    assert!(!tmp.exists());
 }
