@@ -3,11 +3,10 @@
 //! bytes to `out`, returning what the connection must do next (read more, start TLS, idle,
 //! close). Store calls are blocking; the driver runs `step` on a blocking thread.
 //!
-//! Commands are framed by imap-codec's Fragmentizer (lines and literals, size-limited) and
-//! decoded by its CommandCodec; LIST-EXTENDED and SEARCH RETURN, which that codec version
-//! does not parse, are handled in `list.rs` / here with a small tokenizer, which also rewrites
-//! SEARCH OLDER/YOUNGER (`search.rs`), `$` (`searchres.rs`) and APPEND UTF8 (`wire.rs`) into
-//! forms the codec parses.
+//! Commands are framed by imap-codec's Fragmentizer (lines and literals, size-limited), go
+//! through `parse::prepare` (the forms that codec version does not parse) and are decoded by
+//! its CommandCodec; `command/` runs them, after `command::allowed` checked the state.
+//! This file holds the connection state (`State`), the framing and the stepping.
 //!
 //! A session speaks IMAP4rev1 (RFC 3501) until the client sends ENABLE IMAP4rev2 (RFC 9051)
 //! or ENABLE UTF8=ACCEPT (RFC 6855); `rev2` and `utf8` then change the responses as those
