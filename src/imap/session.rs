@@ -401,7 +401,7 @@ impl Session {
                 match (super::command::allowed(&self.state, "LIST"), args) {
                     (Err(why), _) => cmd_bad(out, &tag, why),
                     (Ok(()), None) => cmd_bad(out, &tag, "LIST syntax"),
-                    (Ok(()), Some(args)) => super::command::list::list(self, &tag, args, out),
+                    (Ok(()), Some(args)) => self.list(&tag, args, out),
                 }
                 Step::Continue
             }

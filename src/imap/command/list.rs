@@ -56,126 +56,130 @@ fn attributes(all: &[MailboxName], name: &MailboxName) -> Vec<&'static str> {
     attrs
 }
 
-/// One untagged LIST line for an existing mailbox, for SELECT in IMAP4rev2 (RFC 9051
-/// §6.3.2) and after RENAME with the old name (OLDNAME, RFC 9051 §7.3.1).
-pub fn list_line(s: &Session, name: &MailboxName, oldname: Option<&MailboxName>) -> Vec<u8> {
-    let user = s.state.user().to_string();
-    let all = s.svc.store.list_mailboxes(&user).unwrap_or_default();
-    let utf8 = s.utf8_names();
-    let mut line =
-        format!("* LIST ({}) \"{DELIM}\" ", attributes(&all, name).join(" ")).into_bytes();
-    wire::mailbox(&mut line, &name.shown(utf8), utf8);
-    if let Some(old) = oldname {
-        line.extend_from_slice(b" (\"OLDNAME\" (");
-        wire::mailbox(&mut line, &old.shown(utf8), utf8);
-        line.extend_from_slice(b"))");
+impl Session {
+    /// One untagged LIST line for an existing mailbox, for SELECT in IMAP4rev2 (RFC 9051
+    /// §6.3.2) and after RENAME with the old name (OLDNAME, RFC 9051 §7.3.1).
+    pub(crate) fn list_line(&self, name: &MailboxName, oldname: Option<&MailboxName>) -> Vec<u8> {
+        let user = self.state.user().to_string();
+        let all = self.svc.store.list_mailboxes(&user).unwrap_or_default();
+        let utf8 = self.utf8_names();
+        let mut line =
+            format!("* LIST ({}) \"{DELIM}\" ", attributes(&all, name).join(" ")).into_bytes();
+        wire::mailbox(&mut line, &name.shown(utf8), utf8);
+        if let Some(old) = oldname {
+            line.extend_from_slice(b" (\"OLDNAME\" (");
+            wire::mailbox(&mut line, &old.shown(utf8), utf8);
+            line.extend_from_slice(b"))");
+        }
+        line.extend_from_slice(b"\r\n");
+        line
     }
-    line.extend_from_slice(b"\r\n");
-    line
-}
 
-/// LIST; `toks` are the arguments after the command name.
-pub fn list(s: &mut Session, tag: &str, o: ListArgs, out: &mut Vec<u8>) {
-    let user = s.state.user().to_string();
-    if o.patterns.len() == 1 && o.patterns[0].is_empty() && !o.sel_subscribed {
-        // The hierarchy delimiter query (RFC 3501 §6.3.8).
-        out.extend_from_slice(format!("* LIST (\\Noselect) \"{DELIM}\" \"\"\r\n").as_bytes());
-        out.extend_from_slice(format!("{tag} OK LIST completed\r\n").as_bytes());
-        return;
-    }
-    let all = match s.svc.store.list_mailboxes(&user) {
-        Ok(a) => a,
-        Err(e) => {
-            super::super::session::cmd_no(out, tag, &format!("[SERVERBUG] {e}"));
+    /// LIST (RFC 3501 §6.3.8, RFC 9051 §6.3.9, RFC 5258).
+    pub(crate) fn list(&mut self, tag: &str, o: ListArgs, out: &mut Vec<u8>) {
+        let user = self.state.user().to_string();
+        if o.patterns.len() == 1 && o.patterns[0].is_empty() && !o.sel_subscribed {
+            // The hierarchy delimiter query (RFC 3501 §6.3.8).
+            out.extend_from_slice(format!("* LIST (\\Noselect) \"{DELIM}\" \"\"\r\n").as_bytes());
+            out.extend_from_slice(format!("{tag} OK LIST completed\r\n").as_bytes());
             return;
         }
-    };
-    let subs = s.svc.store.subscriptions(&user).unwrap_or_default();
-    let utf8 = s.utf8_names();
-    let mut candidates: Vec<(MailboxName, bool)> = all.iter().map(|n| (n.clone(), true)).collect();
-    // A folder made by another program may lack its parent directory: the parent is listed
-    // as \Noselect so the hierarchy stays navigable (RFC 3501 §6.3.8).
-    let mut missing: Vec<MailboxName> = Vec::new();
-    for n in &all {
-        for p in n.parents() {
-            if !all.contains(&p) && !missing.contains(&p) {
-                missing.push(p);
+        let all = match self.svc.store.list_mailboxes(&user) {
+            Ok(a) => a,
+            Err(e) => {
+                super::super::session::cmd_no(out, tag, &format!("[SERVERBUG] {e}"));
+                return;
+            }
+        };
+        let subs = self.svc.store.subscriptions(&user).unwrap_or_default();
+        let utf8 = self.utf8_names();
+        let mut candidates: Vec<(MailboxName, bool)> =
+            all.iter().map(|n| (n.clone(), true)).collect();
+        // A folder made by another program may lack its parent directory: the parent is listed
+        // as \Noselect so the hierarchy stays navigable (RFC 3501 §6.3.8).
+        let mut missing: Vec<MailboxName> = Vec::new();
+        for n in &all {
+            for p in n.parents() {
+                if !all.contains(&p) && !missing.contains(&p) {
+                    missing.push(p);
+                }
             }
         }
-    }
-    candidates.extend(missing.iter().map(|m| (m.clone(), true)));
-    candidates.sort_by(|a, b| {
-        (a.0 != MailboxName::Inbox, a.0.wire()).cmp(&(b.0 != MailboxName::Inbox, b.0.wire()))
-    });
-    if o.sel_subscribed {
-        candidates = subs.iter().map(|n| (n.clone(), all.contains(n))).collect();
-    }
-    for (name, exists) in candidates {
-        let hit = o.patterns.iter().any(|p| {
-            let mut full = o.reference.clone();
-            full.extend_from_slice(p);
-            matches(&full, &name, utf8)
+        candidates.extend(missing.iter().map(|m| (m.clone(), true)));
+        candidates.sort_by(|a, b| {
+            (a.0 != MailboxName::Inbox, a.0.wire()).cmp(&(b.0 != MailboxName::Inbox, b.0.wire()))
         });
-        if !hit {
-            continue;
+        if o.sel_subscribed {
+            candidates = subs.iter().map(|n| (n.clone(), all.contains(n))).collect();
         }
-        let su = special_use(&name);
-        if o.sel_special && su.is_none() {
-            continue;
-        }
-        let mut attrs: Vec<&str> = if !exists {
-            vec!["\\NonExistent"]
-        } else if missing.contains(&name) {
-            vec!["\\Noselect", "\\HasChildren"]
-        } else {
-            attributes(&all, &name)
-        };
-        if !exists || missing.contains(&name) {
-            attrs.extend(su);
-        }
-        if (o.sel_subscribed || o.ret_subscribed) && subs.contains(&name) {
-            attrs.push("\\Subscribed");
-        }
-        let mut line = format!("* LIST ({}) \"{DELIM}\" ", attrs.join(" ")).into_bytes();
-        wire::mailbox(&mut line, &name.shown(utf8), utf8);
-        line.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&line);
-        if let Some(items) = &o.ret_status
-            && exists
-            && let Ok(l) = s.status_line(&name, items)
-        {
-            out.extend_from_slice(l.as_bytes());
-        }
-    }
-    out.extend_from_slice(format!("{tag} OK LIST completed\r\n").as_bytes());
-}
-
-pub fn lsub(
-    s: &mut Session,
-    tag: &str,
-    reference: &WireMailbox<'_>,
-    pattern: &ListMailbox<'_>,
-    out: &mut Vec<u8>,
-) {
-    let user = s.state.user().to_string();
-    let mut full: Vec<u8> = match reference {
-        WireMailbox::Inbox => b"INBOX".to_vec(),
-        WireMailbox::Other(o) => o.inner().as_ref().to_vec(),
-    };
-    match pattern {
-        ListMailbox::Token(t) => full.extend_from_slice(AsRef::<[u8]>::as_ref(t)),
-        ListMailbox::String(st) => full.extend_from_slice(st.as_ref()),
-    }
-    let utf8 = s.utf8_names();
-    for name in s.svc.store.subscriptions(&user).unwrap_or_default() {
-        if matches(&full, &name, utf8) {
-            let mut line = format!("* LSUB () \"{DELIM}\" ").into_bytes();
+        for (name, exists) in candidates {
+            let hit = o.patterns.iter().any(|p| {
+                let mut full = o.reference.clone();
+                full.extend_from_slice(p);
+                matches(&full, &name, utf8)
+            });
+            if !hit {
+                continue;
+            }
+            let su = special_use(&name);
+            if o.sel_special && su.is_none() {
+                continue;
+            }
+            let mut attrs: Vec<&str> = if !exists {
+                vec!["\\NonExistent"]
+            } else if missing.contains(&name) {
+                vec!["\\Noselect", "\\HasChildren"]
+            } else {
+                attributes(&all, &name)
+            };
+            if !exists || missing.contains(&name) {
+                attrs.extend(su);
+            }
+            if (o.sel_subscribed || o.ret_subscribed) && subs.contains(&name) {
+                attrs.push("\\Subscribed");
+            }
+            let mut line = format!("* LIST ({}) \"{DELIM}\" ", attrs.join(" ")).into_bytes();
             wire::mailbox(&mut line, &name.shown(utf8), utf8);
             line.extend_from_slice(b"\r\n");
             out.extend_from_slice(&line);
+            if let Some(items) = &o.ret_status
+                && exists
+                && let Ok(l) = self.status_line(&name, items)
+            {
+                out.extend_from_slice(l.as_bytes());
+            }
         }
+        out.extend_from_slice(format!("{tag} OK LIST completed\r\n").as_bytes());
     }
-    out.extend_from_slice(format!("{tag} OK LSUB completed\r\n").as_bytes());
+
+    /// LSUB (RFC 3501 §6.3.9).
+    pub(crate) fn lsub(
+        &mut self,
+        tag: &str,
+        reference: &WireMailbox<'_>,
+        pattern: &ListMailbox<'_>,
+        out: &mut Vec<u8>,
+    ) {
+        let user = self.state.user().to_string();
+        let mut full: Vec<u8> = match reference {
+            WireMailbox::Inbox => b"INBOX".to_vec(),
+            WireMailbox::Other(o) => o.inner().as_ref().to_vec(),
+        };
+        match pattern {
+            ListMailbox::Token(t) => full.extend_from_slice(AsRef::<[u8]>::as_ref(t)),
+            ListMailbox::String(st) => full.extend_from_slice(st.as_ref()),
+        }
+        let utf8 = self.utf8_names();
+        for name in self.svc.store.subscriptions(&user).unwrap_or_default() {
+            if matches(&full, &name, utf8) {
+                let mut line = format!("* LSUB () \"{DELIM}\" ").into_bytes();
+                wire::mailbox(&mut line, &name.shown(utf8), utf8);
+                line.extend_from_slice(b"\r\n");
+                out.extend_from_slice(&line);
+            }
+        }
+        out.extend_from_slice(format!("{tag} OK LSUB completed\r\n").as_bytes());
+    }
 }
 
 #[cfg(test)]

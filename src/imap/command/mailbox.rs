@@ -55,7 +55,7 @@ impl Session {
                 self.follow_rename(&from, &to);
                 if self.rev2 {
                     // The new name with the old one (RFC 9051 §7.3.1 OLDNAME).
-                    out.extend_from_slice(&super::list::list_line(self, &to, Some(&from)));
+                    out.extend_from_slice(&self.list_line(&to, Some(&from)));
                 }
                 self.sync(out, true);
                 cmd_ok(out, tag, "RENAME completed")

@@ -154,7 +154,7 @@ impl Session {
             C::Lsub {
                 reference,
                 mailbox_wildcard,
-            } => list::lsub(self, &tag, &reference, &mailbox_wildcard, out),
+            } => self.lsub(&tag, &reference, &mailbox_wildcard, out),
             // LIST is parsed before the codec sees it (LIST-EXTENDED, `parse::list`).
             C::List { .. } => cmd_bad(out, &tag, "LIST syntax"),
             C::Status {

@@ -72,7 +72,7 @@ impl Session {
         out.extend_from_slice(format!("* {} EXISTS\r\n", view.uids.len()).as_bytes());
         if self.rev2 {
             // RFC 9051 §6.3.2: a LIST response instead of RECENT and UNSEEN.
-            out.extend_from_slice(&super::list::list_line(self, &name, None));
+            out.extend_from_slice(&self.list_line(&name, None));
         } else {
             out.extend_from_slice(format!("* {} RECENT\r\n", view.recent.len()).as_bytes());
             if let Some(u) = unseen {
