@@ -123,8 +123,8 @@ impl Mailbox {
 
     /// STORE: change flags of the given UIDs, with an optional UNCHANGEDSINCE (RFC 7162
     /// §3.1.3): messages whose modseq is above it are left alone and listed in `modified`.
-    /// The modseqs before and after let a session skip echoing its own change. Each changed message gets its own
-    /// new modseq, recorded durably before the lock is released.
+    /// Each changed message gets its own new modseq, recorded durably before the lock is
+    /// released; the modseqs before and after let a session skip echoing its own change.
     pub fn store(
         &self,
         uids: &[u32],
