@@ -23,7 +23,7 @@ use imap_codec::imap_types::core::LiteralMode;
 use super::command::fetch::FetchJob;
 use super::parse::Prepared;
 use super::view::{Update, View};
-use crate::server::Services;
+use crate::services::Services;
 use crate::store::{Mailbox, MailboxName};
 
 /// A line ending in a literal announcement (`{n}`, `{n+}`, `~{n}`; RFC 3501 §4.3, RFC 7888,

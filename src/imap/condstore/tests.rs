@@ -6,7 +6,7 @@ use super::super::view::View;
 use super::matched_uid;
 use imap_codec::imap_types::sequence::SequenceSet;
 
-fn login(svc: &std::sync::Arc<crate::server::Services>) -> Session {
+fn login(svc: &std::sync::Arc<crate::services::Services>) -> Session {
     let mut s = Session::new(svc.clone(), "127.0.0.1".parse().unwrap(), false);
     let r = talk(&mut s, "a LOGIN u@example.com pw\r\n");
     assert!(r.starts_with("a OK"), "{r}");

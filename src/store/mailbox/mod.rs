@@ -25,7 +25,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use super::cache_file::CacheFile;
 use super::flags::Flags;
@@ -115,19 +115,12 @@ pub struct Stored {
     pub modified: Vec<u32>,
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-}
-
 /// A UIDVALIDITY for a folder that has none: the clock, but above every value this process
 /// gave before, so a folder deleted and created again within one second still gets a greater
 /// one (RFC 3501 §2.3.1.1). Across restarts the clock has moved on.
 fn new_uidvalidity() -> u32 {
     static LAST: AtomicU32 = AtomicU32::new(0);
-    let now = (now_secs() as u32).max(1);
+    let now = (crate::clock::unix_now() as u32).max(1);
     let prev = LAST
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
             Some(now.max(last.wrapping_add(1)))

@@ -3,16 +3,15 @@
 //! released and the other sessions are told (`notify`).
 
 use std::collections::HashSet;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io;
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use super::super::flags::{self, Flags, MAX_KEYWORDS};
 use super::super::uidlist;
 use super::{FlagOp, Mailbox, Stored, mtime};
-use crate::fsutil::fsync_dir;
+use crate::fsutil::{Durable, fsync_dir};
 
 impl Mailbox {
     /// Store a new message (APPEND): durable file in cur/ with its flags, then a UID.
@@ -30,27 +29,11 @@ impl Mailbox {
             keywords: kw,
         };
         let base = super::super::unique_name(data.len());
-        let tmp = self.dir.join("tmp").join(&base);
         let file = format!("{base}:2,{}", flags.to_info());
-        let dst = self.dir.join("cur").join(&file);
-        let res = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(data)?;
-            if let Some(t) = internal_date {
-                f.set_modified(t)?;
-            }
-            f.sync_all()?;
-            fs::rename(&tmp, &dst)?;
-            fsync_dir(&self.dir.join("cur"))
-        })();
-        if res.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        res?;
+        Durable::new(&self.dir.join("cur").join(&file))
+            .tmp_in(&self.dir.join("tmp"))
+            .mtime(internal_date)
+            .write(data)?;
         let uid = ix.add(&self.dir, vec![(base.into(), file.into(), false, flags)])?[0];
         let v = ix.uidvalidity;
         drop(ix);
@@ -91,8 +74,14 @@ impl Mailbox {
                 let file = format!("{base}:2,{}", flags.to_info());
                 let dst = dest.dir.join("cur").join(&file);
                 if fs::hard_link(&path, &dst).is_err() {
-                    let tmp = dest.dir.join("tmp").join(&base);
-                    match copy_durably(&path, &tmp, &dst) {
+                    // Another file system (or no links): a durable copy; the directory is
+                    // synced once below, before any of the copies is reported.
+                    let copied = Durable::new(&dst)
+                        .tmp_in(&dest.dir.join("tmp"))
+                        .mtime(mtime(&path).ok())
+                        .defer_dir_sync()
+                        .copy_from(&path);
+                    match copied {
                         Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                         Err(e) => return Err(e),
@@ -259,22 +248,4 @@ impl Mailbox {
         self.notify();
         Ok(())
     }
-}
-
-/// The COPY fallback when a hard link is not possible: copy to tmp/, keep the mtime
-/// (INTERNALDATE), fsync, rename into cur/. On any error nothing is left in tmp/.
-pub(super) fn copy_durably(src: &Path, tmp: &Path, dst: &Path) -> io::Result<()> {
-    let res = (|| {
-        fs::copy(src, tmp)?;
-        let f = OpenOptions::new().write(true).open(tmp)?;
-        if let Ok(t) = mtime(src) {
-            let _ = f.set_modified(t);
-        }
-        f.sync_all()?;
-        fs::rename(tmp, dst)
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(tmp);
-    }
-    res
 }

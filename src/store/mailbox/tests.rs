@@ -72,7 +72,7 @@ fn uidvalidity_of_an_empty_folder_stays_when_mail_arrives() {
 fn uidvalidities_ascend_within_one_second() {
     let (a, b, c) = (new_uidvalidity(), new_uidvalidity(), new_uidvalidity());
     assert!(a < b && b < c, "{a} {b} {c}");
-    assert!(a as u64 >= now_secs() - 1);
+    assert!(a as i64 >= crate::clock::unix_now() - 1);
 }
 
 #[test]
@@ -275,15 +275,4 @@ fn failed_copy_leaves_the_destination_as_it_was() {
     assert_eq!(dest.lock().msgs.len(), 1);
     dest.lock().stamp = None;
     assert!(dest.changes(&[1], 1, true).unwrap().added.is_empty());
-}
-
-#[test]
-fn copy_fallback_leaves_nothing_in_tmp_when_it_fails() {
-    let (_d, p) = mk();
-    fs::write(p.join("cur/src:2,"), b"data").unwrap();
-    let tmp = p.join("tmp/partial");
-    // The rename fails (no such directory) after tmp/ got a full copy.
-    let err = super::ops::copy_durably(&p.join("cur/src:2,"), &tmp, &p.join("gone/dst"));
-    assert!(err.is_err());
-    assert!(!tmp.exists());
 }
