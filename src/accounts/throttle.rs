@@ -95,6 +95,19 @@ impl LoginThrottle {
         bump(users.entry(user.to_lowercase()).or_default());
     }
 
+    /// A failure that names no account (a login name that does not canonicalise): it counts
+    /// against the address only, so junk names cannot fill the per-account table.
+    pub fn failed_ip(&self, ip: IpAddr) {
+        let now = Instant::now();
+        let mut ips = self.by_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let e = ips.entry(ip).or_default();
+        if e.last.is_some_and(|t| now.duration_since(t) >= WINDOW) {
+            e.failures = 0;
+        }
+        e.failures += 1;
+        e.last = Some(now);
+    }
+
     pub fn succeeded(&self, ip: IpAddr, user: &str) {
         self.by_ip
             .lock()

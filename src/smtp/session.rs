@@ -9,9 +9,9 @@ use std::borrow::Cow;
 use smtp_proto::{Error as ProtoError, Request};
 
 use super::Mode;
-use super::auth::{self, Credentials, SaslError};
 use super::data::{BdatCollector, DataError};
 use super::reply::{Reply, std_replies};
+use crate::accounts::sasl::{self as auth, Credentials, SaslError};
 use crate::accounts::{Address, AddressError, Recipient};
 
 /// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF.
