@@ -7,37 +7,55 @@
 //! - `\` becomes `\\`, space `\x20` (so a value stays one token: `user=a\x20ip=…` cannot pass
 //!   for a second field), other ASCII controls and DEL `\xHH`;
 //! - any other character `\u{HHHH}` (no look-alike, bidi control or line separator survives);
-//! - after `MAX_CHARS` input characters the rest is dropped and `…(N more)` appended.
+//! - after `MAX_CHARS` (`MAX_TEXT_CHARS`) input characters the rest is dropped and `…(N more)` appended.
 //!
-//! Use it as `tracing::warn!("… user={}", Untrusted(&name))`.
+//! Use it as `tracing::warn!("… user={}", Untrusted(&name))`. `UntrustedText` is the same for
+//! free text in quotes (an SMTP reply, a remote server's answer): it keeps spaces.
 
 use std::fmt;
 
-/// Input characters shown before the value is cut.
-pub const MAX_CHARS: usize = 128;
+/// Input characters shown before a value is cut (an address is at most 254).
+pub const MAX_CHARS: usize = 256;
+/// The same for free text.
+pub const MAX_TEXT_CHARS: usize = 512;
 
 /// A client-supplied string, escaped and bounded when displayed.
 #[derive(Clone, Copy)]
 pub struct Untrusted<'a>(pub &'a str);
 
+/// Client- or peer-supplied free text: escaped like `Untrusted`, but spaces pass.
+#[derive(Clone, Copy)]
+pub struct UntrustedText<'a>(pub &'a str);
+
+fn escape(f: &mut fmt::Formatter<'_>, s: &str, keep_space: bool, max: usize) -> fmt::Result {
+    use fmt::Write;
+    let mut shown = 0;
+    for c in s.chars() {
+        if shown == max {
+            let rest = s.chars().count() - max;
+            return write!(f, "…({rest} more)");
+        }
+        shown += 1;
+        match c {
+            '\\' => f.write_str("\\\\")?,
+            '!'..='~' => f.write_char(c)?,
+            ' ' if keep_space => f.write_char(c)?,
+            '\0'..='\x7f' => write!(f, "\\x{:02x}", c as u32)?,
+            _ => write!(f, "\\u{{{:04x}}}", c as u32)?,
+        }
+    }
+    Ok(())
+}
+
 impl fmt::Display for Untrusted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use fmt::Write;
-        let mut shown = 0;
-        for c in self.0.chars() {
-            if shown == MAX_CHARS {
-                let rest = self.0.chars().count() - MAX_CHARS;
-                return write!(f, "…({rest} more)");
-            }
-            shown += 1;
-            match c {
-                '\\' => f.write_str("\\\\")?,
-                '!'..='~' => f.write_char(c)?,
-                '\0'..='\x7f' => write!(f, "\\x{:02x}", c as u32)?,
-                _ => write!(f, "\\u{{{:04x}}}", c as u32)?,
-            }
-        }
-        Ok(())
+        escape(f, self.0, false, MAX_CHARS)
+    }
+}
+
+impl fmt::Display for UntrustedText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        escape(f, self.0, true, MAX_TEXT_CHARS)
     }
 }
 
@@ -90,7 +108,11 @@ mod tests {
         let long = "a".repeat(10_000);
         let out = show(&long);
         assert!(out.len() < MAX_CHARS + 20, "{}", out.len());
-        assert!(out.ends_with("…(9872 more)"));
+        assert!(out.ends_with("…(9744 more)"));
+        assert_eq!(
+            UntrustedText("550 5.7.1 no\r\nWARN x").to_string(),
+            "550 5.7.1 no\\x0d\\x0aWARN x"
+        );
         let bytes = UntrustedBytes(b"a\xff\nb").to_string();
         assert_eq!(bytes, "a\\u{fffd}\\x0ab");
     }

@@ -33,6 +33,7 @@ use super::fetch::{FetchJob, parse_items};
 use super::wire::{self, Tok};
 use crate::accounts::Refusal;
 use crate::accounts::sasl::{self, Credentials, SaslError};
+use crate::logsafe::Untrusted;
 use crate::server::Services;
 use crate::store::flags::{self, Flags};
 use crate::store::folders::FolderError;
@@ -956,7 +957,7 @@ impl Session {
             format!("* OK [UIDNEXT {uidnext}] predicted next UID\r\n").as_bytes(),
         );
         self.select_ext(&mb, &view, params, out);
-        tracing::info!(peer = %self.peer, user = %self.user(), mailbox = %name.utf8(), messages = view.uids.len(), "imap select");
+        tracing::info!(peer = %self.peer, user = %self.user(), mailbox = %Untrusted(&name.utf8()), messages = view.uids.len(), "imap select");
         self.selected = Some(Selected { mb, name, view, ro });
         cmd_ok(
             out,
@@ -1062,7 +1063,10 @@ impl Session {
                 sel.name = new;
             }
             Err(e) => {
-                tracing::warn!("imap: cannot follow renamed mailbox {}: {e}", new.utf8());
+                tracing::warn!(
+                    "imap: cannot follow renamed mailbox {}: {e}",
+                    Untrusted(&new.utf8())
+                );
                 self.selected = None;
             }
         }

@@ -18,6 +18,7 @@ use super::reply::{Reply, std_replies};
 use super::session::{Action, Directory, Session, SessionConfig};
 use super::transaction::{self, Context};
 use crate::accounts::{Accounts, Recipient};
+use crate::logsafe::{Untrusted, UntrustedText};
 use crate::metrics::Metrics;
 use crate::net::{Admission, ConnLimiter, Refusal, accept_loop};
 use crate::server::Services;
@@ -175,7 +176,7 @@ async fn handle(
     tracing::info!(
         "smtp disconnect: service={} peer={peer} helo={} user={} tls={} end={end}",
         mode.service(),
-        conn.session.helo(),
+        Untrusted(conn.session.helo()),
         conn.session.auth_user().unwrap_or("-"),
         conn.tls_info.as_deref().unwrap_or("no"),
     );
@@ -304,9 +305,10 @@ impl Conn {
                     && r.code >= 400
                 {
                     tracing::info!(
-                        "smtp refused: service={} peer={} command={verb} reply=\"{r}\"",
+                        "smtp refused: service={} peer={} command={verb} reply=\"{}\"",
                         self.mode.service(),
-                        self.peer
+                        self.peer,
+                        UntrustedText(&r.to_string())
                     );
                 }
                 if self.act(action).await? {
