@@ -3,8 +3,9 @@
 //! One verification of a default hash needs 19 MiB (m=19456 KiB). Run on any number of
 //! blocking threads, each allocation lands in that thread's malloc arena, which keeps it:
 //! 200 logins grew RSS from 10 to 128 MiB. `Verifier` runs at most one verification per core
-//! and reuses the same few memory buffers (`hash_password_into_with_memory`), so the cost
-//! is bounded by `slots × m_cost` for the life of the process.
+//! (`hash_password_into_with_memory`) on buffers mapped straight from the kernel, outside
+//! malloc: one is kept and reused, the others are unmapped when their verification ends. So
+//! a burst costs `slots × m_cost` while it lasts, and afterwards one buffer stays.
 
 use std::sync::{Condvar, Mutex};
 
@@ -38,6 +39,9 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 /// file is ours, but a hand-edited `m=4194304` must not take the machine down at each login.
 const MAX_M_COST_KIB: u32 = 256 * 1024;
 
+/// Idle buffers kept for the next verification; the rest go back to the kernel.
+const KEEP: usize = 1;
+
 /// At most `slots` verifications at once, each with a reused block buffer.
 pub struct Verifier {
     slots: usize,
@@ -46,7 +50,8 @@ pub struct Verifier {
 }
 
 struct Pool {
-    free: Vec<Vec<Block>>,
+    /// At most `KEEP` idle buffers.
+    free: Vec<BlockBuf>,
     /// Buffers handed out and not yet returned.
     busy: usize,
 }
@@ -74,15 +79,24 @@ impl Verifier {
         let Some(job) = Job::parse(phc) else {
             return false;
         };
-        let mut buf = self.take();
-        buf.resize(job.params.block_count(), Block::default());
+        let blocks = job.params.block_count();
+        let mut buf = match self.take() {
+            Some(b) if b.len >= blocks => b,
+            _ => match BlockBuf::new(blocks) {
+                Some(b) => b,
+                None => {
+                    self.release();
+                    return false;
+                }
+            },
+        };
         let mut out = vec![0u8; job.expected.len()];
         let ok = Argon2::new(job.algorithm, job.version, job.params.clone())
             .hash_password_into_with_memory(
                 password.as_bytes(),
                 &job.salt,
                 &mut out,
-                &mut buf[..job.params.block_count()],
+                &mut buf.blocks_mut()[..blocks],
             )
             .is_ok()
             && constant_time_eq(&out, &job.expected);
@@ -90,21 +104,84 @@ impl Verifier {
         ok
     }
 
-    fn take(&self) -> Vec<Block> {
+    /// Wait for a slot; a kept buffer comes with it if there is one.
+    fn take(&self) -> Option<BlockBuf> {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         while pool.busy >= self.slots {
             pool = self.freed.wait(pool).unwrap_or_else(|e| e.into_inner());
         }
         pool.busy += 1;
-        pool.free.pop().unwrap_or_default()
+        pool.free.pop()
     }
 
-    fn give_back(&self, buf: Vec<Block>) {
+    fn give_back(&self, buf: BlockBuf) {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.free.len() < KEEP {
+            pool.free.push(buf);
+        }
+        // else: dropped here, unmapped.
+        drop(pool);
+        self.release();
+    }
+
+    fn release(&self) {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         pool.busy -= 1;
-        pool.free.push(buf);
         drop(pool);
         self.freed.notify_one();
+    }
+}
+
+/// Argon2 blocks in an anonymous private mapping: zeroed by the kernel, returned to it on
+/// drop, never part of a malloc arena.
+struct BlockBuf {
+    ptr: std::ptr::NonNull<Block>,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned exclusively by this value.
+unsafe impl Send for BlockBuf {}
+
+impl BlockBuf {
+    fn new(len: usize) -> Option<BlockBuf> {
+        let bytes = len.checked_mul(Block::SIZE)?.max(Block::SIZE);
+        // SAFETY: a fresh anonymous mapping, no address hint; checked for MAP_FAILED below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        // Page-aligned, so aligned for Block (64).
+        Some(BlockBuf {
+            ptr: std::ptr::NonNull::new(p.cast())?,
+            len,
+        })
+    }
+
+    fn blocks_mut(&mut self) -> &mut [Block] {
+        // SAFETY: `len` Blocks of mapped, zero-initialised memory (all-zero is a valid Block,
+        // an array of u64), exclusively borrowed through `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for BlockBuf {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, with the same length.
+        unsafe {
+            libc::munmap(
+                self.ptr.as_ptr().cast(),
+                (self.len * Block::SIZE).max(Block::SIZE),
+            );
+        }
     }
 }
 
@@ -175,7 +252,8 @@ mod tests {
                 });
             }
         });
-        assert!(v.pool.lock().unwrap().free.len() <= 2);
+        assert!(v.pool.lock().unwrap().free.len() <= super::KEEP);
+        assert_eq!(v.pool.lock().unwrap().busy, 0);
     }
 
     #[test]
