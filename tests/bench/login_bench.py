@@ -7,7 +7,9 @@ Phases, on one fresh server:
   1. idle RSS after start;
   2. N sequential LOGIN+LOGOUT of one account (new TLS connection each): time and RSS;
   3. N LOGIN+LOGOUT from `parallel` threads, each thread its own account (so `parallel`
-     accounts verify at once the first time): time and RSS.
+     accounts verify at once the first time): time and RSS;
+  4. N sequential LOGIN+LOGOUT of one account on plain IMAP (143, no TLS handshake), the
+     login's own cost with less around it.
 Prints one Markdown table row per figure. Figures only; nothing is asserted.
 """
 import argparse, os, signal, socket, ssl, subprocess, sys, tempfile, threading, time
@@ -40,8 +42,10 @@ def rss_mib(pid):
 CTX = ssl.create_default_context(); CTX.check_hostname = False; CTX.verify_mode = ssl.CERT_NONE
 
 
-def login_logout(port, user, pw):
-    s = CTX.wrap_socket(socket.create_connection(("127.0.0.1", port), 30), server_hostname="mail")
+def login_logout(port, user, pw, tls=True):
+    s = socket.create_connection(("127.0.0.1", port), 30)
+    if tls:
+        s = CTX.wrap_socket(s, server_hostname="mail")
     f = s.makefile("rb")
     f.readline()
     s.sendall(f'a LOGIN "{user}" "{pw}"\r\n'.encode())
@@ -66,13 +70,13 @@ def main():
     ap.add_argument("--parallel", type=int, default=20)
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="login-bench-")
-    imaps, smtp = free_port(), free_port()
+    imaps, imap, smtp = free_port(), free_port(), free_port()
     cfg = os.path.join(tmp, "postern.toml")
     with open(cfg, "w") as f:
         f.write(f'domain = "example.test"\nhostname = "mail.example.test"\ndata_dir = "{tmp}/data"\n'
                 f'[listen]\nsmtp = ["127.0.0.1:{smtp}"]\nsubmission = []\nsubmissions = []\n'
-                f'imap = []\nimaps = ["127.0.0.1:{imaps}"]\nhttp = []\n[tls]\nsource = "self-signed"\n'
-                f'[limits]\nmax_connections_per_ip = 1000\n')
+                f'imap = ["127.0.0.1:{imap}"]\nimaps = ["127.0.0.1:{imaps}"]\nhttp = []\n[tls]\nsource = "self-signed"\n'
+                f'[imap]\nallow_plaintext_auth = true\n[limits]\nmax_connections_per_ip = 1000\n')
     users = ["user@example.test"] + [f"u{i}@example.test" for i in range(a.parallel)]
     for u in users:
         subprocess.run([a.bin, "--config", cfg, "user", "add", u, "--password-stdin"],
@@ -103,6 +107,10 @@ def main():
         for t in threads: t.join()
         par = time.time() - t0
         after_par = rss_mib(proc.pid)
+        t0 = time.time()
+        for _ in range(a.n):
+            login_logout(imap, "user@example.test", "pw", tls=False)
+        plain = time.time() - t0
         if errors:
             print("errors:", errors[:3], file=sys.stderr)
         print("| measure | value |\n|---|---:|")
@@ -113,6 +121,8 @@ def main():
         print(f"| {per * a.parallel} LOGIN+LOGOUT in {a.parallel} threads, one account each (s) | {par:.2f} |")
         print(f"| RSS after the parallel logins (MiB) | {after_par:.1f} |")
         print(f"| RSS growth over idle (MiB) | {max(after_seq, after_par) - idle:.1f} |")
+        print(f"| {a.n} sequential LOGIN+LOGOUT, one account, plain IMAP (s) | {plain:.2f} |")
+        print(f"| logins/s, one account repeated, plain IMAP | {a.n / plain:.1f} |")
     finally:
         proc.send_signal(signal.SIGTERM); proc.wait(60)
 
