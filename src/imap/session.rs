@@ -836,6 +836,7 @@ impl Session {
                     cmd_no(out, tag, "[SERVERBUG] cannot open your mailboxes");
                     return;
                 }
+                tracing::info!(peer = %self.peer, user = %name, "imap login");
                 self.user = Some(name);
                 cmd_ok(
                     out,
