@@ -29,13 +29,11 @@ pub struct UntrustedText<'a>(pub &'a str);
 
 fn escape(f: &mut fmt::Formatter<'_>, s: &str, keep_space: bool, max: usize) -> fmt::Result {
     use fmt::Write;
-    let mut shown = 0;
-    for c in s.chars() {
+    for (shown, c) in s.chars().enumerate() {
         if shown == max {
             let rest = s.chars().count() - max;
             return write!(f, "…({rest} more)");
         }
-        shown += 1;
         match c {
             '\\' => f.write_str("\\\\")?,
             '!'..='~' => f.write_char(c)?,

@@ -420,23 +420,27 @@ impl Journald {
             .spawn()
             .expect("start systemd-journald");
         let machine = std::fs::read_to_string("/etc/machine-id").unwrap();
-        let socket = format!("/run/systemd/journal.{namespace}/stdout");
         let dirs = ["/var/log/journal", "/run/log/journal"]
             .map(|d| Path::new(d).join(format!("{}.{namespace}", machine.trim())));
+        // Built first, so a failed wait below still stops and removes it (Drop).
+        let mut j = Journald {
+            child,
+            namespace,
+            files: dirs[0].clone(),
+        };
+        let socket = format!("/run/systemd/journal.{}/stdout", j.namespace);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
             if Path::new(&socket).exists()
                 && let Some(files) = dirs.iter().find(|d| d.exists())
             {
-                return Journald {
-                    child,
-                    namespace,
-                    files: files.clone(),
-                };
+                j.files = files.clone();
+                return j;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "systemd-journald {namespace} did not start"
+                "systemd-journald {} did not start",
+                j.namespace
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
