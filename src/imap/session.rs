@@ -34,7 +34,7 @@ use super::wire::{self, Tok};
 use crate::accounts::Refusal;
 use crate::accounts::sasl::{self, Credentials, SaslError};
 use crate::logsafe::Untrusted;
-use crate::server::Services;
+use crate::services::Services;
 use crate::store::flags::{self, Flags};
 use crate::store::folders::FolderError;
 use crate::store::{Mailbox, MailboxName, Update, View};
