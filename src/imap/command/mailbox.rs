@@ -4,6 +4,7 @@
 use imap_codec::imap_types::mailbox::Mailbox as WireMailbox;
 
 use super::super::session::{Session, cmd_no, cmd_ok};
+use crate::logsafe::Untrusted;
 use crate::store::MailboxName;
 use crate::store::folders::FolderError;
 
@@ -101,7 +102,10 @@ impl Session {
                 sel.name = new;
             }
             Err(e) => {
-                tracing::warn!("imap: cannot follow renamed mailbox {}: {e}", new.utf8());
+                tracing::warn!(
+                    "imap: cannot follow renamed mailbox {}: {e}",
+                    Untrusted(&new.utf8())
+                );
                 self.state.deselect();
             }
         }

@@ -6,6 +6,7 @@ use imap_codec::imap_types::mailbox::Mailbox as WireMailbox;
 
 use super::super::session::{Selected, Session, cmd_bad, cmd_no, cmd_ok};
 use crate::imap::view::View;
+use crate::logsafe::Untrusted;
 use crate::store::flags;
 
 impl Session {
@@ -93,7 +94,7 @@ impl Session {
             format!("* OK [UIDNEXT {uidnext}] predicted next UID\r\n").as_bytes(),
         );
         self.select_ext(&mb, &view, params, out);
-        tracing::info!(peer = %self.peer, user = %self.state.user(), mailbox = %name.utf8(), messages = view.uids.len(), "imap select");
+        tracing::info!(peer = %self.peer, user = %self.state.user(), mailbox = %Untrusted(&name.utf8()), messages = view.uids.len(), "imap select");
         self.state.select(Selected { mb, name, view, ro });
         cmd_ok(
             out,
