@@ -1,5 +1,5 @@
 //! Sieve at local delivery, end to end with independent clients (Python smtplib/imaplib):
-//! a script files by List-Id into a folder it creates, flagged \\Seen (IMAP shows both), a reject is a 550 to
+//! a script files by List-Id into a folder it creates, flagged \Seen (IMAP shows both), a reject is a 550 to
 //! the SMTP client, and a vacation reply reaches the sender's INBOX exactly once over two
 //! messages. Scripts are managed with `postern sieve put/activate/list`.
 
