@@ -16,6 +16,7 @@ pub mod http;
 pub mod imap;
 pub mod inbound;
 pub mod logsafe;
+pub mod managesieve;
 pub mod metrics;
 pub mod net;
 pub mod outbound;
