@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(script) = sieve::compile_bytes(data, &limits) else { return };
     let env = Envelope { from: "a+x@example.org".into(), to: "b+y@example.com".into() };
     let exists = |m: &str| m == "INBOX";
-    let ctx = sieve::interp::Context { envelope: &env, mailbox_exists: &exists };
+    let ctx = sieve::interp::Context { envelope: &env, mailbox_exists: &exists, now: 1_796_572_800 };
     let out = sieve::run(&script, &MessageView::new(MSG), &ctx, &limits);
     assert!(out.actions.len() <= limits.max_actions + 1);
     if !out.errors.is_empty() {

@@ -107,6 +107,7 @@ fn run_test(cmd: SieveCmd) -> anyhow::Result<()> {
     let ctx = sieve::interp::Context {
         envelope: &env,
         mailbox_exists: &exists,
+        now: crate::clock::unix_now(),
     };
     let out = sieve::run(&compiled, &MessageView::new(&raw), &ctx, &limits);
     let n = out.actions.len();

@@ -168,6 +168,7 @@ fn run_script(
     let ctx = sieve::interp::Context {
         envelope: &env,
         mailbox_exists: &exists,
+        now: crate::clock::unix_now(),
     };
     let out = sieve::run(&script, &MessageView::new(msg), &ctx, &limits);
     for e in &out.errors {

@@ -77,6 +77,25 @@ pub enum Test {
     },
     /// RFC 5490 `mailboxexists`.
     MailboxExists(Vec<String>),
+    /// RFC 5260 `date` (`header: Some`) and `currentdate` (`header: None`).
+    Date {
+        m: Match,
+        zone: Zone,
+        header: Option<String>,
+        part: String,
+        keys: Vec<String>,
+    },
+}
+
+/// RFC 5260 §4.1: the zone a date is shown in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Zone {
+    /// The server's zone (UTC here).
+    Local,
+    /// `:zone "+hhmm"` (variables allowed).
+    Fixed(String),
+    /// `:originalzone`: the zone the header's date was written in.
+    Original,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

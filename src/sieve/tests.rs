@@ -25,6 +25,7 @@ fn outcome_on(script: &str, msg: &[u8]) -> Outcome {
     let ctx = interp::Context {
         envelope: &env,
         mailbox_exists: &exists,
+        now: 1_796_572_800,
     };
     run(&s, &MessageView::new(msg), &ctx, &Limits::default())
 }
@@ -346,6 +347,7 @@ fn randomized_mutations_never_panic() {
     let ctx = interp::Context {
         envelope: &env,
         mailbox_exists: &exists,
+        now: 1_796_572_800,
     };
     let msg = MessageView::new(MSG);
     let mut compiled = 0;
@@ -386,4 +388,44 @@ fn randomized_mutations_never_panic() {
     }
     // The mutations must leave some scripts valid, or the interpreter half is not exercised.
     assert!(compiled > 100, "only {compiled} mutated scripts compiled");
+}
+
+#[test]
+fn date_and_currentdate() {
+    // Context::now is 2026-12-06 16:00:00 UTC (a Sunday).
+    let msg = b"Date: Sat, 5 Dec 2026 23:30:00 -0500\r\nSubject: x\r\n\r\nb";
+    let s = r#"require ["date", "relational", "fileinto", "variables"];
+        if currentdate :value "ge" "date" "2026-12-01" { fileinto "After1st"; }
+        if currentdate :value "lt" "date" "2026-12-06" { fileinto "Never"; }
+        if currentdate :zone "+0900" :is "date" "2026-12-07" { fileinto "Tokyo"; }
+        if currentdate :is "weekday" "0" { fileinto "Sunday"; }
+        if date :is "date" "date" "2026-12-06" { fileinto "HeaderUTC"; }
+        if date :originalzone :is "date" "date" "2026-12-05" { fileinto "HeaderOrig"; }
+        if date :originalzone :matches "Date" "zone" "*" { fileinto "Z${1}"; }"#;
+    let boxes: Vec<String> = outcome_on(s, msg)
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::FileInto { mailbox, .. } => Some(mailbox.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        boxes,
+        [
+            "After1st",
+            "Tokyo",
+            "Sunday",
+            "HeaderUTC",
+            "HeaderOrig",
+            "Z-0500"
+        ]
+    );
+    assert!(
+        compile(
+            "require \"date\"; if currentdate :is \"fortnight\" \"1\" {}",
+            &Limits::default()
+        )
+        .is_err()
+    );
 }

@@ -22,6 +22,7 @@ pub const EXTENSIONS: &[&str] = &[
     "ereject",
     "vacation",
     "vacation-seconds",
+    "date",
     "comparator-i;ascii-numeric",
     "comparator-i;octet",
     "comparator-i;ascii-casemap",

@@ -269,6 +269,58 @@ impl V {
                     }
                 }
             }
+            "date" | "currentdate" => {
+                no_tests()?;
+                self.need("date", line, name)?;
+                let s = split(&t.args, line, name, |tag| match tag {
+                    "zone" => Some(Takes::Str),
+                    "originalzone" if name == "date" => Some(Takes::Nothing),
+                    _ => match_tag(tag),
+                })?;
+                let m = self.match_of(&s, line, name)?;
+                let mut zone = Zone::Local;
+                for (tag, v) in &s.tags {
+                    match tag.as_str() {
+                        "zone" if zone == Zone::Local => {
+                            zone = Zone::Fixed(v.as_ref().and_then(one_str).unwrap_or_default())
+                        }
+                        "originalzone" if zone == Zone::Local => zone = Zone::Original,
+                        "zone" | "originalzone" => {
+                            return Err(err(":zone and :originalzone together"));
+                        }
+                        _ => {}
+                    }
+                }
+                let strings: Vec<Vec<String>> = s
+                    .pos
+                    .iter()
+                    .map(|a| strs(a).ok_or_else(|| err("expected strings")))
+                    .collect::<R<_>>()?;
+                let (header, part, keys) = match (name, strings.as_slice()) {
+                    ("date", [h, p, k]) if h.len() == 1 && p.len() == 1 => {
+                        (Some(h[0].clone()), p[0].clone(), k.clone())
+                    }
+                    ("currentdate", [p, k]) if p.len() == 1 => (None, p[0].clone(), k.clone()),
+                    _ => {
+                        return Err(err(
+                            "wrong arguments (date: header, date-part, keys; currentdate: date-part, keys)",
+                        ));
+                    }
+                };
+                if !part.contains("${")
+                    && !crate::sieve::interp::date::PARTS
+                        .contains(&part.to_ascii_lowercase().as_str())
+                {
+                    return Err(err(&format!("unknown date part \"{part}\"")));
+                }
+                Test::Date {
+                    m,
+                    zone,
+                    header,
+                    part,
+                    keys,
+                }
+            }
             _ => return Err(CompileError::new(line, &format!("unknown test '{name}'"))),
         })
     }

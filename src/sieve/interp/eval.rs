@@ -1,7 +1,7 @@
 //! Evaluating tests (RFC 5228 §5 and the extensions' tests).
 
 use super::{RunError, State, split_flags};
-use crate::sieve::ast::{AddrPart, Match, Test};
+use crate::sieve::ast::{AddrPart, Match, Test, Zone};
 use crate::sieve::matching::{MatchType, any_match};
 
 /// RFC 5233 §4: our subaddress separator, as in `user+tag@domain`.
@@ -121,6 +121,35 @@ impl State<'_> {
             Test::MailboxExists(names) => names
                 .iter()
                 .all(|n| (self.ctx.mailbox_exists)(&self.expand(n))),
+            Test::Date {
+                m,
+                zone,
+                header,
+                part,
+                keys,
+            } => {
+                let part = self.expand(part).to_ascii_lowercase();
+                let zone = match zone {
+                    Zone::Local => Some(0),
+                    Zone::Fixed(z) => super::date::parse_zone(&self.expand(z)),
+                    Zone::Original => None,
+                };
+                let values: Vec<String> = match header {
+                    None => super::date::part(self.ctx.now, zone.unwrap_or(0), &part)
+                        .into_iter()
+                        .collect(),
+                    // RFC 5260 §4.2: the first field of that name.
+                    Some(h) => self
+                        .msg
+                        .raw_values(&self.expand(h))
+                        .next()
+                        .and_then(super::date::parse_header_date)
+                        .and_then(|(ts, orig)| super::date::part(ts, zone.unwrap_or(orig), &part))
+                        .into_iter()
+                        .collect(),
+                };
+                self.compare(m, &values, keys)
+            }
         })
     }
 

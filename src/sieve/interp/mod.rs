@@ -1,6 +1,7 @@
 //! Running a compiled script against one message: control flow, the action list with its
 //! conflict and duplicate rules (RFC 5228 §2.10), and the implicit keep.
 
+pub mod date;
 mod eval;
 mod vars;
 
@@ -69,6 +70,8 @@ pub struct Context<'a> {
     pub envelope: &'a Envelope,
     /// RFC 5490 `mailboxexists`.
     pub mailbox_exists: &'a dyn Fn(&str) -> bool,
+    /// Now, in Unix seconds (RFC 5260 `currentdate`).
+    pub now: i64,
 }
 
 #[derive(Debug)]
