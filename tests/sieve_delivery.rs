@@ -190,3 +190,66 @@ print("INBOX", n[0].decode())
     assert!(r.contains("DKIM-Signature:"), "{r}");
     assert!(r.contains("I am away until Monday."), "{r}");
 }
+
+/// `postern vacation` for a user who never wrote Sieve: one command sets the reply (dated
+/// around today), a message gets it, `--off` removes it again.
+#[test]
+fn postern_vacation_without_sieve() {
+    let mut p = Postern::start();
+    p.wait_port(p.ports.smtp);
+    p.add_user("me@example.test", "pw-me-123456");
+    p.add_user("friend@example.test", "pw-friend-123456");
+    let text = p.dir.path().join("away.txt");
+    std::fs::write(&text, "Back on Monday.\n.leading dot kept\n").unwrap();
+    let day = |d: i64| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        python(&format!("import datetime\nprint(datetime.datetime.fromtimestamp({}, datetime.timezone.utc).strftime('%Y-%m-%d'))", t + d * 86400))
+            .trim()
+            .to_string()
+    };
+    let (from, until) = (day(-1), day(1));
+    let set = cli_ok(
+        &p,
+        &[
+            "vacation",
+            "me@example.test",
+            "--subject",
+            "Out of office",
+            "--message-file",
+            text.to_str().unwrap(),
+            "--from",
+            &from,
+            "--until",
+            &until,
+        ],
+    );
+    assert!(set.contains("vacation reply set"), "{set}");
+    assert_eq!(
+        cli_ok(&p, &["sieve", "list", "me@example.test"]),
+        "* main\n"
+    );
+    let m = "From: friend@example.test\r\nTo: me@example.test\r\nSubject: hello\r\nMessage-ID: <v1@example.test>\r\n\r\nhi\r\n";
+    assert_eq!(
+        submit(
+            p.ports.submission,
+            "friend@example.test",
+            "pw-friend-123456",
+            "me@example.test",
+            m
+        )
+        .trim(),
+        "SENT"
+    );
+    let replies = p.wait_messages("friend@example.test", "", 1, Duration::from_secs(30));
+    assert_eq!(replies.len(), 1);
+    let r = String::from_utf8_lossy(&replies[0]);
+    assert!(
+        r.contains("Subject: Out of office") && r.contains("Back on Monday.\r\n.leading dot kept"),
+        "{r}"
+    );
+    cli_ok(&p, &["vacation", "me@example.test", "--off"]);
+    assert!(!cli_ok(&p, &["sieve", "get", "me@example.test", "main"]).contains("vacation"));
+}

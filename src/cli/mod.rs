@@ -10,6 +10,7 @@ mod sendmail;
 mod sieve;
 mod tls;
 mod users;
+mod vacation;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +62,8 @@ pub enum Command {
     /// Sieve filtering scripts: list, get, put, activate, delete; test a script on a message.
     #[command(subcommand)]
     Sieve(sieve::SieveCmd),
+    /// Set (or with --off remove) an out-of-office reply, without writing Sieve.
+    Vacation(vacation::VacationArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -119,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queue(cmd) => queue::run(&load(&cli.config)?, cmd),
         Command::Sendmail(args) => sendmail::run(&load(&cli.config)?, args),
         Command::Sieve(cmd) => sieve::run(&cli.config, cmd),
+        Command::Vacation(args) => vacation::run(&load(&cli.config)?, args),
     }
 }
 
