@@ -47,6 +47,8 @@ impl Services {
                 config.data_dir.display()
             )
         })?;
+        // Refuse to start with a relay password others may read (checked again per attempt).
+        crate::outbound::relay::credentials(&config.outbound)?;
         let accounts = Arc::new(Accounts::open(&config.data_dir, &config.domain)?);
         let store = Store::new(&config.data_dir);
         let tls = Arc::new(

@@ -280,6 +280,15 @@ pub fn render(config: &Config, public: &PublicAddresses) -> String {
             config.domain
         );
     }
+    let relays = config.outbound.relays();
+    if !relays.is_empty() {
+        let names: Vec<String> = relays.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+        let _ = writeln!(
+            out,
+            "; Relay: mail leaves through {}. Add the relay's SPF mechanism (its documentation\n;   names it, e.g. include:<relay's SPF domain>) before -all in the SPF record below.",
+            names.join(", ")
+        );
+    }
     out.push_str(&z);
     let _ = writeln!(
         out,

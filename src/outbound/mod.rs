@@ -1,11 +1,14 @@
-//! Outbound delivery: MX resolution, the SMTP client, opportunistic STARTTLS and MTA-STS.
+//! Outbound delivery: MX resolution, the SMTP client, opportunistic STARTTLS, MTA-STS, and
+//! the smarthost relay.
 //!
 //! `deliver_domain` makes one delivery attempt of one message to the recipients of one
-//! domain: every address of every MX host in turn until one gives an answer per recipient.
+//! domain: through the configured relay for that domain (`relay.rs`), or else every address
+//! of every MX host in turn until one gives an answer per recipient.
 
 pub mod client;
 pub mod mta_sts;
 pub mod mx;
+pub mod relay;
 pub mod reply;
 pub mod tls;
 
@@ -66,6 +69,9 @@ pub async fn deliver_domain(
     rcpts: &[String],
     message: &[u8],
 ) -> Vec<RcptOutcome> {
+    if let Some(relay) = svc.config.outbound.relay_for(domain) {
+        return relay::deliver(svc, queue_id, domain, relay, mail_from, rcpts, message).await;
+    }
     let all = |o: RcptOutcome| vec![o; rcpts.len()];
     let mut hosts = match mx::resolve(&svc.dns, domain).await {
         Ok(h) => h,
@@ -81,6 +87,7 @@ pub async fn deliver_domain(
     };
     let mut policy = TlsPolicy {
         require_valid: svc.config.outbound.require_tls,
+        implicit: false,
     };
     // RFC 8461 §5: with an "enforce" policy only MX hosts matching it may be used, and only
     // over TLS with a certificate valid for the MX name.
@@ -109,6 +116,7 @@ pub async fn deliver_domain(
         mail_from,
         rcpts,
         message,
+        auth: None,
     };
     let port = svc.config.outbound.port;
     let mut last_error = format!("no reachable MX host for {domain}");
@@ -125,29 +133,7 @@ pub async fn deliver_domain(
             let remote = Some(format!("{} [{}]", host.name, ip));
             match attempt {
                 Attempt::Done(results) => {
-                    let outcomes: Vec<RcptOutcome> = results
-                        .into_iter()
-                        .map(|r| match r {
-                            RcptResult::Accepted => RcptOutcome {
-                                kind: Kind::Delivered,
-                                status: "2.0.0".into(),
-                                diagnostic: "accepted".into(),
-                                remote_mta: remote.clone(),
-                            },
-                            RcptResult::Transient(r) => RcptOutcome {
-                                kind: Kind::Transient,
-                                status: r.status(),
-                                diagnostic: r.to_string(),
-                                remote_mta: remote.clone(),
-                            },
-                            RcptResult::Permanent(r) => RcptOutcome {
-                                kind: Kind::Permanent,
-                                status: r.status(),
-                                diagnostic: r.to_string(),
-                                remote_mta: remote.clone(),
-                            },
-                        })
-                        .collect();
+                    let outcomes = outcomes(results, &remote);
                     let ok = outcomes
                         .iter()
                         .filter(|o| o.kind == Kind::Delivered)
@@ -182,7 +168,7 @@ pub async fn deliver_domain(
                         remote_mta: remote,
                     });
                 }
-                Attempt::TryNext(e) => {
+                Attempt::TryNext(e) | Attempt::Deferred { reason: e, .. } => {
                     tracing::info!(queue_id, domain, mx = %host.name, %ip, "trying the next address: {e}");
                     last_error = e;
                 }
@@ -190,4 +176,31 @@ pub async fn deliver_domain(
         }
     }
     all(RcptOutcome::ours(Kind::Transient, "4.4.1", last_error))
+}
+
+/// Per-recipient outcomes of a transaction that reached RCPT at `remote`.
+fn outcomes(results: Vec<RcptResult>, remote: &Option<String>) -> Vec<RcptOutcome> {
+    results
+        .into_iter()
+        .map(|r| match r {
+            RcptResult::Accepted => RcptOutcome {
+                kind: Kind::Delivered,
+                status: "2.0.0".into(),
+                diagnostic: "accepted".into(),
+                remote_mta: remote.clone(),
+            },
+            RcptResult::Transient(r) => RcptOutcome {
+                kind: Kind::Transient,
+                status: r.status(),
+                diagnostic: r.to_string(),
+                remote_mta: remote.clone(),
+            },
+            RcptResult::Permanent(r) => RcptOutcome {
+                kind: Kind::Permanent,
+                status: r.status(),
+                diagnostic: r.to_string(),
+                remote_mta: remote.clone(),
+            },
+        })
+        .collect()
 }

@@ -31,6 +31,49 @@ fn wait_tcp(addr: &str, what: &str) {
     panic!("{what} did not listen on {addr}");
 }
 
+/// Run a shell script in `dir`; panics with its stderr if it fails.
+pub fn sh(dir: &Path, script: &str) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and one leaf certificate for `names`, as ca.pem, leaf.pem, leaf.key in `dir`.
+pub fn make_certs(dir: &Path, names: &[&str]) {
+    let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+    sh(
+        dir,
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+         -subj /CN=postern-test-ca -addext basicConstraints=critical,CA:TRUE \
+         -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null",
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        format!(
+            "subjectAltName={}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            san.join(",")
+        ),
+    )
+    .unwrap();
+    sh(
+        dir,
+        &format!(
+            "openssl req -newkey rsa:2048 -nodes -keyout leaf.key -out leaf.csr -subj /CN={} 2>/dev/null && \
+             openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem \
+             -days 2 -extfile leaf.ext 2>/dev/null",
+            names[0]
+        ),
+    );
+}
+
 /// dnsmasq on 127.0.0.1:port, authoritative for `.test` with the given config lines.
 pub struct Dns {
     child: Child,
