@@ -130,6 +130,9 @@ pub struct Tls {
     pub acme_extra_names: Vec<String>,
     /// "http-01" (answered on listen.http) or "tls-alpn-01" (answered on listen.https).
     pub acme_challenge: AcmeChallenge,
+    /// Keep the certificate's key across ACME renewals, so a published DANE record
+    /// (`TLSA 3 1 1`, see `postern dns`) stays valid. Off: a fresh key per certificate.
+    pub acme_reuse_key: bool,
 }
 
 impl Default for Tls {
@@ -143,6 +146,7 @@ impl Default for Tls {
             acme_ca_file: PathBuf::new(),
             acme_extra_names: vec![],
             acme_challenge: AcmeChallenge::Http01,
+            acme_reuse_key: false,
         }
     }
 }

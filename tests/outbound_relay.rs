@@ -103,36 +103,6 @@ fn msg(subject: &str, to: &str) -> String {
     format!("From: alice@example.test\nTo: {to}\nSubject: {subject}\n\nHello through the relay.\n")
 }
 
-/// `postern queue show ID` of the only message in the queue.
-fn queue_show(p: &Postern) -> String {
-    let list = queue_list(p);
-    let Some(id) = list
-        .lines()
-        .filter(|l| !l.starts_with(' ') && !l.ends_with("message(s)"))
-        .filter_map(|l| l.split_whitespace().next())
-        .find(|w| w.chars().all(|c| c.is_ascii_alphanumeric()))
-    else {
-        return list;
-    };
-    let out = p.cli(&["queue", "show", id], None);
-    format!(
-        "{list}\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn wait_queue_show(p: &Postern, needle: &str) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let s = queue_show(p);
-        if s.contains(needle) || Instant::now() > deadline {
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// `postern check` output (it also fails on the DNS checks of this test setup; the relay
 /// lines are what these tests read).
 fn check(p: &Postern) -> String {

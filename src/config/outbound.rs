@@ -37,6 +37,10 @@ pub struct Outbound {
     pub relay_password_file: PathBuf,
     /// Destination domain → relay "host:port" for that domain ("" = by MX); overrides `relay`.
     pub relay_domains: BTreeMap<String, String>,
+    /// DANE (RFC 7672): honour TLSA records of MX hosts whose DNS answers are DNSSEC-signed.
+    /// Needs a validating resolver on this machine in `[dns].nameservers` (its AD bit is
+    /// trusted); otherwise DANE stays off, with a note in the log at start.
+    pub dane: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +66,7 @@ impl Default for Outbound {
             relay_user: String::new(),
             relay_password_file: PathBuf::new(),
             relay_domains: BTreeMap::new(),
+            dane: true,
         }
     }
 }

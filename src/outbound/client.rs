@@ -86,6 +86,10 @@ pub struct Info {
     pub tls_error: Option<String>,
     /// The SASL mechanism we logged in with, if any.
     pub auth: Option<&'static str>,
+    /// The certificate chain the server presented.
+    pub peer_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// The TLSA record that authenticated the server (DANE), if one did.
+    pub dane: Option<String>,
 }
 
 /// Requirements of a TLS policy for this host.
@@ -193,6 +197,12 @@ impl Client {
         .await
         .map_err(|_| ClientError::Timeout("TLS handshake"))?
         .map_err(|e| ClientError::Tls(e.to_string()))?;
+        self.info.peer_certs = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default();
         self.conn = Conn::Tls(Box::new(stream));
         self.info.tls = true;
         match verifier.verdict() {
@@ -300,19 +310,22 @@ pub async fn quit(c: &mut Client) {
     }
 }
 
-/// One attempt on one address. `host` is the MX name (TLS server name).
+/// One attempt on one address. `host` is the MX name (TLS server name); `dane`: what its
+/// TLSA records require, if DANE applies to it.
 pub async fn attempt(
     host: &str,
     ip: IpAddr,
     port: u16,
     tx: &Transaction<'_>,
     policy: TlsPolicy,
+    dane: Option<&super::dane::Requirement>,
 ) -> (Attempt, Info) {
     let mut c = match connect(host, ip, port, &tx.roots, policy).await {
         Ok(c) => c,
         Err(e) => return (Attempt::TryNext(e), Info::default()),
     };
-    let result = match open_session(&mut c, host, tx.helo_name, &tx.roots, policy, tx.auth).await {
+    let opened = open_session(&mut c, host, tx.helo_name, &tx.roots, policy, tx.auth, dane);
+    let result = match opened.await {
         Ok(Ok(caps)) => run(&mut c, host, tx, &caps).await,
         Ok(Err(stop)) => Ok(stop),
         Err(e) => Err(e),
@@ -365,6 +378,7 @@ pub async fn open_session(
     roots: &Arc<rustls::RootCertStore>,
     policy: TlsPolicy,
     auth: Option<&super::relay::Credentials>,
+    dane: Option<&super::dane::Requirement>,
 ) -> Result<Result<Caps, Attempt>, ClientError> {
     let greeting = c.read_reply(timeouts::GREETING, "greeting").await?;
     if !greeting.is_positive() {
@@ -400,7 +414,31 @@ pub async fn open_session(
             starttls_refused = Some(r);
         }
     }
-    if policy.require_valid && !(c.info.tls && c.info.tls_verified) {
+    if let Some(req) = dane {
+        // RFC 7672 §2.2: with TLSA records TLS is mandatory; with usable ones the certificate
+        // must match one of them (and DANE replaces the WebPKI check, RFC 7672 §3.1).
+        if !c.info.tls {
+            let why = match &starttls_refused {
+                Some(r) => format!("the server refused STARTTLS: {r}"),
+                None => "the server offers no STARTTLS".into(),
+            };
+            return Ok(Err(Attempt::Deferred {
+                status: "4.7.4".into(),
+                reason: format!("{host}: DANE (TLSA records published) requires TLS, and {why}"),
+            }));
+        }
+        if let super::dane::Requirement::Verify(records) = req {
+            match super::dane::verify(records, &c.info.peer_certs, host) {
+                Ok(which) => c.info.dane = Some(which),
+                Err(e) => {
+                    return Ok(Err(Attempt::Deferred {
+                        status: "4.7.5".into(),
+                        reason: format!("{host}: DANE: {e}"),
+                    }));
+                }
+            }
+        }
+    } else if policy.require_valid && !(c.info.tls && c.info.tls_verified) {
         // RFC 3463: X.7.5 cryptographic failure, X.7.4 security features not supported.
         let (status, why) = match &starttls_refused {
             _ if c.info.tls => (

@@ -6,6 +6,7 @@
 //! of every MX host in turn until one gives an answer per recipient.
 
 pub mod client;
+pub mod dane;
 pub mod mta_sts;
 pub mod mx;
 pub mod relay;
@@ -89,9 +90,22 @@ pub async fn deliver_domain(
         require_valid: svc.config.outbound.require_tls,
         implicit: false,
     };
+    let dane = dane::for_domain(&svc.config, domain, &hosts).await;
+    let has_dane = dane
+        .iter()
+        .any(|(_, d)| matches!(d, dane::HostDane::Required(_)));
     // RFC 8461 §5: with an "enforce" policy only MX hosts matching it may be used, and only
-    // over TLS with a certificate valid for the MX name.
-    match mta_sts::policy_for(svc, domain).await {
+    // over TLS with a certificate valid for the MX name. DANE takes precedence (§2).
+    let sts = if has_dane {
+        tracing::debug!(
+            domain,
+            "DANE applies: MTA-STS is not consulted (RFC 8461 §2)"
+        );
+        Ok(None)
+    } else {
+        mta_sts::policy_for(svc, domain).await
+    };
+    match sts {
         Ok(Some(p)) if p.mode == mta_sts::Mode::Enforce => {
             hosts.retain(|h| p.matches_mx(&h.name));
             policy.require_valid = true;
@@ -120,6 +134,8 @@ pub async fn deliver_domain(
     };
     let port = svc.config.outbound.port;
     let mut last_error = format!("no reachable MX host for {domain}");
+    // The status of the last failure: 4.4.1 (no answer), or ours for a TLS/DANE refusal.
+    let mut last_status = "4.4.1".to_string();
     for host in &hosts {
         for &ip in &host.addrs {
             if svc.shutdown.is_cancelled() {
@@ -129,7 +145,24 @@ pub async fn deliver_domain(
                     "delivery interrupted by shutdown".into(),
                 ));
             }
-            let (attempt, info) = client::attempt(&host.name, ip, port, &tx, policy).await;
+            let requirement = match dane.iter().find(|(n, _)| *n == host.name) {
+                Some((_, dane::HostDane::LookupFailed(e))) => {
+                    // RFC 7672 §2.2.1: a secure host whose TLSA lookup fails is not used.
+                    tracing::info!(queue_id, domain, mx = %host.name, "skipping the host: {e}");
+                    last_error = format!("{}: DANE: {e}", host.name);
+                    last_status = "4.7.5".into();
+                    break;
+                }
+                Some((_, dane::HostDane::Required(r))) => Some(r),
+                _ => None,
+            };
+            let host_policy = TlsPolicy {
+                // The TLSA records replace the WebPKI check (RFC 7672 §3.1).
+                require_valid: policy.require_valid && requirement.is_none(),
+                ..policy
+            };
+            let (attempt, info) =
+                client::attempt(&host.name, ip, port, &tx, host_policy, requirement).await;
             let remote = Some(format!("{} [{}]", host.name, ip));
             match attempt {
                 Attempt::Done(results) => {
@@ -149,6 +182,7 @@ pub async fn deliver_domain(
                         %ip,
                         tls = info.tls,
                         tls_verified = info.tls_verified,
+                        dane = info.dane.as_deref().unwrap_or("none"),
                         accepted = ok,
                         rejected = perm,
                         deferred = outcomes.len() - ok - perm,
@@ -168,14 +202,20 @@ pub async fn deliver_domain(
                         remote_mta: remote,
                     });
                 }
-                Attempt::TryNext(e) | Attempt::Deferred { reason: e, .. } => {
+                Attempt::TryNext(e) => {
                     tracing::info!(queue_id, domain, mx = %host.name, %ip, "trying the next address: {e}");
                     last_error = e;
+                    last_status = "4.4.1".into();
+                }
+                Attempt::Deferred { status, reason } => {
+                    tracing::info!(queue_id, domain, mx = %host.name, %ip, "trying the next address: {reason}");
+                    last_error = reason;
+                    last_status = status;
                 }
             }
         }
     }
-    all(RcptOutcome::ours(Kind::Transient, "4.4.1", last_error))
+    all(RcptOutcome::ours(Kind::Transient, &last_status, last_error))
 }
 
 /// Per-recipient outcomes of a transaction that reached RCPT at `remote`.

@@ -205,7 +205,7 @@ pub async fn deliver(
         if svc.shutdown.is_cancelled() {
             return deferred("4.3.2", "delivery interrupted by shutdown".into());
         }
-        let (attempt, info) = client::attempt(&host, ip, port, &tx, policy(cfg)).await;
+        let (attempt, info) = client::attempt(&host, ip, port, &tx, policy(cfg), None).await;
         let remote = Some(format!("{host} [{ip}]"));
         match attempt {
             Attempt::Done(results) => {
@@ -300,6 +300,7 @@ pub async fn probe(
             &roots,
             policy,
             creds.as_ref(),
+            None,
         )
         .await;
         client::quit(&mut c).await;

@@ -474,3 +474,33 @@ pub fn wait_queue_empty(p: &Postern, timeout: Duration) -> bool {
     }
     false
 }
+
+/// `postern queue show ID` of the only message in the queue.
+pub fn queue_show(p: &Postern) -> String {
+    let list = queue_list(p);
+    let Some(id) = list
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.ends_with("message(s)"))
+        .filter_map(|l| l.split_whitespace().next())
+        .find(|w| w.chars().all(|c| c.is_ascii_alphanumeric()))
+    else {
+        return list;
+    };
+    let out = p.cli(&["queue", "show", id], None);
+    format!(
+        "{list}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn wait_queue_show(p: &Postern, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let s = queue_show(p);
+        if s.contains(needle) || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -20,6 +20,7 @@ use rustls::pki_types::CertificateDer;
 
 use super::dns::{self, fqdn};
 use crate::config::Config;
+pub(crate) use certificate::stored_certificate;
 use certificate::{check_certificate, verify_chain};
 use listeners::probe_listener;
 use lookup::{addresses, list, mx_hosts, norm};
