@@ -22,7 +22,6 @@ use super::client::{self, Attempt, ClientError, TlsPolicy, Transaction, timeouts
 use super::reply::Reply;
 use super::{Kind, RcptOutcome};
 use crate::config::{Outbound, RelayTls};
-use crate::server::Services;
 
 /// The login at the relay. The password never appears in logs or `Debug` output.
 #[derive(Clone)]
@@ -170,7 +169,7 @@ pub(super) async fn authenticate(
 /// One attempt to deliver `message` to `rcpts` of `domain` through the relay `host:port`.
 #[allow(clippy::too_many_arguments)]
 pub async fn deliver(
-    svc: &Services,
+    svc: &super::Env<'_>,
     queue_id: &str,
     domain: &str,
     (host, port): (String, u16),
@@ -194,7 +193,7 @@ pub async fn deliver(
     };
     let tx = Transaction {
         helo_name: &svc.config.hostname,
-        roots: super::tls::roots(&cfg.ca_file),
+        roots: svc.roots.get(),
         mail_from,
         rcpts,
         message,
@@ -281,7 +280,7 @@ pub async fn probe(
 ) -> Result<String, String> {
     let cfg = &config.outbound;
     let creds = credentials(cfg).map_err(|e| e.to_string())?;
-    let roots = super::tls::roots(&cfg.ca_file);
+    let roots = super::tls::Roots::new(&cfg.ca_file).get();
     let policy = policy(cfg);
     let addrs = relay_addresses(dns, host).await?;
     let mut errors = Vec::new();
