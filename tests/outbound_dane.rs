@@ -109,6 +109,8 @@ fn dane_is_enforced_for_signed_zones_only() {
         "mx4.dane.test",
         "mx5.dane.test",
         "mx.plain.test",
+        "mta-sts.sts.dane.test",
+        "mta-sts.sts.plain.test",
     ];
     make_certs(d, &names);
     sh(d, "cat leaf.pem ca.pem > chain.pem");
@@ -130,7 +132,9 @@ fn dane_is_enforced_for_signed_zones_only() {
          mismatch IN MX 10 mx2.dane.test.\nmx2 IN A 127.0.0.62\n_25._tcp.mx2 IN TLSA 3 1 1 {zeros}\n\
          ta IN MX 10 mx3.dane.test.\nmx3 IN A 127.0.0.63\n_25._tcp.mx3 IN TLSA 2 0 1 {ca}\n\
          notlsa IN MX 10 mx4.dane.test.\nmx4 IN A 127.0.0.64\n\
-         pkix IN MX 10 mx5.dane.test.\nmx5 IN A 127.0.0.65\n_25._tcp.mx5 IN TLSA 1 1 1 {spki}\n"
+         pkix IN MX 10 mx5.dane.test.\nmx5 IN A 127.0.0.65\n_25._tcp.mx5 IN TLSA 1 1 1 {spki}\n\
+         sts IN MX 10 mx1.dane.test.\n_mta-sts.sts IN TXT \"v=STSv1; id=1\"\n\
+         mta-sts.sts IN A 127.0.0.67\n"
     );
     std::fs::write(d.join("dane.zone"), zone).unwrap();
     sh(
@@ -144,7 +148,9 @@ fn dane_is_enforced_for_signed_zones_only() {
         format!(
             "$ORIGIN plain.test.\n$TTL 300\n@ IN SOA ns.plain.test. h.plain.test. 1 3600 600 86400 300\n\
              @ IN NS ns.plain.test.\nns IN A 127.0.0.1\n@ IN MX 10 mx.plain.test.\n\
-             mx IN A 127.0.0.66\n_25._tcp.mx IN TLSA 3 1 1 {zeros}\n"
+             mx IN A 127.0.0.66\n_25._tcp.mx IN TLSA 3 1 1 {zeros}\n\
+             sts IN MX 10 mx.plain.test.\n_mta-sts.sts IN TXT \"v=STSv1; id=1\"\n\
+             mta-sts.sts IN A 127.0.0.67\n"
         ),
     )
     .unwrap();
@@ -163,6 +169,19 @@ fn dane_is_enforced_for_signed_zones_only() {
     );
     assert!(!dig_flags(ub.port, "plain.test", "MX").contains(" ad"));
 
+    // An enforce policy that names no MX host of either domain: it would defer all mail, but
+    // DANE takes precedence over MTA-STS (RFC 8461 §2), so only the unsigned domain obeys it.
+    let https_port = free_port();
+    let policy = "version: STSv1\nmode: enforce\nmx: nowhere.example\nmax_age: 86400\n";
+    let _policies = PolicyServer::start(
+        d,
+        "127.0.0.67",
+        https_port,
+        &[
+            ("mta-sts.sts.dane.test", policy),
+            ("mta-sts.sts.plain.test", policy),
+        ],
+    );
     let port = free_port();
     let (chain, key) = (d.join("chain.pem"), d.join("leaf.key"));
     let sinks: Vec<(&str, ScriptSink)> = [
@@ -180,8 +199,10 @@ fn dane_is_enforced_for_signed_zones_only() {
 
     let p = common::Postern::start_with(common::Setup {
         extra: format!(
-            "[dns]\nnameservers = [\"127.0.0.1:{}\"]\n[outbound]\nport = {port}\n",
-            ub.port
+            "[dns]\nnameservers = [\"127.0.0.1:{}\"]\n[outbound]\nport = {port}\n\
+             mta_sts_port = {https_port}\nca_file = \"{}\"\n",
+            ub.port,
+            d.join("ca.pem").display()
         ),
         ..Default::default()
     });
@@ -192,6 +213,8 @@ fn dane_is_enforced_for_signed_zones_only() {
         "d@notlsa.dane.test",
         "e@pkix.dane.test",
         "f@plain.test",
+        "g@sts.dane.test",
+        "h@sts.plain.test",
     ];
     let mut args = vec!["-f", "alice@example.test"];
     args.extend_from_slice(&rcpts);
@@ -203,16 +226,16 @@ fn dane_is_enforced_for_signed_zones_only() {
     let sink = |name: &str| &sinks.iter().find(|(n, _)| *n == name).unwrap().1;
     for name in ["match", "ta", "notlsa", "plain"] {
         let got = sink(name).wait(1, WAIT);
-        assert_eq!(got.len(), 1, "{name} delivered; log:\n{}", p.log());
+        assert!(!got.is_empty(), "{name} delivered; log:\n{}", p.log());
         assert!(got[0].tls, "{name} over TLS");
     }
     // The sinks count a message at its final dot; the queue records the outcome just after.
     let deadline = Instant::now() + WAIT;
-    while queue_list(&p).matches("[delivered").count() < 4 && Instant::now() < deadline {
+    while queue_list(&p).matches("[delivered").count() < 5 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     let show = wait_queue_show(&p, "DANE (TLSA records published) requires TLS");
-    // Authenticated by the TLSA records, not by WebPKI (the test CA is not trusted).
+    // Authenticated by the TLSA records (the log names the matching record).
     let log = p.log();
     assert!(log.contains("DANE-EE 3 1 1"), "{log}");
     assert!(log.contains("DANE-TA 2 0 1"), "{log}");
@@ -228,6 +251,17 @@ fn dane_is_enforced_for_signed_zones_only() {
     assert!(show.contains("4.7.5") && show.contains("4.7.4"), "{show}");
     assert!(sink("mismatch").received.lock().unwrap().is_empty());
     assert!(no_tls.received.lock().unwrap().is_empty());
-    // Exactly the two DANE failures are still queued.
-    assert_eq!(show.matches("status: retry in").count(), 2, "{show}");
+    // DANE over MTA-STS: delivered to mx1 although the policy names no MX host …
+    assert_eq!(sink("match").wait(2, WAIT).len(), 2, "{show}");
+    assert!(
+        show.contains("rcpt: g@sts.dane.test\n  status: delivered"),
+        "{show}"
+    );
+    // … while the unsigned domain with the same policy is held back by it.
+    assert!(
+        show.contains("no MX host of sts.plain.test matches its MTA-STS policy"),
+        "{show}"
+    );
+    // Exactly the two DANE failures and the MTA-STS one are still queued.
+    assert_eq!(show.matches("status: retry in").count(), 3, "{show}");
 }

@@ -504,3 +504,64 @@ pub fn wait_queue_show(p: &Postern, needle: &str) -> String {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Python's https server answering /.well-known/mta-sts.txt per Host header.
+pub struct PolicyServer {
+    child: Child,
+}
+
+impl PolicyServer {
+    /// Serves `leaf.pem`/`leaf.key` from `dir` (see `make_certs`).
+    pub fn start(dir: &Path, ip: &str, port: u16, policies: &[(&str, &str)]) -> PolicyServer {
+        let table: Vec<String> = policies
+            .iter()
+            .map(|(host, body)| format!("{host:?}: {body:?}"))
+            .collect();
+        let script = format!(
+            r#"
+import http.server, ssl
+POLICIES = {{{table}}}
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        host = (self.headers.get("Host") or "").split(":")[0]
+        body = POLICIES.get(host)
+        if self.path != "/.well-known/mta-sts.txt" or body is None:
+            self.send_response(404); self.end_headers(); return
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, *a): pass
+srv = http.server.HTTPServer(({ip:?}, {port}), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain("leaf.pem", "leaf.key")
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+"#,
+            table = table.join(", ")
+        );
+        let child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect((ip, port)).is_err() {
+            assert!(Instant::now() < deadline, "policy server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PolicyServer { child }
+    }
+}
+
+impl Drop for PolicyServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
