@@ -83,7 +83,7 @@ pub async fn deliver_domain(
         return relay::deliver(svc, queue_id, domain, relay, mail_from, rcpts, message).await;
     }
     let all = |o: RcptOutcome| vec![o; rcpts.len()];
-    let mut hosts = match mx::resolve(&svc.dns, domain).await {
+    let mut hosts = match mx::resolve(svc.dns, domain).await {
         Ok(h) => h,
         Err(e) => {
             tracing::info!(queue_id, domain, "MX resolution: {e}");
@@ -99,7 +99,7 @@ pub async fn deliver_domain(
         require_valid: svc.config.outbound.require_tls,
         implicit: false,
     };
-    let dane = dane::for_domain(&svc.config, domain, &hosts).await;
+    let dane = dane::for_domain(svc.config, domain, &hosts).await;
     let has_dane = dane
         .iter()
         .any(|(_, d)| matches!(d, dane::HostDane::Required(_)));

@@ -187,7 +187,7 @@ pub async fn deliver(
         Ok(c) => c,
         Err(e) => return deferred("4.3.5", e.to_string()),
     };
-    let addrs = match relay_addresses(&svc.dns, &host).await {
+    let addrs = match relay_addresses(svc.dns, &host).await {
         Ok(a) => a,
         Err(e) => return deferred("4.4.3", e),
     };

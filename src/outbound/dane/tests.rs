@@ -74,7 +74,7 @@ fn dane_ta_needs_the_anchor_in_the_chain_and_the_mx_name() {
             verify(std::slice::from_ref(&r), &chain, "mx.example").unwrap(),
             format!("DANE-TA 2 {s} 1")
         );
-        let e = verify(&[r.clone()], &chain, "wrong.example").unwrap_err();
+        let e = verify(std::slice::from_ref(&r), &chain, "wrong.example").unwrap_err();
         assert!(e.contains("does not verify"), "{e}");
         // The anchor must be presented by the server.
         assert!(verify(&[r], &chain[..1], "mx.example").is_err());
