@@ -420,7 +420,11 @@ pub async fn open_session(
                 }
             };
         } else {
-            tracing::info!(host, "STARTTLS refused ({r}); continuing without TLS");
+            tracing::info!(
+                host,
+                "STARTTLS refused ({}); continuing without TLS",
+                crate::logsafe::UntrustedText(&r.to_string())
+            );
             starttls_refused = Some(r);
         }
     }

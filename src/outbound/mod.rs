@@ -157,7 +157,7 @@ pub async fn deliver_domain(
             let requirement = match dane.iter().find(|(n, _)| *n == host.name) {
                 Some((_, dane::HostDane::LookupFailed(e))) => {
                     // RFC 7672 §2.2.1: a secure host whose TLSA lookup fails is not used.
-                    tracing::info!(queue_id, domain, mx = %host.name, "skipping the host: {e}");
+                    tracing::info!(queue_id, domain, mx = %host.name, "skipping the host: {}", crate::logsafe::UntrustedText(e));
                     last_error = format!("{}: DANE: {e}", host.name);
                     last_status = "4.7.5".into();
                     break;
@@ -203,7 +203,7 @@ pub async fn deliver_domain(
                     return outcomes;
                 }
                 Attempt::Rejected(r) => {
-                    tracing::info!(queue_id, domain, mx = %host.name, %ip, "message rejected: {r}");
+                    tracing::info!(queue_id, domain, mx = %host.name, %ip, "message rejected: {}", crate::logsafe::UntrustedText(&r.to_string()));
                     return all(RcptOutcome {
                         kind: Kind::Permanent,
                         status: r.status(),
@@ -212,12 +212,12 @@ pub async fn deliver_domain(
                     });
                 }
                 Attempt::TryNext(e) => {
-                    tracing::info!(queue_id, domain, mx = %host.name, %ip, "trying the next address: {e}");
+                    tracing::info!(queue_id, domain, mx = %host.name, %ip, "trying the next address: {}", crate::logsafe::UntrustedText(&e));
                     last_error = e;
                     last_status = "4.4.1".into();
                 }
                 Attempt::Deferred { status, reason } => {
-                    tracing::info!(queue_id, domain, mx = %host.name, %ip, "trying the next address: {reason}");
+                    tracing::info!(queue_id, domain, mx = %host.name, %ip, "trying the next address: {}", crate::logsafe::UntrustedText(&reason));
                     last_error = reason;
                     last_status = status;
                 }

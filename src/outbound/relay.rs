@@ -22,6 +22,7 @@ use super::client::{self, Attempt, ClientError, TlsPolicy, Transaction, timeouts
 use super::reply::Reply;
 use super::{Kind, RcptOutcome};
 use crate::config::{Outbound, RelayTls};
+use crate::logsafe::UntrustedText;
 
 /// The login at the relay. The password never appears in logs or `Debug` output.
 #[derive(Clone)]
@@ -180,7 +181,12 @@ pub async fn deliver(
     let cfg = &svc.config.outbound;
     let relay = format!("relay {host}:{port}");
     let deferred = |status: &str, why: String| {
-        tracing::info!(queue_id, domain, "{relay}: deferred: {why}");
+        tracing::info!(
+            queue_id,
+            domain,
+            "{relay}: deferred: {}",
+            UntrustedText(&why)
+        );
         vec![RcptOutcome::ours(Kind::Transient, status, format!("{relay}: {why}")); rcpts.len()]
     };
     let creds = match credentials(cfg) {
@@ -231,7 +237,7 @@ pub async fn deliver(
                 return outcomes;
             }
             Attempt::Rejected(r) => {
-                tracing::info!(queue_id, domain, relay = %host, %ip, "message rejected: {r}");
+                tracing::info!(queue_id, domain, relay = %host, %ip, "message rejected: {}", UntrustedText(&r.to_string()));
                 return vec![
                     RcptOutcome {
                         kind: Kind::Permanent,
@@ -243,11 +249,11 @@ pub async fn deliver(
                 ];
             }
             Attempt::TryNext(e) => {
-                tracing::info!(queue_id, domain, relay = %host, %ip, "relay address failed: {e}");
+                tracing::info!(queue_id, domain, relay = %host, %ip, "relay address failed: {}", UntrustedText(&e));
                 last = ("4.4.1".into(), e);
             }
             Attempt::Deferred { status, reason } => {
-                tracing::info!(queue_id, domain, relay = %host, %ip, "{reason}");
+                tracing::info!(queue_id, domain, relay = %host, %ip, "{}", UntrustedText(&reason));
                 last = (status, reason);
             }
         }
