@@ -170,6 +170,10 @@ fn starttls_relay_with_auth_delivers_and_check_logs_in() {
         !log.contains(RELAY_PW),
         "the password never reaches the log"
     );
+    assert!(
+        r.relay.log().contains("auth ok: service=smtp-submission"),
+        "the relay logged the login"
+    );
     assert!(wait_queue_empty(&a, WAIT));
 
     let out = check(&a);
