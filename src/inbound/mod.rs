@@ -31,6 +31,7 @@ mod authenticator;
 mod cache;
 mod dmarc;
 mod dns_probe;
+pub mod dnsbl;
 mod pct;
 mod policy;
 mod stats;
@@ -39,6 +40,9 @@ mod verify;
 
 pub use authenticator::Authenticator;
 pub use stats::InboundStats;
+
+/// The header naming why a message was filed as spam (forged copies are stripped).
+pub const SPAM_HEADER: &str = "X-Postern-Spam";
 
 /// What the SMTP session knows about a message when it asks for a verdict.
 #[derive(Debug, Clone)]
@@ -89,6 +93,16 @@ impl Verdict {
             prepend: String::new(),
             authserv_id: None,
         }
+    }
+
+    /// A spam finding (blocklist listing, rspamd, junk filter): mail that would be accepted
+    /// goes to Junk instead, and the finding is recorded in an `X-Postern-Spam` header.
+    pub fn mark_spam(&mut self, finding: &str) {
+        if self.disposition == Disposition::Accept {
+            self.disposition = Disposition::Junk;
+        }
+        self.prepend
+            .push_str(&format!("{SPAM_HEADER}: {finding}\r\n"));
     }
 
     /// The message as it should be stored: our headers first, forged ones removed.

@@ -44,6 +44,11 @@ pub trait Directory {
     fn srs_reverse(&self, _address: &str) -> Option<Result<String, String>> {
         None
     }
+    /// Port 25: Some(text) when the client itself is refused (a DNS blocklist listing);
+    /// RCPT then gets 554 5.7.1 with that text. Bounces to our SRS addresses never ask.
+    fn client_refusal(&self) -> Option<String> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -590,6 +595,12 @@ impl Session {
             && let Some(reversed) = dir.srs_reverse(&address)
         {
             return self.srs_rcpt(address, reversed);
+        }
+        if self.cfg.mode == Mode::Mx
+            && self.auth_user.is_none()
+            && let Some(text) = dir.client_refusal()
+        {
+            return self.invalid_rcpt(r(554, "5.7.1", sanitize(&text)));
         }
         let resolved = match dir.resolve(&address) {
             Ok(x) => x,

@@ -19,6 +19,8 @@ pub struct Context<'a> {
     pub peer: IpAddr,
     /// TLS protocol and cipher when the session is encrypted.
     pub tls: Option<&'a str>,
+    /// The client is on a DNS blocklist and `dnsbl_action = "junk"`.
+    pub dnsbl_junk: Option<&'a crate::inbound::dnsbl::Listing>,
 }
 
 /// Deliver the transaction; returns the reply for the end of DATA. Logs one line.
@@ -91,7 +93,10 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
         mail_from: &tx.mail_from,
         rcpts: &rcpts,
     };
-    let verdict = inbound::check_message(svc, &mctx, &tx.message).await;
+    let mut verdict = inbound::check_message(svc, &mctx, &tx.message).await;
+    if let Some(l) = ctx.dnsbl_junk {
+        verdict.mark_spam(&l.header_value());
+    }
     let folder = match &verdict.disposition {
         Disposition::Accept => "",
         Disposition::Junk => "Junk",
