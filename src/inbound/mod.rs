@@ -34,6 +34,7 @@ mod dns_probe;
 pub mod dnsbl;
 mod pct;
 mod policy;
+pub mod rspamd;
 mod stats;
 mod strip;
 mod verify;
@@ -139,6 +140,69 @@ pub async fn check_message(svc: &Services, ctx: &MessageContext<'_>, message: &[
         message,
     )
     .await
+}
+
+/// The spam checks after the authentication verdict (port 25): rspamd when configured.
+/// Only a message that would be delivered is sent; the verdict is updated in place.
+pub async fn spam_checks(
+    svc: &Services,
+    ctx: &MessageContext<'_>,
+    queue_id: &str,
+    message: &[u8],
+    verdict: &mut Verdict,
+) {
+    let cfg = &svc.config.spam;
+    if cfg.rspamd_url.is_empty()
+        || !matches!(verdict.disposition, Disposition::Accept | Disposition::Junk)
+    {
+        return;
+    }
+    let peer_name = ptr_name(&svc.dns, ctx.peer_ip).await;
+    let env = rspamd::Envelope {
+        peer_ip: ctx.peer_ip,
+        peer_name: peer_name.as_deref(),
+        helo: ctx.helo,
+        mail_from: ctx.mail_from,
+        rcpts: ctx.rcpts,
+        auth_user: None,
+        queue_id,
+        mta_name: &svc.config.hostname,
+    };
+    match rspamd::check(cfg, &env, message).await {
+        rspamd::Decision::Accept => {}
+        rspamd::Decision::Junk(finding) => verdict.mark_spam(&finding),
+        rspamd::Decision::Reject(text) => {
+            verdict.disposition = Disposition::Reject {
+                code: 550,
+                enhanced: "5.7.1".into(),
+                text,
+            }
+        }
+        rspamd::Decision::TempFail(text) => {
+            verdict.disposition = Disposition::TempFail {
+                code: 451,
+                enhanced: "4.7.1".into(),
+                text,
+            }
+        }
+    }
+}
+
+/// The client's PTR name (first answer), for rspamd's `Hostname`; None without one.
+async fn ptr_name(dns: &hickory_resolver::TokioResolver, ip: IpAddr) -> Option<String> {
+    let lookup = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        dns.reverse_lookup(ip.to_canonical()),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    lookup.answers().iter().find_map(|r| match &r.data {
+        hickory_resolver::proto::rr::RData::PTR(p) => {
+            Some(p.0.to_string().trim_end_matches('.').to_string())
+        }
+        _ => None,
+    })
 }
 
 #[cfg(test)]

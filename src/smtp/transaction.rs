@@ -97,6 +97,7 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
     if let Some(l) = ctx.dnsbl_junk {
         verdict.mark_spam(&l.header_value());
     }
+    inbound::spam_checks(svc, &mctx, id, &tx.message, &mut verdict).await;
     let folder = match &verdict.disposition {
         Disposition::Accept => "",
         Disposition::Junk => "Junk",
