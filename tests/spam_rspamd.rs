@@ -128,6 +128,15 @@ worker "normal" {{
 
 impl Drop for Rspamd {
     fn drop(&mut self) {
+        // SIGTERM: the main process stops its workers (SIGKILL would orphan them).
+        unsafe { kill(self.child.id() as i32, 15) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -135,6 +144,7 @@ impl Drop for Rspamd {
 
 unsafe extern "C" {
     fn geteuid() -> u32;
+    fn kill(pid: i32, sig: i32) -> i32;
 }
 
 fn start_postern(spam: &str) -> Postern {
