@@ -132,11 +132,39 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
         tracing::warn!(id, "enqueue of forwarded copy failed: {e}");
         return temp_queue();
     }
-    let mut local = headers::return_path(&tx.mail_from).into_bytes();
+    // The per-user junk filter decides for mail headed to the INBOX, recipient by recipient.
+    let sorted = if folder.is_empty() && svc.config.spam.junk_filter && !plan.users.is_empty() {
+        let (store, cfg, users) = (svc.store.clone(), svc.config.clone(), plan.users.clone());
+        let message = tx.message.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::spam::sort_users(&store, &cfg.spam, &users, &message)
+        })
+        .await
+        .unwrap_or_else(|_| crate::spam::Sorted {
+            inbox: plan.users.clone(),
+            junk: vec![],
+        })
+    } else {
+        crate::spam::Sorted {
+            inbox: plan.users.clone(),
+            junk: vec![],
+        }
+    };
+    let return_path = headers::return_path(&tx.mail_from);
+    let mut local = return_path.clone().into_bytes();
     local.extend_from_slice(&stored);
-    if let Err(e) = delivery::deliver_local(svc, &plan.users, folder, local).await {
+    if let Err(e) = delivery::deliver_local(svc, &sorted.inbox, folder, local).await {
         tracing::error!(id, "local delivery failed: {e}");
         return temp_local();
+    }
+    for (user, finding) in &sorted.junk {
+        let mut copy = format!("{return_path}{}: {finding}\r\n", inbound::SPAM_HEADER).into_bytes();
+        copy.extend_from_slice(&stored);
+        if let Err(e) = delivery::deliver_local(svc, std::slice::from_ref(user), "Junk", copy).await
+        {
+            tracing::error!(id, "local delivery failed: {e}");
+            return temp_local();
+        }
     }
     ok(id)
 }
