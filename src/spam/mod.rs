@@ -19,6 +19,7 @@
 //!   `junk_min_spam` spam messages the filter says nothing.
 
 pub mod bayes;
+pub mod events;
 pub mod tokenize;
 
 use std::fs::OpenOptions;
