@@ -938,7 +938,7 @@ impl Session {
         let kw: Vec<&str> = kws
             .iter()
             .map(String::as_str)
-            .filter(|k| !k.is_empty())
+            .filter(|k| !k.is_empty() && !crate::spam::events::is_training_keyword(k))
             .collect();
         let kw = if kw.is_empty() {
             String::new()
@@ -946,7 +946,7 @@ impl Session {
             format!(" {}", kw.join(" "))
         };
         out.extend_from_slice(
-            format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded{kw})\r\n")
+            format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Junk $NotJunk{kw})\r\n")
                 .as_bytes(),
         );
         out.extend_from_slice(format!("* {} EXISTS\r\n", view.uids.len()).as_bytes());
@@ -963,7 +963,7 @@ impl Session {
             out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] read-only\r\n");
         } else {
             out.extend_from_slice(
-                format!("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded{kw} \\*)] flags permitted\r\n").as_bytes(),
+                format!("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Junk $NotJunk{kw} \\*)] flags permitted\r\n").as_bytes(),
             );
         }
         out.extend_from_slice(
@@ -1338,6 +1338,15 @@ impl Session {
         let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
         match sel.mb.store_if(&uids, op, sys, &kws, unchanged) {
             Ok(stored) => {
+                // $Junk / $NotJunk set: the user's junk filter learns.
+                if op >= 0
+                    && let Some(class) = crate::spam::events::class_of_keywords(&kws)
+                {
+                    let paths = crate::spam::events::paths(&sel.mb, &uids);
+                    let (store, cfg) = (&self.svc.store, &self.svc.config.spam);
+                    let user = self.user.as_deref().unwrap_or_default();
+                    crate::spam::events::learn_files(store, cfg, user, class, &paths);
+                }
                 // Our own change is answered below, not echoed again by the next sync.
                 // A conditional STORE answers even when .SILENT (RFC 7162 §3.1.3).
                 let silent = matches!(response, StoreResponse::Silent) && unchanged.is_none();
@@ -1418,6 +1427,18 @@ impl Session {
             Ok(r) => r,
             Err(e) => return cmd_no(out, tag, &format!("[SERVERBUG] {e}")),
         };
+        // Into or out of \Junk: the user's junk filter learns (before a MOVE removes them).
+        if let Some(class) = crate::spam::events::class_of_copy(&sel.name, &name) {
+            let paths = crate::spam::events::paths(&sel.mb, &uids);
+            let svc = &self.svc;
+            crate::spam::events::learn_files(
+                &svc.store,
+                &svc.config.spam,
+                self.user(),
+                class,
+                &paths,
+            );
+        }
         let src: Vec<u32> = pairs.iter().map(|p| p.0).collect();
         let dst: Vec<u32> = pairs.iter().map(|p| p.1).collect();
         let code = if pairs.is_empty() {

@@ -8,8 +8,8 @@
 //! before the command's reply.
 
 use crate::config::Spam;
-use crate::store::{MailboxName, Store};
 use crate::store::folders::special_use;
+use crate::store::{Mailbox, MailboxName, Store};
 
 use super::Class;
 
@@ -38,6 +38,20 @@ pub fn class_of_keywords<S: AsRef<str>>(added: &[S]) -> Option<Class> {
         (false, true) => Some(Class::Ham),
         _ => None,
     }
+}
+
+/// The keywords the filter reads; IMAP offers them in every mailbox's FLAGS.
+pub fn is_training_keyword(k: &str) -> bool {
+    k.eq_ignore_ascii_case("$Junk") || k.eq_ignore_ascii_case("$NotJunk")
+}
+
+/// The files of the messages `uids` of `mb` (those still there).
+pub fn paths(mb: &Mailbox, uids: &[u32]) -> Vec<std::path::PathBuf> {
+    let ix = mb.lock();
+    uids.iter()
+        .take(MAX_PER_EVENT)
+        .filter_map(|u| ix.find(*u).map(|m| mb.path_of(m)))
+        .collect()
 }
 
 /// Train the messages at `paths` (bounded) for `user`, now. Blocking: the IMAP session runs
