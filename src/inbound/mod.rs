@@ -25,8 +25,6 @@
 
 use std::net::IpAddr;
 
-use crate::server::Services;
-
 mod authenticator;
 mod cache;
 mod dmarc;
@@ -121,8 +119,12 @@ impl Verdict {
 
 /// Check a message received on port 25: SPF, DKIM, DMARC and iprev through the resolver of
 /// `[dns]`, policy from `[inbound]`.
-pub async fn check_message(svc: &Services, ctx: &MessageContext<'_>, message: &[u8]) -> Verdict {
-    let cfg = &svc.config;
+pub async fn check_message(
+    cfg: &crate::config::Config,
+    authenticator: &Authenticator,
+    ctx: &MessageContext<'_>,
+    message: &[u8],
+) -> Verdict {
     if !cfg.inbound.verify {
         tracing::info!(peer = %ctx.peer_ip, "inbound verdict: verification off ([inbound].verify = false)");
         // Nothing checked (RFC 8601 §2.2 "none"), but forged claims still go.
@@ -132,32 +134,26 @@ pub async fn check_message(svc: &Services, ctx: &MessageContext<'_>, message: &[
             authserv_id: Some(cfg.hostname.clone()),
         };
     }
-    verify::evaluate(
-        &svc.authenticator,
-        &cfg.inbound,
-        &cfg.hostname,
-        ctx,
-        message,
-    )
-    .await
+    verify::evaluate(authenticator, &cfg.inbound, &cfg.hostname, ctx, message).await
 }
 
 /// The spam checks after the authentication verdict (port 25): rspamd when configured.
 /// Only a message that would be delivered is sent; the verdict is updated in place.
 pub async fn spam_checks(
-    svc: &Services,
+    config: &crate::config::Config,
+    dns: &hickory_resolver::TokioResolver,
     ctx: &MessageContext<'_>,
     queue_id: &str,
     message: &[u8],
     verdict: &mut Verdict,
 ) {
-    let cfg = &svc.config.spam;
+    let cfg = &config.spam;
     if cfg.rspamd_url.is_empty()
         || !matches!(verdict.disposition, Disposition::Accept | Disposition::Junk)
     {
         return;
     }
-    let peer_name = ptr_name(&svc.dns, ctx.peer_ip).await;
+    let peer_name = ptr_name(dns, ctx.peer_ip).await;
     let env = rspamd::Envelope {
         peer_ip: ctx.peer_ip,
         peer_name: peer_name.as_deref(),
@@ -166,7 +162,7 @@ pub async fn spam_checks(
         rcpts: ctx.rcpts,
         auth_user: None,
         queue_id,
-        mta_name: &svc.config.hostname,
+        mta_name: &config.hostname,
     };
     match rspamd::check(cfg, &env, message).await {
         rspamd::Decision::Accept => {}

@@ -311,3 +311,37 @@ fn header_value_names_score_and_tokens() {
         "junk-filter score=0.9987 tokens=viagra:1.00,s:cheap_x_y:0.97"
     );
 }
+
+/// Load/save cost of a full database (figures for BENCHMARKS.md; nothing asserted on time).
+#[test]
+#[ignore]
+fn bench_full_database() {
+    let mut db = TokenDb::default();
+    let mut i = 0;
+    while db.token_count() < bayes::MAX_TOKENS - 1000 {
+        let t: std::collections::BTreeSet<String> =
+            (0..1000).map(|j| format!("tok{i}x{j}")).collect();
+        db.train(
+            &format!("{i:040}"),
+            &t,
+            if i % 2 == 0 { Class::Ham } else { Class::Spam },
+        );
+        i += 1;
+    }
+    let t0 = std::time::Instant::now();
+    let bytes = db.to_bytes();
+    let t1 = t0.elapsed();
+    let t0 = std::time::Instant::now();
+    let back = TokenDb::from_bytes(&bytes).unwrap();
+    let t2 = t0.elapsed();
+    let mut rng = StdRng::seed_from_u64(3);
+    let m = spam(&mut rng, 1);
+    let t0 = std::time::Instant::now();
+    let _ = back.score(&tokenize::tokens(&m));
+    let t3 = t0.elapsed();
+    eprintln!(
+        "junk db: {} tokens, {} bytes; serialize {t1:?}, parse {t2:?}, tokenize+score {t3:?}",
+        back.token_count(),
+        bytes.len()
+    );
+}
