@@ -145,9 +145,9 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
     // The per-user junk filter decides for mail headed to the INBOX, recipient by recipient.
     let sorted = if folder.is_empty() && svc.config.spam.junk_filter && !plan.users.is_empty() {
         let (store, cfg, users) = (svc.store.clone(), svc.config.clone(), plan.users.clone());
-        let message = tx.message.clone();
+        let (cache, message) = (svc.junk_dbs.clone(), tx.message.clone());
         tokio::task::spawn_blocking(move || {
-            crate::spam::sort_users(&store, &cfg.spam, &users, &message)
+            crate::spam::sort_users(&store, &cache, &cfg.spam, &users, &message)
         })
         .await
         .unwrap_or_else(|_| crate::spam::Sorted {

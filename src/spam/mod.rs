@@ -65,6 +65,53 @@ fn load_path(path: &Path) -> io::Result<TokenDb> {
     }
 }
 
+/// Parsed databases of the last few users classified, each with the identity of the file
+/// it was read from (inode, size, mtime): a training rewrites the file (a new inode through
+/// the rename), so the next classification reads it again. Parsing a full database costs
+/// about 0.3 s (BENCHMARKS.md), too much to repeat for every message.
+#[derive(Default)]
+pub struct DbCache {
+    dbs: std::sync::Mutex<Vec<(PathBuf, FileId, std::sync::Arc<TokenDb>)>>,
+}
+
+/// Users whose database stays parsed (a full one takes tens of MB).
+const CACHED_DBS: usize = 4;
+
+type FileId = (u64, u64, i64, i64);
+
+fn file_id(path: &Path) -> io::Result<Option<FileId>> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some((m.ino(), m.size(), m.mtime(), m.mtime_nsec()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl DbCache {
+    /// The user's database, from the cache when its file did not change.
+    pub fn get(&self, store: &Store, user: &str) -> io::Result<std::sync::Arc<TokenDb>> {
+        let path = db_path(store, user)?;
+        let Some(id) = file_id(&path)? else {
+            return Ok(std::sync::Arc::default());
+        };
+        {
+            let dbs = self.dbs.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, _, db)) = dbs.iter().find(|(p, i, _)| *p == path && *i == id) {
+                return Ok(db.clone());
+            }
+        }
+        let db = std::sync::Arc::new(load_path(&path)?);
+        let mut dbs = self.dbs.lock().unwrap_or_else(|e| e.into_inner());
+        dbs.retain(|(p, _, _)| *p != path);
+        if dbs.len() >= CACHED_DBS {
+            dbs.remove(0);
+        }
+        dbs.push((path, id, db.clone()));
+        Ok(db)
+    }
+}
+
 /// Totals of one training run.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TrainStats {
@@ -156,7 +203,13 @@ pub struct Sorted {
 
 /// Score `message` for each user (blocking file reads: call from a blocking task). A user
 /// whose database cannot be read gets the INBOX (and a log line).
-pub fn sort_users(store: &Store, cfg: &Spam, users: &[String], message: &[u8]) -> Sorted {
+pub fn sort_users(
+    store: &Store,
+    cache: &DbCache,
+    cfg: &Spam,
+    users: &[String],
+    message: &[u8],
+) -> Sorted {
     let mut out = Sorted::default();
     if !cfg.junk_filter {
         out.inbox = users.to_vec();
@@ -164,7 +217,7 @@ pub fn sort_users(store: &Store, cfg: &Spam, users: &[String], message: &[u8]) -
     }
     let mut tokens = None;
     for user in users {
-        let db = match load(store, user) {
+        let db = match cache.get(store, user) {
             Ok(db) => db,
             Err(e) => {
                 tracing::warn!(user, "junk filter database unreadable, filter skipped: {e}");

@@ -345,3 +345,22 @@ fn bench_full_database() {
         bytes.len()
     );
 }
+
+#[test]
+fn cache_reloads_after_training() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::new(d.path());
+    let cache = DbCache::default();
+    let user = "user@example.test";
+    assert_eq!(cache.get(&store, user).unwrap().nspam, 0);
+    let mut rng = StdRng::seed_from_u64(5);
+    let m = spam(&mut rng, 0);
+    let one = || std::iter::once(Ok(std::borrow::Cow::Borrowed(&m[..])));
+    train(&store, user, one(), Class::Spam, |_| {}).unwrap();
+    let a = cache.get(&store, user).unwrap();
+    assert_eq!(a.nspam, 1);
+    let b = cache.get(&store, user).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&a, &b), "unchanged file: cached");
+    train(&store, user, one(), Class::Ham, |_| {}).unwrap();
+    assert_eq!(cache.get(&store, user).unwrap().nham, 1);
+}
