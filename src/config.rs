@@ -685,6 +685,27 @@ mod tests {
     }
 
     #[test]
+    fn spam_keys_are_checked() {
+        let base = "domain='example.com'\nhostname='m.example.com'\ndata_dir='/x'\n[spam]\n";
+        for (bad, key) in [
+            ("dnsbl = ['bl example']", "spam.dnsbl"),
+            ("dnsbl_allowlist = ['10.0.0.0/40']", "spam.dnsbl_allowlist"),
+            ("rspamd_url = 'https://x'", "spam.rspamd_url"),
+            ("junk_threshold = 0.2", "spam.junk_threshold"),
+        ] {
+            let e = parse(&format!("{base}{bad}")).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        let e = parse(&format!("{base}dnsbl_action = 'drop'")).unwrap_err();
+        assert!(e.to_string().contains("dnsbl_action"), "{e}");
+        let c = parse(&format!(
+            "{base}dnsbl = ['zen.spamhaus.org.']\ndnsbl_allowlist = ['192.0.2.0/24', '2001:db8::1']\nrspamd_url = 'http://127.0.0.1:11333'"
+        ))
+        .unwrap();
+        assert_eq!(c.spam.dnsbl_action, SpamAction::Reject);
+    }
+
+    #[test]
     fn initial_config_parses() {
         let text = render_initial(
             "example.com",
