@@ -20,6 +20,7 @@
 
 pub mod bayes;
 pub mod events;
+pub mod settings;
 pub mod tokenize;
 
 use std::fs::OpenOptions;
