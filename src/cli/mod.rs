@@ -8,6 +8,7 @@ mod init;
 mod queue;
 mod sendmail;
 mod sieve;
+mod spam;
 mod tls;
 mod users;
 mod vacation;
@@ -57,6 +58,9 @@ pub enum Command {
     /// Inspect and manage the outbound queue (works while the server runs).
     #[command(subcommand)]
     Queue(queue::QueueCmd),
+    /// The per-user junk filter: statistics and bulk training.
+    #[command(subcommand)]
+    Spam(spam::SpamCmd),
     /// sendmail(8)-compatible submission from stdin (-t, -f, -i, -F, recipients).
     Sendmail(sendmail::SendmailArgs),
     /// Sieve filtering scripts: list, get, put, activate, delete; test a script on a message.
@@ -120,6 +124,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tls(cmd) => tls::run(&load(&cli.config)?, cmd),
         Command::Queue(cmd) => queue::run(&load(&cli.config)?, cmd),
+        Command::Spam(cmd) => spam::run(&load(&cli.config)?, cmd),
         Command::Sendmail(args) => sendmail::run(&load(&cli.config)?, args),
         Command::Sieve(cmd) => sieve::run(&cli.config, cmd),
         Command::Vacation(args) => vacation::run(&load(&cli.config)?, args),

@@ -20,6 +20,8 @@ pub struct Context<'a> {
     pub peer: IpAddr,
     /// TLS protocol and cipher when the session is encrypted.
     pub tls: Option<&'a str>,
+    /// The client is on a DNS blocklist and `dnsbl_action = "junk"`.
+    pub dnsbl_junk: Option<&'a crate::inbound::dnsbl::Listing>,
 }
 
 /// Deliver the transaction; returns the reply for the end of DATA. Logs one line.
@@ -102,7 +104,12 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
         mail_from: &tx.mail_from,
         rcpts: &rcpts,
     };
-    let verdict = inbound::check_message(&svc.config, &svc.authenticator, &mctx, &tx.message).await;
+    let mut verdict =
+        inbound::check_message(&svc.config, &svc.authenticator, &mctx, &tx.message).await;
+    if let Some(l) = ctx.dnsbl_junk {
+        verdict.mark_spam(&l.header_value());
+    }
+    inbound::spam_checks(&svc.config, &svc.dns, &mctx, id, &tx.message, &mut verdict).await;
     let folder = match &verdict.disposition {
         Disposition::Accept => "",
         Disposition::Junk => "Junk",
@@ -137,46 +144,75 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
         tracing::warn!(id, "enqueue of forwarded copy failed: {e}");
         return temp_queue(&e);
     }
-    filtered_delivery(ctx, tx, plan, id, folder, &stored).await
+    // The per-user junk filter decides for mail headed to the INBOX, recipient by recipient.
+    let sorted = if folder.is_empty() && svc.config.spam.junk_filter && !plan.users.is_empty() {
+        let (store, cfg, users) = (svc.store.clone(), svc.config.clone(), plan.users.clone());
+        let (cache, message) = (svc.junk_dbs.clone(), tx.message.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::spam::sort_users(&store, &cache, &cfg.spam, &users, &message)
+        })
+        .await
+        .unwrap_or_else(|_| crate::spam::Sorted {
+            inbox: plan.users.clone(),
+            junk: vec![],
+        })
+    } else {
+        crate::spam::Sorted {
+            inbox: plan.users.clone(),
+            junk: vec![],
+        }
+    };
+    // Each user's Sieve script runs after that verdict and sees it: a junk copy carries the
+    // junk filter's header and defaults to Junk.
+    let mut groups = vec![(sorted.inbox.clone(), folder, stored.clone())];
+    for (user, finding) in &sorted.junk {
+        let mut copy = format!("{}: {finding}\r\n", inbound::SPAM_HEADER).into_bytes();
+        copy.extend_from_slice(&stored);
+        groups.push((vec![user.clone()], "Junk", copy));
+    }
+    filtered_delivery(ctx, tx, plan, id, groups).await
 }
 
-/// Local delivery through the users' Sieve scripts. A reject from every local recipient,
-/// with nothing else to deliver, is refused here, before any 250 (RFC 5429 §2.1:
-/// 550 5.7.1 with the script's reason); otherwise a rejecting user's copy is dropped and the
-/// sender gets a non-delivery report.
+/// Local delivery through the users' Sieve scripts, per group of (users, default folder,
+/// message as stored). A reject from every local recipient, with nothing else to deliver, is
+/// refused here, before any 250 (RFC 5429 §2.1: 550 5.7.1 with the script's reason);
+/// otherwise a rejecting user's copy is dropped and the sender gets a notice.
 async fn filtered_delivery(
     ctx: &Context<'_>,
     tx: &Transaction,
     plan: &Plan,
     id: &str,
-    folder: &'static str,
-    stored: &[u8],
+    groups: Vec<(Vec<String>, &'static str, Vec<u8>)>,
 ) -> Reply {
     let svc = ctx.svc;
-    let rcpts: Vec<delivery::sieve::LocalRcpt> = plan
-        .users
-        .iter()
-        .map(|u| delivery::sieve::LocalRcpt {
-            user: u.clone(),
-            address: tx
-                .rcpts
-                .iter()
-                .find(|r| r.users.contains(u))
-                .map_or_else(|| u.clone(), |r| r.address.clone()),
-        })
-        .collect();
     let rp = headers::return_path(&tx.mail_from);
-    let filtered =
+    let mut rejects = Vec::new();
+    let mut total = 0;
+    for (users, folder, stored) in &groups {
+        let rcpts: Vec<delivery::sieve::LocalRcpt> = users
+            .iter()
+            .map(|u| delivery::sieve::LocalRcpt {
+                user: u.clone(),
+                address: tx
+                    .rcpts
+                    .iter()
+                    .find(|r| r.users.contains(u))
+                    .map_or_else(|| u.clone(), |r| r.address.clone()),
+            })
+            .collect();
+        total += rcpts.len();
         match delivery::sieve::deliver(svc, &rcpts, folder, &tx.mail_from, &rp, stored).await {
-            Ok(f) => f,
+            Ok(f) => rejects.extend(f.rejects.into_iter().map(|r| (r, stored))),
             Err(e) => {
                 tracing::error!(id, "local delivery failed: {e}");
                 return temp_local(&e);
             }
-        };
-    if !filtered.rejects.is_empty() {
-        if filtered.rejects.len() == rcpts.len() && plan.remote.is_empty() {
-            let reason: String = filtered.rejects[0]
+        }
+    }
+    if !rejects.is_empty() {
+        if rejects.len() == total && plan.remote.is_empty() {
+            let reason: String = rejects[0]
+                .0
                 .1
                 .chars()
                 .map(|c| if c.is_control() { ' ' } else { c })
@@ -184,7 +220,7 @@ async fn filtered_delivery(
                 .collect();
             return Reply::new(550, "5.7.1", reason.trim().to_string());
         }
-        for (user, reason) in &filtered.rejects {
+        for ((user, reason), stored) in &rejects {
             delivery::sieve::reject_notice(svc, &tx.mail_from, user, reason, stored).await;
         }
     }
@@ -217,7 +253,8 @@ async fn submission_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, i
             return temp_queue(&e);
         }
     }
-    filtered_delivery(ctx, tx, plan, id, "", &msg).await
+    let users = plan.users.clone();
+    filtered_delivery(ctx, tx, plan, id, vec![(users, "", msg)]).await
 }
 
 #[cfg(test)]
