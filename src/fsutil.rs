@@ -23,19 +23,37 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
         std::process::id(),
         unique()
     ));
+    write_durably(&tmp, path, mode, |f| f.write_all(data))
+}
+
+/// The rule itself, for content that is written rather than handed over as one slice (a
+/// message streamed from the spool, say): create `tmp` (new, with `mode`), let `fill` write
+/// it, fsync it, rename it to `dst`, fsync `dst`'s directory. `tmp` and `dst` must be on one
+/// file system (Maildir's tmp/ and new/, or one directory). `tmp` is removed on failure.
+pub fn write_durably(
+    tmp: &Path,
+    dst: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    let dst_dir = match dst.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => return Err(io::Error::other("path has no parent directory")),
+    };
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
-            .open(&tmp)?;
-        f.write_all(data)?;
+            .open(tmp)?;
+        fill(&mut f)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fsync_dir(dir)
+        fs::rename(tmp, dst)?;
+        fsync_dir(dst_dir)
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = fs::remove_file(tmp);
     }
     result
 }

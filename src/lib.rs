@@ -19,6 +19,7 @@ pub mod outbound;
 pub mod queue;
 pub mod server;
 pub mod smtp;
+pub mod spool;
 pub mod store;
 pub mod tls;
 

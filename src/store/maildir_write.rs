@@ -2,13 +2,12 @@
 //! fsync on delivery; this fills that gap: write to tmp/, fsync the file, rename into new/,
 //! fsync new/ (the rule from fsutil, with Maildir's own unique names).
 
-use std::fs::OpenOptions;
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::fsutil::{fsync_dir, unique};
+use crate::fsutil::{unique, write_durably};
 
 /// A unique Maildir base name: `SECS.M<usec>P<pid>Q<n>.HOST,S=<size>` (the Dovecot form; the
 /// `S=` size lets IMAP answer RFC822.SIZE without a stat).
@@ -41,22 +40,19 @@ fn hostname() -> String {
 
 /// Write `message` into `maildir/new/` durably; returns the final path.
 pub fn deliver_to_maildir(maildir: &Path, message: &[u8]) -> io::Result<PathBuf> {
-    let name = unique_name(message.len());
+    deliver_to_maildir_with(maildir, message.len(), |f| f.write_all(message))
+}
+
+/// Write a message of `size` octets, produced by `fill` (streamed from the spool), into
+/// `maildir/new/` durably; returns the final path.
+pub fn deliver_to_maildir_with(
+    maildir: &Path,
+    size: usize,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<PathBuf> {
+    let name = unique_name(size);
     let tmp = maildir.join("tmp").join(&name);
     let dst = maildir.join("new").join(&name);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(message)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &dst)?;
-        fsync_dir(&maildir.join("new"))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map(|_| dst)
+    write_durably(&tmp, &dst, 0o600, fill)?;
+    Ok(dst)
 }
