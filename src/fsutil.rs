@@ -8,6 +8,15 @@ use std::path::Path;
 
 /// Atomically replace `path` with `data` (mode applies to a newly created file).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    write_atomic_with(path, mode, |f| f.write_all(data))
+}
+
+/// `write_atomic` with the content written by `fill` (streamed from the spool, say).
+pub fn write_atomic_with(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
     // A bare file name ("postern.toml") has the empty path as parent: that is ".".
     let dir = match path.parent() {
         Some(p) if p.as_os_str().is_empty() => Path::new("."),
@@ -23,7 +32,7 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
         std::process::id(),
         unique()
     ));
-    write_durably(&tmp, path, mode, |f| f.write_all(data))
+    write_durably(&tmp, path, mode, fill)
 }
 
 /// The rule itself, for content that is written rather than handed over as one slice (a

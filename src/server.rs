@@ -36,6 +36,8 @@ pub struct Services {
     pub authenticator: crate::inbound::Authenticator,
     /// SRS for forwarded mail and its bounces; None when `[delivery] srs = false`.
     pub srs: Option<Arc<crate::delivery::srs::Srs>>,
+    /// Temp files for large message bodies on their way in (`data_dir/spool/tmp`).
+    pub spool: crate::spool::Spool,
 }
 
 impl Services {
@@ -65,6 +67,8 @@ impl Services {
         } else {
             None
         };
+        let spool = crate::spool::Spool::open(&config.data_dir)
+            .context("cannot create the spool directory data_dir/spool/tmp")?;
         Ok(Arc::new(Services {
             config: Arc::new(config),
             accounts,
@@ -78,6 +82,7 @@ impl Services {
             tasks: TaskTracker::new(),
             authenticator,
             srs,
+            spool,
         }))
     }
 }

@@ -240,18 +240,28 @@ pub fn sign_with_config(
     config: &crate::config::Config,
     message: &[u8],
 ) -> Result<String, DkimError> {
+    sign_parts_with_config(config, &[message])
+}
+
+/// `sign_with_config` for a message given as consecutive parts (our header lines, then the
+/// mapped spool file), so it is never copied into one buffer. Each part but the last must
+/// hold whole header fields only (mail-auth reads the body from the last part).
+pub fn sign_parts_with_config(
+    config: &crate::config::Config,
+    parts: &[&[u8]],
+) -> Result<String, DkimError> {
     let keys = cached_keys(config)?;
     let mut out = String::new();
     // Ed25519 first, RSA on top: receivers that do not know ed25519-sha256 ignore it (RFC 8463).
     if let Some(ed) = &keys.ed {
         let sig = ed
-            .sign(message)
+            .sign_chained(parts.iter().copied())
             .map_err(|e| DkimError(format!("Ed25519 signing failed: {e}")))?;
         out.push_str(&sig.to_header());
     }
     let sig = keys
         .rsa
-        .sign(message)
+        .sign_chained(parts.iter().copied())
         .map_err(|e| DkimError(format!("RSA signing failed: {e}")))?;
     Ok(sig.to_header() + &out)
 }
@@ -259,6 +269,20 @@ pub fn sign_with_config(
 /// The DKIM-Signature header line(s) (CRLF-terminated) to prepend to `message`.
 pub fn sign(svc: &Services, message: &[u8]) -> Result<String, DkimError> {
     sign_with_config(&svc.config, message)
+}
+
+/// The DKIM-Signature header line(s) for a message on its way to the queue.
+pub fn sign_outgoing(
+    svc: &Services,
+    message: &crate::spool::Outgoing,
+) -> Result<String, DkimError> {
+    // Drop empty parts: an empty first part (no prefix) would end the header walk early.
+    let parts: Vec<&[u8]> = message
+        .parts()
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect();
+    sign_parts_with_config(&svc.config, &parts)
 }
 
 /// DER of `SubjectPublicKeyInfo` for an RSA key given as PKCS#1 `RSAPublicKey`: the form

@@ -2,6 +2,7 @@
 //! local delivery off the async runtime.
 
 use crate::server::Services;
+use crate::spool::Outgoing;
 use crate::store::Folder;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,12 +43,13 @@ pub fn plan<'a>(rcpts: impl IntoIterator<Item = (&'a [String], &'a [String])>) -
 }
 
 /// Deliver `message` into `folder` of every user; returns once every copy is fsynced
-/// (Store::deliver syncs file and directory). Stops at the first failure.
+/// (Store::deliver syncs file and directory). Stops at the first failure. Each copy is
+/// streamed from the spool, so a large message is never in memory.
 pub async fn deliver_local(
     svc: &Services,
     users: &[String],
     folder: &'static str,
-    message: Vec<u8>,
+    message: Outgoing,
 ) -> Result<(), DeliveryError> {
     if users.is_empty() {
         return Ok(());
@@ -62,7 +64,7 @@ pub async fn deliver_local(
                 Folder::Named(folder)
             };
             store
-                .deliver(user, f, &message)
+                .deliver_with(user, f, message.len(), |file| message.write_to(file))
                 .map_err(|source| DeliveryError::Store {
                     user: user.clone(),
                     source,

@@ -8,6 +8,8 @@
 //! * Limits: the stored size is capped at `max_size` (later bytes are counted and dropped, so
 //!   memory stays bounded) and a text line over 1000 octets with CRLF (§4.5.3.1.6) is noted;
 //!   the session then refuses the message with the right reply after the terminating dot.
+//! * Output: decoded content goes to a `Sink` as it is decoded: the spool in the server (so a
+//!   big body is on disk, not in memory), a `Vec` in tests and fuzzing.
 
 /// Longest text line without its CRLF (RFC 5321 §4.5.3.1.6: 1000 octets including CRLF).
 pub const MAX_TEXT_LINE: usize = 998;
@@ -27,11 +29,30 @@ pub enum DataError {
     TooBig { size: u64 },
     /// A text line longer than 1000 octets with CRLF (550 5.5.2).
     LineTooLong,
+    /// The body could not be spooled (disk full): 452 4.3.1, try again later.
+    Storage(String),
 }
 
-pub struct DataDecoder {
+/// Where decoded content goes.
+pub trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Sink for crate::spool::SpoolWriter {
+    fn put(&mut self, bytes: &[u8]) {
+        self.write(bytes);
+    }
+}
+
+pub struct DataDecoder<S = Vec<u8>> {
     st: St,
-    out: Vec<u8>,
+    out: S,
     max_size: usize,
     size: u64,
     line_len: usize,
@@ -41,9 +62,15 @@ pub struct DataDecoder {
 
 impl DataDecoder {
     pub fn new(max_size: u64) -> DataDecoder {
+        DataDecoder::with_sink(max_size, Vec::with_capacity(8192))
+    }
+}
+
+impl<S: Sink> DataDecoder<S> {
+    pub fn with_sink(max_size: u64, out: S) -> DataDecoder<S> {
         DataDecoder {
             st: St::LineStart,
-            out: Vec::with_capacity(8192),
+            out,
             max_size: usize::try_from(max_size).unwrap_or(usize::MAX),
             size: 0,
             line_len: 0,
@@ -76,8 +103,8 @@ impl DataDecoder {
         self.size
     }
 
-    /// The decoded message, or why it is refused.
-    pub fn finish(self) -> Result<Vec<u8>, DataError> {
+    /// The decoded message (the sink holding it), or why it is refused.
+    pub fn finish(self) -> Result<S, DataError> {
         if self.size > self.max_size as u64 {
             Err(DataError::TooBig { size: self.size })
         } else if self.long_line {
@@ -90,7 +117,7 @@ impl DataDecoder {
     fn emit(&mut self, bytes: &[u8]) {
         self.size += bytes.len() as u64;
         if self.size <= self.max_size as u64 {
-            self.out.extend_from_slice(bytes);
+            self.out.put(bytes);
         }
     }
 
@@ -164,16 +191,22 @@ impl DataDecoder {
 }
 
 /// Collects BDAT chunks (RFC 3030): raw octets, no dot-stuffing, bounded like DATA.
-pub struct BdatCollector {
-    out: Vec<u8>,
+pub struct BdatCollector<S = Vec<u8>> {
+    out: S,
     max_size: u64,
     size: u64,
 }
 
 impl BdatCollector {
     pub fn new(max_size: u64) -> BdatCollector {
+        BdatCollector::with_sink(max_size, Vec::new())
+    }
+}
+
+impl<S: Sink> BdatCollector<S> {
+    pub fn with_sink(max_size: u64, out: S) -> BdatCollector<S> {
         BdatCollector {
-            out: Vec::new(),
+            out,
             max_size,
             size: 0,
         }
@@ -182,7 +215,7 @@ impl BdatCollector {
     pub fn push(&mut self, chunk: &[u8]) {
         self.size += chunk.len() as u64;
         if self.size <= self.max_size {
-            self.out.extend_from_slice(chunk);
+            self.out.put(chunk);
         }
     }
 
@@ -194,7 +227,7 @@ impl BdatCollector {
         self.size > self.max_size
     }
 
-    pub fn finish(self) -> Result<Vec<u8>, DataError> {
+    pub fn finish(self) -> Result<S, DataError> {
         if self.too_big() {
             Err(DataError::TooBig { size: self.size })
         } else {

@@ -12,16 +12,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 
 use super::Mode;
-use super::data::DataDecoder;
+use super::data::{DataDecoder, DataError};
 use super::line::{Line, LineReader};
 use super::reply::{Reply, std_replies};
-use super::session::{Action, Directory, Session, SessionConfig};
+use super::session::{Action, Directory, Session, SessionConfig, finish_body};
 use super::transaction::{self, Context};
 use crate::accounts::throttle::Verdict as Throttle;
 use crate::accounts::{Accounts, Recipient};
 use crate::metrics::Metrics;
 use crate::net::{Admission, ConnLimiter, Refusal, accept_loop};
 use crate::server::Services;
+use crate::spool::SpooledMessage;
 
 /// Protocol errors tolerated per connection before it is closed (an "error storm").
 const MAX_ERRORS: usize = 10;
@@ -193,6 +194,7 @@ fn session_config(svc: &Services, mode: Mode) -> SessionConfig {
         max_messages: l.max_messages_per_connection,
         max_invalid_recipients: l.max_invalid_recipients,
         max_errors: MAX_ERRORS,
+        spool: svc.spool.clone(),
     }
 }
 
@@ -409,15 +411,23 @@ impl Conn {
         }
     }
 
-    async fn read_data(&mut self) -> Result<Result<Vec<u8>, super::data::DataError>, End> {
+    /// Decode DATA into the spool: memory holds one read's worth of it, not the message.
+    async fn read_data(&mut self) -> Result<Result<SpooledMessage, DataError>, End> {
         let timeout = Duration::from_secs(self.svc.config.limits.smtp_data_timeout_secs);
-        let mut dec = DataDecoder::new(self.svc.config.limits.max_message_size);
+        let mut dec = DataDecoder::with_sink(
+            self.svc.config.limits.max_message_size,
+            self.svc.spool.writer(),
+        );
         loop {
             let pending = self.lines.take();
             let (used, done) = dec.feed(&pending);
             if done {
                 self.lines.unread(pending[used..].to_vec());
-                return Ok(dec.finish());
+                // Mapping a spilled body is a little file I/O; keep it off the reactor.
+                let r = tokio::task::spawn_blocking(move || finish_body(dec.finish()))
+                    .await
+                    .map_err(|_| "spool task failed")?;
+                return Ok(r);
             }
             if !self.fill(timeout).await? {
                 return Err("client closed during DATA");

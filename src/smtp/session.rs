@@ -5,6 +5,7 @@
 //! Command syntax is parsed by the smtp-proto crate.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use smtp_proto::{Error as ProtoError, Request};
 
@@ -13,6 +14,7 @@ use super::auth::{self, Credentials, SaslError};
 use super::data::{BdatCollector, DataError};
 use super::reply::{Reply, std_replies};
 use crate::accounts::{Address, AddressError, Recipient};
+use crate::spool::{Spool, SpoolWriter, SpooledMessage};
 
 /// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF.
 pub const MAX_COMMAND_LINE: usize = 512;
@@ -30,6 +32,8 @@ pub struct SessionConfig {
     pub max_invalid_recipients: usize,
     /// Protocol errors (5xx for syntax and sequence) before the connection is closed.
     pub max_errors: usize,
+    /// Where BDAT chunks go (`Spool::memory()` in tests).
+    pub spool: Spool,
 }
 
 /// Account policy the session asks; the server implements it over `Accounts`.
@@ -61,7 +65,8 @@ pub struct Rcpt {
 pub struct Transaction {
     pub mail_from: String,
     pub rcpts: Vec<Rcpt>,
-    pub message: Vec<u8>,
+    /// The body as received (spooled to a file when large).
+    pub message: Arc<SpooledMessage>,
     pub helo: String,
     pub auth_user: Option<String>,
     pub smtputf8: bool,
@@ -113,7 +118,7 @@ pub struct Session {
     auth_user: Option<String>,
     sasl: Sasl,
     tx: Option<Envelope>,
-    bdat: Option<BdatCollector>,
+    bdat: Option<BdatCollector<SpoolWriter>>,
     /// Set when a BDAT chunk must be read but the transaction is refused (RFC 3030 §3: the
     /// chunk is consumed, then this reply is sent).
     bdat_refusal: Option<Reply>,
@@ -698,7 +703,7 @@ impl Session {
     /// The body of DATA is in (or refused by the decoder).
     pub fn data_received(
         &mut self,
-        result: Result<Vec<u8>, DataError>,
+        result: Result<SpooledMessage, DataError>,
         dir: &dyn Directory,
     ) -> Action {
         match result {
@@ -720,7 +725,10 @@ impl Session {
             }
             Some(_) => {
                 if self.bdat.is_none() {
-                    self.bdat = Some(BdatCollector::new(self.cfg.max_message_size));
+                    self.bdat = Some(BdatCollector::with_sink(
+                        self.cfg.max_message_size,
+                        self.cfg.spool.writer(),
+                    ));
                 }
             }
         }
@@ -757,10 +765,10 @@ impl Session {
             return Action::Reply(r(250, "2.0.0", format!("{} octets received", c.size())));
         }
         let c = self.bdat.take().expect("checked above");
-        self.data_received(c.finish(), dir)
+        self.data_received(finish_body(c.finish()), dir)
     }
 
-    fn complete(&mut self, message: Vec<u8>, dir: &dyn Directory) -> Action {
+    fn complete(&mut self, message: SpooledMessage, dir: &dyn Directory) -> Action {
         let tx = self
             .tx
             .take()
@@ -769,14 +777,14 @@ impl Session {
         if let Some(user) = &self.auth_user {
             // RFC 6409 §6.1 leaves sender policy to us: header From must be the user's too.
             // RFC 5322 §3.6: exactly one From; a second one could hide the real author.
-            if super::headers::count_header(&message, "From") > 1 {
+            if super::headers::count_header(message.as_bytes(), "From") > 1 {
                 return Action::Reply(r(
                     550,
                     "5.6.0",
                     "Message has more than one From header (RFC 5322 §3.6)",
                 ));
             }
-            match header_from_addresses(&message) {
+            match header_from_addresses(message.as_bytes()) {
                 None => {
                     return Action::Reply(r(
                         550,
@@ -809,7 +817,7 @@ impl Session {
         Action::Deliver(Box::new(Transaction {
             mail_from: tx.mail_from,
             rcpts: tx.rcpts,
-            message,
+            message: Arc::new(message),
             helo: self.helo.clone().unwrap_or_default(),
             auth_user: self.auth_user.clone(),
             smtputf8: tx.smtputf8,
@@ -826,8 +834,15 @@ impl Session {
     }
 }
 
+/// The spooled body of a decoder or BDAT collector that finished without a protocol error.
+pub fn finish_body(r: Result<SpoolWriter, DataError>) -> Result<SpooledMessage, DataError> {
+    r?.finish().map_err(|e| DataError::Storage(e.to_string()))
+}
+
 fn data_error_reply(e: &DataError, max: u64) -> Reply {
     match e {
+        // RFC 3463 §3.4: X.3.1 "mail system full"; the client keeps the message and retries.
+        DataError::Storage(_) => r(452, "4.3.1", "Insufficient system storage, try again later"),
         DataError::TooBig { .. } => r(
             552,
             "5.3.4",
