@@ -5,6 +5,7 @@
 
 pub mod condstore;
 pub mod fetch;
+pub mod framer;
 pub mod list;
 pub mod mime;
 pub mod search;
