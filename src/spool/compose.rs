@@ -3,7 +3,6 @@
 //! spooled message, without the header fields we remove (forged Authentication-Results,
 //! RFC 8601 §5). Nothing here copies the body: `write_to` streams it from the spool.
 
-use std::fs::File;
 use std::io::{self, Write};
 use std::ops::Range;
 use std::sync::Arc;
@@ -85,7 +84,7 @@ impl Outgoing {
     }
 
     /// Write the whole message to `out` (the temp file of a durable write).
-    pub fn write_to(&self, out: &mut File) -> io::Result<()> {
+    pub fn write_to<W: Write + ?Sized>(&self, out: &mut W) -> io::Result<()> {
         out.write_all(&self.prefix)?;
         for r in self.kept() {
             self.message.copy_range_to(r, out)?;

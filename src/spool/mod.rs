@@ -256,9 +256,14 @@ impl SpooledMessage {
         }
     }
 
-    /// Write the octets `range` of the body to `out`: from a file by the kernel
-    /// (copy_file_range through `io::copy`), so no buffer of the body's size is made.
-    pub fn copy_range_to(&self, range: std::ops::Range<usize>, out: &mut File) -> io::Result<()> {
+    /// Write the octets `range` of the body to `out`, read from the file in small blocks
+    /// (by the kernel alone, copy_file_range, when `out` is a `File`), so no buffer of the
+    /// body's size is made.
+    pub fn copy_range_to<W: Write + ?Sized>(
+        &self,
+        range: std::ops::Range<usize>,
+        out: &mut W,
+    ) -> io::Result<()> {
         match &self.0 {
             Repr::Mem(v) => out.write_all(&v[range]),
             Repr::File { path, .. } => {
