@@ -309,3 +309,86 @@ print("verified" if dkim.verify(msg, dnsfunc=lambda name, timeout=5: recs[name])
     assert_eq!(out.trim(), "verified");
     assert!(wait_spool(&p, 0), "spool not empty after submission");
 }
+
+/// imaplib: log in on 143 and APPEND `msg` to INBOX; prints the tagged reply.
+fn imap_append(p: &Postern, msg: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("msg.eml");
+    std::fs::write(&path, msg).unwrap();
+    python(&format!(
+        r#"
+import imaplib
+m = imaplib.IMAP4('127.0.0.1', {port})
+m.login({USER:?}, 'pw')
+try:
+    typ, data = m.append('INBOX', '(\\Seen)', None, open({path:?}, 'rb').read())
+    print(typ, data[0].decode())
+except imaplib.IMAP4.error as e:
+    print('ERR', e)
+m.logout()
+"#,
+        port = p.ports.imap,
+        path = path_str(&path),
+    ))
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn imap_append_of_a_large_literal_is_stored_exactly() {
+    let p = Postern::start_with(Setup {
+        extra: "[imap]\nallow_plaintext_auth = true\n[limits]\nmax_message_size = 4194304\n".into(),
+        ..Setup::default()
+    });
+    p.add_user(USER, "pw");
+    // Synchronizing literal (imaplib waits for the "+").
+    let msg = big_message("a@example.test", USER, 2 << 20);
+    let r = imap_append(&p, &msg);
+    assert!(r.starts_with("OK [APPENDUID"), "{r}");
+    let stored = p.messages(USER, "");
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0] == msg, "stored message differs from the literal");
+    assert!(wait_spool(&p, 0), "spool not empty after APPEND");
+
+    // LITERAL+ (RFC 7888), the command and the next one pipelined behind the literal.
+    let msg2 = big_message("b@example.test", USER, 3 << 20);
+    let mut c = Raw::connect(p.ports.imap);
+    assert!(c.line().starts_with("* OK"));
+    c.send(&format!("a LOGIN {USER} pw\r\n"));
+    assert!(c.line().starts_with("a OK"));
+    c.send(&format!(
+        "b APPEND INBOX (\\Flagged) {{{}+}}\r\n",
+        msg2.len()
+    ));
+    c.send_bytes(&msg2);
+    c.send("\r\nc NOOP\r\n");
+    let r = c.line();
+    assert!(r.starts_with("b OK [APPENDUID"), "{r}");
+    assert!(c.line().starts_with("c OK"));
+    let stored = p.messages(USER, "");
+    assert_eq!(stored.len(), 2);
+    assert!(
+        stored.iter().any(|m| *m == msg2),
+        "LITERAL+ message differs"
+    );
+
+    // Over max_message_size (but within imap_max_literal): read to the end, refused, gone.
+    let msg3 = big_message("c@example.test", USER, 5 << 20);
+    c.send(&format!("d APPEND INBOX {{{}+}}\r\n", msg3.len()));
+    c.send_bytes(&msg3);
+    c.send("\r\n");
+    let r = c.line();
+    assert!(r.starts_with("d NO [TOOBIG]"), "{r}");
+    assert!(wait_spool(&p, 0), "spool not empty after a refused APPEND");
+
+    // Abandoned halfway: spooled while it arrives, removed when the client leaves.
+    c.send(&format!("e APPEND INBOX {{{}+}}\r\n", msg3.len()));
+    c.send_bytes(&msg3[..1 << 20]);
+    assert!(
+        wait_spool(&p, 1),
+        "a literal over 256 KiB is spooled to a file"
+    );
+    drop(c);
+    assert!(wait_spool(&p, 0), "spool not empty after the client left");
+    assert_eq!(p.messages(USER, "").len(), 2);
+}

@@ -20,7 +20,7 @@ use std::time::SystemTime;
 use base64::Engine;
 use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
-use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer};
+use imap_codec::fragmentizer::FragmentInfo;
 use imap_codec::imap_types::auth::AuthMechanism;
 use imap_codec::imap_types::command::{Command, CommandBody, SelectParameter, StoreModifier};
 use imap_codec::imap_types::core::LiteralMode;
@@ -31,6 +31,7 @@ use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use imap_codec::imap_types::status::StatusDataItemName;
 
 use super::fetch::{FetchJob, parse_items};
+use super::framer::{Framer, Streamed};
 use super::wire::{self, Tok};
 use crate::accounts::throttle::Verdict;
 use crate::server::Services;
@@ -80,7 +81,10 @@ pub struct Session {
     pub svc: Arc<Services>,
     pub peer: IpAddr,
     pub tls: bool,
-    frag: Fragmentizer,
+    frag: Framer,
+    /// The message of the APPEND being handled when its literal was streamed to the spool
+    /// (`framer.rs`); taken by `append`, dropped (file removed) after the command.
+    append_body: Option<std::io::Result<crate::spool::SpooledMessage>>,
     pub user: Option<String>,
     pub selected: Option<Selected>,
     pending: Pending,
@@ -192,7 +196,8 @@ impl Session {
             svc,
             peer,
             tls,
-            frag: Fragmentizer::new(frame),
+            frag: Framer::new(frame),
+            append_body: None,
             user: None,
             selected: None,
             pending: Pending::None,
@@ -238,15 +243,15 @@ impl Session {
     }
 
     pub fn input(&mut self, bytes: &[u8]) {
-        self.frag.enqueue_bytes(bytes);
+        self.frag.input(bytes);
     }
 
     /// After the TLS handshake: forget anything sent in plaintext after STARTTLS (an
     /// injection attack, RFC 3501 §11.1 / CVE-2011-0411) and speak again.
     pub fn tls_started(&mut self) {
         self.tls = true;
-        let frame = (self.max_literal + 64 * 1024).min(u32::MAX as u64) as u32;
-        self.frag = Fragmentizer::new(frame);
+        self.frag.reset();
+        self.append_body = None;
     }
 
     /// The selected mailbox's change signal, while idling.
@@ -343,6 +348,14 @@ impl Session {
             return Step::Continue;
         }
         loop {
+            match self.frag.pump() {
+                Some(Streamed::NeedInput) => return Step::NeedInput,
+                Some(Streamed::Done(body)) => {
+                    self.append_body = Some(body);
+                    continue;
+                }
+                None => {}
+            }
             let Some(fi) = self.frag.progress() else {
                 return if self.is_idle() {
                     Step::Idle
@@ -369,6 +382,14 @@ impl Session {
                     self.frag.skip_message();
                     return Step::Continue;
                 }
+                // Replayed after a streamed literal: the client sent these long ago.
+                if self.frag.replaying() {
+                    continue;
+                }
+                // A large APPEND message goes to the spool, not into memory.
+                if self.frag.should_stream(a.length) && !matches!(self.pending, Pending::Auth(_)) {
+                    self.frag.take_over(a.length, &self.svc.spool);
+                }
                 if a.mode == LiteralMode::Sync && !matches!(self.pending, Pending::Auth(_)) {
                     out.extend_from_slice(b"+ Ready for literal data\r\n");
                     return Step::Continue;
@@ -388,7 +409,9 @@ impl Session {
                 return Step::Continue;
             }
             let msg = self.frag.message_bytes().to_vec();
-            return self.handle(&msg, out);
+            let step = self.handle(&msg, out);
+            self.append_body = None;
+            return step;
         }
     }
 
@@ -1197,6 +1220,20 @@ impl Session {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };
+        // A large literal was streamed to the spool; the decoded one is then empty.
+        let spooled = match self.append_body.take() {
+            None => None,
+            Some(Ok(body)) => Some(body),
+            Some(Err(e)) => {
+                tracing::warn!("imap APPEND: cannot spool the message: {e}");
+                return cmd_no(
+                    out,
+                    tag,
+                    "[LIMIT] cannot store the message now, try again later",
+                );
+            }
+        };
+        let data = spooled.as_ref().map_or(data, |b| b.as_bytes());
         if data.len() as u64 > self.svc.config.limits.max_message_size {
             return cmd_no(out, tag, "[TOOBIG] message too large");
         }
@@ -1210,7 +1247,18 @@ impl Session {
             Ok(mb) => mb,
             Err(e) => return cmd_no(out, tag, &e),
         };
-        match mb.append(data, sys, &kws, date) {
+        let stored = match &spooled {
+            // Streamed from the spool file into the Maildir, never read into memory.
+            Some(body) => mb.append_with(
+                body.len(),
+                |f| body.copy_range_to(0..body.len(), f),
+                sys,
+                &kws,
+                date,
+            ),
+            None => mb.append(data, sys, &kws, date),
+        };
+        match stored {
             Ok((v, uid)) => {
                 self.sync(out, true);
                 cmd_ok(out, tag, &format!("[APPENDUID {v} {uid}] APPEND completed"));

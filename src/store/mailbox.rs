@@ -12,7 +12,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -298,34 +297,41 @@ impl Mailbox {
         keywords: &[String],
         internal_date: Option<SystemTime>,
     ) -> io::Result<(u32, u32)> {
+        self.append_with(
+            data.len(),
+            |f| f.write_all(data),
+            system,
+            keywords,
+            internal_date,
+        )
+    }
+
+    /// `append` for a message of `size` octets that `fill` writes (streamed from the spool).
+    pub fn append_with(
+        &self,
+        size: usize,
+        fill: impl FnOnce(&mut File) -> io::Result<()>,
+        system: u8,
+        keywords: &[String],
+        internal_date: Option<SystemTime>,
+    ) -> io::Result<(u32, u32)> {
         let mut ix = self.lock();
         let kw = ix.keyword_bits(&self.dir, keywords, true)?;
         let flags = Flags {
             system,
             keywords: kw,
         };
-        let base = super::unique_name(data.len());
+        let base = super::unique_name(size);
         let tmp = self.dir.join("tmp").join(&base);
         let file = format!("{base}:2,{}", flags.to_info());
         let dst = self.dir.join("cur").join(&file);
-        let res = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(data)?;
-            if let Some(t) = internal_date {
-                f.set_modified(t)?;
+        crate::fsutil::write_durably(&tmp, &dst, 0o600, |f| {
+            fill(f)?;
+            match internal_date {
+                Some(t) => f.set_modified(t),
+                None => Ok(()),
             }
-            f.sync_all()?;
-            fs::rename(&tmp, &dst)?;
-            fsync_dir(&self.dir.join("cur"))
-        })();
-        if res.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        res?;
+        })?;
         let uid = ix.add(&self.dir, vec![(base.into(), file.into(), false, flags)])?[0];
         let v = ix.uidvalidity;
         drop(ix);
