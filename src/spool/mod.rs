@@ -148,21 +148,35 @@ impl SpoolWriter {
         if self.error.is_some() {
             return;
         }
-        self.buf.extend_from_slice(bytes);
         let r = if self.file.is_some() {
-            if self.buf.len() >= WRITE_BLOCK {
-                self.flush()
+            self.write_spilled(bytes)
+        } else {
+            self.buf.extend_from_slice(bytes);
+            if self.buf.len() > self.spool.threshold {
+                self.spill()
             } else {
                 Ok(())
             }
-        } else if self.buf.len() > self.spool.threshold {
-            self.spill()
-        } else {
-            Ok(())
         };
         if let Err(e) = r {
             self.fail(e);
         }
+    }
+
+    /// Small writes (the DATA decoder writes octet by octet) are gathered into one block;
+    /// the buffer never grows past it.
+    fn write_spilled(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.buf.len() + bytes.len() > WRITE_BLOCK {
+            self.flush()?;
+        }
+        if bytes.len() >= WRITE_BLOCK {
+            if let Some((f, _)) = &mut self.file {
+                f.write_all(bytes)?;
+            }
+        } else {
+            self.buf.extend_from_slice(bytes);
+        }
+        Ok(())
     }
 
     fn fail(&mut self, e: io::Error) {
@@ -192,7 +206,7 @@ impl SpoolWriter {
         self.file = Some((file, TempPath(path)));
         self.flush()?;
         // The threshold-sized buffer is not needed any more; keep one block.
-        self.buf = Vec::with_capacity(WRITE_BLOCK + 16 * 1024);
+        self.buf = Vec::with_capacity(WRITE_BLOCK);
         Ok(())
     }
 
