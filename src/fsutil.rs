@@ -72,6 +72,15 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// The write failed because the disk or the quota is full (ENOSPC, EDQUOT): a condition the
+/// protocols report as "mail system full" (RFC 3463 X.3.1) rather than as a generic error.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
 /// A process-unique counter for temp names.
 pub fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -16,6 +16,13 @@ pub enum DeliveryError {
     Join(String),
 }
 
+impl DeliveryError {
+    /// The Maildir's disk or quota is full (see `fsutil::is_disk_full`).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, DeliveryError::Store { source, .. } if crate::fsutil::is_disk_full(source))
+    }
+}
+
 /// Where one message goes: each local user once, each remote address once.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Plan {

@@ -27,6 +27,13 @@ pub enum QueueError {
     Other(String),
 }
 
+impl QueueError {
+    /// The spool's disk or quota is full (see `fsutil::is_disk_full`).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, QueueError::Io(e) if crate::fsutil::is_disk_full(e))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RcptStatus {

@@ -417,7 +417,8 @@ impl Conn {
         let mut dec = DataDecoder::with_sink(
             self.svc.config.limits.max_message_size,
             self.svc.spool.writer(),
-        );
+        )
+        .forbid_bare_newline(self.session.forbid_bare_newline());
         loop {
             let pending = self.lines.take();
             let (used, done) = dec.feed(&pending);

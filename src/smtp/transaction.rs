@@ -71,15 +71,24 @@ fn ok(id: &str) -> Reply {
     Reply::new(250, "2.0.0", format!("OK id={id}"))
 }
 
-fn temp_local() -> Reply {
-    Reply::new(451, "4.3.0", "Local delivery failed, try again later")
+/// RFC 3463 §3.4: X.3.1 "mail system full" when the disk or quota is full (the client
+/// retries later, RFC 5321 §4.2.5 452), else 451 4.3.0.
+fn temp_failure(disk_full: bool, what: &str) -> Reply {
+    if disk_full {
+        Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+    } else {
+        Reply::new(451, "4.3.0", format!("{what}, try again later"))
+    }
 }
 
-fn temp_queue() -> Reply {
-    Reply::new(
-        451,
-        "4.3.0",
-        "Cannot queue the message for remote delivery, try again later",
+fn temp_local(e: &delivery::DeliveryError) -> Reply {
+    temp_failure(e.is_disk_full(), "Local delivery failed")
+}
+
+fn temp_queue(e: &crate::queue::QueueError) -> Reply {
+    temp_failure(
+        e.is_disk_full(),
+        "Cannot queue the message for remote delivery",
     )
 }
 
@@ -125,12 +134,12 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
             .await
     {
         tracing::warn!(id, "enqueue of forwarded copy failed: {e}");
-        return temp_queue();
+        return temp_queue(&e);
     }
     let local = stored.with_prepended(headers::return_path(&tx.mail_from).as_bytes());
     if let Err(e) = delivery::deliver_local(svc, &plan.users, folder, local).await {
         tracing::error!(id, "local delivery failed: {e}");
-        return temp_local();
+        return temp_local(&e);
     }
     ok(id)
 }
@@ -153,13 +162,44 @@ async fn submission_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, i
         let signed = msg.with_prepended(signature.as_bytes());
         if let Err(e) = svc.queue.enqueue(&tx.mail_from, &plan.remote, signed).await {
             tracing::warn!(id, "enqueue failed: {e}");
-            return temp_queue();
+            return temp_queue(&e);
         }
     }
     let local = msg.with_prepended(headers::return_path(&tx.mail_from).as_bytes());
     if let Err(e) = delivery::deliver_local(svc, &plan.users, "", local).await {
         tracing::error!(id, "local delivery failed: {e}");
-        return temp_local();
+        return temp_local(&e);
     }
     ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use super::*;
+    use crate::queue::QueueError;
+
+    #[test]
+    fn disk_full_is_452_4_3_1_other_errors_451_4_3_0() {
+        let store = |kind| delivery::DeliveryError::Store {
+            user: "a@b".into(),
+            source: Error::from(kind),
+        };
+        for kind in [ErrorKind::StorageFull, ErrorKind::QuotaExceeded] {
+            let r = temp_local(&store(kind));
+            assert_eq!((r.code, r.enhanced.as_str()), (452, "4.3.1"));
+            let r = temp_queue(&QueueError::Io(Error::from(kind)));
+            assert_eq!((r.code, r.enhanced.as_str()), (452, "4.3.1"));
+        }
+        // ENOSPC and EDQUOT as the kernel reports them map to those kinds.
+        for errno in [28, 122] {
+            let r = temp_queue(&QueueError::Io(Error::from_raw_os_error(errno)));
+            assert_eq!((r.code, r.enhanced.as_str()), (452, "4.3.1"), "{errno}");
+        }
+        let r = temp_local(&store(ErrorKind::PermissionDenied));
+        assert_eq!((r.code, r.enhanced.as_str()), (451, "4.3.0"));
+        let r = temp_queue(&QueueError::Other("x".into()));
+        assert_eq!((r.code, r.enhanced.as_str()), (451, "4.3.0"));
+    }
 }
