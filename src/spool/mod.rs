@@ -16,7 +16,14 @@
 //!   the kernel (copy_file_range), never through a buffer of its size.
 //!
 //! The spool is scratch space: nothing in it is acknowledged, so it is never fsynced; the
-//! final Maildir or queue file goes through `fsutil`'s durability rule.
+//! final Maildir or queue file goes through `fsutil`'s durability rule. Writes go to the page
+//! cache one 64 KiB block at a time, inline (the SMTP reader) or on the IMAP session's
+//! blocking thread; mapping, verifying and the final copies run off the async workers.
+//!
+//! Why a mapping and not a semaphore around post-DATA processing: a semaphore bounds how many
+//! big messages are checked at once but still copies each into the heap, and makes the 21st
+//! sender wait on the 20th; the mapping needs no copy, and its pages are clean file pages the
+//! kernel takes back when memory is short.
 
 mod compose;
 
