@@ -327,7 +327,8 @@ pub fn run(config: &Config, args: SendmailArgs) -> anyhow::Result<()> {
             .with_context(|| format!("sendmail: delivery to {u} failed"))?;
     }
     if !remote.is_empty() {
-        let sig = crate::delivery::dkim::sign_with_config(config, &p.message)
+        let sig = crate::delivery::dkim::KeyCache::default()
+            .sign(config, &p.message)
             .context("sendmail: DKIM signing failed")?;
         let mut signed = sig.into_bytes();
         signed.extend_from_slice(&p.message);

@@ -1,9 +1,8 @@
 //! Splitting a transaction's recipients into local users and remote addresses, and durable
 //! local delivery off the async runtime.
 
-use crate::server::Services;
 use crate::spool::Outgoing;
-use crate::store::Folder;
+use crate::store::{Folder, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -53,7 +52,7 @@ pub fn plan<'a>(rcpts: impl IntoIterator<Item = (&'a [String], &'a [String])>) -
 /// (Store::deliver syncs file and directory). Stops at the first failure. Each copy is
 /// streamed from the spool, so a large message is never in memory.
 pub async fn deliver_local(
-    svc: &Services,
+    store: &Store,
     users: &[String],
     folder: &'static str,
     message: Outgoing,
@@ -61,7 +60,7 @@ pub async fn deliver_local(
     if users.is_empty() {
         return Ok(());
     }
-    let store = svc.store.clone();
+    let store = store.clone();
     let users = users.to_vec();
     tokio::task::spawn_blocking(move || {
         for user in &users {

@@ -34,7 +34,7 @@ use super::fetch::{FetchJob, parse_items};
 use super::framer::{Framer, Streamed};
 use super::wire::{self, Tok};
 use crate::accounts::throttle::Verdict;
-use crate::server::Services;
+use crate::services::Services;
 use crate::store::flags::{self, Flags};
 use crate::store::folders::FolderError;
 use crate::store::{Mailbox, MailboxName, Update, View};

@@ -26,7 +26,6 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::server::Services;
 use crate::spool::{Outgoing, Spool, SpooledMessage};
 
 mod authenticator;
@@ -41,6 +40,7 @@ mod verify;
 
 pub use authenticator::Authenticator;
 pub use stats::InboundStats;
+pub(crate) use verify::cpu_bound;
 
 /// What the SMTP session knows about a message when it asks for a verdict.
 #[derive(Debug, Clone)]
@@ -121,8 +121,14 @@ impl Verdict {
 
 /// Check a message received on port 25: SPF, DKIM, DMARC and iprev through the resolver of
 /// `[dns]`, policy from `[inbound]`.
-pub async fn check_message(svc: &Services, ctx: &MessageContext<'_>, message: &[u8]) -> Verdict {
-    let cfg = &svc.config;
+/// `spool` takes the cut copy of a large message with too many DKIM signatures.
+pub async fn check_message(
+    cfg: &crate::config::Config,
+    authenticator: &Authenticator,
+    spool: &Spool,
+    ctx: &MessageContext<'_>,
+    message: &[u8],
+) -> Verdict {
     if !cfg.inbound.verify {
         tracing::info!(peer = %ctx.peer_ip, "inbound verdict: verification off ([inbound].verify = false)");
         // Nothing checked (RFC 8601 §2.2 "none"), but forged claims still go.
@@ -139,7 +145,7 @@ pub async fn check_message(svc: &Services, ctx: &MessageContext<'_>, message: &[
     let message = if extra.is_empty() || message.len() <= crate::spool::THRESHOLD {
         message
     } else {
-        match verify::cpu_bound(|| respool(&svc.spool, message, &extra)) {
+        match verify::cpu_bound(|| respool(spool, message, &extra)) {
             Ok(m) => {
                 limited = m;
                 limited.as_bytes()
@@ -158,14 +164,7 @@ pub async fn check_message(svc: &Services, ctx: &MessageContext<'_>, message: &[
             }
         }
     };
-    verify::evaluate(
-        &svc.authenticator,
-        &cfg.inbound,
-        &cfg.hostname,
-        ctx,
-        message,
-    )
-    .await
+    verify::evaluate(authenticator, &cfg.inbound, &cfg.hostname, ctx, message).await
 }
 
 /// A spooled copy of `message` without the ranges `omit`.

@@ -17,8 +17,6 @@ use std::path::{Path, PathBuf};
 use fs4::fs_std::FileExt;
 use serde::{Deserialize, Serialize};
 
-pub use scheduler::spawn_scheduler;
-
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("queue I/O: {0}")]
@@ -89,13 +87,6 @@ impl Envelope {
     pub fn next_attempt(&self) -> Option<i64> {
         self.pending().map(|r| r.next_attempt).min()
     }
-}
-
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Queue ids: time-ordered, unique across processes, safe as file names.
@@ -205,7 +196,6 @@ impl Spool {
         rcpts: &[String],
         message: &[u8],
     ) -> Result<String, QueueError> {
-        use std::io::Write;
         self.enqueue_with(mail_from, rcpts, message.len() as u64, |f| {
             f.write_all(message)
         })
@@ -217,13 +207,13 @@ impl Spool {
         mail_from: &str,
         rcpts: &[String],
         size: u64,
-        fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+        fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
     ) -> Result<String, QueueError> {
         if rcpts.is_empty() {
             return Err(QueueError::Other("no recipients".into()));
         }
         let id = new_id();
-        let now = now_unix();
+        let now = crate::clock::unix_now();
         let env = Envelope {
             id: id.clone(),
             mail_from: mail_from.to_string(),
@@ -245,7 +235,7 @@ impl Spool {
             delay_notified: false,
         };
         // Message first: an envelope must never name a message that is not on disk.
-        crate::fsutil::write_atomic_with(&self.msg_path(&id), 0o600, fill)?;
+        crate::fsutil::Durable::new(&self.msg_path(&id)).write_with(fill)?;
         if let Err(e) = self.write_env(&env) {
             let _ = std::fs::remove_file(self.msg_path(&id));
             return Err(e);

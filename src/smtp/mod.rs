@@ -17,12 +17,6 @@ pub mod server;
 pub mod session;
 pub mod transaction;
 
-use std::sync::Arc;
-
-use tokio::net::TcpListener;
-
-use crate::server::Services;
-
 /// Which SMTP service a listener provides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -44,6 +38,4 @@ impl Mode {
     }
 }
 
-pub fn spawn_listener(svc: Arc<Services>, listener: TcpListener, mode: Mode) {
-    server::spawn(svc, listener, mode);
-}
+pub use server::spawn as spawn_listener;

@@ -11,7 +11,7 @@ use super::session::Transaction;
 use crate::delivery::{self, Plan};
 use crate::inbound::{self, Disposition, MessageContext};
 use crate::metrics::Metrics;
-use crate::server::Services;
+use crate::services::Services;
 use crate::spool::Outgoing;
 
 pub struct Context<'a> {
@@ -101,7 +101,14 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
         mail_from: &tx.mail_from,
         rcpts: &rcpts,
     };
-    let verdict = inbound::check_message(svc, &mctx, tx.message.as_bytes()).await;
+    let verdict = inbound::check_message(
+        &svc.config,
+        &svc.authenticator,
+        &svc.spool,
+        &mctx,
+        tx.message.as_bytes(),
+    )
+    .await;
     let folder = match &verdict.disposition {
         Disposition::Accept => "",
         Disposition::Junk => "Junk",
@@ -124,7 +131,7 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
     // envelope sender is rewritten with SRS so the destination's SPF check sees our domain;
     // a null sender (also the bounces to our SRS addresses) stays null.
     let forward_from = match &svc.srs {
-        Some(srs) => srs.forward(&tx.mail_from, crate::queue::now_unix()),
+        Some(srs) => srs.forward(&tx.mail_from, crate::clock::unix_now()),
         None => tx.mail_from.clone(),
     };
     if !plan.remote.is_empty()
@@ -137,7 +144,7 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
         return temp_queue(&e);
     }
     let local = stored.with_prepended(headers::return_path(&tx.mail_from).as_bytes());
-    if let Err(e) = delivery::deliver_local(svc, &plan.users, folder, local).await {
+    if let Err(e) = delivery::deliver_local(&svc.store, &plan.users, folder, local).await {
         tracing::error!(id, "local delivery failed: {e}");
         return temp_local(&e);
     }
@@ -152,7 +159,9 @@ async fn submission_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, i
     );
     msg.prepend(trace(ctx, tx, id).as_bytes());
     if !plan.remote.is_empty() {
-        let signature = match crate::delivery::dkim::sign_outgoing(svc, &msg) {
+        // Hashing a large body is CPU work: off the async workers.
+        let signed = inbound::cpu_bound(|| svc.dkim.sign_outgoing(&svc.config, &msg));
+        let signature = match signed {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(id, "DKIM signing failed: {e}");
@@ -166,7 +175,7 @@ async fn submission_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, i
         }
     }
     let local = msg.with_prepended(headers::return_path(&tx.mail_from).as_bytes());
-    if let Err(e) = delivery::deliver_local(svc, &plan.users, "", local).await {
+    if let Err(e) = delivery::deliver_local(&svc.store, &plan.users, "", local).await {
         tracing::error!(id, "local delivery failed: {e}");
         return temp_local(&e);
     }

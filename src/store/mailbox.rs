@@ -10,18 +10,18 @@
 //! (RFC 3501 §2.3.1.1).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use super::cache_file::CacheFile;
 use super::flags::{self, Flags, MAX_KEYWORDS};
 pub use super::uidlist::UIDLIST;
 use super::uidlist::{self, Expunged, Recorded};
-use crate::fsutil::{fsync_dir, write_atomic};
+use crate::fsutil::{Durable, fsync_dir, write_atomic};
 
 pub const KEYWORDS: &str = "dovecot-keywords";
 /// The highest UID already given to a session as \Recent (RFC 3501 §2.3.2), kept on disk so
@@ -116,19 +116,12 @@ impl View {
     }
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-}
-
 /// A UIDVALIDITY for a folder that has none: the clock, but above every value this process
 /// gave before, so a folder deleted and created again within one second still gets a greater
 /// one (RFC 3501 §2.3.1.1). Across restarts the clock has moved on.
 fn new_uidvalidity() -> u32 {
     static LAST: AtomicU32 = AtomicU32::new(0);
-    let now = (now_secs() as u32).max(1);
+    let now = (crate::clock::unix_now() as u32).max(1);
     let prev = LAST
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
             Some(now.max(last.wrapping_add(1)))
@@ -310,7 +303,7 @@ impl Mailbox {
     pub fn append_with(
         &self,
         size: usize,
-        fill: impl FnOnce(&mut File) -> io::Result<()>,
+        fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
         system: u8,
         keywords: &[String],
         internal_date: Option<SystemTime>,
@@ -322,16 +315,11 @@ impl Mailbox {
             keywords: kw,
         };
         let base = super::unique_name(size);
-        let tmp = self.dir.join("tmp").join(&base);
         let file = format!("{base}:2,{}", flags.to_info());
-        let dst = self.dir.join("cur").join(&file);
-        crate::fsutil::write_durably(&tmp, &dst, 0o600, |f| {
-            fill(f)?;
-            match internal_date {
-                Some(t) => f.set_modified(t),
-                None => Ok(()),
-            }
-        })?;
+        Durable::new(&self.dir.join("cur").join(&file))
+            .tmp_in(&self.dir.join("tmp"))
+            .mtime(internal_date)
+            .write_with(fill)?;
         let uid = ix.add(&self.dir, vec![(base.into(), file.into(), false, flags)])?[0];
         let v = ix.uidvalidity;
         drop(ix);
@@ -368,18 +356,18 @@ impl Mailbox {
             let file = format!("{base}:2,{}", flags.to_info());
             let dst = dest.dir.join("cur").join(&file);
             if fs::hard_link(&path, &dst).is_err() {
-                let tmp = dest.dir.join("tmp").join(&base);
-                match fs::copy(&path, &tmp) {
-                    Ok(_) => {}
+                // Another file system (or no links): a durable copy; the directory is synced
+                // once below, before any of the copies is reported.
+                let copied = Durable::new(&dst)
+                    .tmp_in(&dest.dir.join("tmp"))
+                    .mtime(mtime(&path).ok())
+                    .defer_dir_sync()
+                    .copy_from(&path);
+                match copied {
+                    Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(e),
                 }
-                let f = File::open(&tmp)?;
-                if let Ok(t) = mtime(&path) {
-                    let _ = OpenOptions::new().write(true).open(&tmp)?.set_modified(t);
-                }
-                f.sync_all()?;
-                fs::rename(&tmp, &dst)?;
             }
             entries.push((base.into(), file.into(), false, flags));
             done_src.push(uid);
@@ -990,7 +978,7 @@ mod tests {
     fn uidvalidities_ascend_within_one_second() {
         let (a, b, c) = (new_uidvalidity(), new_uidvalidity(), new_uidvalidity());
         assert!(a < b && b < c, "{a} {b} {c}");
-        assert!(a as u64 >= now_secs() - 1);
+        assert!(a as i64 >= crate::clock::unix_now() - 1);
     }
 
     #[test]

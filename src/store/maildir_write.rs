@@ -1,13 +1,12 @@
 //! Durable Maildir delivery. The `maildir` crate creates trees and lists messages but does not
-//! fsync on delivery; this fills that gap: write to tmp/, fsync the file, rename into new/,
-//! fsync new/ (the rule from fsutil, with Maildir's own unique names).
+//! fsync on delivery; this fills that gap with `fsutil::Durable` (temp file in tmp/, renamed
+//! into new/) and Maildir's own unique names.
 
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::fsutil::{unique, write_durably};
+use crate::fsutil::{Durable, unique};
 
 /// A unique Maildir base name: `SECS.M<usec>P<pid>Q<n>.HOST,S=<size>` (the Dovecot form; the
 /// `S=` size lets IMAP answer RFC822.SIZE without a stat).
@@ -38,9 +37,13 @@ fn hostname() -> String {
     .clone()
 }
 
-/// Write `message` into `maildir/new/` durably; returns the final path.
+/// Write `message` into `maildir/new/` durably (temp file in `tmp/`); returns the final path.
 pub fn deliver_to_maildir(maildir: &Path, message: &[u8]) -> io::Result<PathBuf> {
-    deliver_to_maildir_with(maildir, message.len(), |f| f.write_all(message))
+    let dst = maildir.join("new").join(unique_name(message.len()));
+    Durable::new(&dst)
+        .tmp_in(&maildir.join("tmp"))
+        .write(message)?;
+    Ok(dst)
 }
 
 /// Write a message of `size` octets, produced by `fill` (streamed from the spool), into
@@ -48,11 +51,11 @@ pub fn deliver_to_maildir(maildir: &Path, message: &[u8]) -> io::Result<PathBuf>
 pub fn deliver_to_maildir_with(
     maildir: &Path,
     size: usize,
-    fill: impl FnOnce(&mut File) -> io::Result<()>,
+    fill: impl FnOnce(&mut dyn io::Write) -> io::Result<()>,
 ) -> io::Result<PathBuf> {
-    let name = unique_name(size);
-    let tmp = maildir.join("tmp").join(&name);
-    let dst = maildir.join("new").join(&name);
-    write_durably(&tmp, &dst, 0o600, fill)?;
+    let dst = maildir.join("new").join(unique_name(size));
+    Durable::new(&dst)
+        .tmp_in(&maildir.join("tmp"))
+        .write_with(fill)?;
     Ok(dst)
 }

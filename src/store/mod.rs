@@ -170,7 +170,6 @@ impl Store {
     /// Returns the path of the delivered file. When this returns Ok, the message is on disk:
     /// the file and the directory entry are fsynced.
     pub fn deliver(&self, user: &str, folder: Folder<'_>, message: &[u8]) -> io::Result<PathBuf> {
-        use std::io::Write;
         self.deliver_with(user, folder, message.len(), |f| f.write_all(message))
     }
 
@@ -180,7 +179,7 @@ impl Store {
         user: &str,
         folder: Folder<'_>,
         size: usize,
-        fill: impl FnOnce(&mut std::fs::File) -> io::Result<()>,
+        fill: impl FnOnce(&mut dyn std::io::Write) -> io::Result<()>,
     ) -> io::Result<PathBuf> {
         let dir = self.folder_dir(user, folder)?;
         if !dir.join("new").is_dir() {
