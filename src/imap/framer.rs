@@ -203,6 +203,10 @@ impl Framer {
         self.frag.message_bytes()
     }
 
+    pub fn fragment_bytes(&self, fi: FragmentInfo) -> &[u8] {
+        self.frag.fragment_bytes(fi)
+    }
+
     pub fn decode_tag(&self) -> Option<imap_codec::imap_types::core::Tag<'_>> {
         self.frag.decode_tag()
     }
