@@ -372,6 +372,22 @@ fn imap_append_of_a_large_literal_is_stored_exactly() {
         "LITERAL+ message differs"
     );
 
+    // The UTF8 form (RFC 6855 §4) with a literal8, binary octets included.
+    c.send("u ENABLE UTF8=ACCEPT\r\n");
+    assert!(c.line().starts_with("* ENABLED"));
+    assert!(c.line().starts_with("u OK"));
+    let mut msg8 = big_message("u@example.test", USER, 1 << 20);
+    msg8.extend_from_slice(b"\x00\x01\xff binary\r\n");
+    c.send(&format!("f APPEND INBOX UTF8 (~{{{}+}}\r\n", msg8.len()));
+    c.send_bytes(&msg8);
+    c.send(")\r\n");
+    let r = c.line();
+    assert!(r.starts_with("f OK [APPENDUID"), "{r}");
+    assert!(
+        p.messages(USER, "").iter().any(|m| *m == msg8),
+        "UTF8 APPEND message differs"
+    );
+
     // Over max_message_size (but within imap_max_literal): read to the end, refused, gone.
     let msg3 = big_message("c@example.test", USER, 5 << 20);
     c.send(&format!("d APPEND INBOX {{{}+}}\r\n", msg3.len()));
@@ -390,5 +406,5 @@ fn imap_append_of_a_large_literal_is_stored_exactly() {
     );
     drop(c);
     assert!(wait_spool(&p, 0), "spool not empty after the client left");
-    assert_eq!(p.messages(USER, "").len(), 2);
+    assert_eq!(p.messages(USER, "").len(), 3);
 }
