@@ -18,10 +18,10 @@ use std::sync::Arc;
 use smtp_proto::{Error as ProtoError, Request};
 
 use super::Mode;
-use super::auth::Credentials;
 use super::data::BdatCollector;
 use super::reply::{Reply, std_replies};
 use crate::accounts::Recipient;
+use crate::accounts::sasl::Credentials;
 use crate::delivery::relay::{self, Target};
 use crate::spool::{Spool, SpoolWriter, SpooledMessage};
 pub use content::{finish_body, header_from_addresses};
