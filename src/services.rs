@@ -86,8 +86,11 @@ impl Services {
         );
         let mta_sts = crate::outbound::mta_sts::PolicyCache::open(&config.data_dir);
         let outbound_roots = crate::outbound::tls::Roots::new(&config.outbound.ca_file);
+        // Keep one and a half largest messages free for the final copies (Postfix's
+        // queue_minfree rule), whatever the spooled bodies of other connections take.
         let spool = crate::spool::Spool::open(&config.data_dir)
-            .context("cannot create the spool directory data_dir/spool/tmp")?;
+            .context("cannot create the spool directory data_dir/spool/tmp")?
+            .with_reserve(config.limits.max_message_size.saturating_mul(3) / 2);
         Ok(Arc::new(Services {
             config: Arc::new(config),
             accounts,

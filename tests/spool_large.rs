@@ -408,3 +408,28 @@ fn imap_append_of_a_large_literal_is_stored_exactly() {
     assert!(wait_spool(&p, 0), "spool not empty after the client left");
     assert_eq!(p.messages(USER, "").len(), 3);
 }
+
+#[test]
+fn large_bodies_are_refused_when_the_disk_reserve_would_be_used() {
+    // The spool keeps 1.5 × max_message_size free on the data disk; with an absurd maximum
+    // no disk has that much, so every body that spills is refused as "disk full" while small
+    // messages still go through.
+    let p = Postern::start_with(Setup {
+        extra:
+            "[imap]\nallow_plaintext_auth = true\n[limits]\nmax_message_size = 1000000000000000\n"
+                .into(),
+        ..Setup::default()
+    });
+    p.add_user(USER, "pw");
+    let big = big_message("a@remote.test", USER, 1 << 20);
+    let r = send25(&p, "a@remote.test", USER, &big);
+    assert!(r.starts_with("ERR 452 4.3.1"), "{r}");
+    let small = big_message("a@remote.test", USER, 100_000);
+    assert_eq!(send25(&p, "a@remote.test", USER, &small), "OK");
+    let r = imap_append(&p, &big);
+    assert!(r.contains("[LIMIT]"), "{r}");
+    assert!(wait_spool(&p, 0), "spool not empty");
+    let stored = p.messages(USER, "");
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].ends_with(&small));
+}

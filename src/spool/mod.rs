@@ -41,11 +41,18 @@ pub const THRESHOLD: usize = 256 * 1024;
 /// Once spilled, writes go to the file in blocks of this size.
 const WRITE_BLOCK: usize = 64 * 1024;
 
+/// Free space on the data disk is checked when a body spills and then every this many octets.
+const SPACE_CHECK_EVERY: u64 = 4 << 20;
+
 /// Where bodies are spooled; cheap to clone (one per session).
 #[derive(Debug, Clone)]
 pub struct Spool {
     dir: Option<Arc<PathBuf>>,
     threshold: usize,
+    /// Octets that must stay free on the data disk: a body that would eat into them is
+    /// refused (452 4.3.1 / NO [LIMIT]), so spooled bodies of many connections cannot fill
+    /// the disk that the Maildir and the queue need (Postfix's `queue_minfree`).
+    reserve: u64,
 }
 
 impl Spool {
@@ -61,6 +68,7 @@ impl Spool {
         Ok(Spool {
             dir: Some(Arc::new(dir)),
             threshold: THRESHOLD,
+            reserve: 0,
         })
     }
 
@@ -69,6 +77,7 @@ impl Spool {
         Spool {
             dir: None,
             threshold: usize::MAX,
+            reserve: 0,
         }
     }
 
@@ -76,6 +85,34 @@ impl Spool {
     pub fn with_threshold(mut self, threshold: usize) -> Spool {
         self.threshold = threshold;
         self
+    }
+
+    /// The same spool keeping `reserve` octets free on its disk.
+    pub fn with_reserve(mut self, reserve: u64) -> Spool {
+        self.reserve = reserve;
+        self
+    }
+
+    /// Fail with StorageFull when the disk has less than the reserve available.
+    fn check_space(&self) -> io::Result<()> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        if self.reserve == 0 {
+            return Ok(());
+        }
+        let free = fs4::available_space(dir.as_path())?;
+        if free < self.reserve {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "only {} MiB free on the data disk, {} MiB kept in reserve",
+                    free >> 20,
+                    self.reserve >> 20
+                ),
+            ));
+        }
+        Ok(())
     }
 
     pub fn dir(&self) -> Option<&Path> {
@@ -88,6 +125,7 @@ impl Spool {
             buf: Vec::new(),
             file: None,
             len: 0,
+            next_space_check: 0,
             error: None,
         }
     }
@@ -128,6 +166,8 @@ pub struct SpoolWriter {
     buf: Vec<u8>,
     file: Option<(File, TempPath)>,
     len: u64,
+    /// `len` at which free space is checked next.
+    next_space_check: u64,
     error: Option<io::Error>,
 }
 
@@ -173,6 +213,10 @@ impl SpoolWriter {
     /// Small writes (the DATA decoder writes octet by octet) are gathered into one block;
     /// the buffer never grows past it.
     fn write_spilled(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.len >= self.next_space_check {
+            self.spool.check_space()?;
+            self.next_space_check = self.len + SPACE_CHECK_EVERY;
+        }
         if self.buf.len() + bytes.len() > WRITE_BLOCK {
             self.flush()?;
         }
@@ -199,6 +243,8 @@ impl SpoolWriter {
         let Some(dir) = &self.spool.dir else {
             return Ok(());
         };
+        self.spool.check_space()?;
+        self.next_space_check = self.len + SPACE_CHECK_EVERY;
         let path = dir.join(format!(
             "{}.{}",
             std::process::id(),

@@ -123,3 +123,31 @@ fn outgoing_streams_a_spooled_body_exactly() {
     assert_eq!(o.len(), want.len());
     assert_eq!(o.to_vec(), want);
 }
+
+#[test]
+fn a_body_that_would_eat_the_reserve_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    // No disk has this much free: the spill fails, nothing is left behind.
+    let spool = Spool::open(d.path())
+        .unwrap()
+        .with_threshold(4)
+        .with_reserve(u64::MAX);
+    let mut w = spool.writer();
+    w.write(b"0123456789");
+    w.write(b"more");
+    let e = w.finish().unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+    assert_eq!(files(spool.dir().unwrap()), 0);
+    // A small body needs no disk and is fine.
+    let mut w = spool.writer();
+    w.write(b"012");
+    assert!(w.finish().is_ok());
+    // A modest reserve passes.
+    let spool = Spool::open(d.path())
+        .unwrap()
+        .with_threshold(4)
+        .with_reserve(1);
+    let mut w = spool.writer();
+    w.write(b"0123456789");
+    assert_eq!(w.finish().unwrap().as_bytes(), b"0123456789");
+}
