@@ -433,3 +433,31 @@ fn large_bodies_are_refused_when_the_disk_reserve_would_be_used() {
     assert_eq!(stored.len(), 1);
     assert!(stored[0].ends_with(&small));
 }
+
+#[test]
+fn large_literals_before_login_are_not_read() {
+    let p = Postern::start_with(Setup {
+        extra: "[imap]\nallow_plaintext_auth = true\n".into(),
+        ..Setup::default()
+    });
+    p.add_user(USER, "pw");
+    let mut c = Raw::connect(p.ports.imap);
+    assert!(c.line().starts_with("* OK"));
+    // Synchronizing: refused without a continuation, the session goes on.
+    c.send("a APPEND INBOX {1000000}\r\n");
+    let r = c.line();
+    assert!(r.starts_with("a NO [TOOBIG]"), "{r}");
+    // A password in a literal still works.
+    c.send(&format!("b LOGIN {USER} {{2}}\r\n"));
+    assert!(c.line().starts_with("+"));
+    c.send("pw\r\n");
+    let r = c.line();
+    assert!(r.starts_with("b OK"), "{r}");
+    drop(c);
+    // Non-synchronizing: the octets are on their way, so the connection ends.
+    let mut c = Raw::connect(p.ports.imap);
+    assert!(c.line().starts_with("* OK"));
+    c.send("a APPEND INBOX {1000000+}\r\n");
+    assert!(c.line().starts_with("* BYE [TOOBIG]"));
+    assert_eq!(spool_files(&p), 0);
+}

@@ -50,6 +50,9 @@ fn oversized_announcement(line: &[u8]) -> Option<LiteralMode> {
     (!fits).then_some(mode)
 }
 
+/// The largest literal accepted before authentication.
+const PREAUTH_MAX_LITERAL: u64 = 8 * 1024;
+
 /// What the connection does after a step.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
@@ -330,7 +333,14 @@ impl Session {
                 ..
             } = fi
             {
-                if a.length as u64 > self.max_literal {
+                // Before login no command needs more than a user name or password in a
+                // literal: a large one (an APPEND that would be refused anyway) is not read.
+                let limit = if self.state.is_authenticated() {
+                    self.max_literal
+                } else {
+                    PREAUTH_MAX_LITERAL
+                };
+                if a.length as u64 > limit {
                     let tag = self
                         .frag
                         .decode_tag()
