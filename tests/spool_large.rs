@@ -367,10 +367,7 @@ fn imap_append_of_a_large_literal_is_stored_exactly() {
     assert!(c.line().starts_with("c OK"));
     let stored = p.messages(USER, "");
     assert_eq!(stored.len(), 2);
-    assert!(
-        stored.iter().any(|m| *m == msg2),
-        "LITERAL+ message differs"
-    );
+    assert!(stored.contains(&msg2), "LITERAL+ message differs");
 
     // The UTF8 form (RFC 6855 §4) with a literal8, binary octets included.
     c.send("u ENABLE UTF8=ACCEPT\r\n");
@@ -384,7 +381,7 @@ fn imap_append_of_a_large_literal_is_stored_exactly() {
     let r = c.line();
     assert!(r.starts_with("f OK [APPENDUID"), "{r}");
     assert!(
-        p.messages(USER, "").iter().any(|m| *m == msg8),
+        p.messages(USER, "").contains(&msg8),
         "UTF8 APPEND message differs"
     );
 

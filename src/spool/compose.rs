@@ -107,7 +107,7 @@ mod tests {
         let m = Arc::new(SpooledMessage::from(
             b"A: 1\r\nB: 2\r\nC: 3\r\n\r\nbody".to_vec(),
         ));
-        let mut o = Outgoing::new(m).omitting(vec![6..12]);
+        let mut o = Outgoing::new(m).omitting(vec![Range { start: 6, end: 12 }]);
         o.prepend(b"X: 0\r\n");
         let o2 = o.with_prepended(b"R: p\r\n");
         assert_eq!(o.to_vec(), b"X: 0\r\nA: 1\r\nC: 3\r\n\r\nbody");

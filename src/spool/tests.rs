@@ -111,7 +111,7 @@ fn outgoing_streams_a_spooled_body_exactly() {
     let m = Arc::new(w.finish().unwrap());
     assert!(m.path().is_some());
     let o = Outgoing::new(m)
-        .omitting(vec![0..13])
+        .omitting(vec![std::ops::Range { start: 0, end: 13 }])
         .with_prepended(b"R: 1\r\n");
     let out = d.path().join("out");
     let mut f = File::create(&out).unwrap();
