@@ -207,19 +207,45 @@ impl KeyCache {
         config: &crate::config::Config,
         message: &[u8],
     ) -> Result<String, DkimError> {
+        self.sign_parts(config, &[message])
+    }
+
+    /// The DKIM-Signature header line(s) for a message on its way to the queue: our header
+    /// lines and the mapped spool file, never copied into one buffer.
+    pub fn sign_outgoing(
+        &self,
+        config: &crate::config::Config,
+        message: &crate::spool::Outgoing,
+    ) -> Result<String, DkimError> {
+        // An empty part (no prefix) would end mail-auth's header walk early.
+        let parts: Vec<&[u8]> = message
+            .parts()
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
+        self.sign_parts(config, &parts)
+    }
+
+    /// `sign` for a message given as consecutive parts. Each part but the last holds whole
+    /// header fields only (mail-auth reads the body from the last part).
+    fn sign_parts(
+        &self,
+        config: &crate::config::Config,
+        parts: &[&[u8]],
+    ) -> Result<String, DkimError> {
         let keys = self.get(config)?;
         let mut out = String::new();
         // Ed25519 first, RSA on top: receivers that do not know ed25519-sha256 ignore it
         // (RFC 8463).
         if let Some(ed) = &keys.ed {
             let sig = ed
-                .sign(message)
+                .sign_chained(parts.iter().copied())
                 .map_err(|e| DkimError(format!("Ed25519 signing failed: {e}")))?;
             out.push_str(&sig.to_header());
         }
         let sig = keys
             .rsa
-            .sign(message)
+            .sign_chained(parts.iter().copied())
             .map_err(|e| DkimError(format!("RSA signing failed: {e}")))?;
         Ok(sig.to_header() + &out)
     }
