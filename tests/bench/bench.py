@@ -5,7 +5,7 @@ on a large Maildir INBOX), in one run on the same machine.
 Usage (as root, after `cargo build --release`):
     python3 tests/bench/bench.py [--messages 2000] [--mailbox 100000] [--out BENCHMARKS.md]
 
-It installs nothing; `.ci/run` style prerequisites: postfix (smtp-source), dovecot-imapd.
+It installs nothing; `tests/setup-peers.sh` installs the prerequisites: postfix (smtp-source), dovecot-imapd.
 Everything binds 127.0.0.1 only and lives in a temporary directory.
 """
 import argparse, imaplib, os, random, shutil, signal, socket, ssl, subprocess, sys, tempfile, time

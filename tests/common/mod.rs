@@ -9,6 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod peers;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_postern");
 
 /// A free port on 127.0.0.1 (TCP and UDP), never handed out twice by this test process.
@@ -370,6 +372,13 @@ pub fn run_with_stdin(cmd: &mut Command, stdin: Option<&str>) -> Output {
 /// Run a Python 3 snippet; panics with its output if it fails.
 pub fn python(script: &str) -> String {
     let out = run_with_stdin(Command::new("python3").arg("-"), Some(script));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if let Some(m) = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("ModuleNotFoundError: No module named "))
+    {
+        panic!("missing peer: python module {m} (tests/setup-peers.sh installs it)\n{stderr}");
+    }
     assert!(
         out.status.success(),
         "python failed:\nstdout:\n{}\nstderr:\n{}",
@@ -500,17 +509,8 @@ fn question_end(msg: &[u8]) -> Option<usize> {
     (i <= msg.len()).then_some(i)
 }
 
-/// Whether an external client a test needs is there. CI (`CI` set, `.ci/run` installs every
-/// client) must run the test, so there a missing client fails it; elsewhere the test is
-/// skipped with a note on stderr.
+/// Whether an external client a test needs is there; see `peers` (a missing one fails the
+/// test naming it, or skips it loudly under POSTERN_ALLOW_SKIP=1 outside CI).
 pub fn client_available(what: &str, present: bool) -> bool {
-    if present {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{what} is missing; .ci/run installs it"
-    );
-    eprintln!("skipped: {what} is not installed (.ci/run installs it)");
-    false
+    peers::require(what, present)
 }
