@@ -682,7 +682,7 @@ fn install_md_walkthrough_on_loopback_is_all_green() {
     };
     let out = cli(
         &["user", "add", "you@example.test", "--password-stdin"],
-        Some("s3cret-pw\n"),
+        Some("s3cret-password\n"),
     );
     assert!(
         out.status.success(),
@@ -726,7 +726,7 @@ with smtplib.SMTP("127.0.0.1", {smtp}, timeout=30) as s:
     s.sendmail("alice@remote.test", ["you@example.test"], "From: alice@remote.test\r\nTo: you@example.test\r\nSubject: in\r\n\r\nhello\r\n")
 ctx = ssl.create_default_context(cafile={ca:?}); ctx.check_hostname = False
 with smtplib.SMTP_SSL("127.0.0.1", {subs}, context=ctx, timeout=30) as s:
-    s.login("you@example.test", "s3cret-pw")
+    s.login("you@example.test", "s3cret-password")
     s.sendmail("you@example.test", ["you@example.test"], "From: you@example.test\r\nTo: you@example.test\r\nSubject: out\r\n\r\nsent\r\n")
 "#,
             smtp = ports["smtp"],

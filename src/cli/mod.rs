@@ -1,10 +1,13 @@
 //! The command line: `postern [--config PATH] <command>`. Errors surface here as one line
 //! (what, which file/key, what to do) and a non-zero exit.
 
+mod aliases;
 mod check;
+mod data_dir;
 mod dev;
 pub mod dns;
 mod init;
+mod password;
 mod queue;
 mod sendmail;
 mod tls;
@@ -13,18 +16,19 @@ mod users;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "postern",
-    version,
+    version = VERSION,
     about = "Your own mail domain in one binary: SMTP, submission, IMAP, ACME"
 )]
 pub struct Cli {
-    /// Config file.
+    /// Config file (a relative data_dir in it is relative to the file's directory).
     #[arg(long, global = true, env = "POSTERN_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
     #[command(subcommand)]
@@ -44,7 +48,7 @@ pub enum Command {
     User(users::UserCmd),
     /// Manage aliases (`@DOMAIN` as ALIAS is the catch-all).
     #[command(subcommand)]
-    Alias(users::AliasCmd),
+    Alias(aliases::AliasCmd),
     /// Print the DNS records to publish (zone-file style).
     Dns,
     /// Check DNS, listeners and certificate; one line per check, non-zero exit on failure.
@@ -58,6 +62,14 @@ pub enum Command {
     /// sendmail(8)-compatible submission from stdin (-t, -f, -i, -F, recipients).
     Sendmail(sendmail::SendmailArgs),
 }
+
+/// `postern --version`: the crate version and the commit it was built from (build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("POSTERN_SOURCE_COMMIT"),
+    ")"
+);
 
 pub fn main() -> ExitCode {
     // Installed as /usr/sbin/sendmail (a symlink to postern): behave as `postern sendmail`.
@@ -74,11 +86,27 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the chain of causes joined with ": ".
-            eprintln!("postern: error: {e:#}");
+            eprintln!("postern: error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The chain of causes joined with ": ", each said once: a cause whose text its context
+/// already quotes (an io::Error inside a message, a transparent wrapper) is left out.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn init_logging() {
@@ -93,18 +121,28 @@ fn init_logging() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let path = &cli.config;
     match cli.command {
-        Command::Init(args) => init::run(&cli.config, args),
+        Command::Init(args) => init::run(path, args),
         Command::Serve => {
-            let config = Config::load(&cli.config)?;
+            let config = Config::load(path)?;
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+            let _lock = data_dir::ServerLock::take(&config.data_dir)?;
             runtime()?.block_on(crate::server::run(config))
         }
         Command::Dev(args) => dev::run(args),
-        Command::User(cmd) => users::run_user(&load(&cli.config)?, cmd),
-        Command::Alias(cmd) => users::run_alias(&load(&cli.config)?, cmd),
-        Command::Dns => dns::run(&load(&cli.config)?),
+        Command::User(cmd) => users::run(&load(path)?, path, cmd),
+        Command::Alias(cmd) => aliases::run(&load(path)?, path, cmd),
+        Command::Dns => {
+            let config = load(path)?;
+            data_dir::require_dkim_key(&config, path)?;
+            dns::run(&config)
+        }
         Command::Check(args) => {
-            if check::run(&load(&cli.config)?, args)? {
+            let config = load(path)?;
+            data_dir::require_dkim_key(&config, path)?;
+            if check::run(&config, args)? {
                 Ok(())
             } else {
                 // The report said what failed; only the exit status remains to set.
@@ -113,7 +151,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tls(cmd) => tls::run(&load(&cli.config)?, cmd),
         Command::Queue(cmd) => queue::run(&load(&cli.config)?, cmd),
-        Command::Sendmail(args) => sendmail::run(&load(&cli.config)?, args),
+        Command::Sendmail(args) if args.args == ["--help"] => {
+            let mut cmd = Cli::command();
+            if let Some(sub) = cmd.find_subcommand_mut("sendmail") {
+                sub.print_long_help()?;
+            }
+            Ok(())
+        }
+        Command::Sendmail(args) => sendmail::run(&load(path)?, args),
     }
 }
 

@@ -269,7 +269,14 @@ impl Postern {
     /// Add a user with a password (via --password-stdin).
     pub fn add_user(&self, address: &str, password: &str) {
         let out = self.cli(
-            &["user", "add", address, "--password-stdin"],
+            // Tests use short passwords; the CLI's refusal of them is tested in tests/cli.rs.
+            &[
+                "user",
+                "add",
+                address,
+                "--password-stdin",
+                "--allow-short-password",
+            ],
             Some(&format!("{password}\n")),
         );
         assert!(
