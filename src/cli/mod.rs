@@ -7,6 +7,7 @@ mod data_dir;
 mod dev;
 pub mod dns;
 mod init;
+mod manuals;
 mod password;
 mod queue;
 mod sendmail;
@@ -61,6 +62,11 @@ pub enum Command {
     Queue(queue::QueueCmd),
     /// sendmail(8)-compatible submission from stdin (-t, -f, -i, -F, recipients).
     Sendmail(sendmail::SendmailArgs),
+    /// Print the shell completion script for bash, zsh or fish.
+    Completions(manuals::CompletionsArgs),
+    /// Write the man pages and completion files into a directory (for packaging).
+    #[command(hide = true)]
+    Manuals(manuals::ManualsArgs),
 }
 
 /// `postern --version`: the crate version and the commit it was built from (build.rs).
@@ -159,6 +165,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sendmail(args) => sendmail::run(&load(path)?, args),
+        Command::Completions(args) => manuals::completions(args),
+        Command::Manuals(args) => manuals::write_all(args),
     }
 }
 
