@@ -87,7 +87,9 @@ fn next_steps(config_path: &Path, config: &Config) -> String {
     let cfg = config_path.display();
     let d = &config.domain;
     let h = &config.hostname;
-    let lines = [
+    let default = Path::new(crate::config::DEFAULT_CONFIG_PATH);
+    let packaged = std::env::current_exe().is_ok_and(|e| e == Path::new("/usr/bin/postern"));
+    let mut lines = vec![
         String::new(),
         "Next steps (INSTALL.md has the details):".into(),
         "1. Publish the DNS records below at your DNS provider, and ask your hosting provider"
@@ -96,12 +98,35 @@ fn next_steps(config_path: &Path, config: &Config) -> String {
         "2. Open ports 25, 80, 143, 443, 465, 587 and 993 in the firewall (and make sure".into(),
         "   outgoing port 25 is not blocked: many providers block it until you ask).".into(),
         format!("3. Create your first user:  postern --config {cfg} user add you@{d}"),
-        "4. Start the service:       systemctl enable --now postern".into(),
-        format!("5. Check everything:        postern --config {cfg} check"),
-        format!("6. Mail clients: IMAP {h} port 993 (TLS); SMTP {h} port 465 (TLS)"),
+    ];
+    // The service in the order it works: the unit in place, pointed at this config, then on.
+    if packaged {
+        lines.push("4. The systemd unit came with the package (postern.service).".into());
+    } else {
+        lines.push(
+            "4. Install the unit:        install -m 0644 systemd/postern.service /etc/systemd/system/"
+                .into(),
+        );
+    }
+    if config_path != default {
+        let abs = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_owned());
+        lines.push(format!(
+            "   It reads {}: point it at this config with `systemctl edit postern`,",
+            default.display()
+        ));
+        lines.push(format!(
+            "   adding [Service] and Environment=POSTERN_CONFIG={}",
+            abs.display()
+        ));
+    }
+    lines.extend([
+        "5. Start the service:       systemctl daemon-reload && systemctl enable --now postern"
+            .into(),
+        format!("6. Check everything:        postern --config {cfg} check"),
+        format!("7. Mail clients: IMAP {h} port 993 (TLS); SMTP {h} port 465 (TLS)"),
         "   or 587 (STARTTLS); the user name is the full address.".into(),
         String::new(),
-    ];
+    ]);
     let mut out = lines.join("\n");
     out.push('\n');
     out.push_str(&super::dns::render(
@@ -136,6 +161,12 @@ mod tests {
         .unwrap();
         let s = super::next_steps(std::path::Path::new("/etc/postern/postern.toml"), &c);
         assert!(s.contains("user add you@example.com"));
+        // The unit is installed before the service starts, and it reads the default config.
+        let install = s.find("4. ").unwrap();
+        assert!(s.find("systemctl enable --now").unwrap() > install, "{s}");
+        assert!(!s.contains("POSTERN_CONFIG="), "{s}");
+        let s = super::next_steps(std::path::Path::new("/srv/p.toml"), &c);
+        assert!(s.contains("Environment=POSTERN_CONFIG=/srv/p.toml"), "{s}");
         assert!(s.contains("IN MX    10 mail.example.com."));
     }
 }
