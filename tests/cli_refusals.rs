@@ -438,3 +438,19 @@ fn help_describes_every_argument_and_version_names_the_commit() {
         "{v}"
     );
 }
+
+#[test]
+fn dev_refuses_a_config_it_would_ignore() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli_in(
+        dir.path(),
+        Path::new("my.toml"),
+        &["dev", "--data-dir", "devdata"],
+        None,
+    );
+    fails_with(
+        &out,
+        "`postern dev` uses its own config (DATA_DIR/postern.toml) and ignores --config",
+    );
+    assert!(!dir.path().join("devdata").exists());
+}

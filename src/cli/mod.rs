@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 
@@ -87,8 +87,21 @@ pub fn main() -> ExitCode {
     {
         argv.insert(1, "sendmail".into());
     }
-    let cli = Cli::parse_from(argv);
+    let matches = Cli::command().get_matches_from(argv);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     init_logging();
+    // `dev` runs on its own built-in config: a --config given to it would be silently unused.
+    if matches!(cli.command, Command::Dev(_))
+        && matches.value_source("config") == Some(clap::parser::ValueSource::CommandLine)
+    {
+        eprintln!(
+            "postern: error: `postern dev` uses its own config (DATA_DIR/postern.toml) and ignores --config; leave it out, or run `postern --config FILE serve`"
+        );
+        return ExitCode::FAILURE;
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
