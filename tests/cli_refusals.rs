@@ -454,3 +454,30 @@ fn dev_refuses_a_config_it_would_ignore() {
     );
     assert!(!dir.path().join("devdata").exists());
 }
+
+#[test]
+fn check_says_once_that_the_resolver_does_not_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("dkim")).unwrap();
+    std::fs::write(data.join("dkim/rsa.pem"), "not read by this test").unwrap();
+    let cfg = dir.path().join("postern.toml");
+    // Nothing listens on the discard port: the resolver never answers.
+    std::fs::write(
+        &cfg,
+        format!(
+            "domain = \"example.test\"\nhostname = \"mail.example.test\"\ndata_dir = \"{}\"\n[dns]\nnameservers = [\"127.0.0.1:9\"]\ntimeout_secs = 1\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let out = cli_in(dir.path(), &cfg, &["check"], None);
+    assert!(!out.status.success());
+    let text = stdout(&out);
+    assert!(
+        text.contains("FAILED  resolver: 127.0.0.1:9 did not answer"),
+        "{text}"
+    );
+    assert_eq!(text.matches("FAILED").count(), 1, "{text}");
+    assert!(!text.contains("publish"), "{text}");
+}
