@@ -481,3 +481,34 @@ fn check_says_once_that_the_resolver_does_not_answer() {
     assert_eq!(text.matches("FAILED").count(), 1, "{text}");
     assert!(!text.contains("publish"), "{text}");
 }
+
+#[test]
+fn check_names_a_missing_cert_file_and_never_advises_what_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("dkim")).unwrap();
+    std::fs::write(data.join("dkim/rsa.pem"), "not read by this test").unwrap();
+    let cfg = dir.path().join("postern.toml");
+    let cert = dir.path().join("missing-cert.pem");
+    std::fs::write(
+        &cfg,
+        format!(
+            "domain = \"example.test\"\nhostname = \"mail.example.test\"\ndata_dir = \"{}\"\n\
+             [dns]\nnameservers = [\"{}\"]\ntimeout_secs = 1\n\
+             [tls]\nsource = \"files\"\ncert_file = \"{}\"\nkey_file = \"{}/key.pem\"\n",
+            data.display(),
+            nx_dns(),
+            cert.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = cli_in(dir.path(), &cfg, &["check", "--dns-only"], None);
+    assert!(!out.status.success());
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("tls.cert_file {} does not exist", cert.display())),
+        "{text}"
+    );
+    assert!(!text.contains("tls.source = \"files\""), "{text}");
+}
