@@ -247,9 +247,9 @@ pub struct Limits {
     pub max_messages_per_connection: usize,
     /// Unknown recipients per connection before it is dropped.
     pub max_invalid_recipients: usize,
-    /// Simultaneous connections in total, per protocol listener group.
+    /// Simultaneous connections in total, over every listener (SMTP, IMAP, HTTP).
     pub max_connections: usize,
-    /// Simultaneous connections from one IP address.
+    /// Simultaneous connections from one IP address, over every listener.
     pub max_connections_per_ip: usize,
     /// SMTP command timeout (RFC 5321 §4.5.3.2.7: at least 5 minutes).
     pub smtp_command_timeout_secs: u64,
@@ -257,6 +257,11 @@ pub struct Limits {
     pub smtp_data_timeout_secs: u64,
     /// IMAP idle timeout for an authenticated session (RFC 9051 §5.4: at least 30 minutes).
     pub imap_idle_timeout_secs: u64,
+    /// IMAP: time an unauthenticated client gets to send a complete command (RFC 9051 §5.4
+    /// allows a short autologout before login).
+    pub imap_preauth_timeout_secs: u64,
+    /// Time a TLS handshake may take, on every listener (implicit TLS and STARTTLS).
+    pub tls_handshake_timeout_secs: u64,
     /// Largest IMAP literal (APPEND is also bounded by max_message_size).
     pub imap_max_literal: u64,
     /// Seconds to wait before the SMTP banner; clients that talk first are dropped. 0 = off.
@@ -277,6 +282,8 @@ impl Default for Limits {
             smtp_command_timeout_secs: 300,
             smtp_data_timeout_secs: 600,
             imap_idle_timeout_secs: 30 * 60,
+            imap_preauth_timeout_secs: 60,
+            tls_handshake_timeout_secs: 30,
             imap_max_literal: 50 * 1024 * 1024,
             smtp_greeting_delay_secs: 0,
             max_auth_failures: 10,
@@ -478,6 +485,11 @@ impl Config {
 
     pub fn smtp_command_timeout(&self) -> Duration {
         Duration::from_secs(self.limits.smtp_command_timeout_secs)
+    }
+
+    /// Deadline for a whole TLS handshake (a client trickling handshake bytes included).
+    pub fn tls_handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.tls_handshake_timeout_secs.max(1))
     }
 
     /// Domains we accept mail for (lower case).

@@ -1,11 +1,13 @@
 //! postern: one binary that hosts your own mail domain.
 //!
-//! Rooms, top to bottom (see README.md "Code map"): `cli` → `server` (builds `Services`,
-//! binds listeners) → protocols `smtp`, `imap`, `http` → policy `delivery`, `inbound` →
-//! `store` (Maildir), `queue` (outbound spool) → `accounts`, `dns`, `tls`.
+//! Rooms, top to bottom (see README.md "Code map"): `cli` → `server` (binds listeners) →
+//! protocols `smtp`, `imap`, `http` → `services` (`Services`, built once) → policy
+//! `delivery`, `inbound`, `outbound` → `store` (Maildir), `queue` (outbound spool) →
+//! `accounts`, `dns`, `tls` → `net`, `fsutil`, `clock`, `config`.
 
 pub mod accounts;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod dns;
@@ -18,8 +20,9 @@ pub mod net;
 pub mod outbound;
 pub mod queue;
 pub mod server;
+pub mod services;
 pub mod smtp;
 pub mod store;
 pub mod tls;
 
-pub use server::Services;
+pub use services::Services;

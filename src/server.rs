@@ -7,80 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::accounts::Accounts;
-use crate::accounts::throttle::LoginThrottle;
 use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::queue::Queue;
-use crate::store::Store;
-use crate::tls::TlsService;
-
-/// Everything a protocol session may use, built once and passed explicitly (never global).
-pub struct Services {
-    pub config: Arc<Config>,
-    pub accounts: Arc<Accounts>,
-    pub store: Store,
-    pub tls: Arc<TlsService>,
-    pub queue: Arc<Queue>,
-    pub dns: hickory_resolver::TokioResolver,
-    pub metrics: Arc<Metrics>,
-    pub login_throttle: Arc<LoginThrottle>,
-    /// Cancelled when the server shuts down.
-    pub shutdown: CancellationToken,
-    /// Every session and background task; shutdown waits on it.
-    pub tasks: TaskTracker,
-    /// SPF/DKIM/DMARC/iprev verifier for port 25, sharing `dns`.
-    pub authenticator: crate::inbound::Authenticator,
-    /// SRS for forwarded mail and its bounces; None when `[delivery] srs = false`.
-    pub srs: Option<Arc<crate::delivery::srs::Srs>>,
-}
-
-impl Services {
-    /// Build the services from a validated config. Opens (and creates) the data directory.
-    pub fn build(config: Config) -> anyhow::Result<Arc<Services>> {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!(
-                "cannot create data_dir {} (check the path and permissions)",
-                config.data_dir.display()
-            )
-        })?;
-        let accounts = Arc::new(Accounts::open(&config.data_dir, &config.domain)?);
-        let store = Store::new(&config.data_dir);
-        let tls = Arc::new(
-            TlsService::start(&config).context("TLS setup failed (see [tls] in the config)")?,
-        );
-        let queue =
-            Arc::new(Queue::open(&config.data_dir).context("cannot open the queue directory")?);
-        let dns = crate::dns::build_resolver(&config.dns)?;
-        let authenticator = crate::inbound::Authenticator::new(dns.clone());
-        let login_throttle = Arc::new(LoginThrottle::new(config.limits.max_auth_failures));
-        let srs = if config.delivery.srs {
-            Some(Arc::new(
-                crate::delivery::srs::Srs::load_or_create(&config.data_dir, &config.domain)
-                    .context("cannot read or create the SRS secret data_dir/srs.key")?,
-            ))
-        } else {
-            None
-        };
-        Ok(Arc::new(Services {
-            config: Arc::new(config),
-            accounts,
-            store,
-            tls,
-            queue,
-            dns,
-            metrics: Arc::new(Metrics::default()),
-            login_throttle,
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            authenticator,
-            srs,
-        }))
-    }
-}
+pub use crate::services::Services;
 
 /// Bind one listener with an error that names the config key.
 async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
@@ -132,8 +61,14 @@ pub async fn start(svc: &Arc<Services>) -> anyhow::Result<()> {
         tracing::info!("metrics listening on {addr}");
         crate::http::spawn_listener(svc.clone(), l, crate::http::Kind::Metrics);
     }
-    crate::queue::spawn_scheduler(svc.clone());
-    crate::tls::spawn_maintenance(svc.clone());
+    crate::queue::scheduler::spawn_scheduler(svc.clone());
+    crate::tls::spawn_maintenance(crate::tls::Maintenance {
+        config: svc.config.clone(),
+        tls: svc.tls.clone(),
+        metrics: svc.metrics.clone(),
+        shutdown: svc.shutdown.clone(),
+        tasks: svc.tasks.clone(),
+    });
     Ok(())
 }
 
@@ -169,7 +104,7 @@ async fn wait_for_signal(svc: &Arc<Services>) {
             _ = int.recv() => return,
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading certificates");
-                crate::tls::reload(svc);
+                crate::tls::reload(&svc.config, &svc.tls, &svc.metrics);
             }
         }
     }

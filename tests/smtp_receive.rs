@@ -271,11 +271,13 @@ fn dot_stuffing_round_trip() {
 fn bare_lf_and_long_lines() {
     let p = start();
     let port = p.ports.smtp;
-    // A command line over 512 octets.
+    // A command line over 512 octets (MAIL/RCPT: over 2048, room for extension parameters).
     let (mut c, _) = raw_ehlo(port);
+    c.send(&format!("NOOP {}\r\n", "a".repeat(600)));
+    assert!(c.reply().starts_with("500 5.5.2"));
     c.send(&format!(
         "MAIL FROM:<{}@remote.example>\r\n",
-        "a".repeat(600)
+        "a".repeat(2100)
     ));
     assert!(c.reply().starts_with("500 5.5.2"));
     c.send("NOOP\r\n");
@@ -290,25 +292,19 @@ fn bare_lf_and_long_lines() {
         "y".repeat(1200)
     ));
     assert!(c.reply().starts_with("550 5.5.2"));
-    // SMTP smuggling: "\n.\n" does not end the data, so the "MAIL FROM" after it is content.
+    // SMTP smuggling: "\n.\n" does not end the data, so the "MAIL FROM" after it is content,
+    // and on port 25 a bare LF gets the whole message refused (tests/faults_smtp_smuggling.rs
+    // has every variant).
     c.send("MAIL FROM:<x@remote.example>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n");
     for _ in 0..3 {
         c.reply();
     }
     c.send("Subject: smuggle\r\n\r\nfirst\n.\nMAIL FROM:<evil@remote.example>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n\r\nsecond\r\n.\r\n");
-    assert!(c.reply().starts_with("250 2.0.0"));
+    assert!(c.reply().starts_with("550 5.5.2"));
     c.send("QUIT\r\n");
     assert!(c.reply().starts_with("221"));
-    let m = p.wait_messages("alice@example.test", "", 1, T);
-    assert_eq!(m.len(), 1);
-    let m = text(&m[0]);
-    // Bare LF stored as CRLF; the smuggled commands are part of the one message.
-    assert!(
-        m.contains(
-            "first\r\n\r\nMAIL FROM:<evil@remote.example>\r\nRCPT TO:<bob@example.test>\r\n"
-        ),
-        "{m}"
-    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(p.messages("alice@example.test", "").is_empty());
     assert!(p.messages("bob@example.test", "").is_empty());
 }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use libfuzzer_sys::fuzz_target;
 use postern::config::Config;
 use postern::imap::session::{Session, Step};
-use postern::server::Services;
+use postern::services::Services;
 
 const MESSAGES: &[&str] = &[
     "From: A <a@example.org>\r\nTo: u@example.com\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\n\r\nbody\r\n",

@@ -24,6 +24,19 @@ fuzz_target!(|input: (u16, u16, &[u8])| {
     let r2 = parts.finish();
     if let Ok(m) = &r1 {
         assert!(m.len() as u64 <= max);
+        // Canonical: every CR is followed by LF and every LF preceded by CR.
+        for (i, &c) in m.iter().enumerate() {
+            assert!(c != b'\r' || m.get(i + 1) == Some(&b'\n'));
+            assert!(c != b'\n' || (i > 0 && m[i - 1] == b'\r'));
+        }
     }
+    // It ends only after the first real CRLF.CRLF (the start of DATA counts as after CRLF).
+    let mut framed = b"\r\n".to_vec();
+    framed.extend_from_slice(bytes);
+    let expect = framed
+        .windows(5)
+        .position(|w| w == b"\r\n.\r\n")
+        .map(|p| p + 3);
+    assert_eq!(done1.then_some(n1), expect);
     assert_eq!(r1, r2);
 });

@@ -78,7 +78,8 @@ fuzz_target!(|input: (u8, &[u8])| {
                 }
                 Action::ReadData(r) => {
                     check(&r);
-                    let mut d = postern::smtp::data::DataDecoder::new(4096);
+                    let mut d = postern::smtp::data::DataDecoder::new(4096)
+                        .forbid_bare_newline(s.forbid_bare_newline());
                     let rest = reader.take();
                     let (n, _) = d.feed(&rest);
                     reader.unread(rest[n..].to_vec());

@@ -52,7 +52,7 @@ pub enum Recipient {
     },
     /// The domain is ours but nobody has this address: 550 5.1.1.
     Unknown,
-    /// Not our domain: relaying, refused on port 25 (554 5.7.1).
+    /// Not our domain: relaying from the internet (`delivery::relay` decides; 554 5.7.1).
     Remote,
 }
 

@@ -7,7 +7,7 @@ use std::io::Write;
 use anyhow::{Context, bail};
 
 use crate::config::Config;
-use crate::queue::{Envelope, Queue, RcptStatus, now_unix};
+use crate::queue::{Envelope, Queue, RcptStatus};
 
 /// println! that does not panic when stdout is a closed pipe (`postern queue list | head`).
 macro_rules! say {
@@ -100,7 +100,7 @@ pub fn run(config: &Config, cmd: QueueCmd) -> anyhow::Result<()> {
     become_data_dir_owner(config)?;
     let q = Queue::open(&config.data_dir)
         .with_context(|| format!("cannot open {}/queue", config.data_dir.display()))?;
-    let now = now_unix();
+    let now = crate::clock::unix_now();
     match cmd {
         QueueCmd::List => {
             let all = q.list()?;

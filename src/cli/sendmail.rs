@@ -92,13 +92,24 @@ pub fn parse_args(args: &[String]) -> anyhow::Result<Options> {
 }
 
 /// Read the message: with `ignore_dots` off, a line with a single "." ends it (sendmail).
+/// LF, CRLF and a lone CR each end a line and are stored as CRLF, so every later reader
+/// (DKIM, the header checks, mail-parser, IMAP clients) sees the same header fields
+/// (RFC 5322 §2.2; issue 12 item 5).
 pub fn read_message(input: &[u8], ignore_dots: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len() + input.len() / 40);
-    for line in input.split_inclusive(|&b| b == b'\n') {
-        let body = line
-            .strip_suffix(b"\n")
-            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-            .unwrap_or(line);
+    let mut rest = input;
+    while !rest.is_empty() {
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+            .unwrap_or(rest.len());
+        let body = &rest[..end];
+        let skip = match rest.get(end) {
+            Some(b'\r') if rest.get(end + 1) == Some(&b'\n') => 2,
+            Some(_) => 1,
+            None => 0,
+        };
+        rest = &rest[end + skip..];
         if !ignore_dots && body == b"." {
             break;
         }
@@ -316,7 +327,8 @@ pub fn run(config: &Config, args: SendmailArgs) -> anyhow::Result<()> {
             .with_context(|| format!("sendmail: delivery to {u} failed"))?;
     }
     if !remote.is_empty() {
-        let sig = crate::delivery::dkim::sign_with_config(config, &p.message)
+        let sig = crate::delivery::dkim::KeyCache::default()
+            .sign(config, &p.message)
             .context("sendmail: DKIM signing failed")?;
         let mut signed = sig.into_bytes();
         signed.extend_from_slice(&p.message);
@@ -360,6 +372,12 @@ mod tests {
         assert_eq!(read_message(b"a\n.\nb\n", false), b"a\r\n");
         assert_eq!(read_message(b"a\n.\nb\n", true), b"a\r\n.\r\nb\r\n");
         assert_eq!(read_message(b"a\r\nb", true), b"a\r\nb\r\n");
+        // A lone CR is a line end too: one reading of the header section for everyone.
+        assert_eq!(
+            read_message(b"From: b@x\rX-A: a@y\n\nhi", true),
+            b"From: b@x\r\nX-A: a@y\r\n\r\nhi\r\n"
+        );
+        assert_eq!(read_message(b"a\r.\rb", false), b"a\r\n");
     }
 
     #[test]

@@ -5,9 +5,8 @@
 //! Both files are mode 0600. Parsed keys are cached per data dir, so signing a message never
 //! touches the disk.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -17,8 +16,6 @@ use mail_auth::dkim::generate::DkimKeyPair;
 use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer};
-
-use crate::server::Services;
 
 #[derive(Debug, thiserror::Error)]
 #[error("DKIM: {0}")]
@@ -93,31 +90,13 @@ fn pem(label: &str, der: &[u8]) -> String {
 /// fails if another process (server and `postern sendmail` at once) created it first. The
 /// first key stays, so no two processes ever sign with different keys.
 fn create_key_file(path: &Path, pem: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".key.tmp{}.{}",
-        std::process::id(),
-        crate::fsutil::unique()
-    ));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(pem.as_bytes())?;
-        f.sync_all()?;
-        match std::fs::hard_link(&tmp, path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-        crate::fsutil::fsync_dir(dir)
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    result
+    match crate::fsutil::Durable::new(path)
+        .no_replace()
+        .write(pem.as_bytes())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        r => r,
+    }
 }
 
 /// Create the DKIM key(s) in `data_dir/dkim/` if missing (called by `init` and `dev`).
@@ -137,12 +116,8 @@ pub fn ensure_keys(config: &crate::config::Config) -> Result<(), DkimError> {
     if config.dkim.ed25519 && !ed.exists() {
         let pair = DkimKeyPair::generate_ed25519()
             .map_err(|e| DkimError(format!("Ed25519 key generation failed: {e}")))?;
-        crate::fsutil::write_atomic(
-            &ed,
-            pem("PRIVATE KEY", pair.private_key()).as_bytes(),
-            0o600,
-        )
-        .map_err(|e| DkimError(format!("cannot write {}: {e}", ed.display())))?;
+        create_key_file(&ed, &pem("PRIVATE KEY", pair.private_key()))
+            .map_err(|e| DkimError(format!("cannot write {}: {e}", ed.display())))?;
         tracing::info!("created DKIM Ed25519 key {}", ed.display());
     }
     Ok(())
@@ -207,29 +182,52 @@ fn load_keys(config: &crate::config::Config) -> Result<Keys, DkimError> {
     })
 }
 
-fn cached_keys(config: &crate::config::Config) -> Result<Arc<Keys>, DkimError> {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Arc<Keys>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(k) = cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&config.data_dir)
-    {
-        return Ok(k.clone());
-    }
-    // A server started on a data dir without keys (config written by hand) creates them once.
-    ensure_keys(config)?;
-    let keys = Arc::new(load_keys(config)?);
-    cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(config.data_dir.clone(), keys.clone());
-    Ok(keys)
+/// The signing keys, loaded (or created) on first use and kept for the server's life.
+#[derive(Default)]
+pub struct KeyCache {
+    keys: Mutex<Option<Arc<Keys>>>,
 }
 
-/// Create (if needed) and load the keys now, so the first message signed does not wait.
-pub fn warm_up(config: &crate::config::Config) -> Result<(), DkimError> {
-    cached_keys(config).map(|_| ())
+impl KeyCache {
+    fn get(&self, config: &crate::config::Config) -> Result<Arc<Keys>, DkimError> {
+        let mut slot = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = slot.as_ref() {
+            return Ok(k.clone());
+        }
+        // A server started on a data dir without keys (config written by hand) creates them once.
+        ensure_keys(config)?;
+        let keys = Arc::new(load_keys(config)?);
+        *slot = Some(keys.clone());
+        Ok(keys)
+    }
+
+    /// Create (if needed) and load the keys now, so the first message signed does not wait.
+    pub fn warm_up(&self, config: &crate::config::Config) -> Result<(), DkimError> {
+        self.get(config).map(|_| ())
+    }
+
+    /// The DKIM-Signature header line(s) (CRLF-terminated) to prepend to `message`.
+    pub fn sign(
+        &self,
+        config: &crate::config::Config,
+        message: &[u8],
+    ) -> Result<String, DkimError> {
+        let keys = self.get(config)?;
+        let mut out = String::new();
+        // Ed25519 first, RSA on top: receivers that do not know ed25519-sha256 ignore it
+        // (RFC 8463).
+        if let Some(ed) = &keys.ed {
+            let sig = ed
+                .sign(message)
+                .map_err(|e| DkimError(format!("Ed25519 signing failed: {e}")))?;
+            out.push_str(&sig.to_header());
+        }
+        let sig = keys
+            .rsa
+            .sign(message)
+            .map_err(|e| DkimError(format!("RSA signing failed: {e}")))?;
+        Ok(sig.to_header() + &out)
+    }
 }
 
 fn header_list() -> Vec<String> {
@@ -238,32 +236,6 @@ fn header_list() -> Vec<String> {
         .chain(OVERSIGNED.iter())
         .map(|s| s.to_string())
         .collect()
-}
-
-/// Sign with the config's keys: the DKIM-Signature header line(s), CRLF-terminated.
-pub fn sign_with_config(
-    config: &crate::config::Config,
-    message: &[u8],
-) -> Result<String, DkimError> {
-    let keys = cached_keys(config)?;
-    let mut out = String::new();
-    // Ed25519 first, RSA on top: receivers that do not know ed25519-sha256 ignore it (RFC 8463).
-    if let Some(ed) = &keys.ed {
-        let sig = ed
-            .sign(message)
-            .map_err(|e| DkimError(format!("Ed25519 signing failed: {e}")))?;
-        out.push_str(&sig.to_header());
-    }
-    let sig = keys
-        .rsa
-        .sign(message)
-        .map_err(|e| DkimError(format!("RSA signing failed: {e}")))?;
-    Ok(sig.to_header() + &out)
-}
-
-/// The DKIM-Signature header line(s) (CRLF-terminated) to prepend to `message`.
-pub fn sign(svc: &Services, message: &[u8]) -> Result<String, DkimError> {
-    sign_with_config(&svc.config, message)
 }
 
 /// DER of `SubjectPublicKeyInfo` for an RSA key given as PKCS#1 `RSAPublicKey`: the form
@@ -345,7 +317,7 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         let msg = b"From: a@example.test\r\nTo: b@remote.test\r\nSubject: hi\r\n\r\nbody\r\n";
-        let h = sign_with_config(&cfg, msg).unwrap();
+        let h = KeyCache::default().sign(&cfg, msg).unwrap();
         assert_eq!(h.matches("DKIM-Signature:").count(), 2);
         assert!(h.contains("s=postern;"));
         assert!(h.contains("s=postern-ed;"));

@@ -1,8 +1,7 @@
 //! Splitting a transaction's recipients into local users and remote addresses, and durable
 //! local delivery off the async runtime.
 
-use crate::server::Services;
-use crate::store::Folder;
+use crate::store::{Folder, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -13,6 +12,13 @@ pub enum DeliveryError {
     },
     #[error("delivery task failed: {0}")]
     Join(String),
+}
+
+impl DeliveryError {
+    /// The Maildir's disk or quota is full (see `fsutil::is_disk_full`).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, DeliveryError::Store { source, .. } if crate::fsutil::is_disk_full(source))
+    }
 }
 
 /// Where one message goes: each local user once, each remote address once.
@@ -44,7 +50,7 @@ pub fn plan<'a>(rcpts: impl IntoIterator<Item = (&'a [String], &'a [String])>) -
 /// Deliver `message` into `folder` of every user; returns once every copy is fsynced
 /// (Store::deliver syncs file and directory). Stops at the first failure.
 pub async fn deliver_local(
-    svc: &Services,
+    store: &Store,
     users: &[String],
     folder: &'static str,
     message: Vec<u8>,
@@ -52,7 +58,7 @@ pub async fn deliver_local(
     if users.is_empty() {
         return Ok(());
     }
-    let store = svc.store.clone();
+    let store = store.clone();
     let users = users.to_vec();
     tokio::task::spawn_blocking(move || {
         for user in &users {

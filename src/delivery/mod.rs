@@ -4,6 +4,7 @@
 
 pub mod dkim;
 mod local;
+pub mod relay;
 pub mod srs;
 
 pub use local::{DeliveryError, Plan, deliver_local, plan};

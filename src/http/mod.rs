@@ -31,8 +31,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::metrics::Metrics;
-use crate::net::{Admission, ConnLimiter, accept_loop};
-use crate::server::Services;
+use crate::net::{Admission, accept_loop};
+use crate::services::Services;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -48,15 +48,12 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const MAX_HEADERS: usize = 64;
 /// Time a client gets to send a complete request head.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time a TLS handshake may take.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a connection may stay open (keep-alive included); our answers are all tiny.
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// Serve `kind` on `listener` until shutdown.
 pub fn spawn_listener(svc: Arc<Services>, listener: TcpListener, kind: Kind) {
-    let limits = &svc.config.limits;
-    let limiter = ConnLimiter::new(limits.max_connections, limits.max_connections_per_ip);
+    let limiter = svc.conns.clone();
     let shutdown = svc.shutdown.clone();
     let tracker = svc.tasks.clone();
     let tasks = svc.tasks.clone();
@@ -69,8 +66,11 @@ pub fn spawn_listener(svc: Arc<Services>, listener: TcpListener, kind: Kind) {
             move |stream, peer, admission| {
                 let svc = svc.clone();
                 async move {
-                    // A refused connection is simply closed: HTTP has no greeting to refuse with.
                     let Admission::Accepted(_guard) = admission else {
+                        if kind != Kind::Https {
+                            refuse(stream).await;
+                        }
+                        // On 443 a refusal would need a TLS handshake first: just close.
                         return;
                     };
                     Metrics::inc(&svc.metrics.http_connections);
@@ -82,19 +82,41 @@ pub fn spawn_listener(svc: Arc<Services>, listener: TcpListener, kind: Kind) {
     });
 }
 
+/// Over the connection limit: 503 (RFC 9110 §15.6.4) without reading the request, then close.
+async fn refuse(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 10\r\n\
+Content-Type: text/plain\r\nContent-Length: 21\r\nConnection: close\r\n\r\n\
+too many connections\n";
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(BUSY)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    // Read (and drop) what the client sent, briefly and boundedly: closing with unread input
+    // would reset the connection and could destroy the 503 before the client reads it.
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        for _ in 0..4 {
+            if matches!(stream.read(&mut sink).await, Ok(0) | Err(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 async fn handle(svc: Arc<Services>, stream: TcpStream, peer: SocketAddr, kind: Kind) {
     match kind {
         Kind::Http | Kind::Metrics => serve(svc, stream, peer, kind).await,
         Kind::Https => {
             let acceptor = svc.tls.https_acceptor();
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            let limit = svc.config.tls_handshake_timeout();
+            let tls = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, "https: TLS handshake failed: {e}");
                     return;
                 }
                 Err(_) => {
-                    tracing::debug!(%peer, "https: TLS handshake timed out");
+                    tracing::info!(%peer, "https: TLS handshake timeout");
                     return;
                 }
             };

@@ -3,7 +3,7 @@
 use super::session::Session;
 use super::session_tests::{feed_mutations, services, talk};
 
-fn login(svc: &std::sync::Arc<crate::server::Services>) -> Session {
+fn login(svc: &std::sync::Arc<crate::services::Services>) -> Session {
     let mut s = Session::new(svc.clone(), "127.0.0.1".parse().unwrap(), false);
     let r = talk(&mut s, "a LOGIN u@example.com pw\r\n");
     assert!(r.starts_with("a OK"), "{r}");

@@ -19,18 +19,15 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::net::{Admission, ConnLimiter, accept_loop};
-use crate::server::Services;
+use crate::net::{Admission, accept_loop};
+use crate::services::Services;
 use session::{Session, Step};
 
-/// Unauthenticated clients get this long per command.
-const PREAUTH_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often IDLE looks at the Maildir for deliveries made by other programs.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 pub fn spawn_listener(svc: Arc<Services>, listener: TcpListener, implicit_tls: bool) {
-    let limits = &svc.config.limits;
-    let limiter = ConnLimiter::new(limits.max_connections, limits.max_connections_per_ip);
+    let limiter = svc.conns.clone();
     let shutdown = svc.shutdown.clone();
     let tracker = svc.tasks.clone();
     let tasks = svc.tasks.clone();
@@ -48,9 +45,15 @@ pub fn spawn_listener(svc: Arc<Services>, listener: TcpListener, implicit_tls: b
                         serve_conn(svc, stream, peer, implicit_tls).await;
                     }
                     Admission::Refused(_) => {
+                        // RFC 9051 §7.1.5: BYE as the greeting refuses the connection. On 993
+                        // it would need a TLS handshake first: the connection is just closed.
                         let mut s = stream;
                         if !implicit_tls {
-                            let _ = s.write_all(b"* BYE too many connections\r\n").await;
+                            let _ = tokio::time::timeout(
+                                Duration::from_secs(5),
+                                s.write_all(b"* BYE [UNAVAILABLE] too many connections\r\n"),
+                            )
+                            .await;
                         }
                     }
                 }
@@ -62,11 +65,16 @@ pub fn spawn_listener(svc: Arc<Services>, listener: TcpListener, implicit_tls: b
 async fn serve_conn(svc: Arc<Services>, stream: TcpStream, peer: SocketAddr, implicit_tls: bool) {
     tracing::debug!(peer = %peer, implicit_tls, "imap connection");
     let acceptor = svc.tls.acceptor();
+    let handshake = svc.config.tls_handshake_timeout();
     if implicit_tls {
-        let tls = match tokio::time::timeout(PREAUTH_TIMEOUT, acceptor.accept(stream)).await {
+        let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
             Ok(Ok(t)) => t,
-            _ => {
-                tracing::debug!(peer = %peer, "imaps: TLS handshake failed");
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %peer, "imaps: TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(peer = %peer, "imaps: TLS handshake timeout");
                 return;
             }
         };
@@ -78,10 +86,14 @@ async fn serve_conn(svc: Arc<Services>, stream: TcpStream, peer: SocketAddr, imp
     let sess = Session::new(svc.clone(), peer.ip(), false);
     let greeting = sess.greeting();
     if let Outcome::StartTls(stream, mut sess) = drive(&svc, stream, sess, greeting).await {
-        let tls = match tokio::time::timeout(PREAUTH_TIMEOUT, acceptor.accept(stream)).await {
+        let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
             Ok(Ok(t)) => t,
-            _ => {
-                tracing::debug!(peer = %peer, "imap: STARTTLS handshake failed");
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %peer, "imap: STARTTLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(peer = %peer, "imap: STARTTLS handshake timeout");
                 return;
             }
         };
@@ -125,6 +137,25 @@ async fn idle_sync(sess: Session) -> Option<(Session, Vec<u8>)> {
     .ok()
 }
 
+/// Slowest input that still counts as progress: each MIN_RATE bytes received add a second to
+/// the command deadline (a trickle of a byte every few seconds earns nothing).
+const MIN_RATE: u64 = 1024;
+
+fn earned(received: u64) -> Duration {
+    Duration::from_secs(received / MIN_RATE)
+}
+
+/// A client that stops reading must not hold the session forever: each write gets this long.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// Write `data`; false when the client is gone or did not read it in time.
+async fn send<S: AsyncWrite + Unpin>(stream: &mut S, data: &[u8]) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(data)).await,
+        Ok(Ok(()))
+    )
+}
+
 /// Drive a session over a stream until it closes or asks for STARTTLS.
 async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
     svc: &Arc<Services>,
@@ -132,24 +163,37 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
     mut sess: Session,
     greeting: Vec<u8>,
 ) -> Outcome<S> {
-    if !greeting.is_empty() && stream.write_all(&greeting).await.is_err() {
+    if !greeting.is_empty() && !send(&mut stream, &greeting).await {
         return Outcome::Done;
     }
     let idle_timeout = Duration::from_secs(svc.config.limits.imap_idle_timeout_secs.max(60));
+    let preauth_timeout = Duration::from_secs(svc.config.limits.imap_preauth_timeout_secs.max(1));
+    let limit = |sess: &Session| {
+        if sess.is_authenticated() {
+            idle_timeout
+        } else {
+            preauth_timeout
+        }
+    };
+    // RFC 9051 §5.4: the autologout timer runs from the last *command*, not the last byte:
+    // a client trickling one byte at a time (slowloris) still runs out of time. It restarts
+    // whenever the session answers (a command done, or a literal continuation asked for).
+    // Bytes that do arrive buy time at MIN_RATE, so a slow but honest APPEND still finishes.
+    let mut deadline = tokio::time::Instant::now() + limit(&sess);
+    let mut received: u64 = 0;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let Some((s, out, st)) = step(sess).await else {
             return Outcome::Done;
         };
         sess = s;
-        if !out.is_empty() && stream.write_all(&out).await.is_err() {
-            return Outcome::Done;
+        if !out.is_empty() {
+            if !send(&mut stream, &out).await {
+                return Outcome::Done;
+            }
+            deadline = tokio::time::Instant::now() + limit(&sess);
+            received = 0;
         }
-        let limit = if sess.is_authenticated() {
-            idle_timeout
-        } else {
-            PREAUTH_TIMEOUT
-        };
         match st {
             Step::Continue => continue,
             Step::Close => {
@@ -163,7 +207,6 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
             }
             Step::NeedInput | Step::Idle => {
                 let _ = stream.flush().await;
-                let deadline = tokio::time::Instant::now() + limit;
                 let mut watch = if st == Step::Idle {
                     sess.idle_watch()
                 } else {
@@ -172,7 +215,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
                 loop {
                     let wake = tokio::select! {
                         r = stream.read(&mut buf) => Wake::Input(r),
-                        _ = tokio::time::sleep_until(deadline) => Wake::Timeout,
+                        _ = tokio::time::sleep_until(deadline + earned(received)) => Wake::Timeout,
                         _ = svc.shutdown.cancelled() => Wake::Shutdown,
                         _ = async {
                             match watch.as_mut() {
@@ -186,18 +229,16 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
                     match wake {
                         Wake::Input(Ok(0)) | Wake::Input(Err(_)) => return Outcome::Done,
                         Wake::Input(Ok(n)) => {
+                            received += n as u64;
                             sess.input(&buf[..n]);
                             break;
                         }
                         Wake::Timeout => {
-                            let _ = stream
-                                .write_all(b"* BYE Autologout; idle for too long\r\n")
-                                .await;
+                            send(&mut stream, b"* BYE Autologout; idle for too long\r\n").await;
                             return Outcome::Done;
                         }
                         Wake::Shutdown => {
-                            let _ = stream
-                                .write_all(b"* BYE [UNAVAILABLE] server shutting down\r\n")
+                            send(&mut stream, b"* BYE [UNAVAILABLE] server shutting down\r\n")
                                 .await;
                             return Outcome::Done;
                         }
@@ -206,7 +247,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
                                 return Outcome::Done;
                             };
                             sess = s;
-                            if !out.is_empty() && stream.write_all(&out).await.is_err() {
+                            if !out.is_empty() && !send(&mut stream, &out).await {
                                 return Outcome::Done;
                             }
                             if sess.is_closing() {

@@ -33,7 +33,7 @@ use imap_codec::imap_types::status::StatusDataItemName;
 use super::fetch::{FetchJob, parse_items};
 use super::wire::{self, Tok};
 use crate::accounts::throttle::Verdict;
-use crate::server::Services;
+use crate::services::Services;
 use crate::store::flags::{self, Flags};
 use crate::store::folders::FolderError;
 use crate::store::{Mailbox, MailboxName, Update, View};

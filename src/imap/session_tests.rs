@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::session::{Session, Step};
 use crate::config::Config;
-use crate::server::Services;
+use crate::services::Services;
 
 pub(super) fn services(plain: bool) -> (tempfile::TempDir, Arc<Services>) {
     crate::tls::install_crypto_provider();

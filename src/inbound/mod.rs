@@ -25,8 +25,6 @@
 
 use std::net::IpAddr;
 
-use crate::server::Services;
-
 mod authenticator;
 mod cache;
 mod dmarc;
@@ -106,8 +104,12 @@ impl Verdict {
 
 /// Check a message received on port 25: SPF, DKIM, DMARC and iprev through the resolver of
 /// `[dns]`, policy from `[inbound]`.
-pub async fn check_message(svc: &Services, ctx: &MessageContext<'_>, message: &[u8]) -> Verdict {
-    let cfg = &svc.config;
+pub async fn check_message(
+    cfg: &crate::config::Config,
+    authenticator: &Authenticator,
+    ctx: &MessageContext<'_>,
+    message: &[u8],
+) -> Verdict {
     if !cfg.inbound.verify {
         tracing::info!(peer = %ctx.peer_ip, "inbound verdict: verification off ([inbound].verify = false)");
         // Nothing checked (RFC 8601 §2.2 "none"), but forged claims still go.
@@ -117,14 +119,7 @@ pub async fn check_message(svc: &Services, ctx: &MessageContext<'_>, message: &[
             authserv_id: Some(cfg.hostname.clone()),
         };
     }
-    verify::evaluate(
-        &svc.authenticator,
-        &cfg.inbound,
-        &cfg.hostname,
-        ctx,
-        message,
-    )
-    .await
+    verify::evaluate(authenticator, &cfg.inbound, &cfg.hostname, ctx, message).await
 }
 
 #[cfg(test)]

@@ -13,8 +13,17 @@ use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use crate::server::Services;
 use client::{Attempt, RcptResult, TlsPolicy, Transaction};
+
+/// What one delivery attempt uses, borrowed from the server's services.
+pub struct Env<'a> {
+    pub config: &'a crate::config::Config,
+    pub dns: &'a hickory_resolver::TokioResolver,
+    pub mta_sts: &'a mta_sts::PolicyCache,
+    pub roots: &'a tls::Roots,
+    pub metrics: &'a crate::metrics::Metrics,
+    pub shutdown: &'a tokio_util::sync::CancellationToken,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -59,7 +68,7 @@ pub fn domain_of(addr: &str) -> String {
 /// One attempt to deliver `message` to `rcpts` (all in `domain`). Returns one outcome per
 /// recipient, in order.
 pub async fn deliver_domain(
-    svc: &Services,
+    svc: &Env<'_>,
     queue_id: &str,
     domain: &str,
     mail_from: &str,
@@ -105,7 +114,7 @@ pub async fn deliver_domain(
     }
     let tx = Transaction {
         helo_name: &svc.config.hostname,
-        roots: tls::roots(&svc.config.outbound.ca_file),
+        roots: svc.roots.get(),
         mail_from,
         rcpts,
         message,

@@ -4,8 +4,8 @@
 //! cached for its max_age, refreshed when the TXT id changes (§5.1).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::server::Services;
+use super::Env;
 
 /// §3.2: policies are small; refuse to read more.
 const MAX_POLICY_BYTES: usize = 64 * 1024;
@@ -136,40 +136,46 @@ struct Cached {
 type Cache = HashMap<String, Cached>;
 
 /// §5: policies are cached persistently, so a restart does not open a downgrade window.
-/// The cache lives in `data_dir/mta-sts-cache.json`, loaded once per data dir.
-fn cache_file(svc: &Services) -> PathBuf {
-    svc.config.data_dir.join("mta-sts-cache.json")
+/// The cache lives in `data_dir/mta-sts-cache.json`, read when the server starts.
+#[derive(Clone)]
+pub struct PolicyCache {
+    file: Arc<PathBuf>,
+    map: Arc<Mutex<Cache>>,
 }
 
-fn with_cache<T>(svc: &Services, f: impl FnOnce(&mut Cache) -> T) -> T {
-    with_cache_at(&cache_file(svc), f)
-}
-
-fn with_cache_at<T>(file: &std::path::Path, f: impl FnOnce(&mut Cache) -> T) -> T {
-    static C: OnceLock<Mutex<HashMap<PathBuf, Cache>>> = OnceLock::new();
-    let all = C.get_or_init(Default::default);
-    let mut all = all.lock().unwrap_or_else(|e| e.into_inner());
-    let cache = all.entry(file.to_path_buf()).or_insert_with(|| {
-        std::fs::read(file)
+impl PolicyCache {
+    pub fn open(data_dir: &Path) -> PolicyCache {
+        let file = data_dir.join("mta-sts-cache.json");
+        let map = std::fs::read(&file)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    });
-    f(cache)
-}
+            .unwrap_or_default();
+        PolicyCache {
+            file: Arc::new(file),
+            map: Arc::new(Mutex::new(map)),
+        }
+    }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    fn with<T>(&self, f: impl FnOnce(&mut Cache) -> T) -> T {
+        f(&mut self.map.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Serialise and write under the cache lock: two fetches saving at once must not land
+    /// out of order (an older snapshot written last dropped a policy from disk, and after a
+    /// restart that domain had none: the downgrade §5 guards against).
+    fn save(&self) -> std::io::Result<()> {
+        self.with(|c| {
+            let json = serde_json::to_vec_pretty(c).unwrap_or_default();
+            crate::fsutil::write_atomic(&self.file, &json, 0o600)
+        })
+    }
 }
 
 /// The policy that applies to `domain` now: Ok(None) when it publishes none.
-pub async fn policy_for(svc: &Services, domain: &str) -> Result<Option<Policy>, StsError> {
+pub async fn policy_for(svc: &Env<'_>, domain: &str) -> Result<Option<Policy>, StsError> {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    let now = unix_now();
-    let cached = with_cache(svc, |c| {
+    let now = crate::clock::unix_now();
+    let cached = svc.mta_sts.with(|c| {
         c.get(&domain)
             .filter(|c| c.expires > now)
             .map(|c| (c.id.clone(), c.policy.clone()))
@@ -207,7 +213,7 @@ pub async fn policy_for(svc: &Services, domain: &str) -> Result<Option<Policy>, 
     }
     match fetch(svc, &domain).await {
         Ok(policy) => {
-            with_cache(svc, |c| {
+            svc.mta_sts.with(|c| {
                 c.insert(
                     domain.clone(),
                     Cached {
@@ -218,17 +224,8 @@ pub async fn policy_for(svc: &Services, domain: &str) -> Result<Option<Policy>, 
                 );
                 c.retain(|_, v| v.expires > now);
             });
-            let file = cache_file(svc);
-            // Serialise and write under the cache lock: two fetches saving at once must not
-            // land out of order (an older snapshot written last dropped a policy from disk,
-            // and after a restart that domain had none: the downgrade §5 guards against).
-            let saved = tokio::task::spawn_blocking(move || {
-                with_cache_at(&file, |c| {
-                    let json = serde_json::to_vec_pretty(c).unwrap_or_default();
-                    crate::fsutil::write_atomic(&file, &json, 0o600)
-                })
-            })
-            .await;
+            let cache = svc.mta_sts.clone();
+            let saved = tokio::task::spawn_blocking(move || cache.save()).await;
             if let Ok(Err(e)) = saved {
                 tracing::warn!("cannot save the MTA-STS policy cache: {e}");
             }
@@ -244,20 +241,20 @@ pub async fn policy_for(svc: &Services, domain: &str) -> Result<Option<Policy>, 
 
 /// GET https://mta-sts.DOMAIN/.well-known/mta-sts.txt with a verified certificate, no
 /// redirects (§3.3), bounded size and time.
-pub async fn fetch(svc: &Services, domain: &str) -> Result<Policy, StsError> {
+pub async fn fetch(svc: &Env<'_>, domain: &str) -> Result<Policy, StsError> {
     tokio::time::timeout(FETCH_TIMEOUT, fetch_inner(svc, domain))
         .await
         .map_err(|_| StsError::Fetch("timeout".into()))?
 }
 
-async fn fetch_inner(svc: &Services, domain: &str) -> Result<Policy, StsError> {
+async fn fetch_inner(svc: &Env<'_>, domain: &str) -> Result<Policy, StsError> {
     let host = format!("mta-sts.{domain}");
     let err = |e: String| StsError::Fetch(format!("https://{host}/: {e}"));
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| err(e.to_string()))?
-        .with_root_certificates(super::tls::roots(&svc.config.outbound.ca_file))
+        .with_root_certificates(svc.roots.get())
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     // The policy host is resolved through our resolver ([dns].nameservers), like the MX.

@@ -21,9 +21,6 @@ impl Reply {
     pub fn is_positive(&self) -> bool {
         (200..300).contains(&self.code)
     }
-    pub fn is_intermediate(&self) -> bool {
-        (300..400).contains(&self.code)
-    }
     pub fn is_transient(&self) -> bool {
         (400..500).contains(&self.code)
     }

@@ -3,7 +3,6 @@
 //! does not verify the connection stays encrypted and delivery goes on (the log says so),
 //! unless a policy (MTA-STS enforce, `[outbound].require_tls`) demands a valid certificate.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -14,39 +13,52 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-/// The system's trust anchors plus `[outbound].ca_file` if set, loaded once per file.
-pub fn roots(extra_ca: &Path) -> Arc<RootCertStore> {
-    static ROOTS: OnceLock<Mutex<HashMap<PathBuf, Arc<RootCertStore>>>> = OnceLock::new();
-    let map = ROOTS.get_or_init(Default::default);
-    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-    map.entry(extra_ca.to_path_buf())
-        .or_insert_with(|| {
-            let mut store = RootCertStore::empty();
-            if !extra_ca.as_os_str().is_empty() {
-                match CertificateDer::pem_file_iter(extra_ca) {
-                    Ok(certs) => {
-                        for c in certs.flatten() {
-                            if let Err(e) = store.add(c) {
-                                tracing::warn!("outbound.ca_file {}: {e}", extra_ca.display());
-                            }
-                        }
+/// The system's trust anchors plus `[outbound].ca_file` if set, loaded on first use.
+pub struct Roots {
+    extra_ca: PathBuf,
+    loaded: OnceLock<Arc<RootCertStore>>,
+}
+
+impl Roots {
+    pub fn new(extra_ca: &Path) -> Roots {
+        Roots {
+            extra_ca: extra_ca.to_path_buf(),
+            loaded: OnceLock::new(),
+        }
+    }
+
+    pub fn get(&self) -> Arc<RootCertStore> {
+        self.loaded
+            .get_or_init(|| load_roots(&self.extra_ca))
+            .clone()
+    }
+}
+
+fn load_roots(extra_ca: &Path) -> Arc<RootCertStore> {
+    let mut store = RootCertStore::empty();
+    if !extra_ca.as_os_str().is_empty() {
+        match CertificateDer::pem_file_iter(extra_ca) {
+            Ok(certs) => {
+                for c in certs.flatten() {
+                    if let Err(e) = store.add(c) {
+                        tracing::warn!("outbound.ca_file {}: {e}", extra_ca.display());
                     }
-                    Err(e) => tracing::warn!("outbound.ca_file {}: {e}", extra_ca.display()),
                 }
             }
-            let loaded = rustls_native_certs::load_native_certs();
-            for e in &loaded.errors {
-                tracing::warn!("loading system CA certificates: {e}");
-            }
-            let (ok, bad) = store.add_parsable_certificates(loaded.certs);
-            if ok == 0 {
-                tracing::warn!(
-                    "no system CA certificates found ({bad} unparsable): outbound TLS cannot be verified"
-                );
-            }
-            Arc::new(store)
-        })
-        .clone()
+            Err(e) => tracing::warn!("outbound.ca_file {}: {e}", extra_ca.display()),
+        }
+    }
+    let loaded = rustls_native_certs::load_native_certs();
+    for e in &loaded.errors {
+        tracing::warn!("loading system CA certificates: {e}");
+    }
+    let (ok, bad) = store.add_parsable_certificates(loaded.certs);
+    if ok == 0 {
+        tracing::warn!(
+            "no system CA certificates found ({bad} unparsable): outbound TLS cannot be verified"
+        );
+    }
+    Arc::new(store)
 }
 
 /// Accepts any certificate but remembers whether WebPKI verification passed.

@@ -17,14 +17,19 @@ use std::path::{Path, PathBuf};
 use fs4::fs_std::FileExt;
 use serde::{Deserialize, Serialize};
 
-pub use scheduler::spawn_scheduler;
-
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("queue I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Other(String),
+}
+
+impl QueueError {
+    /// The spool's disk or quota is full (see `fsutil::is_disk_full`).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, QueueError::Io(e) if crate::fsutil::is_disk_full(e))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,13 +87,6 @@ impl Envelope {
     pub fn next_attempt(&self) -> Option<i64> {
         self.pending().map(|r| r.next_attempt).min()
     }
-}
-
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Queue ids: time-ordered, unique across processes, safe as file names.
@@ -200,7 +198,7 @@ impl Spool {
             return Err(QueueError::Other("no recipients".into()));
         }
         let id = new_id();
-        let now = now_unix();
+        let now = crate::clock::unix_now();
         let env = Envelope {
             id: id.clone(),
             mail_from: mail_from.to_string(),

@@ -16,11 +16,11 @@ use rand::Rng;
 use tokio::sync::Semaphore;
 
 use super::dsn::{self, Action};
-use super::{Envelope, RcptState, RcptStatus, now_unix};
+use super::{Envelope, RcptState, RcptStatus};
 use crate::accounts::Recipient;
 use crate::metrics::Metrics;
 use crate::outbound::{self, Kind, RcptOutcome};
-use crate::server::Services;
+use crate::services::Services;
 use crate::store::Folder;
 
 /// How often the spool is rescanned for work written by other processes (CLI).
@@ -57,8 +57,8 @@ pub fn backoff(schedule: &[u64], attempts: u32) -> u64 {
 impl Scheduler {
     async fn run(self: Arc<Self>) {
         let q = &self.svc.queue;
-        let cfg = self.svc.config.clone();
-        match tokio::task::spawn_blocking(move || crate::delivery::dkim::warm_up(&cfg)).await {
+        let svc = self.svc.clone();
+        match tokio::task::spawn_blocking(move || svc.dkim.warm_up(&svc.config)).await {
             Ok(Err(e)) => tracing::warn!("{e}: outbound mail will leave unsigned"),
             Err(e) => tracing::warn!("DKIM key loading failed: {e}"),
             Ok(Ok(())) => {}
@@ -71,7 +71,7 @@ impl Scheduler {
         // Envelope cache: re-read a file only when its mtime changed.
         let mut cache: HashMap<String, (SystemTime, Envelope)> = HashMap::new();
         loop {
-            let now = now_unix();
+            let now = crate::clock::unix_now();
             let mut due = Vec::new();
             let mut seen = HashSet::new();
             match std::fs::read_dir(q.dir().join("env")) {
@@ -188,7 +188,7 @@ impl Scheduler {
                 return;
             }
         };
-        let now = now_unix();
+        let now = crate::clock::unix_now();
         let cfg = &svc.config.queue;
         let expires = env.created + cfg.max_age_secs as i64;
         if now >= expires {
@@ -245,7 +245,12 @@ impl Scheduler {
                         let _d = dom_limit.acquire_owned().await.ok()?;
                         Some(
                             outbound::deliver_domain(
-                                svc, &id, &domain, &mail_from, &rcpts, &message,
+                                &svc.outbound_env(),
+                                &id,
+                                &domain,
+                                &mail_from,
+                                &rcpts,
+                                &message,
                             )
                             .await,
                         )
@@ -268,7 +273,7 @@ impl Scheduler {
 
     /// Write the outcomes of one attempt into the envelope.
     fn record(&self, id: &str, rcpts: &[String], outcomes: &[RcptOutcome], expires: i64) {
-        let now = now_unix();
+        let now = crate::clock::unix_now();
         let schedule = &self.svc.config.queue.retry_schedule_secs;
         let m = &self.svc.metrics;
         let res = self.svc.queue.update(id, |env| {
@@ -311,7 +316,7 @@ impl Scheduler {
         let svc = &self.svc;
         let q = &svc.queue;
         let Ok(Some(env)) = q.load(id) else { return };
-        let now = now_unix();
+        let now = crate::clock::unix_now();
         let cfg = &svc.config.queue;
 
         let failed: Vec<&RcptState> = env
@@ -377,7 +382,7 @@ impl Scheduler {
     ) {
         let svc = &self.svc;
         let mut dsn = dsn::build(&svc.config, env, rcpts, action, message, now);
-        match crate::delivery::dkim::sign(svc, &dsn) {
+        match svc.dkim.sign(&svc.config, &dsn) {
             Ok(sig) => {
                 let mut signed = sig.into_bytes();
                 signed.extend_from_slice(&dsn);
@@ -427,7 +432,7 @@ async fn deliver_local(
         // null-sender mail, see smtp::session `srs_rcpt`).
         if let Some(srs) = &svc2.srs
             && from.is_empty()
-            && let Ok(original) = srs.reverse(&addr2, crate::queue::now_unix())
+            && let Ok(original) = srs.reverse(&addr2, crate::clock::unix_now())
         {
             let fid = svc2
                 .queue
@@ -453,7 +458,7 @@ async fn deliver_local(
                 if !forward.is_empty() {
                     // Forwarded copies carry an SRS sender, as on port 25.
                     let forward_from = match &svc2.srs {
-                        Some(srs) => srs.forward(&from, crate::queue::now_unix()),
+                        Some(srs) => srs.forward(&from, crate::clock::unix_now()),
                         None => from.clone(),
                     };
                     let fid = svc2

@@ -1,10 +1,19 @@
-//! The DATA body decoder (RFC 5321 §4.1.1.4, §4.5.2): a sans-IO state machine fed raw bytes.
+//! The DATA body decoder (RFC 5321 §4.1.1.4, §4.5.2): a sans-IO state machine fed raw bytes,
+//! and the BDAT collector (RFC 3030) that applies the same line-ending rules to chunks.
 //!
-//! * The body ends only at `CRLF . CRLF`. A dot line ended by a bare LF (`\n.\n`, `\r\n.\n`)
-//!   does not end it — that is the "SMTP smuggling" ambiguity; we treat such lines as content.
-//! * Dot-unstuffing: a leading `.` on a line is removed (§4.5.2).
-//! * Bare LF is stored as CRLF so the Maildir file is canonical (RFC 5321 §2.3.8 forbids bare
-//!   LF on the wire; normalising, as Postfix does, keeps sloppy clients working).
+//! * The body ends only at `CRLF . CRLF` where the CRLF before the dot is a real CRLF (the
+//!   start of DATA counts as one). Any dot line touched by a bare CR or LF (`LF . CRLF`,
+//!   `CRLF . LF`, `LF . LF`, `CR . CRLF`, `CRLF . CR`) is content, never the end: this closes
+//!   the "SMTP smuggling" ambiguity (CVE-2023-51764 family) where a lax receiver and a strict
+//!   one disagree on where a message ends.
+//! * Dot-unstuffing: a leading `.` on a line that follows a real CRLF is removed (§4.5.2). A
+//!   line that follows a bare CR/LF is not a line to SMTP, so its dot is kept as content.
+//! * Bare CR and bare LF (RFC 5321 §2.3.8 allows CR and LF only as CRLF) are written as CRLF so
+//!   the stored file is canonical, and the first one is recorded: in the header section it
+//!   always refuses the message (RFC 5322 §2.2: a lone CR is one field to one reader and two to
+//!   another), in the body it refuses it when `forbid_bare_newline` is set (port 25, as
+//!   Postfix 3.9 `smtpd_forbid_bare_newline = normal`); authenticated submission keeps the
+//!   normalised copy, since sloppy scripts are common there.
 //! * Limits: the stored size is capped at `max_size` (later bytes are counted and dropped, so
 //!   memory stays bounded) and a text line over 1000 octets with CRLF (§4.5.3.1.6) is noted;
 //!   the session then refuses the message with the right reply after the terminating dot.
@@ -14,10 +23,14 @@ pub const MAX_TEXT_LINE: usize = 998;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum St {
+    /// At the start of a line that follows a real CRLF (or the start of DATA).
     LineStart,
     Mid,
+    /// A CR was seen; a LF next makes it a real CRLF.
     Cr,
+    /// A dot at a real line start.
     Dot,
+    /// `CRLF . CR`: one LF more and the body is over.
     DotCr,
 }
 
@@ -27,6 +40,47 @@ pub enum DataError {
     TooBig { size: u64 },
     /// A text line longer than 1000 octets with CRLF (550 5.5.2).
     LineTooLong,
+    /// A bare CR or LF in the header section (550 5.6.0; RFC 5322 §2.2, RFC 5321 §2.3.8).
+    BareNewlineInHeader,
+    /// A bare CR or LF in the body where they are forbidden (550 5.5.2).
+    BareNewline,
+}
+
+/// Where line ends are tracked: the header section ends at the first empty line.
+#[derive(Debug, Clone, Copy, Default)]
+struct LineEnds {
+    /// Still in the header section (no empty line yet).
+    in_body: bool,
+    bare_in_header: bool,
+    bare_in_body: bool,
+    forbid_bare_newline: bool,
+}
+
+impl LineEnds {
+    fn bare(&mut self) {
+        if self.in_body {
+            self.bare_in_body = true;
+        } else {
+            self.bare_in_header = true;
+        }
+    }
+
+    /// A real CRLF ended a line of `len` octets.
+    fn eol(&mut self, len: usize) {
+        if len == 0 {
+            self.in_body = true;
+        }
+    }
+
+    fn verdict(&self) -> Result<(), DataError> {
+        if self.bare_in_header {
+            Err(DataError::BareNewlineInHeader)
+        } else if self.bare_in_body && self.forbid_bare_newline {
+            Err(DataError::BareNewline)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 pub struct DataDecoder {
@@ -36,6 +90,7 @@ pub struct DataDecoder {
     size: u64,
     line_len: usize,
     long_line: bool,
+    ends: LineEnds,
     done: bool,
 }
 
@@ -48,8 +103,15 @@ impl DataDecoder {
             size: 0,
             line_len: 0,
             long_line: false,
+            ends: LineEnds::default(),
             done: false,
         }
+    }
+
+    /// Refuse (rather than normalise) a bare CR or LF in the body too (port 25).
+    pub fn forbid_bare_newline(mut self, forbid: bool) -> DataDecoder {
+        self.ends.forbid_bare_newline = forbid;
+        self
     }
 
     /// Feed bytes; returns how many were consumed and whether the terminating dot was seen.
@@ -67,10 +129,6 @@ impl DataDecoder {
         (input.len(), false)
     }
 
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
-
     /// Octets of content seen so far (after unstuffing), including those over the limit.
     pub fn size(&self) -> u64 {
         self.size
@@ -83,6 +141,7 @@ impl DataDecoder {
         } else if self.long_line {
             Err(DataError::LineTooLong)
         } else {
+            self.ends.verdict()?;
             Ok(self.out)
         }
     }
@@ -102,10 +161,20 @@ impl DataDecoder {
         self.emit(&[b]);
     }
 
+    /// A real CRLF: the next byte is at a line start where a dot means something.
     fn eol(&mut self) {
         self.emit(b"\r\n");
+        self.ends.eol(self.line_len);
         self.line_len = 0;
         self.st = St::LineStart;
+    }
+
+    /// A bare CR or LF: stored as CRLF, recorded, and what follows is never a line start.
+    fn bare(&mut self) {
+        self.emit(b"\r\n");
+        self.ends.bare();
+        self.line_len = 0;
+        self.st = St::Mid;
     }
 
     /// One byte; true when it completes `CRLF . CRLF`.
@@ -121,30 +190,32 @@ impl DataDecoder {
             St::Mid => self.mid(b),
             St::Cr => match b {
                 b'\n' => self.eol(),
+                // The first CR was bare; this one may start a CRLF.
                 b'\r' => {
-                    self.content(b'\r');
+                    self.bare();
+                    self.st = St::Cr;
                 }
                 _ => {
-                    self.content(b'\r');
-                    self.st = St::Mid;
+                    self.bare();
                     self.mid(b);
                 }
             },
             St::Dot => match b {
                 b'\r' => self.st = St::DotCr,
-                // "\n.\n": a lone dot ended by a bare LF is content, never the end.
-                b'\n' => self.eol(),
-                _ => {
-                    self.st = St::Mid;
-                    self.mid(b);
+                // `CRLF . LF`: a lone dot ended by a bare LF is content, never the end.
+                b'\n' => {
+                    self.content(b'.');
+                    self.bare();
                 }
+                _ => self.mid(b),
             },
             St::DotCr => {
                 if b == b'\n' {
                     return true;
                 }
-                self.content(b'\r');
-                self.st = St::Mid;
+                // `CRLF . CR x`: the CR was bare, the dot is content.
+                self.content(b'.');
+                self.bare();
                 self.mid(b);
             }
         }
@@ -154,7 +225,7 @@ impl DataDecoder {
     fn mid(&mut self, b: u8) {
         match b {
             b'\r' => self.st = St::Cr,
-            b'\n' => self.eol(),
+            b'\n' => self.bare(),
             _ => {
                 self.content(b);
                 self.st = St::Mid;
@@ -163,11 +234,15 @@ impl DataDecoder {
     }
 }
 
-/// Collects BDAT chunks (RFC 3030): raw octets, no dot-stuffing, bounded like DATA.
+/// Collects BDAT chunks (RFC 3030): raw octets, no dot-stuffing, bounded like DATA, with the
+/// same line-ending rules (a CR at the end of one chunk may pair with a LF in the next).
 pub struct BdatCollector {
     out: Vec<u8>,
     max_size: u64,
     size: u64,
+    pending_cr: bool,
+    line_len: usize,
+    ends: LineEnds,
 }
 
 impl BdatCollector {
@@ -176,14 +251,59 @@ impl BdatCollector {
             out: Vec::new(),
             max_size,
             size: 0,
+            pending_cr: false,
+            line_len: 0,
+            ends: LineEnds::default(),
+        }
+    }
+
+    /// Refuse (rather than normalise) a bare CR or LF in the body too (port 25).
+    pub fn forbid_bare_newline(mut self, forbid: bool) -> BdatCollector {
+        self.ends.forbid_bare_newline = forbid;
+        self
+    }
+
+    fn emit(&mut self, bytes: &[u8]) {
+        self.size += bytes.len() as u64;
+        if self.size <= self.max_size {
+            self.out.extend_from_slice(bytes);
         }
     }
 
     pub fn push(&mut self, chunk: &[u8]) {
-        self.size += chunk.len() as u64;
-        if self.size <= self.max_size {
-            self.out.extend_from_slice(chunk);
+        // Plain octets are copied in runs; `run` is where the current run starts.
+        let mut run = 0;
+        for (i, &b) in chunk.iter().enumerate() {
+            if self.pending_cr {
+                self.pending_cr = false;
+                if b == b'\n' {
+                    self.ends.eol(self.line_len);
+                    self.line_len = 0;
+                    self.emit(b"\r\n");
+                    run = i + 1;
+                    continue;
+                }
+                self.ends.bare();
+                self.line_len = 0;
+                self.emit(b"\r\n");
+            }
+            match b {
+                b'\r' => {
+                    self.emit(&chunk[run..i]);
+                    self.pending_cr = true;
+                    run = i + 1;
+                }
+                b'\n' => {
+                    self.emit(&chunk[run..i]);
+                    self.ends.bare();
+                    self.line_len = 0;
+                    self.emit(b"\r\n");
+                    run = i + 1;
+                }
+                _ => self.line_len += 1,
+            }
         }
+        self.emit(&chunk[run..]);
     }
 
     pub fn size(&self) -> u64 {
@@ -194,116 +314,20 @@ impl BdatCollector {
         self.size > self.max_size
     }
 
-    pub fn finish(self) -> Result<Vec<u8>, DataError> {
+    pub fn finish(mut self) -> Result<Vec<u8>, DataError> {
+        if self.pending_cr {
+            self.pending_cr = false;
+            self.ends.bare();
+            self.emit(b"\r\n");
+        }
         if self.too_big() {
             Err(DataError::TooBig { size: self.size })
         } else {
+            self.ends.verdict()?;
             Ok(self.out)
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn decode(input: &[u8], max: u64) -> (usize, bool, Result<Vec<u8>, DataError>) {
-        let mut d = DataDecoder::new(max);
-        let (n, done) = d.feed(input);
-        (n, done, d.finish())
-    }
-
-    #[test]
-    fn ends_at_crlf_dot_crlf_and_leaves_the_rest() {
-        let (n, done, r) = decode(b"Subject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n", 1000);
-        assert!(done);
-        assert_eq!(n, 24);
-        assert_eq!(r.unwrap(), b"Subject: x\r\n\r\nhello\r\n");
-    }
-
-    #[test]
-    fn empty_body() {
-        let (n, done, r) = decode(b".\r\n", 1000);
-        assert!(done);
-        assert_eq!(n, 3);
-        assert_eq!(r.unwrap(), b"");
-    }
-
-    #[test]
-    fn unstuffs_leading_dots() {
-        let (_, done, r) = decode(b"..hidden\r\n...two\r\n.x\r\n.\r\n", 1000);
-        assert!(done);
-        assert_eq!(r.unwrap(), b".hidden\r\n..two\r\nx\r\n");
-    }
-
-    #[test]
-    fn byte_at_a_time_is_the_same() {
-        let input = b"a\r\n..b\r\nc\n.\nd\r\n.\r\n";
-        let mut d = DataDecoder::new(1000);
-        let mut done = false;
-        for b in input.iter() {
-            let (n, dn) = d.feed(std::slice::from_ref(b));
-            assert_eq!(n, 1);
-            done = dn;
-        }
-        assert!(done);
-        assert_eq!(d.finish().unwrap(), b"a\r\n.b\r\nc\r\n\r\nd\r\n");
-    }
-
-    #[test]
-    fn bare_lf_dot_does_not_end_data() {
-        // SMTP smuggling: "\n.\n" and "\r\n.\n" are content, only CRLF.CRLF ends the body.
-        let (_, done, _) = decode(b"a\n.\nMAIL FROM:<x@y>\r\n", 1000);
-        assert!(!done);
-        let (_, done, _) = decode(b"a\r\n.\nRCPT TO:<x@y>\r\n", 1000);
-        assert!(!done);
-        let (_, done, r) = decode(b"a\n.\nb\r\n.\r\n", 1000);
-        assert!(done);
-        assert_eq!(r.unwrap(), b"a\r\n\r\nb\r\n");
-    }
-
-    #[test]
-    fn bare_lf_is_normalised() {
-        let (_, _, r) = decode(b"a\nb\r\n.\r\n", 1000);
-        assert_eq!(r.unwrap(), b"a\r\nb\r\n");
-    }
-
-    #[test]
-    fn too_big_is_bounded() {
-        let mut body = vec![b'x'; 50];
-        body.extend_from_slice(b"\r\n");
-        let mut input = Vec::new();
-        for _ in 0..100 {
-            input.extend_from_slice(&body);
-        }
-        input.extend_from_slice(b".\r\n");
-        let mut d = DataDecoder::new(1024);
-        let (_, done) = d.feed(&input);
-        assert!(done);
-        assert!(d.out.len() <= 1024);
-        assert_eq!(d.finish(), Err(DataError::TooBig { size: 5200 }));
-    }
-
-    #[test]
-    fn long_line_detected() {
-        let mut input = vec![b'y'; 999];
-        input.extend_from_slice(b"\r\n.\r\n");
-        let (_, done, r) = decode(&input, 1 << 20);
-        assert!(done);
-        assert_eq!(r, Err(DataError::LineTooLong));
-        let mut input = vec![b'y'; 998];
-        input.extend_from_slice(b"\r\n.\r\n");
-        assert!(decode(&input, 1 << 20).2.is_ok());
-    }
-
-    #[test]
-    fn bdat_limits() {
-        let mut c = BdatCollector::new(10);
-        c.push(b"12345");
-        c.push(b"67890");
-        assert!(!c.too_big());
-        c.push(b"x");
-        assert!(c.too_big());
-        assert_eq!(c.finish(), Err(DataError::TooBig { size: 11 }));
-    }
-}
+mod tests;

@@ -1,8 +1,10 @@
 //! SMTP: the receiver on port 25 (RFC 5321), submission on 587/465 (RFC 6409, RFC 8314).
 //!
 //! Layout: `line` (command framing) and `data` (DATA/BDAT body decoding) turn bytes into
-//! lines and messages; `session` is the sans-IO state machine that turns command lines into
-//! replies and actions; `auth` decodes SASL; `headers` builds trace and missing headers;
+//! lines and messages (`data` also holds the line-ending rules that stop SMTP smuggling);
+//! `session` is the sans-IO state machine that turns command lines into replies and actions
+//! (`session/auth.rs` the SASL exchange, `session/envelope.rs` MAIL/RCPT and the relay check,
+//! `session/content.rs` DATA/BDAT and the message checks); `auth` decodes SASL; `headers` builds trace and missing headers;
 //! `transaction` hands a finished message to delivery; `server` is the tokio loop (TLS,
 //! timeouts, limits) around all of it.
 
@@ -14,12 +16,6 @@ pub mod reply;
 pub mod server;
 pub mod session;
 pub mod transaction;
-
-use std::sync::Arc;
-
-use tokio::net::TcpListener;
-
-use crate::server::Services;
 
 /// Which SMTP service a listener provides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +38,4 @@ impl Mode {
     }
 }
 
-pub fn spawn_listener(svc: Arc<Services>, listener: TcpListener, mode: Mode) {
-    server::spawn(svc, listener, mode);
-}
+pub use server::spawn as spawn_listener;

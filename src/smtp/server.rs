@@ -20,20 +20,17 @@ use super::transaction::{self, Context};
 use crate::accounts::throttle::Verdict as Throttle;
 use crate::accounts::{Accounts, Recipient};
 use crate::metrics::Metrics;
-use crate::net::{Admission, ConnLimiter, Refusal, accept_loop};
-use crate::server::Services;
+use crate::net::{Admission, Refusal, accept_loop};
+use crate::services::Services;
 
 /// Protocol errors tolerated per connection before it is closed (an "error storm").
 const MAX_ERRORS: usize = 10;
-/// Time allowed for a TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn spawn(svc: Arc<Services>, listener: TcpListener, mode: Mode) {
-    let limiter = limiter_for(&svc, mode);
     let handler_svc = svc.clone();
     svc.tasks.spawn(accept_loop(
         listener,
-        limiter,
+        svc.conns.clone(),
         svc.shutdown.clone(),
         svc.tasks.clone(),
         move |stream, peer, admission| {
@@ -65,7 +62,7 @@ impl Directory for AccountsDir<'_> {
     fn srs_reverse(&self, address: &str) -> Option<Result<String, String>> {
         use crate::delivery::srs::SrsError;
         let srs = self.1?;
-        match srs.reverse(address, crate::queue::now_unix()) {
+        match srs.reverse(address, crate::clock::unix_now()) {
             Err(SrsError::NotSrs) => None,
             r => Some(r.map_err(|e| e.to_string())),
         }
@@ -112,23 +109,6 @@ fn command_verb(line: &[u8]) -> String {
         .collect()
 }
 
-/// One connection limiter per service and server instance, shared by all its listeners, so
-/// `[limits] max_connections*` hold for "port 25" as a whole, not per bound address.
-fn limiter_for(svc: &Arc<Services>, mode: Mode) -> Arc<ConnLimiter> {
-    type Key = (usize, bool);
-    static LIMITERS: std::sync::Mutex<Vec<(Key, Arc<ConnLimiter>)>> =
-        std::sync::Mutex::new(Vec::new());
-    let key = (Arc::as_ptr(svc) as usize, mode == Mode::Mx);
-    let mut all = LIMITERS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, l)) = all.iter().find(|(k, _)| *k == key) {
-        return l.clone();
-    }
-    let limits = &svc.config.limits;
-    let l = ConnLimiter::new(limits.max_connections, limits.max_connections_per_ip);
-    all.push((key, l.clone()));
-    l
-}
-
 fn tls_description(s: &TlsStream<TcpStream>) -> String {
     let c = s.get_ref().1;
     let version = c
@@ -162,10 +142,15 @@ async fn handle(
                 "smtp connection refused: service={} peer={peer} reason={reason:?}",
                 mode.service()
             );
-            let mut s = stream;
-            let reply = Reply::new(421, "4.7.0", format!("{} {text}", svc.config.hostname));
-            let _ =
-                tokio::time::timeout(Duration::from_secs(5), s.write_all(&reply.to_bytes())).await;
+            // On 465 the client expects a TLS handshake: a clear-text 421 would be noise, and
+            // a handshake for a refused connection is CPU spent for an abuser. Just close.
+            if mode != Mode::Submissions {
+                let mut s = stream;
+                let reply = Reply::new(421, "4.7.0", format!("{} {text}", svc.config.hostname));
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), s.write_all(&reply.to_bytes()))
+                        .await;
+            }
             return;
         }
     };
@@ -205,6 +190,38 @@ fn session_config(svc: &Services, mode: Mode) -> SessionConfig {
     }
 }
 
+/// Deadlines while a message body arrives. RFC 5321 §4.5.3.2.6 allows `timeout` between
+/// blocks; on top of that the body as a whole must keep an average of MIN_RATE bytes a second
+/// after the first `timeout`, so a client trickling a byte every few seconds (slowloris) is cut
+/// off while a slow but honest upload is not.
+struct Pace {
+    timeout: Duration,
+    start: tokio::time::Instant,
+    bytes: u64,
+}
+
+impl Pace {
+    const MIN_RATE: u64 = 1024;
+
+    fn new(timeout_secs: u64) -> Pace {
+        Pace {
+            timeout: Duration::from_secs(timeout_secs),
+            start: tokio::time::Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    fn received(&mut self, n: usize) {
+        self.bytes += n as u64;
+    }
+
+    fn deadline(&self) -> tokio::time::Instant {
+        let per_block = tokio::time::Instant::now() + self.timeout;
+        let overall = self.start + self.timeout + Duration::from_secs(self.bytes / Self::MIN_RATE);
+        per_block.min(overall)
+    }
+}
+
 struct Conn {
     svc: Arc<Services>,
     mode: Mode,
@@ -238,10 +255,10 @@ impl Conn {
         self.flush().await
     }
 
-    /// Read more input, with `timeout`; Ok(false) at EOF.
-    async fn fill(&mut self, timeout: Duration) -> Result<bool, End> {
+    /// Read more input, giving up at `deadline`; Ok(false) at EOF.
+    async fn fill_until(&mut self, deadline: tokio::time::Instant) -> Result<bool, End> {
         let mut buf = vec![0u8; 16 * 1024];
-        match tokio::time::timeout(timeout, self.io.read(&mut buf)).await {
+        match tokio::time::timeout_at(deadline, self.io.read(&mut buf)).await {
             Err(_) => {
                 tracing::info!(
                     "smtp timeout: service={} peer={}",
@@ -303,6 +320,9 @@ impl Conn {
         self.say(&greeting).await?;
         let cmd_timeout = self.svc.config.smtp_command_timeout();
         let shutdown = self.svc.shutdown.clone();
+        // RFC 5321 §4.5.3.2.7: the server waits this long for a *command*, not for each
+        // byte, so a client trickling one byte at a time (slowloris) still runs out of time.
+        let mut deadline = tokio::time::Instant::now() + cmd_timeout;
         loop {
             while let Some(line) = self.lines.next_line() {
                 let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref());
@@ -323,6 +343,7 @@ impl Conn {
                     self.flush().await?;
                     return Ok(());
                 }
+                deadline = tokio::time::Instant::now() + cmd_timeout;
             }
             self.flush().await?;
             let more = tokio::select! {
@@ -330,7 +351,7 @@ impl Conn {
                     let _ = self.say(&std_replies::shutting_down(&self.svc.config.hostname)).await;
                     return Err("shutdown");
                 }
-                r = self.fill(cmd_timeout) => r?,
+                r = self.fill_until(deadline) => r?,
             };
             if !more {
                 return Err("client closed");
@@ -400,7 +421,8 @@ impl Conn {
             return Err("TLS already active");
         };
         let acceptor = self.svc.tls.acceptor();
-        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        let limit = self.svc.config.tls_handshake_timeout();
+        match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => {
                 self.tls_info = Some(tls_description(&tls));
                 self.io = Io::Tls(Box::new(tls));
@@ -414,32 +436,42 @@ impl Conn {
                 );
                 Err("TLS handshake failed")
             }
-            Err(_) => Err("TLS handshake timeout"),
+            Err(_) => {
+                tracing::info!(
+                    "smtp TLS handshake timeout: service={} peer={}",
+                    self.mode.service(),
+                    self.peer
+                );
+                Err("TLS handshake timeout")
+            }
         }
     }
 
     async fn read_data(&mut self) -> Result<Result<Vec<u8>, super::data::DataError>, End> {
-        let timeout = Duration::from_secs(self.svc.config.limits.smtp_data_timeout_secs);
-        let mut dec = DataDecoder::new(self.svc.config.limits.max_message_size);
+        let mut pace = Pace::new(self.svc.config.limits.smtp_data_timeout_secs);
+        let mut dec = DataDecoder::new(self.svc.config.limits.max_message_size)
+            .forbid_bare_newline(self.session.forbid_bare_newline());
         loop {
             let pending = self.lines.take();
+            pace.received(pending.len());
             let (used, done) = dec.feed(&pending);
             if done {
                 self.lines.unread(pending[used..].to_vec());
                 return Ok(dec.finish());
             }
-            if !self.fill(timeout).await? {
+            if !self.fill_until(pace.deadline()).await? {
                 return Err("client closed during DATA");
             }
         }
     }
 
     async fn read_bdat(&mut self, size: usize) -> Result<(), End> {
-        let timeout = Duration::from_secs(self.svc.config.limits.smtp_data_timeout_secs);
+        let mut pace = Pace::new(self.svc.config.limits.smtp_data_timeout_secs);
         let mut left = size;
         loop {
             let mut pending = self.lines.take();
             let n = left.min(pending.len());
+            pace.received(n);
             let rest = pending.split_off(n);
             self.session.bdat_data(&pending);
             left -= n;
@@ -447,7 +479,7 @@ impl Conn {
             if left == 0 {
                 return Ok(());
             }
-            if !self.fill(timeout).await? {
+            if !self.fill_until(pace.deadline()).await? {
                 return Err("client closed during BDAT");
             }
         }

@@ -11,7 +11,7 @@ use super::session::Transaction;
 use crate::delivery::{self, Plan};
 use crate::inbound::{self, Disposition, MessageContext};
 use crate::metrics::Metrics;
-use crate::server::Services;
+use crate::services::Services;
 
 pub struct Context<'a> {
     pub svc: &'a Services,
@@ -70,15 +70,24 @@ fn ok(id: &str) -> Reply {
     Reply::new(250, "2.0.0", format!("OK id={id}"))
 }
 
-fn temp_local() -> Reply {
-    Reply::new(451, "4.3.0", "Local delivery failed, try again later")
+/// RFC 3463 §3.4: X.3.1 "mail system full" when the disk or quota is full (the client
+/// retries later, RFC 5321 §4.2.5 452), else 451 4.3.0.
+fn temp_failure(disk_full: bool, what: &str) -> Reply {
+    if disk_full {
+        Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+    } else {
+        Reply::new(451, "4.3.0", format!("{what}, try again later"))
+    }
 }
 
-fn temp_queue() -> Reply {
-    Reply::new(
-        451,
-        "4.3.0",
-        "Cannot queue the message for remote delivery, try again later",
+fn temp_local(e: &delivery::DeliveryError) -> Reply {
+    temp_failure(e.is_disk_full(), "Local delivery failed")
+}
+
+fn temp_queue(e: &crate::queue::QueueError) -> Reply {
+    temp_failure(
+        e.is_disk_full(),
+        "Cannot queue the message for remote delivery",
     )
 }
 
@@ -91,7 +100,7 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
         mail_from: &tx.mail_from,
         rcpts: &rcpts,
     };
-    let verdict = inbound::check_message(svc, &mctx, &tx.message).await;
+    let verdict = inbound::check_message(&svc.config, &svc.authenticator, &mctx, &tx.message).await;
     let folder = match &verdict.disposition {
         Disposition::Accept => "",
         Disposition::Junk => "Junk",
@@ -114,7 +123,7 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
     // envelope sender is rewritten with SRS so the destination's SPF check sees our domain;
     // a null sender (also the bounces to our SRS addresses) stays null.
     let forward_from = match &svc.srs {
-        Some(srs) => srs.forward(&tx.mail_from, crate::queue::now_unix()),
+        Some(srs) => srs.forward(&tx.mail_from, crate::clock::unix_now()),
         None => tx.mail_from.clone(),
     };
     if !plan.remote.is_empty()
@@ -124,13 +133,13 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
             .await
     {
         tracing::warn!(id, "enqueue of forwarded copy failed: {e}");
-        return temp_queue();
+        return temp_queue(&e);
     }
     let mut local = headers::return_path(&tx.mail_from).into_bytes();
     local.extend_from_slice(&stored);
-    if let Err(e) = delivery::deliver_local(svc, &plan.users, folder, local).await {
+    if let Err(e) = delivery::deliver_local(&svc.store, &plan.users, folder, local).await {
         tracing::error!(id, "local delivery failed: {e}");
-        return temp_local();
+        return temp_local(&e);
     }
     ok(id)
 }
@@ -143,7 +152,7 @@ async fn submission_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, i
     );
     msg.extend_from_slice(&tx.message);
     if !plan.remote.is_empty() {
-        let signature = match crate::delivery::dkim::sign(svc, &msg) {
+        let signature = match svc.dkim.sign(&svc.config, &msg) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(id, "DKIM signing failed: {e}");
@@ -158,14 +167,45 @@ async fn submission_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, i
             .await
         {
             tracing::warn!(id, "enqueue failed: {e}");
-            return temp_queue();
+            return temp_queue(&e);
         }
     }
     let mut local = headers::return_path(&tx.mail_from).into_bytes();
     local.extend_from_slice(&msg);
-    if let Err(e) = delivery::deliver_local(svc, &plan.users, "", local).await {
+    if let Err(e) = delivery::deliver_local(&svc.store, &plan.users, "", local).await {
         tracing::error!(id, "local delivery failed: {e}");
-        return temp_local();
+        return temp_local(&e);
     }
     ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use super::*;
+    use crate::queue::QueueError;
+
+    #[test]
+    fn disk_full_is_452_4_3_1_other_errors_451_4_3_0() {
+        let store = |kind| delivery::DeliveryError::Store {
+            user: "a@b".into(),
+            source: Error::from(kind),
+        };
+        for kind in [ErrorKind::StorageFull, ErrorKind::QuotaExceeded] {
+            let r = temp_local(&store(kind));
+            assert_eq!((r.code, r.enhanced.as_str()), (452, "4.3.1"));
+            let r = temp_queue(&QueueError::Io(Error::from(kind)));
+            assert_eq!((r.code, r.enhanced.as_str()), (452, "4.3.1"));
+        }
+        // ENOSPC and EDQUOT as the kernel reports them map to those kinds.
+        for errno in [28, 122] {
+            let r = temp_queue(&QueueError::Io(Error::from_raw_os_error(errno)));
+            assert_eq!((r.code, r.enhanced.as_str()), (452, "4.3.1"), "{errno}");
+        }
+        let r = temp_local(&store(ErrorKind::PermissionDenied));
+        assert_eq!((r.code, r.enhanced.as_str()), (451, "4.3.0"));
+        let r = temp_queue(&QueueError::Other("x".into()));
+        assert_eq!((r.code, r.enhanced.as_str()), (451, "4.3.0"));
+    }
 }

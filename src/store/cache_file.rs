@@ -153,28 +153,28 @@ impl CacheFile {
         let Some(o) = self.open.as_mut() else {
             return Ok(());
         };
-        let tmp = self.path.with_extension("tmp");
-        let mut out = io::BufWriter::new(create(&tmp)?);
-        out.write_all(MAGIC)?;
-        out.write_all(&o.uidvalidity.to_le_bytes())?;
         let mut index = HashMap::with_capacity(o.index.len());
         let mut end = HEADER;
-        let mut entries: Vec<(u32, u64, u32)> = o
-            .index
-            .iter()
-            .map(|(&u, &(off, len))| (u, off, len))
-            .collect();
-        entries.sort_by_key(|e| e.1);
-        let mut buf = Vec::new();
-        for (uid, off, len) in entries {
-            buf.resize(RECORD_HEADER as usize + len as usize, 0);
-            o.file.read_exact_at(&mut buf, off - RECORD_HEADER)?;
-            out.write_all(&buf)?;
-            index.insert(uid, (end + RECORD_HEADER, len));
-            end += buf.len() as u64;
-        }
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        fs::rename(&tmp, &self.path)?;
+        crate::fsutil::Durable::new(&self.path).write_with(|out| {
+            out.write_all(MAGIC)?;
+            out.write_all(&o.uidvalidity.to_le_bytes())?;
+            let mut entries: Vec<(u32, u64, u32)> = o
+                .index
+                .iter()
+                .map(|(&u, &(off, len))| (u, off, len))
+                .collect();
+            entries.sort_by_key(|e| e.1);
+            let mut buf = Vec::new();
+            for (uid, off, len) in entries {
+                buf.resize(RECORD_HEADER as usize + len as usize, 0);
+                o.file.read_exact_at(&mut buf, off - RECORD_HEADER)?;
+                out.write_all(&buf)?;
+                index.insert(uid, (end + RECORD_HEADER, len));
+                end += buf.len() as u64;
+            }
+            Ok(())
+        })?;
+        let file = OpenOptions::new().read(true).write(true).open(&self.path)?;
         *o = Opened {
             file,
             uidvalidity: o.uidvalidity,

@@ -10,19 +10,18 @@
 //! (RFC 3501 §2.3.1.1).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use super::cache_file::CacheFile;
 use super::flags::{self, Flags, MAX_KEYWORDS};
 pub use super::uidlist::UIDLIST;
 use super::uidlist::{self, Expunged, Recorded};
-use crate::fsutil::{fsync_dir, write_atomic};
+use crate::fsutil::{Durable, fsync_dir, write_atomic};
 
 pub const KEYWORDS: &str = "dovecot-keywords";
 /// The highest UID already given to a session as \Recent (RFC 3501 §2.3.2), kept on disk so
@@ -117,19 +116,12 @@ impl View {
     }
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-}
-
 /// A UIDVALIDITY for a folder that has none: the clock, but above every value this process
 /// gave before, so a folder deleted and created again within one second still gets a greater
 /// one (RFC 3501 §2.3.1.1). Across restarts the clock has moved on.
 fn new_uidvalidity() -> u32 {
     static LAST: AtomicU32 = AtomicU32::new(0);
-    let now = (now_secs() as u32).max(1);
+    let now = (crate::clock::unix_now() as u32).max(1);
     let prev = LAST
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
             Some(now.max(last.wrapping_add(1)))
@@ -305,27 +297,11 @@ impl Mailbox {
             keywords: kw,
         };
         let base = super::unique_name(data.len());
-        let tmp = self.dir.join("tmp").join(&base);
         let file = format!("{base}:2,{}", flags.to_info());
-        let dst = self.dir.join("cur").join(&file);
-        let res = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(data)?;
-            if let Some(t) = internal_date {
-                f.set_modified(t)?;
-            }
-            f.sync_all()?;
-            fs::rename(&tmp, &dst)?;
-            fsync_dir(&self.dir.join("cur"))
-        })();
-        if res.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        res?;
+        Durable::new(&self.dir.join("cur").join(&file))
+            .tmp_in(&self.dir.join("tmp"))
+            .mtime(internal_date)
+            .write(data)?;
         let uid = ix.add(&self.dir, vec![(base.into(), file.into(), false, flags)])?[0];
         let v = ix.uidvalidity;
         drop(ix);
@@ -362,18 +338,18 @@ impl Mailbox {
             let file = format!("{base}:2,{}", flags.to_info());
             let dst = dest.dir.join("cur").join(&file);
             if fs::hard_link(&path, &dst).is_err() {
-                let tmp = dest.dir.join("tmp").join(&base);
-                match fs::copy(&path, &tmp) {
-                    Ok(_) => {}
+                // Another file system (or no links): a durable copy; the directory is synced
+                // once below, before any of the copies is reported.
+                let copied = Durable::new(&dst)
+                    .tmp_in(&dest.dir.join("tmp"))
+                    .mtime(mtime(&path).ok())
+                    .defer_dir_sync()
+                    .copy_from(&path);
+                match copied {
+                    Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(e),
                 }
-                let f = File::open(&tmp)?;
-                if let Ok(t) = mtime(&path) {
-                    let _ = OpenOptions::new().write(true).open(&tmp)?.set_modified(t);
-                }
-                f.sync_all()?;
-                fs::rename(&tmp, &dst)?;
             }
             entries.push((base.into(), file.into(), false, flags));
             done_src.push(uid);
@@ -984,7 +960,7 @@ mod tests {
     fn uidvalidities_ascend_within_one_second() {
         let (a, b, c) = (new_uidvalidity(), new_uidvalidity(), new_uidvalidity());
         assert!(a < b && b < c, "{a} {b} {c}");
-        assert!(a as u64 >= now_secs() - 1);
+        assert!(a as i64 >= crate::clock::unix_now() - 1);
     }
 
     #[test]

@@ -1,14 +1,12 @@
 //! Durable Maildir delivery. The `maildir` crate creates trees and lists messages but does not
-//! fsync on delivery; this fills that gap: write to tmp/, fsync the file, rename into new/,
-//! fsync new/ (the rule from fsutil, with Maildir's own unique names).
+//! fsync on delivery; this fills that gap with `fsutil::Durable` (temp file in tmp/, renamed
+//! into new/) and Maildir's own unique names.
 
-use std::fs::OpenOptions;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::fsutil::{fsync_dir, unique};
+use crate::fsutil::{Durable, unique};
 
 /// A unique Maildir base name: `SECS.M<usec>P<pid>Q<n>.HOST,S=<size>` (the Dovecot form; the
 /// `S=` size lets IMAP answer RFC822.SIZE without a stat).
@@ -39,24 +37,11 @@ fn hostname() -> String {
     .clone()
 }
 
-/// Write `message` into `maildir/new/` durably; returns the final path.
+/// Write `message` into `maildir/new/` durably (temp file in `tmp/`); returns the final path.
 pub fn deliver_to_maildir(maildir: &Path, message: &[u8]) -> io::Result<PathBuf> {
-    let name = unique_name(message.len());
-    let tmp = maildir.join("tmp").join(&name);
-    let dst = maildir.join("new").join(&name);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(message)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &dst)?;
-        fsync_dir(&maildir.join("new"))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map(|_| dst)
+    let dst = maildir.join("new").join(unique_name(message.len()));
+    Durable::new(&dst)
+        .tmp_in(&maildir.join("tmp"))
+        .write(message)?;
+    Ok(dst)
 }

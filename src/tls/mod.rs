@@ -152,40 +152,55 @@ impl TlsService {
     }
 }
 
-/// Serve `ck` on every listener from the next handshake on and publish its expiry metric.
-pub fn install(svc: &crate::server::Services, ck: Arc<rustls::sign::CertifiedKey>) {
-    publish_expiry(svc, &ck);
-    svc.tls.resolver().swap(ck);
+/// What certificate maintenance (ACME, file watching, SIGHUP) uses, taken from the services.
+#[derive(Clone)]
+pub struct Maintenance {
+    pub config: Arc<Config>,
+    pub tls: Arc<TlsService>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
-fn publish_expiry(svc: &crate::server::Services, ck: &rustls::sign::CertifiedKey) {
+/// Serve `ck` on every listener from the next handshake on and publish its expiry metric.
+pub fn install(
+    tls: &TlsService,
+    metrics: &crate::metrics::Metrics,
+    ck: Arc<rustls::sign::CertifiedKey>,
+) {
+    publish_expiry(metrics, &ck);
+    tls.resolver().swap(ck);
+}
+
+fn publish_expiry(metrics: &crate::metrics::Metrics, ck: &rustls::sign::CertifiedKey) {
     if let Some(info) = CertInfo::of(ck) {
-        svc.metrics
+        metrics
             .cert_not_after
             .store(info.not_after, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
 /// Background certificate work: ACME issuance and renewal, or watching the PEM files.
-pub fn spawn_maintenance(svc: Arc<crate::server::Services>) {
-    publish_expiry(&svc, &svc.tls.resolver().current());
-    match svc.config.tls.source {
-        TlsSource::Acme => acme::spawn(svc),
-        TlsSource::Files => watch::spawn(svc),
+pub fn spawn_maintenance(m: Maintenance) {
+    publish_expiry(&m.metrics, &m.tls.resolver().current());
+    let m = Arc::new(m);
+    match m.config.tls.source {
+        TlsSource::Acme => acme::spawn(m),
+        TlsSource::Files => watch::spawn(m),
         TlsSource::SelfSigned => {}
     }
 }
 
 /// SIGHUP: reload the certificate files ("files"), or the stored ACME certificate ("acme",
 /// e.g. after restoring a backup into data_dir).
-pub fn reload(svc: &crate::server::Services) {
-    match svc.config.tls.source {
+pub fn reload(config: &Config, tls: &TlsService, metrics: &crate::metrics::Metrics) {
+    match config.tls.source {
         TlsSource::Files => {
-            watch::reload_files(svc, "SIGHUP");
+            watch::reload_files(config, tls, metrics, "SIGHUP");
         }
         TlsSource::Acme => {
-            if let Some(ck) = acme::Store::new(&svc.config.data_dir.join("tls")).load_cert() {
-                install(svc, ck);
+            if let Some(ck) = acme::Store::new(&config.data_dir.join("tls")).load_cert() {
+                install(tls, metrics, ck);
                 tracing::info!("SIGHUP: stored ACME certificate reloaded");
             }
         }

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::Maintenance;
 use super::{CertInfo, install, load_pem_files};
-use crate::server::Services;
 
 /// How often the files are checked.
 const POLL: Duration = Duration::from_secs(2);
@@ -26,12 +26,17 @@ fn stamp(path: &Path) -> Stamp {
 }
 
 /// Load the configured files and serve them; on failure keep the current certificate.
-pub fn reload_files(svc: &Services, why: &str) -> bool {
-    let (cert, key) = (&svc.config.tls.cert_file, &svc.config.tls.key_file);
+pub fn reload_files(
+    config: &crate::config::Config,
+    tls: &super::TlsService,
+    metrics: &crate::metrics::Metrics,
+    why: &str,
+) -> bool {
+    let (cert, key) = (&config.tls.cert_file, &config.tls.key_file);
     match load_pem_files(cert, key) {
         Ok(ck) => {
             let serial = CertInfo::of(&ck).map(|i| i.serial).unwrap_or_default();
-            install(svc, ck);
+            install(tls, metrics, ck);
             tracing::info!(
                 "certificate reloaded from {} ({why}): serial {serial}",
                 cert.display()
@@ -45,7 +50,7 @@ pub fn reload_files(svc: &Services, why: &str) -> bool {
     }
 }
 
-pub fn spawn(svc: Arc<Services>) {
+pub fn spawn(svc: Arc<Maintenance>) {
     let store = super::acme::Store::new(&svc.config.data_dir.join("tls"));
     let task = svc.clone();
     svc.tasks.spawn(async move {
@@ -62,14 +67,14 @@ pub fn spawn(svc: Arc<Services>) {
             }
             // `postern tls renew` with files: reload now.
             if store.take_renew_request() {
-                reload_files(&svc, "renewal requested");
+                reload_files(&svc.config, &svc.tls, &svc.metrics, "renewal requested");
             }
             let now = (stamp(&cert), stamp(&key));
             if now != seen {
                 seen = now;
                 // A failure here (new chain written, key not yet) is retried when the other
                 // file changes too, since that changes the stamp again.
-                reload_files(&svc, "file changed");
+                reload_files(&svc.config, &svc.tls, &svc.metrics, "file changed");
             }
         }
     });

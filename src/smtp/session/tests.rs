@@ -3,6 +3,8 @@
 use super::*;
 use base64::Engine;
 
+use crate::smtp::data::DataError;
+
 struct Dir;
 
 impl Directory for Dir {
@@ -123,6 +125,57 @@ fn syntax_errors_are_precise() {
     );
     let a = s.line_too_long();
     assert_eq!(reply(&a).code, 500);
+    // MAIL/RCPT may carry extension parameters past 512 octets, up to a bound.
+    let mut s = mx();
+    let a = cmd(&mut s, &format!("MAIL FROM:<a@b.org> {}", " ".repeat(700)));
+    assert_ne!(reply(&a).enhanced, "5.5.2");
+    cmd(&mut s, "RSET");
+    let a = cmd(&mut s, &format!("MAIL FROM:<a@b.org>{}", " ".repeat(2100)));
+    assert_eq!(
+        (reply(&a).code, reply(&a).enhanced.as_str()),
+        (500, "5.5.2")
+    );
+}
+
+#[test]
+fn helo_must_be_a_domain_or_address_literal() {
+    for good in [
+        "client.example",
+        "client.example.",
+        "mx_1.example",
+        "localhost",
+        "192.0.2.1",
+        "[192.0.2.1]",
+        "[IPv6:2001:db8::1]",
+        "[ipv6:::1]",
+    ] {
+        assert!(is_valid_helo(good), "{good}");
+    }
+    for bad in [
+        "x([10.0.0.1])by",
+        "a;b",
+        "caf\u{e9}.example",
+        "-a.example",
+        "a-.example",
+        "a..b",
+        ".",
+        "[10.0.0.300]",
+        "[IPv6:zz]",
+        "[host.example]",
+        "a\"b",
+        &"a".repeat(64),
+        &format!("{}.example", "a.".repeat(130)),
+    ] {
+        assert!(!is_valid_helo(bad), "{bad}");
+    }
+    let mut s = Session::new(cfg(Mode::Mx));
+    let a = cmd(&mut s, "EHLO x([10.0.0.1])by");
+    assert_eq!(
+        (reply(&a).code, reply(&a).enhanced.as_str()),
+        (501, "5.5.4")
+    );
+    assert_eq!(s.helo(), "");
+    assert_eq!(code(&cmd(&mut s, "MAIL FROM:<a@b.org>")), 503);
 }
 
 #[test]
@@ -174,7 +227,17 @@ fn relay_tricks_refused() {
             (554, "5.7.1"),
             "{trick}"
         );
+        // One wording for every relay refusal (issue 13).
+        assert!(
+            reply(&a).lines[0].ends_with(": relay access denied"),
+            "{a:?}"
+        );
     }
+    // A remote domain: refused on port 25, accepted from an authenticated user.
+    let mut s = mx();
+    cmd(&mut s, "MAIL FROM:<a@b.org>");
+    let a = cmd(&mut s, "RCPT TO:<x@far.org>");
+    assert_eq!(reply(&a).lines[0], "<x@far.org>: relay access denied");
 }
 
 #[test]
@@ -274,6 +337,22 @@ fn data_errors_map_to_replies() {
     cmd(&mut s, "MAIL FROM:<a@b.org>");
     cmd(&mut s, "RCPT TO:<alice@example.com>");
     cmd(&mut s, "DATA");
+    let a = s.data_received(Err(DataError::BareNewline), &Dir);
+    assert_eq!(
+        (reply(&a).code, reply(&a).enhanced.as_str()),
+        (550, "5.5.2")
+    );
+    cmd(&mut s, "MAIL FROM:<a@b.org>");
+    cmd(&mut s, "RCPT TO:<alice@example.com>");
+    cmd(&mut s, "DATA");
+    let a = s.data_received(Err(DataError::BareNewlineInHeader), &Dir);
+    assert_eq!(
+        (reply(&a).code, reply(&a).enhanced.as_str()),
+        (550, "5.6.0")
+    );
+    cmd(&mut s, "MAIL FROM:<a@b.org>");
+    cmd(&mut s, "RCPT TO:<alice@example.com>");
+    cmd(&mut s, "DATA");
     let a = s.data_received(Err(DataError::LineTooLong), &Dir);
     assert_eq!(
         (reply(&a).code, reply(&a).enhanced.as_str()),
@@ -309,6 +388,32 @@ fn bdat_chunks() {
         panic!()
     };
     assert_eq!(tx.message, b"Subject: x\r\n\r\nb");
+}
+
+#[test]
+fn bdat_bare_line_ends_refused_on_port_25() {
+    let mut s = mx();
+    cmd(&mut s, "MAIL FROM:<a@b.org>");
+    cmd(&mut s, "RCPT TO:<alice@example.com>");
+    assert!(s.forbid_bare_newline());
+    cmd(&mut s, "BDAT 20 LAST");
+    s.bdat_data(b"Subject: x\r\n\r\na\n.\r\n");
+    let a = s.bdat_end(&Dir);
+    assert_eq!(
+        (reply(&a).code, reply(&a).enhanced.as_str()),
+        (550, "5.5.2")
+    );
+    assert!(!s.in_transaction());
+    // In the header section the reply says which rule (RFC 5322 §2.2).
+    cmd(&mut s, "MAIL FROM:<a@b.org>");
+    cmd(&mut s, "RCPT TO:<alice@example.com>");
+    cmd(&mut s, "BDAT 17 LAST");
+    s.bdat_data(b"From: b\rX: a\r\n\r\n");
+    let a = s.bdat_end(&Dir);
+    assert_eq!(
+        (reply(&a).code, reply(&a).enhanced.as_str()),
+        (550, "5.6.0")
+    );
 }
 
 #[test]
@@ -462,6 +567,29 @@ fn auth_login_continuations_and_cancel() {
     assert_eq!(code(&cmd(&mut s, "AUTH LOGIN")), 334);
     assert_eq!(code(&cmd(&mut s, "%%%")), 501);
     assert_eq!(code(&cmd(&mut s, "AUTH CRAM-MD5")), 504);
+}
+
+#[test]
+fn oversized_auth_lines_get_a_precise_error() {
+    let mut s = Session::new(cfg(Mode::Submissions));
+    cmd(&mut s, "EHLO c");
+    // A continuation over the framer's bound (RFC 4954 §4: 12288 octets) ends the exchange.
+    assert_eq!(code(&cmd(&mut s, "AUTH PLAIN")), 334);
+    let a = s.line_too_long();
+    assert_eq!(
+        (reply(&a).code, reply(&a).enhanced.as_str()),
+        (500, "5.5.6")
+    );
+    assert_eq!(code(&cmd(&mut s, "NOOP")), 250);
+    // An initial response just under the bound is decoded (and refused as garbage), one
+    // over it is a line too long.
+    let a = cmd(&mut s, &format!("AUTH PLAIN {}", "A".repeat(12000)));
+    assert_eq!(code(&a), 501);
+    let a = s.line_too_long();
+    assert_eq!(
+        (reply(&a).code, reply(&a).enhanced.as_str()),
+        (500, "5.5.2")
+    );
 }
 
 #[test]

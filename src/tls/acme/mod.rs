@@ -24,8 +24,8 @@ use std::time::Duration;
 use instant_acme::{Account, CertificateIdentifier, NewAccount};
 use rustls::sign::CertifiedKey;
 
+use super::Maintenance;
 use crate::config::AcmeChallenge;
-use crate::server::Services;
 use crate::tls::{CertInfo, install};
 
 /// How often the task wakes to look for a renewal request or a due renewal.
@@ -79,17 +79,13 @@ pub fn wanted_names(config: &crate::config::Config) -> Vec<String> {
     names
 }
 
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
 pub fn fmt_time(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0)
         .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| t.to_string())
 }
 
-pub fn spawn(svc: Arc<Services>) {
+pub fn spawn(svc: Arc<Maintenance>) {
     // The CA validates on port 80 (HTTP-01) or 443 (TLS-ALPN-01) of every name: say so now
     // rather than leave the operator to decode the CA's connection error.
     let l = &svc.config.listen;
@@ -132,7 +128,7 @@ struct Ari {
 }
 
 struct Maintainer {
-    svc: Arc<Services>,
+    svc: Arc<Maintenance>,
     store: Store,
     names: Vec<String>,
     account: Option<Account>,
@@ -146,7 +142,7 @@ struct Maintainer {
 }
 
 impl Maintainer {
-    fn new(svc: Arc<Services>) -> Maintainer {
+    fn new(svc: Arc<Maintenance>) -> Maintainer {
         let store = Store::new(&svc.config.data_dir.join("tls"));
         let current = store.load_cert().and_then(|ck| Current::of(&ck));
         let state = store.load_state().unwrap_or_default();
@@ -176,7 +172,7 @@ impl Maintainer {
                 _ = shutdown.cancelled() => return,
                 d = self.due() => d,
             };
-            let now = now();
+            let now = crate::clock::unix_now();
             let may_retry = self.retry_at.is_none_or(|t| now >= t);
             if forced || (now >= due && may_retry) {
                 let reason = if forced {
@@ -218,7 +214,7 @@ impl Maintainer {
 
     /// When the next attempt is due, and why.
     async fn due(&mut self) -> (i64, String) {
-        let now = now();
+        let now = crate::clock::unix_now();
         let Some(cur) = &self.current else {
             return (now, "no certificate issued yet".into());
         };
@@ -331,7 +327,7 @@ impl Maintainer {
     }
 
     async fn attempt(&mut self, reason: &str) {
-        let now = now();
+        let now = crate::clock::unix_now();
         tracing::info!(
             "ACME: requesting a certificate for {} from {} ({reason})",
             self.names.join(", "),
@@ -345,7 +341,7 @@ impl Maintainer {
         match result {
             Ok(ck) => {
                 let info = CertInfo::of(&ck);
-                install(&self.svc, ck.clone());
+                install(&self.svc.tls, &self.svc.metrics, ck.clone());
                 if let Some(i) = &info {
                     tracing::info!(
                         "ACME: certificate issued for {} by {}: serial {}, valid until {}; serving it on every TLS listener",

@@ -1,0 +1,114 @@
+//! `Services`: everything the listeners and background tasks share, built once in
+//! `Services::build` and passed explicitly (never global). Only listeners and task spawners
+//! take the whole thing; lower layers take the parts they use.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::accounts::Accounts;
+use crate::accounts::throttle::LoginThrottle;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::net::ConnLimiter;
+use crate::queue::Queue;
+use crate::store::Store;
+use crate::tls::TlsService;
+
+/// Everything a protocol session may use, built once and passed explicitly (never global).
+pub struct Services {
+    pub config: Arc<Config>,
+    pub accounts: Arc<Accounts>,
+    pub store: Store,
+    pub tls: Arc<TlsService>,
+    pub queue: Arc<Queue>,
+    pub dns: hickory_resolver::TokioResolver,
+    pub metrics: Arc<Metrics>,
+    pub login_throttle: Arc<LoginThrottle>,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
+    /// Every session and background task; shutdown waits on it.
+    pub tasks: TaskTracker,
+    /// SPF/DKIM/DMARC/iprev verifier for port 25, sharing `dns`.
+    pub authenticator: crate::inbound::Authenticator,
+    /// SRS for forwarded mail and its bounces; None when `[delivery] srs = false`.
+    pub srs: Option<Arc<crate::delivery::srs::Srs>>,
+    /// Open connections, in total and per client IP, over every listener (SMTP, IMAP, HTTP).
+    pub conns: Arc<ConnLimiter>,
+    /// MTA-STS policies of remote domains (RFC 8461 §5), persisted in data_dir.
+    pub mta_sts: crate::outbound::mta_sts::PolicyCache,
+    /// Trust anchors for outbound TLS, loaded on first use.
+    pub outbound_roots: crate::outbound::tls::Roots,
+    /// Our DKIM signing keys, loaded (or created) on first use.
+    pub dkim: crate::delivery::dkim::KeyCache,
+}
+
+impl Services {
+    /// Build the services from a validated config. Opens (and creates) the data directory.
+    pub fn build(config: Config) -> anyhow::Result<Arc<Services>> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create data_dir {} (check the path and permissions)",
+                config.data_dir.display()
+            )
+        })?;
+        let accounts = Arc::new(Accounts::open(&config.data_dir, &config.domain)?);
+        let store = Store::new(&config.data_dir);
+        let tls = Arc::new(
+            TlsService::start(&config).context("TLS setup failed (see [tls] in the config)")?,
+        );
+        let queue =
+            Arc::new(Queue::open(&config.data_dir).context("cannot open the queue directory")?);
+        let dns = crate::dns::build_resolver(&config.dns)?;
+        let authenticator = crate::inbound::Authenticator::new(dns.clone());
+        let login_throttle = Arc::new(LoginThrottle::new(config.limits.max_auth_failures));
+        let srs = if config.delivery.srs {
+            Some(Arc::new(
+                crate::delivery::srs::Srs::load_or_create(&config.data_dir, &config.domain)
+                    .context("cannot read or create the SRS secret data_dir/srs.key")?,
+            ))
+        } else {
+            None
+        };
+        let conns = ConnLimiter::new(
+            config.limits.max_connections,
+            config.limits.max_connections_per_ip,
+        );
+        let mta_sts = crate::outbound::mta_sts::PolicyCache::open(&config.data_dir);
+        let outbound_roots = crate::outbound::tls::Roots::new(&config.outbound.ca_file);
+        Ok(Arc::new(Services {
+            config: Arc::new(config),
+            accounts,
+            store,
+            tls,
+            queue,
+            dns,
+            metrics: Arc::new(Metrics::default()),
+            login_throttle,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            authenticator,
+            srs,
+            conns,
+            mta_sts,
+            outbound_roots,
+            dkim: crate::delivery::dkim::KeyCache::default(),
+        }))
+    }
+}
+
+impl Services {
+    /// What outbound delivery uses.
+    pub fn outbound_env(&self) -> crate::outbound::Env<'_> {
+        crate::outbound::Env {
+            config: &self.config,
+            dns: &self.dns,
+            mta_sts: &self.mta_sts,
+            roots: &self.outbound_roots,
+            metrics: &self.metrics,
+            shutdown: &self.shutdown,
+        }
+    }
+}
