@@ -72,5 +72,9 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         "postern dev: smtp 127.0.0.1:2525, submission 2587/2465, imap 2143/2993, http 2080; data in {}",
         data_dir.display()
     );
+    println!(
+        "note: mail to addresses outside localhost is queued and really sent to their MX on port 25; see it with `postern --config {} queue list`",
+        data_dir.join("postern.toml").display()
+    );
     super::runtime()?.block_on(crate::server::run(config))
 }
