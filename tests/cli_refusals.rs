@@ -512,3 +512,18 @@ fn check_names_a_missing_cert_file_and_never_advises_what_is_set() {
     );
     assert!(!text.contains("tls.source = \"files\""), "{text}");
 }
+
+#[test]
+fn an_older_binary_refuses_a_newer_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("postern-format"), "99\n").unwrap();
+    let cfg = config(dir.path(), &data.display().to_string());
+    let out = cli_in(dir.path(), &cfg, &["serve"], None);
+    fails_with(
+        &out,
+        "was written by a newer postern (data format 99); this postern",
+    );
+    fails_with(&out, "knows format 1 at most");
+}

@@ -60,6 +60,40 @@ pub fn require_dkim_key(config: &Config, config_path: &Path) -> anyhow::Result<(
     Ok(())
 }
 
+/// The layout version of a data_dir, recorded in `data_dir/postern-format`. A binary that
+/// finds an older version migrates in place (file by file, as the UID list P1→P2 upgrade
+/// does) and records its own; one that finds a newer version refuses to start rather than
+/// misread files it does not know.
+pub const DATA_FORMAT: u32 = 1;
+
+/// At `serve`/`dev`, under the server lock: record or check the data format.
+pub fn check_format(data_dir: &Path) -> anyhow::Result<()> {
+    let marker = data_dir.join("postern-format");
+    let found = match std::fs::read_to_string(&marker) {
+        Ok(text) => text.trim().parse::<u32>().with_context(|| {
+            format!(
+                "{} does not hold a format number: {text:?}",
+                marker.display()
+            )
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", marker.display())),
+    };
+    if found > DATA_FORMAT {
+        bail!(
+            "{} was written by a newer postern (data format {found}); this postern {} knows format {DATA_FORMAT} at most: install the newer version again",
+            data_dir.display(),
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+    if found < DATA_FORMAT {
+        // Format 0 (no marker) is what every postern before the marker wrote: the same layout.
+        crate::fsutil::write_atomic(&marker, format!("{DATA_FORMAT}\n").as_bytes(), 0o644)
+            .with_context(|| format!("cannot write {}", marker.display()))?;
+    }
+    Ok(())
+}
+
 /// Held while a server runs on a data_dir: a second `serve`/`dev` on the same one is refused,
 /// naming the pid that holds it. The kernel drops the lock when the process ends, however it
 /// ends, so a stale file never blocks a start.
@@ -119,5 +153,30 @@ mod tests {
         );
         drop(first);
         ServerLock::take(d.path()).unwrap();
+    }
+
+    #[test]
+    fn the_data_format_is_recorded_and_a_newer_one_refused() {
+        let d = tempfile::tempdir().unwrap();
+        check_format(d.path()).unwrap();
+        let marker = d.path().join("postern-format");
+        assert_eq!(
+            std::fs::read_to_string(&marker).unwrap(),
+            format!("{DATA_FORMAT}\n")
+        );
+        check_format(d.path()).unwrap();
+        std::fs::write(&marker, format!("{}\n", DATA_FORMAT + 1)).unwrap();
+        let e = check_format(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!(
+                "newer postern (data format {}); this postern",
+                DATA_FORMAT + 1
+            )),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!("knows format {DATA_FORMAT} at most")),
+            "{e}"
+        );
     }
 }

@@ -45,6 +45,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
     let _lock = super::data_dir::ServerLock::take(&data_dir)?;
+    super::data_dir::check_format(&data_dir)?;
     let config = dev_config(&data_dir);
     let accounts = Accounts::open(&config.data_dir, &config.domain)?;
     if accounts.user_exists("dev@localhost")?.is_none() {

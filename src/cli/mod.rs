@@ -148,6 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
             let _lock = data_dir::ServerLock::take(&config.data_dir)?;
+            data_dir::check_format(&config.data_dir)?;
             runtime()?.block_on(crate::server::run(config))
         }
         Command::Dev(args) => dev::run(args),
