@@ -64,6 +64,9 @@ APT=(
   "dnsutils|ok dig -v"
   # contrib/fail2ban checked with fail2ban-regex and fail2ban-client (tests/ops_contrib.rs)
   "fail2ban|ok fail2ban-regex --version && test -f /etc/fail2ban/jail.conf"
+  # fail2ban's systemd backend, for the jail run against a live journald (tests/ops_contrib.rs);
+  # fail2ban runs on Debian's python3, so probe that one
+  "python3-systemd|ok /usr/bin/python3 -c 'import systemd.journal'"
   # Python for the scripted clients and pip for the pinned modules below
   "python3|ok python3 -c 'import ssl, smtplib, imaplib'"
   "python3-pip|ok python3 -m pip --version"

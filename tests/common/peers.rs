@@ -246,6 +246,22 @@ pub fn fail2ban_client() -> Peer {
     )
 }
 
+pub fn journald() -> Peer {
+    peer(
+        "systemd-journald (apt: systemd)",
+        runs("/lib/systemd/systemd-journald", &["--version"]),
+    )
+}
+
+/// fail2ban's systemd backend: it runs on the system Python (#!/usr/bin/python3), whatever
+/// `python3` is on PATH.
+pub fn python3_systemd() -> Peer {
+    peer(
+        "python3-systemd (apt: python3-systemd)",
+        runs("/usr/bin/python3", &["-c", "import systemd.journal"]),
+    )
+}
+
 fn peer(name: &'static str, present: bool) -> Peer {
     Peer { name, present }
 }
