@@ -130,7 +130,14 @@ pub fn one_line(e: &anyhow::Error) -> String {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("POSTERN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut spec = std::env::var("POSTERN_LOG").unwrap_or_else(|_| "info".into());
+    // rustls warns (without naming the peer) about every client that sends an IP address as
+    // SNI, e.g. any connection to 127.0.0.1 under `postern dev`; its real failures reach us as
+    // handshake errors, which the listeners log with the peer. POSTERN_LOG=rustls=… overrides.
+    if !spec.contains("rustls") {
+        spec.push_str(",rustls=error");
+    }
+    let filter = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("info,rustls=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
