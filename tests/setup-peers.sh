@@ -47,6 +47,9 @@ APT=(
   "postfix|[[ \$(/usr/sbin/smtp-sink 2>&1) == *usage:* ]]"
   # the test DNS server (outbound, inbound_auth, ops_dns_check)
   "dnsmasq-base|prints 'Dnsmasq version' dnsmasq --version"
+  # DANE (tests/outbound_dane.rs): ldns-signzone signs a test zone, unbound validates it
+  "unbound|prints Version unbound -V"
+  "ldnsutils|prints 'zone signer' ldns-signzone -v"
   # the test ACME CA (tests/acme_*.rs, tls_files.rs)
   "pebble|usage_of pebble && usage_of pebble-challtestsrv"
   # IMAP clients (tests/imap_sessions.rs, client_fetchers.rs)
@@ -75,7 +78,7 @@ APT=(
   "npm|ok npm --version"
 )
 # Packages that start a daemon when installed: the tests start their own instances.
-SERVICES=(postfix dnsmasq fail2ban dovecot)
+SERVICES=(postfix dnsmasq fail2ban dovecot unbound)
 
 probe_apt() {
   missing_apt=()

@@ -246,6 +246,16 @@ pub fn fail2ban_client() -> Peer {
     )
 }
 
+/// DANE: a zone signer, a validating resolver and dig (tests/outbound_dane.rs).
+pub fn dane_tools() -> Peer {
+    peer(
+        "unbound, ldns-signzone and dig (apt: unbound ldnsutils dnsutils)",
+        prints("unbound", &["-V"], "Version")
+            && prints("ldns-signzone", &["-v"], "zone signer")
+            && runs("dig", &["-v"]),
+    )
+}
+
 pub fn journald() -> Peer {
     peer(
         "systemd-journald (apt: systemd)",
