@@ -108,6 +108,16 @@ pub fn config_keys() -> (Vec<(String, Vec<String>)>, Vec<KeyDoc>) {
             continue;
         }
         if let Some(name) = trimmed.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            // `[outbound.relay_domains]`: a key of [outbound] whose value is a table, described
+            // by the comment above it.
+            if let Some((parent, child)) = name.rsplit_once('.') {
+                keys.push(KeyDoc {
+                    table: parent.to_string(),
+                    key: child.to_string(),
+                    default: "{} (a table: [".to_string() + name + "])",
+                    text: std::mem::take(&mut pending),
+                });
+            }
             table = name.to_string();
             tables.push((table.clone(), Vec::new()));
             table_has_keys = false;
