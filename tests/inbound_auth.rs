@@ -47,6 +47,7 @@ impl TestDns {
             .unwrap()
             .trim()
             .to_string();
+        peers::dnsmasq().essential();
         let child = Command::new("dnsmasq")
             .arg("-k")
             .arg("-C")
@@ -89,6 +90,9 @@ struct Key {
 }
 
 fn dkim_key() -> Key {
+    // The signer of the test messages (send() below) and the key generator.
+    peers::dkimpy().essential();
+    peers::openssl().essential();
     let dir = tempfile::tempdir().unwrap();
     let pem = dir.path().join("key.pem");
     let out = Command::new("openssl")

@@ -61,6 +61,11 @@ fn rsa_path(data_dir: &Path) -> PathBuf {
     dkim_dir(data_dir).join("rsa.pem")
 }
 
+/// The RSA key file every instance has (`init` creates it); the CLI checks for it.
+pub fn rsa_key_path(data_dir: &Path) -> PathBuf {
+    rsa_path(data_dir)
+}
+
 fn ed_path(data_dir: &Path) -> PathBuf {
     dkim_dir(data_dir).join("ed25519.pem")
 }
@@ -289,8 +294,11 @@ fn rsa_spki(pkcs1: &[u8]) -> Vec<u8> {
 
 /// The DNS records to publish for the key(s): (owner name, TXT value), e.g.
 /// ("postern._domainkey.example.com", "v=DKIM1; k=rsa; p=...").
+///
+/// Reads the keys; never creates one (a new key would not be the one a running server signs
+/// with, and `postern dns` would print a record that breaks DKIM).
 pub fn dns_records(config: &crate::config::Config) -> Result<Vec<(String, String)>, DkimError> {
-    let keys = KeyCache::default().get(config)?;
+    let keys = load_keys(config)?;
     let mut out = vec![(
         format!("{}._domainkey.{}", config.dkim.selector, config.domain),
         format!(

@@ -51,7 +51,16 @@ struct AccountsDir<'a>(
 
 impl Directory for AccountsDir<'_> {
     fn resolve(&self, address: &str) -> Result<Recipient, String> {
-        self.0.resolve(address).map_err(|e| e.to_string())
+        let r = self.0.resolve(address).map_err(|e| e.to_string())?;
+        if r == Recipient::Unknown
+            && let Ok(snap) = self.0.snapshot()
+            && let Some(alias) = crate::accounts::dangling_alias_in(&snap, self.0.domain(), address)
+        {
+            tracing::warn!(
+                "recipient {address:?} refused: alias {alias} reaches nobody (its targets do not exist); fix it with `postern alias`"
+            );
+        }
+        Ok(r)
     }
     fn may_send_as(&self, user: &str, address: &str) -> bool {
         self.0.may_send_as(user, address)
