@@ -26,6 +26,7 @@ pub mod services;
 pub mod sieve;
 pub mod smtp;
 pub mod spam;
+pub mod spool;
 pub mod store;
 pub mod tls;
 

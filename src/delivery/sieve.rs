@@ -26,6 +26,13 @@ pub struct Filtered {
     pub rejects: Vec<(String, String)>,
 }
 
+/// An in-memory message for the queue.
+fn outgoing(bytes: Vec<u8>) -> crate::spool::Outgoing {
+    crate::spool::Outgoing::new(std::sync::Arc::new(crate::spool::SpooledMessage::from(
+        bytes,
+    )))
+}
+
 enum Store {
     Default(Vec<String>),
     Mailbox(String, bool, Vec<String>),
@@ -66,7 +73,7 @@ pub async fn deliver(
                     };
                     if let Err(e) = svc
                         .queue
-                        .enqueue(&from, std::slice::from_ref(addr), stored)
+                        .enqueue(&from, std::slice::from_ref(addr), outgoing(stored.to_vec()))
                         .await
                     {
                         tracing::warn!(user = %r.user, "sieve redirect to {addr} could not be queued: {e}; keeping");
@@ -220,7 +227,7 @@ async fn vacation(
     // RFC 3834 §3.3: an automatic response goes from the null reverse-path.
     if let Err(e) = svc
         .queue
-        .enqueue("", &[mail_from.to_string()], &signed)
+        .enqueue("", &[mail_from.to_string()], outgoing(signed))
         .await
     {
         tracing::warn!(user = %r.user, "vacation reply could not be queued: {e}");
@@ -263,7 +270,7 @@ pub async fn reject_notice(
     };
     if let Err(e) = svc
         .queue
-        .enqueue("", &[mail_from.to_string()], &signed)
+        .enqueue("", &[mail_from.to_string()], outgoing(signed))
         .await
     {
         tracing::warn!(%user, "sieve reject notice could not be queued: {e}");
