@@ -1,0 +1,150 @@
+//! Conformance checks written from the RFC text (issue 14): sections of message/rfc822
+//! entities, BINARY (RFC 3516), ESEARCH with CONDSTORE, LIST patterns, atoms.
+
+use super::super::{Session, Step};
+use super::{services, talk};
+
+fn logged_in() -> (tempfile::TempDir, Session) {
+    let (d, svc) = services(true);
+    let mut s = Session::new(svc, "127.0.0.1".parse().unwrap(), false);
+    let r = talk(&mut s, "a LOGIN u@example.com pw\r\n");
+    assert!(r.starts_with("a OK"), "{r}");
+    (d, s)
+}
+
+fn talk_bytes(s: &mut Session, input: &[u8]) -> Vec<u8> {
+    s.input(input);
+    let mut out = Vec::new();
+    while let Step::Continue = s.step(&mut out) {}
+    out
+}
+
+/// APPEND `msg` to INBOX with a non-synchronizing literal (a literal8 when `binary`).
+fn append(s: &mut Session, msg: &[u8], binary: bool) {
+    let mut cmd = format!(
+        "ap APPEND INBOX {}{{{}+}}\r\n",
+        if binary { "~" } else { "" },
+        msg.len()
+    )
+    .into_bytes();
+    cmd.extend_from_slice(msg);
+    cmd.extend_from_slice(b"\r\n");
+    let r = String::from_utf8_lossy(&talk_bytes(s, &cmd)).into_owned();
+    assert!(r.contains("ap OK"), "{r}");
+}
+
+const RFC822_ROOT: &str = "From: outer@example.com\r\nSubject: outer\r\nContent-Type: message/rfc822\r\n\r\nFrom: inner@example.com\r\nSubject: inner\r\nX-A: 1\r\n\r\ninner body\r\n";
+
+#[test]
+fn fetch_sections_of_a_message_that_is_message_rfc822() {
+    let (_d, mut s) = logged_in();
+    append(&mut s, RFC822_ROOT.as_bytes(), false);
+    talk(&mut s, "s SELECT INBOX\r\n");
+    let r = talk(
+        &mut s,
+        "f FETCH 1 (BODY.PEEK[1.HEADER.FIELDS (X-A)] BODY.PEEK[1.TEXT] BODY.PEEK[1.1])\r\n",
+    );
+    assert!(
+        r.contains("BODY[1.HEADER.FIELDS (X-A)] {10}\r\nX-A: 1\r\n\r\n"),
+        "{r}"
+    );
+    assert!(r.contains("BODY[1.TEXT] {12}\r\ninner body\r\n"), "{r}");
+    assert!(r.contains("BODY[1.1] {12}\r\ninner body\r\n"), "{r}");
+    let r = talk(&mut s, "g FETCH 1 (BODY.PEEK[1] BODY.PEEK[1.HEADER])\r\n");
+    assert!(
+        r.contains("BODY[1] {63}\r\nFrom: inner@example.com\r\n"),
+        "{r}"
+    );
+    assert!(r.contains("BODY[1.HEADER] {51}\r\nFrom: inner"), "{r}");
+    let r = talk(&mut s, "h FETCH 1 (ENVELOPE BODYSTRUCTURE)\r\n");
+    assert!(r.contains("ENVELOPE (NIL \"outer\""), "{r}");
+    assert!(
+        r.contains("BODYSTRUCTURE (\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 63 (NIL \"inner\""),
+        "{r}"
+    );
+    assert!(r.contains("h OK"), "{r}");
+}
+
+const QP_B64: &str = "Subject: bin\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nJ=C3=B6rg says: a soft=\r\n break and =3D sign, long enough to wrap = \r\nhere.  \r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\nAwQ=\r\n--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n\r\n--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-unknown\r\n\r\nzz\r\n--b--\r\n";
+
+#[test]
+fn binary_decodes_quoted_printable_and_base64() {
+    let (_d, mut s) = logged_in();
+    append(&mut s, QP_B64.as_bytes(), false);
+    talk(&mut s, "s SELECT INBOX\r\n");
+    let qp = "Jörg says: a soft break and = sign, long enough to wrap here.";
+    let r = talk(
+        &mut s,
+        "f FETCH 1 (BINARY.SIZE[1] BINARY.SIZE[2] BINARY.SIZE[3])\r\n",
+    );
+    assert!(
+        r.contains(&format!(
+            "BINARY.SIZE[1] {} BINARY.SIZE[2] 5 BINARY.SIZE[3] 0",
+            qp.len()
+        )),
+        "{r}"
+    );
+    let r = talk(
+        &mut s,
+        "g FETCH 1 (BINARY.PEEK[1] BINARY.PEEK[3] BINARY.PEEK[1]<0.5>)\r\n",
+    );
+    assert!(
+        r.contains(&format!("BINARY[1] {{{}}}\r\n{qp}", qp.len())),
+        "{r}"
+    );
+    assert!(r.contains("BINARY[3] {0}\r\n"), "{r}");
+    assert!(r.contains("BINARY[1]<0> {5}\r\nJö"), "{r}");
+    assert!(!r.contains("\\Seen"), "PEEK must not set \\Seen: {r}");
+    let out = talk_bytes(&mut s, b"h FETCH 1 (BINARY[2])\r\n");
+    assert!(
+        out.windows(15).any(|w| w == b"BINARY[2] ~{5}\r"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    assert!(out.windows(5).any(|w| w == [0, 1, 2, 3, 4]));
+    assert!(String::from_utf8_lossy(&out).contains("\\Seen"));
+    let out = talk_bytes(&mut s, b"i FETCH 1 (BINARY[2]<1.2>)\r\n");
+    assert!(
+        out.windows(20)
+            .any(|w| w == b"BINARY[2]<1> {2}\r\n\x01\x02"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    let r = talk(&mut s, "j FETCH 1 (BINARY.PEEK[4])\r\n");
+    assert!(
+        r.contains("j NO [UNKNOWN-CTE]") && !r.contains("* 1 FETCH"),
+        "{r}"
+    );
+    let r = talk(&mut s, "k FETCH 1 (BINARY.SIZE[4])\r\n");
+    assert!(r.contains("k NO [UNKNOWN-CTE]"), "{r}");
+}
+
+#[test]
+fn append_binary_literal8_then_fetch() {
+    let (_d, mut s) = logged_in();
+    let mut msg = b"Subject: raw\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n".to_vec();
+    msg.extend_from_slice(&[0, 255, 13, 10, 0, 7]);
+    append(&mut s, &msg, true);
+    append(&mut s, b"", false);
+    talk(&mut s, "s SELECT INBOX\r\n");
+    let out = talk_bytes(
+        &mut s,
+        b"f FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1] RFC822.SIZE)\r\n",
+    );
+    let needle = [b"BINARY[1] ~{6}\r\n".as_slice(), &[0, 255, 13, 10, 0, 7]].concat();
+    assert!(
+        out.windows(needle.len()).any(|w| w == needle),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    let r = String::from_utf8_lossy(&out);
+    assert!(r.contains("BINARY.SIZE[1] 6") && r.contains("f OK"), "{r}");
+    let r = talk(
+        &mut s,
+        "g FETCH 2 (RFC822.SIZE BODY.PEEK[] BINARY.PEEK[1] BODYSTRUCTURE)\r\n",
+    );
+    assert!(
+        r.contains("RFC822.SIZE 0") && r.contains("BODY[] {0}") && r.contains("g OK"),
+        "{r}"
+    );
+}
