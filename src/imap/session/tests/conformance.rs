@@ -148,3 +148,42 @@ fn append_binary_literal8_then_fetch() {
         "{r}"
     );
 }
+
+#[test]
+fn esearch_min_max_modseq_is_that_of_the_reported_message() {
+    let (_d, mut s) = logged_in();
+    for _ in 0..3 {
+        append(&mut s, b"Subject: m\r\n\r\nx\r\n", false);
+    }
+    talk(&mut s, "s SELECT INBOX (CONDSTORE)\r\n");
+    talk(&mut s, "t STORE 2 +FLAGS.SILENT (\\Flagged)\r\n");
+    talk(&mut s, "u STORE 3 +FLAGS.SILENT (\\Answered)\r\n");
+    talk(&mut s, "v STORE 1 +FLAGS.SILENT (\\Draft)\r\n");
+    let r = talk(&mut s, "w FETCH 1:3 (MODSEQ)\r\n");
+    let ms: Vec<u64> = (1..=3)
+        .map(|i| {
+            let l = r
+                .lines()
+                .find(|l| l.starts_with(&format!("* {i} FETCH")))
+                .unwrap();
+            l.split("MODSEQ (")
+                .nth(1)
+                .unwrap()
+                .trim_end_matches("))")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(ms[0] > ms[2] && ms[2] > ms[1], "{r}");
+    let r = talk(&mut s, "a SEARCH RETURN (MIN) MODSEQ 1\r\n");
+    assert!(r.contains(&format!("MIN 1 MODSEQ {}\r\n", ms[0])), "{r}");
+    let r = talk(&mut s, "b SEARCH RETURN (MAX) MODSEQ 1\r\n");
+    assert!(r.contains(&format!("MAX 3 MODSEQ {}\r\n", ms[2])), "{r}");
+    let r = talk(&mut s, "c SEARCH RETURN (MIN MAX) 2:3 MODSEQ 1\r\n");
+    assert!(
+        r.contains(&format!("MIN 2 MAX 3 MODSEQ {}\r\n", ms[2])),
+        "{r}"
+    );
+    let r = talk(&mut s, "d SEARCH RETURN (MAX COUNT) MODSEQ 1\r\n");
+    assert!(r.contains(&format!("MODSEQ {}\r\n", ms[0])), "{r}");
+}
