@@ -69,6 +69,45 @@ pub struct Selected {
     pub name: MailboxName,
     pub view: View,
     pub ro: bool,
+    /// How many of the mailbox's keywords this client has been told of with FLAGS.
+    pub keywords_shown: usize,
+}
+
+impl Selected {
+    /// The mailbox's keywords for rendering flags, after announcing any this client has not
+    /// seen with untagged FLAGS and PERMANENTFLAGS: RFC 3501 §7.2.6 / RFC 9051 §7.3.5 want
+    /// a client to learn of a keyword before a FETCH shows it, whoever created it. Render
+    /// with the returned list only, so a keyword created meanwhile stays unshown until the
+    /// next announcement.
+    pub fn announce_keywords(&mut self, out: &mut Vec<u8>) -> Vec<String> {
+        let kws = self.mb.lock().keywords.clone();
+        if kws.len() > self.keywords_shown {
+            let (flags, perm) = flags_lines(&kws, self.ro);
+            out.extend_from_slice(flags.as_bytes());
+            out.extend_from_slice(perm.as_bytes());
+            self.keywords_shown = kws.len();
+        }
+        kws
+    }
+}
+
+/// The untagged FLAGS line and the PERMANENTFLAGS OK line for a mailbox's keywords.
+pub fn flags_lines(kws: &[String], ro: bool) -> (String, String) {
+    let kw: String = kws
+        .iter()
+        .filter(|k| !k.is_empty())
+        .map(|k| format!(" {k}"))
+        .collect();
+    let flags =
+        format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded{kw})\r\n");
+    let perm = if ro {
+        "* OK [PERMANENTFLAGS ()] read-only\r\n".to_string()
+    } else {
+        format!(
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded{kw} \\*)] flags permitted\r\n"
+        )
+    };
+    (flags, perm)
 }
 
 /// The connection states of RFC 3501 §3 (RFC 9051 §3). Logout is not a state here: the
@@ -463,11 +502,7 @@ impl Session {
             sel.view.recent.clear();
             updates.retain(|u| !matches!(u, Update::Recent(_)));
         }
-        let kws = if updates.iter().any(|u| matches!(u, Update::Flags(..))) {
-            sel.mb.lock().keywords.clone()
-        } else {
-            Vec::new()
-        };
+        let kws = sel.announce_keywords(out);
         if let Some(sel) = self.state.selected() {
             out.extend_from_slice(&self.render_updates(updates, &sel.view, &kws));
         }

@@ -357,7 +357,7 @@ impl FetchJob {
                 })
                 .collect()
         };
-        let keywords = sel.mb.lock().keywords.clone();
+        let keywords = sel.announce_keywords(out);
         let needs_cache = self.items.iter().any(|i| {
             matches!(
                 i,

@@ -187,3 +187,58 @@ fn esearch_min_max_modseq_is_that_of_the_reported_message() {
     let r = talk(&mut s, "d SEARCH RETURN (MAX COUNT) MODSEQ 1\r\n");
     assert!(r.contains(&format!("MODSEQ {}\r\n", ms[0])), "{r}");
 }
+
+#[test]
+fn new_keywords_are_announced_before_a_fetch_shows_them() {
+    let (_d, svc) = services(true);
+    let mut a = Session::new(svc.clone(), "127.0.0.1".parse().unwrap(), false);
+    let mut b = Session::new(svc, "127.0.0.1".parse().unwrap(), false);
+    for s in [&mut a, &mut b] {
+        assert!(talk(s, "l LOGIN u@example.com pw\r\n").contains("l OK"));
+    }
+    append(&mut a, b"Subject: k\r\n\r\nx\r\n", false);
+    append(&mut a, b"Subject: k\r\n\r\ny\r\n", false);
+    talk(&mut a, "s SELECT INBOX\r\n");
+    talk(&mut b, "s SELECT INBOX\r\n");
+    // Another session creates the keyword: announced at this session's next sync.
+    let r = talk(&mut b, "t STORE 1 +FLAGS ($Foo)\r\n");
+    let flags = r.find("* FLAGS (").expect(&r);
+    assert!(
+        r[flags..].starts_with(
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Foo)\r\n"
+        ),
+        "{r}"
+    );
+    assert!(
+        r.contains("[PERMANENTFLAGS (") && r.contains(" $Foo \\*)]"),
+        "{r}"
+    );
+    assert!(flags < r.find("FETCH (FLAGS ($Foo").expect(&r), "{r}");
+    let r = talk(&mut a, "n NOOP\r\n");
+    let flags = r.find("* FLAGS (").expect(&r);
+    assert!(
+        flags
+            < r.find("* 1 FETCH (UID 1 FLAGS ($Foo")
+                .or(r.find("* 1 FETCH (FLAGS ($Foo"))
+                .expect(&r),
+        "{r}"
+    );
+    // Announced once: the next one is silent about FLAGS.
+    let r = talk(&mut a, "f FETCH 1 FLAGS\r\n");
+    assert!(!r.contains("* FLAGS") && r.contains("$Foo"), "{r}");
+    // A keyword created by an APPEND in another session, shown by a FETCH before any sync.
+    let mut cmd = b"ap APPEND INBOX ($Bar) {3+}\r\nx\r\n\r\n".to_vec();
+    let r = String::from_utf8_lossy(&talk_bytes(&mut b, &cmd)).into_owned();
+    assert!(r.contains("ap OK"), "{r}");
+    let r = talk(&mut b, "u STORE 2 +FLAGS.SILENT ($Bar)\r\n");
+    assert!(
+        !r.contains("* FLAGS"),
+        "announced with the APPEND already: {r}"
+    );
+    let r = talk(&mut a, "g FETCH 2 FLAGS\r\n");
+    assert!(
+        r.find("* FLAGS").expect(&r) < r.find("* 2 FETCH").unwrap(),
+        "{r}"
+    );
+    assert!(r.contains("$Foo $Bar)"), "{r}");
+}
