@@ -2,6 +2,13 @@
 //! renders a bounded slice of messages per step, so `FETCH 1:* BODY[]` on a huge mailbox
 //! streams instead of building one giant reply. ENVELOPE, BODY, BODYSTRUCTURE and the
 //! CRLF size are cached per message in the store's parse cache.
+//!
+//! Messages another session expunged that this session has not yet been told of (RFC 2180
+//! §4.1): the Maildir file is gone, so their data is not served. FETCH returns everything
+//! that still exists, then answers `NO [EXPUNGEISSUED]` (RFC 5530 §3), and the client learns
+//! of the expunge at its next NOOP or UID command. STORE (`store.rs`) and COPY/MOVE
+//! (`copy_move.rs`) act on the messages that still exist and answer OK (RFC 2180 §4.2, §4.4:
+//! the expunged ones simply have nothing left to change or copy).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -636,7 +643,11 @@ impl Session {
                 "[UNKNOWN-CTE] cannot decode a part's transfer encoding",
             );
         } else if job.failed {
-            cmd_no(out, &job.tag, "some messages could not be read (expunged?)");
+            cmd_no(
+                out,
+                &job.tag,
+                "[EXPUNGEISSUED] some of the requested messages no longer exist",
+            );
         } else {
             cmd_ok(out, &job.tag, "FETCH completed");
         }

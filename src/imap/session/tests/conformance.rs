@@ -242,3 +242,59 @@ fn new_keywords_are_announced_before_a_fetch_shows_them() {
     );
     assert!(r.contains("$Foo $Bar)"), "{r}");
 }
+
+#[test]
+fn messages_expunged_elsewhere_give_expungeissued_and_the_rest() {
+    let (_d, svc) = services(true);
+    let mut a = Session::new(svc.clone(), "127.0.0.1".parse().unwrap(), false);
+    let mut b = Session::new(svc, "127.0.0.1".parse().unwrap(), false);
+    for s in [&mut a, &mut b] {
+        assert!(talk(s, "l LOGIN u@example.com pw\r\n").contains("l OK"));
+    }
+    append(&mut a, b"Subject: one\r\n\r\n1\r\n", false);
+    append(&mut a, b"Subject: two\r\n\r\n2\r\n", false);
+    talk(&mut a, "c CREATE Other\r\n");
+    talk(&mut a, "s SELECT INBOX\r\n");
+    talk(&mut b, "s SELECT INBOX\r\n");
+    let r = talk(
+        &mut b,
+        "e STORE 1 +FLAGS.SILENT (\\Deleted)\r\ne2 EXPUNGE\r\n",
+    );
+    assert!(r.contains("* 1 EXPUNGE"), "{r}");
+    // RFC 3501 §7.4.1: no EXPUNGE during FETCH; what exists is returned, then EXPUNGEISSUED.
+    let r = talk(
+        &mut a,
+        "f FETCH 1:2 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n",
+    );
+    assert!(
+        r.contains(
+            "* 2 FETCH (FLAGS (\\Recent) BODY[HEADER.FIELDS (SUBJECT)] {16}\r\nSubject: two"
+        ),
+        "{r}"
+    );
+    assert!(
+        !r.contains("* 1 FETCH") && !r.contains("EXPUNGE\r\n"),
+        "{r}"
+    );
+    assert!(r.contains("f NO [EXPUNGEISSUED]"), "{r}");
+    let r = talk(&mut a, "g STORE 1:2 +FLAGS (\\Flagged)\r\n");
+    assert!(
+        r.contains("* 2 FETCH (FLAGS (\\Flagged \\Recent))") && r.contains("g OK"),
+        "{r}"
+    );
+    assert!(
+        !r.contains("* 1 FETCH") && !r.contains("EXPUNGE\r\n"),
+        "{r}"
+    );
+    let r = talk(&mut a, "h COPY 1:2 Other\r\n");
+    assert!(
+        r.contains("h OK [COPYUID ") && !r.contains("EXPUNGE\r\n"),
+        "{r}"
+    );
+    let r = talk(&mut a, "i NOOP\r\n");
+    assert!(r.starts_with("* 1 EXPUNGE\r\n"), "{r}");
+    let r = talk(&mut a, "j FETCH 1 (UID)\r\n");
+    assert!(r.contains("* 1 FETCH (UID 2)") && r.contains("j OK"), "{r}");
+    let r = talk(&mut a, "k STATUS Other (MESSAGES)\r\n");
+    assert!(r.contains("(MESSAGES 1)"), "{r}");
+}
