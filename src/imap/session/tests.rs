@@ -612,3 +612,4 @@ fn inbox_children_live_under_the_one_inbox() {
 mod conformance;
 #[cfg(test)]
 mod limits;
+mod model;
