@@ -227,7 +227,7 @@ fn new_keywords_are_announced_before_a_fetch_shows_them() {
     let r = talk(&mut a, "f FETCH 1 FLAGS\r\n");
     assert!(!r.contains("* FLAGS") && r.contains("$Foo"), "{r}");
     // A keyword created by an APPEND in another session, shown by a FETCH before any sync.
-    let mut cmd = b"ap APPEND INBOX ($Bar) {3+}\r\nx\r\n\r\n".to_vec();
+    let cmd = b"ap APPEND INBOX ($Bar) {3+}\r\nx\r\n\r\n".to_vec();
     let r = String::from_utf8_lossy(&talk_bytes(&mut b, &cmd)).into_owned();
     assert!(r.contains("ap OK"), "{r}");
     let r = talk(&mut b, "u STORE 2 +FLAGS.SILENT ($Bar)\r\n");
@@ -297,4 +297,101 @@ fn messages_expunged_elsewhere_give_expungeissued_and_the_rest() {
     assert!(r.contains("* 1 FETCH (UID 2)") && r.contains("j OK"), "{r}");
     let r = talk(&mut a, "k STATUS Other (MESSAGES)\r\n");
     assert!(r.contains("(MESSAGES 1)"), "{r}");
+}
+
+#[test]
+fn list_patterns_take_every_list_char() {
+    let (_d, mut s) = logged_in();
+    for q in [
+        "a LIST \"\" \"!#$&'+,-.0123456789:;<=>?@^_`|}%*\"\r\n",
+        "b LIST \"\" !#$&'+,-.0123456789:;<=>?@^_`|}%*\r\n",
+        "c LIST \"\" ]%\r\n",
+        "d LSUB \"\" \"!#$&'+,-.0123456789:;<=>?@^_`|}%*\"\r\n",
+        "e LSUB \"\" !#$&'+,-.0123456789:;<=>?@^_`|}%*\r\n",
+    ] {
+        let r = talk(&mut s, q);
+        assert!(r.contains(&format!("{} OK", &q[..1])), "{q}: {r}");
+    }
+    let r = talk(&mut s, "z NOOP\r\n");
+    assert!(r.contains("z OK"), "{r}");
+}
+
+#[test]
+fn list_hierarchy_subscriptions_and_childinfo() {
+    let (_d, mut s) = logged_in();
+    for m in ["a", "a.b", "a.b.c", "a.d", "e"] {
+        let r = talk(&mut s, &format!("c CREATE {m}\r\n"));
+        assert!(r.contains("c OK"), "{r}");
+    }
+    let names = |r: &str| -> Vec<String> {
+        r.lines()
+            .filter(|l| l.starts_with("* LIST") || l.starts_with("* LSUB"))
+            .map(|l| l.to_string())
+            .collect()
+    };
+    let r = talk(&mut s, "l LIST \"\" %\r\n");
+    let n = names(&r);
+    assert!(
+        n.iter().any(|l| l.ends_with(" \".\" \"a\"")) && n.iter().any(|l| l.ends_with(" \"e\"")),
+        "{r}"
+    );
+    assert!(!n.iter().any(|l| l.contains("a.b")), "{r}");
+    // A reference with the separator: the pattern is appended to it (RFC 3501 §6.3.8).
+    let r = talk(&mut s, "l LIST a. %\r\n");
+    let n = names(&r);
+    assert_eq!(n.len(), 2, "{r}");
+    assert!(
+        n.iter().any(|l| l.ends_with(" \"a.b\"")) && n.iter().any(|l| l.ends_with(" \"a.d\"")),
+        "{r}"
+    );
+    let r = talk(&mut s, "l LIST a. *\r\n");
+    assert_eq!(names(&r).len(), 3, "{r}");
+    let r = talk(&mut s, "l LIST \"\" a.%.%\r\n");
+    let n = names(&r);
+    assert!(n.len() == 1 && n[0].ends_with(" \"a.b.c\""), "{r}");
+    // Subscriptions, one to a mailbox that does not exist (RFC 5258 §3.1).
+    for m in ["a.b.c", "gone", "a.d"] {
+        assert!(talk(&mut s, &format!("s SUBSCRIBE {m}\r\n")).contains("s OK"));
+    }
+    talk(&mut s, "d DELETE a.d\r\n");
+    let r = talk(&mut s, "l LIST (SUBSCRIBED) \"\" *\r\n");
+    let n = names(&r);
+    assert!(
+        n.iter().any(|l| l.contains("\\NonExistent")
+            && l.contains("\\Subscribed")
+            && l.ends_with(" \"gone\"")),
+        "{r}"
+    );
+    assert!(
+        n.iter()
+            .any(|l| l.contains("\\Subscribed") && l.ends_with(" \"a.b.c\"")),
+        "{r}"
+    );
+    // RECURSIVEMATCH: a parent whose child is subscribed gets CHILDINFO (RFC 5258 §3.5).
+    let r = talk(&mut s, "l LIST (SUBSCRIBED RECURSIVEMATCH) \"\" %\r\n");
+    let n = names(&r);
+    assert!(
+        n.iter()
+            .any(|l| l.contains("(\"CHILDINFO\" (\"SUBSCRIBED\"))") && l.contains(" \"a\"")),
+        "{r}"
+    );
+    assert!(r.contains("l OK"), "{r}");
+    // LSUB %: the parent of subscribed children is \Noselect (RFC 3501 §6.3.9).
+    let r = talk(&mut s, "l LSUB \"\" %\r\n");
+    let n = names(&r);
+    assert!(
+        n.iter()
+            .any(|l| l.starts_with("* LSUB (\\Noselect) \".\" \"a\"")),
+        "{r}"
+    );
+    assert!(n.iter().any(|l| l.ends_with(" \"gone\"")), "{r}");
+    let r = talk(&mut s, "l LSUB \"\" *\r\n");
+    assert!(names(&r).iter().any(|l| l.ends_with(" \"a.b.c\"")), "{r}");
+    // UNSUBSCRIBE of what is not subscribed, SUBSCRIBE twice.
+    assert!(talk(&mut s, "u SUBSCRIBE gone\r\n").contains("u OK"));
+    assert!(talk(&mut s, "u UNSUBSCRIBE gone\r\n").contains("u OK"));
+    let r = talk(&mut s, "u UNSUBSCRIBE gone\r\n");
+    assert!(r.contains("u OK") || r.contains("u NO"), "{r}");
+    let r = talk(&mut s, "l LSUB \"\" *\r\n");
+    assert!(!r.contains("\"gone\""), "{r}");
 }
