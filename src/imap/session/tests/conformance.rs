@@ -395,3 +395,38 @@ fn list_hierarchy_subscriptions_and_childinfo() {
     let r = talk(&mut s, "l LSUB \"\" *\r\n");
     assert!(!r.contains("\"gone\""), "{r}");
 }
+
+/// Every ATOM-CHAR (RFC 3501 §9: any CHAR but atom-specials) but `\` and `%`/`*`.
+const ATOM_CHARS: &str =
+    "!#$&'+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[^_`abcdefghijklmnopqrstuvwxyz|}~";
+
+#[test]
+fn every_atom_char_in_tags_and_keywords() {
+    let (_d, mut s) = logged_in();
+    // tag = 1*<any ASTRING-CHAR except "+">: atom chars and "]".
+    let tag = format!("{}]", ATOM_CHARS.replace('+', ""));
+    let r = talk(&mut s, &format!("{tag} NOOP\r\n"));
+    assert!(r.starts_with(&format!("{tag} OK")), "{r}");
+    // flag-keyword = atom, in APPEND and STORE, then FETCH and SEARCH KEYWORD.
+    let kw = format!("${}", &ATOM_CHARS[1..]);
+    let msg = "Subject: kw\r\n\r\nx\r\n";
+    let r = talk(
+        &mut s,
+        &format!("a APPEND INBOX ({kw}) {{{}+}}\r\n{msg}\r\n", msg.len()),
+    );
+    assert!(r.contains("a OK"), "{r}");
+    let r = talk(&mut s, "s SELECT INBOX\r\n");
+    assert!(r.contains(&format!(" {kw})")), "{r}");
+    let kw2 = "x!#&'+,-./:;<=>?@[^_`|}~";
+    let r = talk(&mut s, &format!("t STORE 1 +FLAGS ({kw2})\r\n"));
+    assert!(
+        r.contains(&format!("{kw} {kw2})")) && r.contains("t OK"),
+        "{r}"
+    );
+    let r = talk(&mut s, &format!("u SEARCH KEYWORD {kw2}\r\n"));
+    assert!(r.contains("* SEARCH 1\r\n"), "{r}");
+    let r = talk(&mut s, &format!("v UID SEARCH UNKEYWORD {kw}\r\n"));
+    assert!(r.contains("* SEARCH\r\n") && r.contains("v OK"), "{r}");
+    let r = talk(&mut s, &format!("w STORE 1 -FLAGS ({kw})\r\n"));
+    assert!(r.contains(&format!("FLAGS ({kw2}")), "{r}");
+}
