@@ -94,3 +94,50 @@ print('ALL OK')
     let out = python(&script);
     assert!(out.contains("ALL OK"), "{out}");
 }
+
+#[test]
+fn compress_deflate_over_the_wire() {
+    let p = Postern::start();
+    p.add_user(USER, PASS);
+    let script = format!(
+        r#"PORT = {port}
+USER = '{USER}'
+PASS = '{PASS}'
+{PY}
+import zlib
+a = conn()
+caps = ok(a.capability())[0]
+assert b'COMPRESS=DEFLATE' in caps, caps
+a.send(b'z1 COMPRESS DEFLATE\r\n')
+l = a.readline()
+assert l == b'z1 OK DEFLATE active\r\n', l
+sock = a.sock
+co = zlib.compressobj(6, zlib.DEFLATED, -15)
+de = zlib.decompressobj(-15)
+def say(b):
+    sock.sendall(co.compress(b) + co.flush(zlib.Z_SYNC_FLUSH))
+def until(tag):
+    got = b''
+    while not got.endswith(b'\r\n') or (tag + b' ') not in got:
+        got += de.decompress(sock.recv(65536))
+    return got
+msg = b'Subject: z\r\n\r\n' + b'compressible ' * 2000 + b'\r\n'
+say(b'z2 APPEND INBOX {{%d+}}\r\n' % len(msg) + msg + b'\r\n')
+r = until(b'z2')
+assert b'z2 OK' in r, r
+say(b'z3 SELECT INBOX\r\nz4 FETCH 1 BODY.PEEK[]\r\n')
+r = until(b'z4')
+assert b'* 1 EXISTS' in r and msg in r and b'z4 OK' in r, r[:300]
+say(b'z5 COMPRESS DEFLATE\r\n')
+r = until(b'z5')
+assert b'z5 NO [COMPRESSIONACTIVE]' in r, r
+say(b'z6 LOGOUT\r\n')
+r = until(b'z6')
+assert b'* BYE' in r, r
+print('ALL OK')
+"#,
+        port = p.ports.imaps,
+    );
+    let out = python(&script);
+    assert!(out.contains("ALL OK"), "{out}");
+}

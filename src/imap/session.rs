@@ -60,6 +60,8 @@ pub enum Step {
     StartTls,
     /// Write `out`, then wait for input or mailbox changes (`idle_sync`).
     Idle,
+    /// Write `out` (uncompressed), then deflate both directions (COMPRESS, RFC 4978).
+    Compress,
     /// Write `out` and close.
     Close,
 }
@@ -199,6 +201,8 @@ pub struct Session {
     pub(crate) saved: Vec<u32>,
     /// CONDSTORE/QRESYNC state (`condstore.rs`).
     pub modes: super::condstore::Modes,
+    /// COMPRESS=DEFLATE is active (RFC 4978).
+    pub compressed: bool,
 }
 
 pub(crate) fn cmd_ok(out: &mut Vec<u8>, tag: &str, text: &str) {
@@ -236,6 +240,7 @@ impl Session {
             closing: false,
             saved: Vec::new(),
             modes: Default::default(),
+            compressed: false,
         }
     }
 
@@ -248,6 +253,9 @@ impl Session {
             "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN UIDPLUS MOVE SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES BINARY UTF8=ACCEPT WITHIN",
         );
         c.push_str(" CONDSTORE QRESYNC");
+        if self.state.is_authenticated() && !self.compressed {
+            c.push_str(" COMPRESS=DEFLATE");
+        }
         if !self.state.is_authenticated() {
             if !self.tls {
                 c.push_str(" STARTTLS");
@@ -428,6 +436,7 @@ impl Session {
         let (tag, prepared) = super::parse::prepare(msg, &self.saved, view);
         match prepared {
             Prepared::Decode(m) => self.decode_and_run(&tag, &m, out),
+            Prepared::Compress(alg) => self.compress(&tag, alg.as_deref(), out),
             Prepared::Bad(e) => {
                 cmd_bad(out, &tag, e);
                 Step::Continue

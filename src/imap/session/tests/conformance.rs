@@ -430,3 +430,23 @@ fn every_atom_char_in_tags_and_keywords() {
     let r = talk(&mut s, &format!("w STORE 1 -FLAGS ({kw})\r\n"));
     assert!(r.contains(&format!("FLAGS ({kw2}")), "{r}");
 }
+
+#[test]
+fn compress_is_offered_after_login_and_runs_once() {
+    let (_d, svc) = services(true);
+    let mut s = Session::new(svc, "127.0.0.1".parse().unwrap(), false);
+    assert!(!String::from_utf8_lossy(&s.greeting()).contains("COMPRESS"));
+    let r = talk(&mut s, "a COMPRESS DEFLATE\r\n");
+    assert!(r.starts_with("a BAD"), "{r}");
+    talk(&mut s, "l LOGIN u@example.com pw\r\n");
+    assert!(talk(&mut s, "c CAPABILITY\r\n").contains(" COMPRESS=DEFLATE"));
+    assert!(talk(&mut s, "b COMPRESS LZMA\r\n").starts_with("b NO"));
+    assert!(talk(&mut s, "b COMPRESS\r\n").starts_with("b BAD"));
+    s.input(b"d COMPRESS DEFLATE\r\n");
+    let mut out = Vec::new();
+    assert_eq!(s.step(&mut out), Step::Compress);
+    assert_eq!(out, b"d OK DEFLATE active\r\n");
+    let r = talk(&mut s, "e COMPRESS DEFLATE\r\n");
+    assert!(r.starts_with("e NO [COMPRESSIONACTIVE]"), "{r}");
+    assert!(!talk(&mut s, "c CAPABILITY\r\n").contains("COMPRESS"));
+}

@@ -225,7 +225,7 @@ fn model_sessions_agree_with_their_clients() {
 #[test]
 #[ignore = "long: cargo test --lib model_long -- --ignored"]
 fn model_long() {
-    for seed in 100..140 {
-        run(seed, 3000, 6);
+    for seed in 100..108 {
+        run(seed, 1500, 6);
     }
 }
