@@ -97,16 +97,17 @@ impl Selected {
 pub fn flags_lines(kws: &[String], ro: bool) -> (String, String) {
     let kw: String = kws
         .iter()
-        .filter(|k| !k.is_empty())
+        .filter(|k| !k.is_empty() && !crate::spam::events::is_training_keyword(k))
         .map(|k| format!(" {k}"))
         .collect();
-    let flags =
-        format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded{kw})\r\n");
+    let flags = format!(
+        "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Junk $NotJunk{kw})\r\n"
+    );
     let perm = if ro {
         "* OK [PERMANENTFLAGS ()] read-only\r\n".to_string()
     } else {
         format!(
-            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded{kw} \\*)] flags permitted\r\n"
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Junk $NotJunk{kw} \\*)] flags permitted\r\n"
         )
     };
     (flags, perm)

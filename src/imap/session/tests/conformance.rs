@@ -205,7 +205,7 @@ fn new_keywords_are_announced_before_a_fetch_shows_them() {
     let flags = r.find("* FLAGS (").expect(&r);
     assert!(
         r[flags..].starts_with(
-            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Foo)\r\n"
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Junk $NotJunk $Foo)\r\n"
         ),
         "{r}"
     );
