@@ -25,5 +25,6 @@ pub mod services;
 pub mod smtp;
 pub mod store;
 pub mod tls;
+pub mod tlsrpt;
 
 pub use services::Services;

@@ -44,6 +44,8 @@ pub struct Services {
     pub outbound_roots: crate::outbound::tls::Roots,
     /// Our DKIM signing keys, loaded (or created) on first use.
     pub dkim: crate::delivery::dkim::KeyCache,
+    /// Counts of outbound TLS outcomes for TLS reports (RFC 8460), persisted in data_dir.
+    pub tlsrpt: Arc<crate::tlsrpt::Store>,
 }
 
 impl Services {
@@ -91,6 +93,10 @@ impl Services {
         );
         let mta_sts = crate::outbound::mta_sts::PolicyCache::open(&config.data_dir);
         let outbound_roots = crate::outbound::tls::Roots::new(&config.outbound.ca_file);
+        let tlsrpt = Arc::new(crate::tlsrpt::Store::open(
+            &config.data_dir,
+            config.outbound.tlsrpt_period_secs,
+        ));
         Ok(Arc::new(Services {
             config: Arc::new(config),
             accounts,
@@ -108,6 +114,7 @@ impl Services {
             mta_sts,
             outbound_roots,
             dkim: crate::delivery::dkim::KeyCache::default(),
+            tlsrpt,
         }))
     }
 }
@@ -122,6 +129,7 @@ impl Services {
             roots: &self.outbound_roots,
             metrics: &self.metrics,
             shutdown: &self.shutdown,
+            tlsrpt: &self.tlsrpt,
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct Env<'a> {
     pub roots: &'a tls::Roots,
     pub metrics: &'a crate::metrics::Metrics,
     pub shutdown: &'a tokio_util::sync::CancellationToken,
+    /// Where each TLS outcome is counted for TLS reports (RFC 8460).
+    pub tlsrpt: &'a crate::tlsrpt::Store,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,12 +116,31 @@ pub async fn deliver_domain(
     } else {
         mta_sts::policy_for(svc, domain).await
     };
+    // What TLS reports (RFC 8460 §4.4) say the domain's policy was, for hosts without DANE.
+    let report_policy = match &sts {
+        Ok(Some(p)) if p.mode != mta_sts::Mode::None => crate::tlsrpt::Policy::sts(p),
+        _ => crate::tlsrpt::Policy::none(),
+    };
+    let report = |policy: &crate::tlsrpt::Policy, o| {
+        svc.tlsrpt
+            .record(crate::clock::unix_now(), domain, policy, o)
+    };
     match sts {
         Ok(Some(p)) if p.mode == mta_sts::Mode::Enforce => {
+            let mx_names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
             hosts.retain(|h| p.matches_mx(&h.name));
             policy.require_valid = true;
             if hosts.is_empty() {
                 let why = format!("no MX host of {domain} matches its MTA-STS policy");
+                report(
+                    &report_policy,
+                    Err(crate::tlsrpt::Failure {
+                        result: crate::tlsrpt::ResultType::ValidationFailure,
+                        mx_host: mx_names.into_iter().next(),
+                        ip: None,
+                        reason: why.clone(),
+                    }),
+                );
                 tracing::info!(queue_id, domain, "deferred: {why} (mx: {:?})", p.mx);
                 return all(RcptOutcome::ours(Kind::Transient, "4.7.5", why));
             }
@@ -131,6 +152,24 @@ pub async fn deliver_domain(
         Err(e) => {
             // RFC 8461 §5.1: a policy that cannot be fetched is treated as none (no cached one).
             tracing::info!(domain, "MTA-STS policy fetch failed: {e}");
+            let result = match e {
+                mta_sts::StsError::Parse(_) => crate::tlsrpt::ResultType::StsPolicyInvalid,
+                mta_sts::StsError::Fetch(_) => crate::tlsrpt::ResultType::StsPolicyFetchError,
+            };
+            let sts_unknown = crate::tlsrpt::Policy {
+                kind: "sts".into(),
+                ..crate::tlsrpt::Policy::none()
+            };
+            let reason = e.to_string();
+            report(
+                &sts_unknown,
+                Err(crate::tlsrpt::Failure {
+                    result,
+                    mx_host: None,
+                    ip: None,
+                    reason,
+                }),
+            );
         }
     }
     let tx = Transaction {
@@ -160,6 +199,15 @@ pub async fn deliver_domain(
                     tracing::info!(queue_id, domain, mx = %host.name, "skipping the host: {}", crate::logsafe::UntrustedText(e));
                     last_error = format!("{}: DANE: {e}", host.name);
                     last_status = "4.7.5".into();
+                    report(
+                        &crate::tlsrpt::Policy::tlsa(&host.name, &dane::Requirement::Encrypt),
+                        Err(crate::tlsrpt::Failure {
+                            result: crate::tlsrpt::ResultType::DnssecInvalid,
+                            mx_host: Some(host.name.clone()),
+                            ip: Some(ip),
+                            reason: e.clone(),
+                        }),
+                    );
                     break;
                 }
                 Some((_, dane::HostDane::Required(r))) => Some(r),
@@ -172,6 +220,15 @@ pub async fn deliver_domain(
             };
             let (attempt, info) =
                 client::attempt(&host.name, ip, port, &tx, host_policy, requirement).await;
+            let host_report_policy = match requirement {
+                Some(r) => crate::tlsrpt::Policy::tlsa(&host.name, r),
+                None => report_policy.clone(),
+            };
+            if let Some(o) =
+                crate::tlsrpt::outcome(&attempt, &info, &host_report_policy, &host.name, ip)
+            {
+                report(&host_report_policy, o);
+            }
             let remote = Some(format!("{} [{}]", host.name, ip));
             match attempt {
                 Attempt::Done(results) => {
