@@ -46,6 +46,9 @@ pub struct Services {
     pub dkim: crate::delivery::dkim::KeyCache,
     /// Counts of outbound TLS outcomes for TLS reports (RFC 8460), persisted in data_dir.
     pub tlsrpt: Arc<crate::tlsrpt::Store>,
+    /// The junk-filter databases of recently classified users, reloaded when their file
+    /// changes.
+    pub junk_dbs: Arc<crate::spam::DbCache>,
 }
 
 impl Services {
@@ -115,6 +118,7 @@ impl Services {
             outbound_roots,
             dkim: crate::delivery::dkim::KeyCache::default(),
             tlsrpt,
+            junk_dbs: Arc::default(),
         }))
     }
 }

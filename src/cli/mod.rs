@@ -7,6 +7,7 @@ pub mod dns;
 mod init;
 mod queue;
 mod sendmail;
+mod spam;
 mod tls;
 mod users;
 
@@ -55,6 +56,9 @@ pub enum Command {
     /// Inspect and manage the outbound queue (works while the server runs).
     #[command(subcommand)]
     Queue(queue::QueueCmd),
+    /// The per-user junk filter: statistics and bulk training.
+    #[command(subcommand)]
+    Spam(spam::SpamCmd),
     /// sendmail(8)-compatible submission from stdin (-t, -f, -i, -F, recipients).
     Sendmail(sendmail::SendmailArgs),
 }
@@ -113,6 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tls(cmd) => tls::run(&load(&cli.config)?, cmd),
         Command::Queue(cmd) => queue::run(&load(&cli.config)?, cmd),
+        Command::Spam(cmd) => spam::run(&load(&cli.config)?, cmd),
         Command::Sendmail(args) => sendmail::run(&load(&cli.config)?, args),
     }
 }
