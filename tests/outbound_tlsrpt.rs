@@ -10,7 +10,8 @@ mod outbound_support;
 
 use std::time::Duration;
 
-use common::{free_port, python};
+use common::{client_available, free_port, python, which};
+use outbound_support::dnssec::{Unbound, sh_out};
 use outbound_support::*;
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -106,6 +107,84 @@ fn reports_success_and_starttls_failure_to_the_rua_mailbox() {
     );
 }
 
+/// DANE failures (RFC 7672) in a DNSSEC-signed zone: a TLSA record that matches nothing
+/// (validation-failure) and an MX with TLSA records but no STARTTLS (starttls-not-supported),
+/// both reported under their "tlsa" policy with the TLSA record as policy string.
+#[test]
+fn reports_dane_failures() {
+    let tools = which("unbound") && which("ldns-signzone") && which("dig");
+    if !client_available("unbound, ldnsutils and dig", tools) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_certs(d, &["mx2.dane.test", "mx5.dane.test"]);
+    let spki = sh_out(
+        d,
+        "openssl x509 -in leaf.pem -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1",
+    );
+    let zeros = "0".repeat(64);
+    let rua = "\"v=TLSRPTv1; rua=mailto:tls-reports@rua.dane.test\"";
+    let zone = format!(
+        "$ORIGIN dane.test.\n$TTL 300\n\
+         @ IN SOA ns.dane.test. hostmaster.dane.test. 1 3600 600 86400 300\n\
+         @ IN NS ns.dane.test.\nns IN A 127.0.0.1\n\
+         bad IN MX 10 mx2.dane.test.\nmx2 IN A 127.0.0.72\n_25._tcp.mx2 IN TLSA 3 1 1 {zeros}\n\
+         _smtp._tls.bad IN TXT {rua}\n\
+         nostarttls IN MX 10 mx5.dane.test.\nmx5 IN A 127.0.0.75\n_25._tcp.mx5 IN TLSA 3 1 1 {spki}\n\
+         _smtp._tls.nostarttls IN TXT {rua}\n\
+         rua IN MX 10 mx4.dane.test.\nmx4 IN A 127.0.0.74\n"
+    );
+    std::fs::write(d.join("dane.zone"), zone).unwrap();
+    sh(
+        d,
+        "KSK=$(ldns-keygen -a ECDSAP256SHA256 -k dane.test) && ZSK=$(ldns-keygen -a ECDSAP256SHA256 dane.test) \
+         && ldns-signzone -f dane.zone.signed dane.zone $KSK $ZSK && cp $KSK.ds anchor.ds",
+    );
+    let ub = Unbound::start(
+        d,
+        &[("dane.test", &d.join("dane.zone.signed"))],
+        &d.join("anchor.ds"),
+    );
+    let port = free_port();
+    let _mismatch =
+        ScriptSink::start_tls_pem("127.0.0.72", port, &d.join("leaf.pem"), &d.join("leaf.key"));
+    let no_tls = ScriptSink::start("127.0.0.75", port);
+    let reports = SmtpSink::start("127.0.0.74", port, &[]);
+    let p = common::Postern::start_with(common::Setup {
+        extra: format!(
+            "[dns]\nnameservers = [\"127.0.0.1:{}\"]\n[outbound]\nport = {port}\n\
+             tlsrpt_period_secs = 3\n[queue]\nretry_schedule_secs = [3600]\n",
+            ub.port
+        ),
+        ..Default::default()
+    });
+    sendmail(
+        &p,
+        &["a@bad.dane.test", "b@nostarttls.dane.test"],
+        "Subject: dane\n\nbody\n",
+    );
+    let got = reports.wait_messages(2, WAIT);
+    assert_eq!(got.len(), 2, "log:\n{}", p.log());
+    assert!(no_tls.received.lock().unwrap().is_empty());
+    let mut summary: Vec<String> = got
+        .iter()
+        .map(|raw| {
+            let start = raw.find("DKIM-Signature:").expect("signed");
+            check_report(&p, &raw[start..].replace('\n', "\r\n"))
+        })
+        .collect();
+    summary.sort();
+    assert_eq!(
+        summary,
+        vec![
+            "bad.dane.test tlsa 0 1 validation-failure@mx2.dane.test/127.0.0.72".to_string(),
+            "nostarttls.dane.test tlsa 0 1 starttls-not-supported@mx5.dane.test/127.0.0.75"
+                .to_string(),
+        ]
+    );
+}
+
 /// Parse one report message with Python's email module, gunzip its attachment, and verify
 /// the DKIM signatures with dkimpy; returns "domain type success failure details".
 fn check_report(p: &common::Postern, data: &str) -> String {
@@ -154,7 +233,7 @@ assert report["date-range"]["start-datetime"].endswith("Z")
 assert len(report["policies"]) == 1, report
 pol = report["policies"][0]
 assert pol["policy"]["policy-domain"] == domain
-assert "mode: enforce" in pol["policy"]["policy-string"]
+assert pol["policy"]["policy-string"], pol
 s = pol["summary"]
 details = ",".join("%s@%s/%s" % (d["result-type"], d["receiving-mx-hostname"], d["receiving-ip"])
                    for d in pol.get("failure-details", []))
