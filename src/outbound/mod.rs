@@ -121,26 +121,16 @@ pub async fn deliver_domain(
         Ok(Some(p)) if p.mode != mta_sts::Mode::None => crate::tlsrpt::Policy::sts(p),
         _ => crate::tlsrpt::Policy::none(),
     };
-    let report = |policy: &crate::tlsrpt::Policy, o| {
-        svc.tlsrpt
-            .record(crate::clock::unix_now(), domain, policy, o)
-    };
     match sts {
         Ok(Some(p)) if p.mode == mta_sts::Mode::Enforce => {
-            let mx_names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+            let first_mx = hosts.first().map(|h| h.name.clone());
             hosts.retain(|h| p.matches_mx(&h.name));
             policy.require_valid = true;
             if hosts.is_empty() {
                 let why = format!("no MX host of {domain} matches its MTA-STS policy");
-                report(
-                    &report_policy,
-                    Err(crate::tlsrpt::Failure {
-                        result: crate::tlsrpt::ResultType::ValidationFailure,
-                        mx_host: mx_names.into_iter().next(),
-                        ip: None,
-                        reason: why.clone(),
-                    }),
-                );
+                let first = first_mx.as_deref();
+                svc.tlsrpt
+                    .sts_mx_mismatch(domain, &report_policy, first, &why);
                 tracing::info!(queue_id, domain, "deferred: {why} (mx: {:?})", p.mx);
                 return all(RcptOutcome::ours(Kind::Transient, "4.7.5", why));
             }
@@ -152,24 +142,7 @@ pub async fn deliver_domain(
         Err(e) => {
             // RFC 8461 §5.1: a policy that cannot be fetched is treated as none (no cached one).
             tracing::info!(domain, "MTA-STS policy fetch failed: {e}");
-            let result = match e {
-                mta_sts::StsError::Parse(_) => crate::tlsrpt::ResultType::StsPolicyInvalid,
-                mta_sts::StsError::Fetch(_) => crate::tlsrpt::ResultType::StsPolicyFetchError,
-            };
-            let sts_unknown = crate::tlsrpt::Policy {
-                kind: "sts".into(),
-                ..crate::tlsrpt::Policy::none()
-            };
-            let reason = e.to_string();
-            report(
-                &sts_unknown,
-                Err(crate::tlsrpt::Failure {
-                    result,
-                    mx_host: None,
-                    ip: None,
-                    reason,
-                }),
-            );
+            svc.tlsrpt.sts_fetch_failed(domain, &e);
         }
     }
     let tx = Transaction {
@@ -199,15 +172,7 @@ pub async fn deliver_domain(
                     tracing::info!(queue_id, domain, mx = %host.name, "skipping the host: {}", crate::logsafe::UntrustedText(e));
                     last_error = format!("{}: DANE: {e}", host.name);
                     last_status = "4.7.5".into();
-                    report(
-                        &crate::tlsrpt::Policy::tlsa(&host.name, &dane::Requirement::Encrypt),
-                        Err(crate::tlsrpt::Failure {
-                            result: crate::tlsrpt::ResultType::DnssecInvalid,
-                            mx_host: Some(host.name.clone()),
-                            ip: Some(ip),
-                            reason: e.clone(),
-                        }),
-                    );
+                    svc.tlsrpt.tlsa_lookup_failed(domain, &host.name, ip, e);
                     break;
                 }
                 Some((_, dane::HostDane::Required(r))) => Some(r),
@@ -220,15 +185,15 @@ pub async fn deliver_domain(
             };
             let (attempt, info) =
                 client::attempt(&host.name, ip, port, &tx, host_policy, requirement).await;
-            let host_report_policy = match requirement {
-                Some(r) => crate::tlsrpt::Policy::tlsa(&host.name, r),
-                None => report_policy.clone(),
-            };
-            if let Some(o) =
-                crate::tlsrpt::outcome(&attempt, &info, &host_report_policy, &host.name, ip)
-            {
-                report(&host_report_policy, o);
-            }
+            svc.tlsrpt.attempt(
+                domain,
+                &report_policy,
+                requirement,
+                &host.name,
+                ip,
+                &attempt,
+                &info,
+            );
             let remote = Some(format!("{} [{}]", host.name, ip));
             match attempt {
                 Attempt::Done(results) => {

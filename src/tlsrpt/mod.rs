@@ -9,8 +9,11 @@
 //! memory and are written to `data_dir/tlsrpt.json` (atomically, `fsutil`) by the task every
 //! minute and at shutdown: statistics, so a crash may lose the last minute of them.
 
+mod hook;
 pub mod report;
 pub mod task;
+
+pub use hook::outcome;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -320,56 +323,6 @@ impl Store {
 
     pub fn snapshot(&self) -> Periods {
         self.with(|p| p.clone())
-    }
-}
-
-/// What one attempt on an MX host tells the report, or None when no TLS session was tried
-/// (the connection failed, or it ended before TLS came into question).
-pub fn outcome(
-    attempt: &crate::outbound::client::Attempt,
-    info: &crate::outbound::client::Info,
-    policy: &Policy,
-    host: &str,
-    ip: std::net::IpAddr,
-) -> Option<Result<(), Failure>> {
-    use crate::outbound::client::Attempt;
-    let fail = |result, reason: &str| {
-        Some(Err(Failure {
-            result,
-            mx_host: Some(host.to_string()),
-            ip: Some(ip),
-            reason: reason.to_string(),
-        }))
-    };
-    let cert_error = || {
-        info.tls_error
-            .as_deref()
-            .unwrap_or("certificate not verified")
-    };
-    if let Attempt::Deferred { status, reason } = attempt {
-        // The statuses `client::open_session` gives its TLS refusals (RFC 3463 X.7.4: no
-        // STARTTLS; X.7.5: the certificate or the TLSA match failed).
-        return match status.as_str() {
-            "4.7.4" => fail(ResultType::StarttlsNotSupported, reason),
-            "4.7.5" if policy.kind == "tlsa" => fail(ResultType::ValidationFailure, reason),
-            "4.7.5" => fail(ResultType::from_cert_error(cert_error()), reason),
-            _ => None,
-        };
-    }
-    if info.tls {
-        // An MTA-STS policy in testing mode lets the mail go, but the failure is reported
-        // (RFC 8461 §5: that is what testing mode is for).
-        if policy.kind == "sts" && !info.tls_verified && info.dane.is_none() {
-            return fail(ResultType::from_cert_error(cert_error()), cert_error());
-        }
-        return Some(Ok(()));
-    }
-    match attempt {
-        Attempt::Done(_) | Attempt::Rejected(_) => fail(
-            ResultType::StarttlsNotSupported,
-            "the server offers no STARTTLS",
-        ),
-        _ => None,
     }
 }
 
