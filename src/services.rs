@@ -49,6 +49,8 @@ pub struct Services {
     /// The junk-filter databases of recently classified users, reloaded when their file
     /// changes.
     pub junk_dbs: Arc<crate::spam::DbCache>,
+    /// Temp files for large message bodies on their way in (`data_dir/spool/tmp`).
+    pub spool: crate::spool::Spool,
 }
 
 impl Services {
@@ -100,6 +102,11 @@ impl Services {
             &config.data_dir,
             config.outbound.tlsrpt_period_secs,
         ));
+        // Keep one and a half largest messages free for the final copies (Postfix's
+        // queue_minfree rule), whatever the spooled bodies of other connections take.
+        let spool = crate::spool::Spool::open(&config.data_dir)
+            .context("cannot create the spool directory data_dir/spool/tmp")?
+            .with_reserve(config.limits.max_message_size.saturating_mul(3) / 2);
         Ok(Arc::new(Services {
             config: Arc::new(config),
             accounts,
@@ -119,6 +126,7 @@ impl Services {
             dkim: crate::delivery::dkim::KeyCache::default(),
             tlsrpt,
             junk_dbs: Arc::default(),
+            spool,
         }))
     }
 }

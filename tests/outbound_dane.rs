@@ -10,7 +10,7 @@ mod outbound_support;
 
 use std::time::{Duration, Instant};
 
-use common::{client_available, free_port, which};
+use common::{free_port, peers};
 use outbound_support::dnssec::*;
 use outbound_support::*;
 
@@ -18,8 +18,7 @@ const WAIT: Duration = Duration::from_secs(40);
 
 #[test]
 fn dane_is_enforced_for_signed_zones_only() {
-    let tools = which("unbound") && which("ldns-signzone") && which("dig");
-    if !client_available("unbound, ldnsutils and dig", tools) {
+    if !peers::dane_tools().available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ mod outbound_support;
 
 use std::time::Duration;
 
-use common::{client_available, free_port, python, which};
+use common::{free_port, peers, python};
 use outbound_support::dnssec::{Unbound, sh_out};
 use outbound_support::*;
 
@@ -18,6 +18,11 @@ const WAIT: Duration = Duration::from_secs(40);
 
 #[test]
 fn reports_success_and_starttls_failure_to_the_rua_mailbox() {
+    // dkimpy with PyNaCl verifies the report's signatures (RSA and Ed25519).
+    if !peers::dkimpy_ed25519().available() {
+        return;
+    }
+    peers::openssl().essential();
     let dir = tempfile::tempdir().unwrap();
     make_certs(
         dir.path(),
@@ -112,10 +117,10 @@ fn reports_success_and_starttls_failure_to_the_rua_mailbox() {
 /// both reported under their "tlsa" policy with the TLSA record as policy string.
 #[test]
 fn reports_dane_failures() {
-    let tools = which("unbound") && which("ldns-signzone") && which("dig");
-    if !client_available("unbound, ldnsutils and dig", tools) {
+    if !peers::dane_tools().available() || !peers::dkimpy_ed25519().available() {
         return;
     }
+    peers::openssl().essential();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     make_certs(d, &["mx2.dane.test", "mx5.dane.test"]);
