@@ -81,7 +81,14 @@ pub async fn send_finished(svc: &Services, now: i64, include_current: bool) -> u
                 }
             };
             // The null reverse-path: a report is never bounced (RFC 8460 §5.3).
-            match svc.queue.enqueue("", &rua, &signed).await {
+            let spool: crate::queue::Spool = (*svc.queue).clone();
+            let to = rua.clone();
+            let queued =
+                tokio::task::spawn_blocking(move || spool.enqueue_blocking("", &to, &signed))
+                    .await
+                    .unwrap_or_else(|e| Err(crate::queue::QueueError::Other(e.to_string())));
+            svc.queue.wake().notify_one();
+            match queued {
                 Ok(qid) => {
                     sent += 1;
                     tracing::info!(queue_id = qid, domain, report_id = id, rua = ?rua, "tlsrpt: report queued");
