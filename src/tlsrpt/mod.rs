@@ -219,8 +219,8 @@ impl Store {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         let start = self.period_of(now);
         self.with(|periods| {
-            if !periods.contains_key(&start) {
-                periods.insert(start, BTreeMap::new());
+            if let std::collections::btree_map::Entry::Vacant(e) = periods.entry(start) {
+                e.insert(BTreeMap::new());
                 // Bounded: drop the oldest periods (reports for them are lost).
                 while periods.len() > MAX_PERIODS {
                     periods.pop_first();
