@@ -11,6 +11,7 @@ pub mod mta_sts;
 pub mod mx;
 pub mod relay;
 pub mod reply;
+pub mod session_cache;
 pub mod tls;
 
 use std::sync::atomic::Ordering;
@@ -27,6 +28,8 @@ pub struct Env<'a> {
     pub roots: &'a tls::Roots,
     pub metrics: &'a crate::metrics::Metrics,
     pub shutdown: &'a tokio_util::sync::CancellationToken,
+    /// Idle SMTP sessions kept for the next message to the same destination.
+    pub sessions: &'a std::sync::Arc<session_cache::SessionCache>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +143,7 @@ pub async fn deliver_domain(
         rcpts,
         message,
         auth: None,
+        sessions: Some(svc.sessions),
     };
     let port = svc.config.outbound.port;
     let mut last_error = format!("no reachable MX host for {domain}");

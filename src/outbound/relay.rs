@@ -204,6 +204,7 @@ pub async fn deliver(
         rcpts,
         message,
         auth: creds.as_ref(),
+        sessions: Some(svc.sessions),
     };
     let mut last = ("4.4.1".to_string(), format!("{host} has no address"));
     for ip in addrs {
