@@ -91,6 +91,8 @@ pub struct Info {
     pub peer_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// The TLSA record that authenticated the server (DANE), if one did.
     pub dane: Option<String>,
+    /// This transaction ran on a session kept from an earlier one (`session_cache`).
+    pub reused: bool,
 }
 
 /// Requirements of a TLS policy for this host.
@@ -349,6 +351,7 @@ pub async fn attempt(
             match c.command("RSET", RSET_PROBE, "RSET reply").await {
                 Ok(r) if r.code == 250 => {
                     tracing::debug!(host, %ip, "reusing an open session");
+                    c.info.reused = true;
                     return transact(c, host, ip, tx, caps, Some((cache, key, opened))).await;
                 }
                 _ => tracing::debug!(host, %ip, "cached session is gone; trying another"),
@@ -363,6 +366,7 @@ pub async fn attempt(
     let session = open_session(&mut c, host, tx.helo_name, &tx.roots, policy, tx.auth, dane);
     let stop = match session.await {
         Ok(Ok(caps)) => {
+            c.info.reused = false;
             let keep = tx.sessions.map(|s| (s, key, opened));
             return transact(c, host, ip, tx, caps, keep).await;
         }

@@ -196,6 +196,7 @@ pub async fn deliver_domain(
                         tls = info.tls,
                         tls_verified = info.tls_verified,
                         dane = info.dane.as_deref().unwrap_or("none"),
+                        reused = info.reused,
                         accepted = ok,
                         rejected = perm,
                         deferred = outcomes.len() - ok - perm,

@@ -229,6 +229,7 @@ pub async fn deliver(
                     tls = info.tls,
                     tls_verified = info.tls_verified,
                     auth = info.auth.unwrap_or("none"),
+                    reused = info.reused,
                     accepted = ok,
                     "outbound transaction through the relay"
                 );
