@@ -100,7 +100,16 @@ class Postern:
 
     def stop(self):
         if self.proc:
-            self.proc.send_signal(signal.SIGTERM); self.proc.wait(60); self.proc = None
+            # Under a wrapper (strace), the server is its child: signal the server itself.
+            pids = [self.proc.pid]
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                    pids = [int(x) for x in f.read().split()] or pids
+            except OSError:
+                pass
+            for pid in pids:
+                os.kill(pid, signal.SIGTERM)
+            self.proc.wait(60); self.proc = None
 
 
 # ---------------------------------------------------------------- Postfix
