@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod outbound;
+pub use crate::spam::settings::{RspamdFailure, Spam, SpamAction};
 pub use outbound::{Outbound, RelayTls};
 
 /// Where the config lives unless `--config` or `$POSTERN_CONFIG` says otherwise.
@@ -62,6 +63,8 @@ pub struct Config {
     pub imap: Imap,
     #[serde(default)]
     pub delivery: Delivery,
+    #[serde(default)]
+    pub spam: Spam,
 }
 
 /// Listener addresses, each a list of "ip:port"; an empty list turns the service off.
@@ -78,6 +81,8 @@ pub struct Listen {
     pub https: Vec<SocketAddr>,
     /// Prometheus `/metrics`; off unless set (opt-in, keep it on loopback).
     pub metrics: Vec<SocketAddr>,
+    /// ManageSieve (RFC 5804, port 4190): users manage their Sieve scripts. Off unless set.
+    pub managesieve: Vec<SocketAddr>,
 }
 
 impl Default for Listen {
@@ -92,6 +97,7 @@ impl Default for Listen {
             http: a("[::]:80"),
             https: vec![],
             metrics: vec![],
+            managesieve: vec![],
         }
     }
 }
@@ -335,13 +341,22 @@ impl Default for Http {
 }
 
 impl Config {
-    /// Read, parse and validate the config file.
+    /// Read, parse and validate the config file. A relative `data_dir` is taken relative to
+    /// the config file's directory, never to the current directory of whoever runs postern.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path)
+        let mut cfg = Self::parse(&text, path)?;
+        if cfg.data_dir.is_relative() {
+            let base = std::path::absolute(path)
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_owned))
+                .unwrap_or_default();
+            cfg.data_dir = base.join(&cfg.data_dir);
+        }
+        Ok(cfg)
     }
 
     /// Parse and validate config text; `path` is only used in error messages.
@@ -447,6 +462,9 @@ impl Config {
                 "must be letters, digits and '-'".into(),
             ));
         }
+        self.spam
+            .check(is_domain_name)
+            .map_err(|(k, m)| bad(k, m))?;
         self.outbound.validate(path)
     }
 
@@ -495,6 +513,7 @@ submission = ["[::]:587"]      # mail clients sending (STARTTLS)
 submissions = ["[::]:465"]     # mail clients sending (implicit TLS)
 imap = ["[::]:143"]            # mail clients reading (STARTTLS)
 imaps = ["[::]:993"]           # mail clients reading (implicit TLS)
+# managesieve = ["[::]:4190"]   # Sieve filter management (RFC 5804, STARTTLS); off unless set
 http = ["[::]:80"]             # ACME HTTP-01, autoconfig, MTA-STS
 # https = ["[::]:443"]         # MTA-STS policy over HTTPS, ACME TLS-ALPN-01
 # metrics = ["127.0.0.1:9100"] # Prometheus /metrics (opt-in)
@@ -525,6 +544,16 @@ port = 25                      # port of remote MX hosts (tests only)
 
 [limits]
 max_message_size = 52428800
+
+[spam]
+# DNS blocklists (RFC 5782) for the connecting IP, e.g. Spamhaus ZEN (free for small sites;
+# it refuses queries through public resolvers, so use a local one in [dns]):
+# dnsbl = ["zen.spamhaus.org"]
+# dnsbl_action = "reject"      # 554 at RCPT; or "junk" to file listed mail into Junk
+# dnsbl_allowlist = []         # IPs/networks never looked up, e.g. ["192.0.2.0/24"]
+# rspamd_url = "http://127.0.0.1:11333"   # ask a local rspamd about each message
+junk_filter = true             # per-user filter trained by moving mail into/out of Junk
+junk_threshold = 0.95
 "#,
         data_dir = data_dir.display()
     )
@@ -568,6 +597,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("tls.cert_file"), "{e}");
+    }
+
+    #[test]
+    fn spam_keys_are_checked() {
+        let base = "domain='example.com'\nhostname='m.example.com'\ndata_dir='/x'\n[spam]\n";
+        for (bad, key) in [
+            ("dnsbl = ['bl example']", "spam.dnsbl"),
+            ("dnsbl_allowlist = ['10.0.0.0/40']", "spam.dnsbl_allowlist"),
+            ("rspamd_url = 'https://x'", "spam.rspamd_url"),
+            ("junk_threshold = 0.2", "spam.junk_threshold"),
+        ] {
+            let e = parse(&format!("{base}{bad}")).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        let e = parse(&format!("{base}dnsbl_action = 'drop'")).unwrap_err();
+        assert!(e.to_string().contains("dnsbl_action"), "{e}");
+        let c = parse(&format!(
+            "{base}dnsbl = ['zen.spamhaus.org.']\ndnsbl_allowlist = ['192.0.2.0/24', '2001:db8::1']\nrspamd_url = 'http://127.0.0.1:11333'"
+        ))
+        .unwrap();
+        assert_eq!(c.spam.dnsbl_action, SpamAction::Reject);
     }
 
     #[test]

@@ -16,13 +16,17 @@ pub mod http;
 pub mod imap;
 pub mod inbound;
 pub mod logsafe;
+pub mod managesieve;
 pub mod metrics;
 pub mod net;
 pub mod outbound;
 pub mod queue;
 pub mod server;
 pub mod services;
+pub mod sieve;
 pub mod smtp;
+pub mod spam;
+pub mod spool;
 pub mod store;
 pub mod tls;
 

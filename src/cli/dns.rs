@@ -250,6 +250,14 @@ pub fn render(config: &Config, public: &PublicAddresses) -> String {
     ] {
         rr(&name, "SRV", &data);
     }
+    // RFC 5804 §1.8: where Sieve clients find ManageSieve; only when it listens.
+    if let Some(p) = ports.managesieve {
+        rr(
+            &fqdn(&format!("_sieve._tcp.{}", config.domain)),
+            "SRV",
+            &format!("0 1 {p} {h}"),
+        );
+    }
     // Thunderbird looks up autoconfig.DOMAIN before anything else.
     rr(&fqdn(&format!("autoconfig.{}", config.domain)), "CNAME", &h);
 
@@ -341,8 +349,13 @@ pub fn reverse_name(ip: &IpAddr) -> String {
 }
 
 /// `postern dns`.
+///
+/// Exits non-zero when the DKIM key could not be read: the zone printed lacks its record.
 pub fn run(config: &Config) -> anyhow::Result<()> {
     print!("{}", render(config, &public_addresses(config)));
+    if let Err(e) = dkim_records(config) {
+        anyhow::bail!("the records above lack DKIM: cannot read the key: {e}");
+    }
     Ok(())
 }
 
@@ -397,7 +410,7 @@ mod tests {
 
     #[test]
     fn records_present() {
-        let c = cfg("[listen]\nimap=[]");
+        let c = cfg("[listen]\nimap=[]\nmanagesieve=[\"[::]:4190\"]");
         let z = render(
             &c,
             &PublicAddresses {
@@ -417,6 +430,7 @@ mod tests {
             "_submission._tcp.example.com.            3600 IN SRV   10 1 587 mail.example.com.",
             "_imaps._tcp.example.com.                 3600 IN SRV   0 1 993 mail.example.com.",
             "_imap._tcp.example.com.                  3600 IN SRV   0 0 0 .",
+            "_sieve._tcp.example.com.                 3600 IN SRV   0 1 4190 mail.example.com.",
             "autoconfig.example.com.",
             "; PTR",
         ] {

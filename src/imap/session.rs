@@ -17,10 +17,11 @@ use std::sync::Arc;
 
 use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
-use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer};
+use imap_codec::fragmentizer::FragmentInfo;
 use imap_codec::imap_types::core::LiteralMode;
 
 use super::command::fetch::FetchJob;
+use super::framer::{Framer, Streamed};
 use super::parse::Prepared;
 use super::view::{Update, View};
 use crate::services::Services;
@@ -49,6 +50,9 @@ fn oversized_announcement(line: &[u8]) -> Option<LiteralMode> {
     (!fits).then_some(mode)
 }
 
+/// The largest literal accepted before authentication.
+const PREAUTH_MAX_LITERAL: u64 = 8 * 1024;
+
 /// What the connection does after a step.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
@@ -60,6 +64,8 @@ pub enum Step {
     StartTls,
     /// Write `out`, then wait for input or mailbox changes (`idle_sync`).
     Idle,
+    /// Write `out` (uncompressed), then deflate both directions (COMPRESS, RFC 4978).
+    Compress,
     /// Write `out` and close.
     Close,
 }
@@ -69,6 +75,46 @@ pub struct Selected {
     pub name: MailboxName,
     pub view: View,
     pub ro: bool,
+    /// How many of the mailbox's keywords this client has been told of with FLAGS.
+    pub keywords_shown: usize,
+}
+
+impl Selected {
+    /// The mailbox's keywords for rendering flags, after announcing any this client has not
+    /// seen with untagged FLAGS and PERMANENTFLAGS: RFC 3501 §7.2.6 / RFC 9051 §7.3.5 want
+    /// a client to learn of a keyword before a FETCH shows it, whoever created it. Render
+    /// with the returned list only, so a keyword created meanwhile stays unshown until the
+    /// next announcement.
+    pub fn announce_keywords(&mut self, out: &mut Vec<u8>) -> Vec<String> {
+        let kws = self.mb.lock().keywords.clone();
+        if kws.len() > self.keywords_shown {
+            let (flags, perm) = flags_lines(&kws, self.ro);
+            out.extend_from_slice(flags.as_bytes());
+            out.extend_from_slice(perm.as_bytes());
+            self.keywords_shown = kws.len();
+        }
+        kws
+    }
+}
+
+/// The untagged FLAGS line and the PERMANENTFLAGS OK line for a mailbox's keywords.
+pub fn flags_lines(kws: &[String], ro: bool) -> (String, String) {
+    let kw: String = kws
+        .iter()
+        .filter(|k| !k.is_empty() && !crate::spam::events::is_training_keyword(k))
+        .map(|k| format!(" {k}"))
+        .collect();
+    let flags = format!(
+        "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Junk $NotJunk{kw})\r\n"
+    );
+    let perm = if ro {
+        "* OK [PERMANENTFLAGS ()] read-only\r\n".to_string()
+    } else {
+        format!(
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Junk $NotJunk{kw} \\*)] flags permitted\r\n"
+        )
+    };
+    (flags, perm)
 }
 
 /// The connection states of RFC 3501 §3 (RFC 9051 §3). Logout is not a state here: the
@@ -143,7 +189,10 @@ pub struct Session {
     pub svc: Arc<Services>,
     pub peer: IpAddr,
     pub tls: bool,
-    frag: Fragmentizer,
+    frag: Framer,
+    /// The message of the APPEND being handled when its literal was streamed to the spool
+    /// (`framer.rs`); taken by `append`, dropped (file removed) after the command.
+    pub(crate) append_body: Option<std::io::Result<crate::spool::SpooledMessage>>,
     pub state: State,
     pub(crate) pending: Pending,
     max_literal: u64,
@@ -160,6 +209,8 @@ pub struct Session {
     pub(crate) saved: Vec<u32>,
     /// CONDSTORE/QRESYNC state (`condstore.rs`).
     pub modes: super::condstore::Modes,
+    /// COMPRESS=DEFLATE is active (RFC 4978).
+    pub compressed: bool,
 }
 
 pub(crate) fn cmd_ok(out: &mut Vec<u8>, tag: &str, text: &str) {
@@ -186,7 +237,8 @@ impl Session {
             svc,
             peer,
             tls,
-            frag: Fragmentizer::new(frame),
+            frag: Framer::new(frame),
+            append_body: None,
             state: State::NotAuthenticated,
             pending: Pending::None,
             max_literal,
@@ -197,6 +249,7 @@ impl Session {
             closing: false,
             saved: Vec::new(),
             modes: Default::default(),
+            compressed: false,
         }
     }
 
@@ -209,6 +262,9 @@ impl Session {
             "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN UIDPLUS MOVE SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES BINARY UTF8=ACCEPT WITHIN",
         );
         c.push_str(" CONDSTORE QRESYNC");
+        if self.state.is_authenticated() && !self.compressed {
+            c.push_str(" COMPRESS=DEFLATE");
+        }
         if !self.state.is_authenticated() {
             if !self.tls {
                 c.push_str(" STARTTLS");
@@ -231,15 +287,15 @@ impl Session {
     }
 
     pub fn input(&mut self, bytes: &[u8]) {
-        self.frag.enqueue_bytes(bytes);
+        self.frag.input(bytes);
     }
 
     /// After the TLS handshake: forget anything sent in plaintext after STARTTLS (an
     /// injection attack, RFC 3501 §11.1 / CVE-2011-0411) and speak again.
     pub fn tls_started(&mut self) {
         self.tls = true;
-        let frame = (self.max_literal + 64 * 1024).min(u32::MAX as u64) as u32;
-        self.frag = Fragmentizer::new(frame);
+        self.frag.reset();
+        self.append_body = None;
     }
 
     /// The selected mailbox's change signal, while idling.
@@ -305,6 +361,14 @@ impl Session {
             return Step::Continue;
         }
         loop {
+            match self.frag.pump() {
+                Some(Streamed::NeedInput) => return Step::NeedInput,
+                Some(Streamed::Done(body)) => {
+                    self.append_body = Some(body);
+                    continue;
+                }
+                None => {}
+            }
             let Some(fi) = self.frag.progress() else {
                 return if self.is_idle() {
                     Step::Idle
@@ -317,7 +381,14 @@ impl Session {
                 ..
             } = fi
             {
-                if a.length as u64 > self.max_literal {
+                // Before login no command needs more than a user name or password in a
+                // literal: a large one (an APPEND that would be refused anyway) is not read.
+                let limit = if self.state.is_authenticated() {
+                    self.max_literal
+                } else {
+                    PREAUTH_MAX_LITERAL
+                };
+                if a.length as u64 > limit {
                     let tag = self
                         .frag
                         .decode_tag()
@@ -330,6 +401,14 @@ impl Session {
                     cmd_no(out, &tag, "[TOOBIG] literal too large");
                     self.frag.skip_message();
                     return Step::Continue;
+                }
+                // Replayed after a streamed literal: the client sent these long ago.
+                if self.frag.replaying() {
+                    continue;
+                }
+                // A large APPEND message goes to the spool, not into memory.
+                if self.frag.should_stream(a.length) && !matches!(self.pending, Pending::Auth(_)) {
+                    self.frag.take_over(a.length, &self.svc.spool);
                 }
                 if a.mode == LiteralMode::Sync && !matches!(self.pending, Pending::Auth(_)) {
                     out.extend_from_slice(b"+ Ready for literal data\r\n");
@@ -369,7 +448,9 @@ impl Session {
                 return Step::Continue;
             }
             let msg = self.frag.message_bytes().to_vec();
-            return self.handle(&msg, out);
+            let step = self.handle(&msg, out);
+            self.append_body = None;
+            return step;
         }
     }
 
@@ -389,6 +470,7 @@ impl Session {
         let (tag, prepared) = super::parse::prepare(msg, &self.saved, view);
         match prepared {
             Prepared::Decode(m) => self.decode_and_run(&tag, &m, out),
+            Prepared::Compress(alg) => self.compress(&tag, alg.as_deref(), out),
             Prepared::Bad(e) => {
                 cmd_bad(out, &tag, e);
                 Step::Continue
@@ -463,11 +545,7 @@ impl Session {
             sel.view.recent.clear();
             updates.retain(|u| !matches!(u, Update::Recent(_)));
         }
-        let kws = if updates.iter().any(|u| matches!(u, Update::Flags(..))) {
-            sel.mb.lock().keywords.clone()
-        } else {
-            Vec::new()
-        };
+        let kws = sel.announce_keywords(out);
         if let Some(sel) = self.state.selected() {
             out.extend_from_slice(&self.render_updates(updates, &sel.view, &kws));
         }

@@ -12,16 +12,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 
 use super::Mode;
-use super::data::DataDecoder;
+use super::data::{DataDecoder, DataError};
 use super::line::{Line, LineReader};
 use super::reply::{Reply, std_replies};
-use super::session::{Action, Directory, Session, SessionConfig};
+use super::session::{Action, Directory, Session, SessionConfig, finish_body};
 use super::transaction::{self, Context};
 use crate::accounts::{Accounts, Recipient};
+use crate::inbound::dnsbl::ClientCheck;
 use crate::logsafe::{Untrusted, UntrustedText};
 use crate::metrics::Metrics;
 use crate::net::{Admission, Refusal, accept_loop};
 use crate::services::Services;
+use crate::spool::SpooledMessage;
 
 /// Protocol errors tolerated per connection before it is closed (an "error storm").
 const MAX_ERRORS: usize = 10;
@@ -40,12 +42,25 @@ pub fn spawn(svc: Arc<Services>, listener: TcpListener, mode: Mode) {
     ));
 }
 
-/// The account service as the session's policy oracle.
-struct AccountsDir<'a>(&'a Accounts, Option<&'a crate::delivery::srs::Srs>);
+/// The account service (and the client's blocklist state) as the session's policy oracle.
+struct AccountsDir<'a>(
+    &'a Accounts,
+    Option<&'a crate::delivery::srs::Srs>,
+    &'a ClientCheck,
+);
 
 impl Directory for AccountsDir<'_> {
     fn resolve(&self, address: &str) -> Result<Recipient, String> {
-        self.0.resolve(address).map_err(|e| e.to_string())
+        let r = self.0.resolve(address).map_err(|e| e.to_string())?;
+        if r == Recipient::Unknown
+            && let Ok(snap) = self.0.snapshot()
+            && let Some(alias) = crate::accounts::dangling_alias_in(&snap, self.0.domain(), address)
+        {
+            tracing::warn!(
+                "recipient {address:?} refused: alias {alias} reaches nobody (its targets do not exist); fix it with `postern alias`"
+            );
+        }
+        Ok(r)
     }
     fn may_send_as(&self, user: &str, address: &str) -> bool {
         self.0.may_send_as(user, address)
@@ -57,6 +72,9 @@ impl Directory for AccountsDir<'_> {
             Err(SrsError::NotSrs) => None,
             r => Some(r.map_err(|e| e.to_string())),
         }
+    }
+    fn client_refusal(&self) -> Option<String> {
+        self.2.refusal()
     }
 }
 
@@ -156,6 +174,17 @@ async fn handle(
         out: Vec::new(),
         tls_info: None,
         session: Session::new(session_config(&svc, mode)),
+        dnsbl: if mode == Mode::Mx {
+            ClientCheck::start(
+                &svc.config.spam,
+                &svc.dns,
+                &svc.tasks,
+                peer.ip(),
+                Duration::from_secs(2 * svc.config.dns.timeout_secs.max(1) + 1),
+            )
+        } else {
+            ClientCheck::Off
+        },
     };
     let end = conn.run().await;
     tracing::info!(
@@ -178,6 +207,7 @@ fn session_config(svc: &Services, mode: Mode) -> SessionConfig {
         max_messages: l.max_messages_per_connection,
         max_invalid_recipients: l.max_invalid_recipients,
         max_errors: MAX_ERRORS,
+        spool: svc.spool.clone(),
     }
 }
 
@@ -222,6 +252,8 @@ struct Conn {
     out: Vec<u8>,
     tls_info: Option<String>,
     session: Session,
+    /// DNS blocklist lookups for the client (port 25), awaited at the first RCPT.
+    dnsbl: ClientCheck,
 }
 
 /// How a connection ended (for the disconnect log line).
@@ -316,7 +348,12 @@ impl Conn {
         let mut deadline = tokio::time::Instant::now() + cmd_timeout;
         loop {
             while let Some(line) = self.lines.next_line() {
-                let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref());
+                if self.dnsbl.is_pending()
+                    && matches!(&line, Line::Complete(l) if command_verb(l) == "RCPT")
+                {
+                    self.dnsbl.wait().await;
+                }
+                let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref(), &self.dnsbl);
                 let (verb, action) = match line {
                     Line::Complete(l) => (command_verb(&l), self.session.line(&l, &dir)),
                     Line::TooLong => (String::from("(too long)"), self.session.line_too_long()),
@@ -383,12 +420,12 @@ impl Conn {
                 Action::ReadData(r) => {
                     self.say(&r).await?;
                     let result = self.read_data().await?;
-                    let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref());
+                    let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref(), &self.dnsbl);
                     self.session.data_received(result, &dir)
                 }
                 Action::ReadBdat { size } => {
                     self.read_bdat(size).await?;
-                    let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref());
+                    let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref(), &self.dnsbl);
                     self.session.bdat_end(&dir)
                 }
                 Action::Authenticate(c) => {
@@ -401,6 +438,7 @@ impl Conn {
                         mode: self.mode,
                         peer: self.peer,
                         tls: self.tls_info.as_deref(),
+                        dnsbl_junk: self.dnsbl.junk_listing(),
                     };
                     let reply = transaction::finish(&ctx, &tx).await;
                     self.session.delivered(reply)
@@ -440,17 +478,25 @@ impl Conn {
         }
     }
 
-    async fn read_data(&mut self) -> Result<Result<Vec<u8>, super::data::DataError>, End> {
+    /// Decode DATA into the spool: memory holds one read's worth of it, not the message.
+    async fn read_data(&mut self) -> Result<Result<SpooledMessage, DataError>, End> {
         let mut pace = Pace::new(self.svc.config.limits.smtp_data_timeout_secs);
-        let mut dec = DataDecoder::new(self.svc.config.limits.max_message_size)
-            .forbid_bare_newline(self.session.forbid_bare_newline());
+        let mut dec = DataDecoder::with_sink(
+            self.svc.config.limits.max_message_size,
+            self.svc.spool.writer(),
+        )
+        .forbid_bare_newline(self.session.forbid_bare_newline());
         loop {
             let pending = self.lines.take();
             pace.received(pending.len());
             let (used, done) = dec.feed(&pending);
             if done {
                 self.lines.unread(pending[used..].to_vec());
-                return Ok(dec.finish());
+                // Mapping a spilled body is a little file I/O; keep it off the reactor.
+                let r = tokio::task::spawn_blocking(move || finish_body(dec.finish()))
+                    .await
+                    .map_err(|_| "spool task failed")?;
+                return Ok(r);
             }
             if !self.fill_until(pace.deadline()).await? {
                 return Err("client closed during DATA");

@@ -13,6 +13,7 @@ use crate::inbound::{self, Disposition, MessageContext};
 use crate::logsafe::{Untrusted, UntrustedText};
 use crate::metrics::Metrics;
 use crate::services::Services;
+use crate::spool::Outgoing;
 
 pub struct Context<'a> {
     pub svc: &'a Services,
@@ -20,6 +21,8 @@ pub struct Context<'a> {
     pub peer: IpAddr,
     /// TLS protocol and cipher when the session is encrypted.
     pub tls: Option<&'a str>,
+    /// The client is on a DNS blocklist and `dnsbl_action = "junk"`.
+    pub dnsbl_junk: Option<&'a crate::inbound::dnsbl::Listing>,
 }
 
 /// Deliver the transaction; returns the reply for the end of DATA. Logs one line.
@@ -31,7 +34,7 @@ pub async fn finish(ctx: &Context<'_>, tx: &Transaction) -> Reply {
         Mode::Submission | Mode::Submissions => submission_delivery(ctx, tx, &plan, &id).await,
     };
     let rcpts: Vec<&str> = tx.rcpts.iter().map(|r| r.address.as_str()).collect();
-    let msgid = headers::message_id(&tx.message).unwrap_or_default();
+    let msgid = headers::message_id(tx.message.as_bytes()).unwrap_or_default();
     let m = &ctx.svc.metrics;
     // One line per transaction: info when accepted, warn when refused.
     let line = format!(
@@ -102,7 +105,26 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
         mail_from: &tx.mail_from,
         rcpts: &rcpts,
     };
-    let verdict = inbound::check_message(&svc.config, &svc.authenticator, &mctx, &tx.message).await;
+    let mut verdict = inbound::check_message(
+        &svc.config,
+        &svc.authenticator,
+        &svc.spool,
+        &mctx,
+        tx.message.as_bytes(),
+    )
+    .await;
+    if let Some(l) = ctx.dnsbl_junk {
+        verdict.mark_spam(&l.header_value());
+    }
+    inbound::spam_checks(
+        &svc.config,
+        &svc.dns,
+        &mctx,
+        id,
+        tx.message.as_bytes(),
+        &mut verdict,
+    )
+    .await;
     let folder = match &verdict.disposition {
         Disposition::Accept => "",
         Disposition::Junk => "Junk",
@@ -117,9 +139,9 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
             text,
         } => return Reply::new(*code, enhanced, text.clone()),
     };
-    let mut traced = trace(ctx, tx, id).into_bytes();
-    traced.extend_from_slice(&tx.message);
-    let stored = verdict.apply(&traced);
+    // Written from the spool: Authentication-Results, Received, the message without forged
+    // Authentication-Results.
+    let stored = verdict.compose(trace(ctx, tx, id).as_bytes(), tx.message.clone());
     // Forwarding aliases: the copy for remote targets goes to the queue first, so a queue
     // failure leaves nothing delivered and the sender's retry duplicates nothing. Its
     // envelope sender is rewritten with SRS so the destination's SPF check sees our domain;
@@ -131,54 +153,146 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
     if !plan.remote.is_empty()
         && let Err(e) = svc
             .queue
-            .enqueue(&forward_from, &plan.remote, &stored)
+            .enqueue(&forward_from, &plan.remote, stored.clone())
             .await
     {
         tracing::warn!(id, "enqueue of forwarded copy failed: {e}");
         return temp_queue(&e);
     }
-    let mut local = headers::return_path(&tx.mail_from).into_bytes();
-    local.extend_from_slice(&stored);
-    if let Err(e) = delivery::deliver_local(&svc.store, &plan.users, folder, local).await {
-        tracing::error!(id, "local delivery failed: {e}");
-        return temp_local(&e);
+    // The per-user junk filter decides for mail headed to the INBOX, recipient by recipient.
+    let sorted = if folder.is_empty() && svc.config.spam.junk_filter && !plan.users.is_empty() {
+        let (store, cfg, users) = (svc.store.clone(), svc.config.clone(), plan.users.clone());
+        let (cache, message) = (svc.junk_dbs.clone(), tx.message.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::spam::sort_users(&store, &cache, &cfg.spam, &users, message.as_bytes())
+        })
+        .await
+        .unwrap_or_else(|_| crate::spam::Sorted {
+            inbox: plan.users.clone(),
+            junk: vec![],
+        })
+    } else {
+        crate::spam::Sorted {
+            inbox: plan.users.clone(),
+            junk: vec![],
+        }
+    };
+    // Each user's Sieve script runs after that verdict and sees it: a junk copy carries the
+    // junk filter's header and defaults to Junk.
+    let mut groups = vec![(sorted.inbox.clone(), folder, stored.with_prepended(b""))];
+    for (user, finding) in &sorted.junk {
+        let line = format!("{}: {finding}\r\n", inbound::SPAM_HEADER);
+        groups.push((
+            vec![user.clone()],
+            "Junk",
+            stored.with_prepended(line.as_bytes()),
+        ));
+    }
+    filtered_delivery(ctx, tx, plan, id, groups).await
+}
+
+/// Local delivery, per group of (users, default folder, message as stored). Users without
+/// an active Sieve script get the message streamed into the folder as it is; the others
+/// through their script (`delivery::sieve`). A reject from every local recipient, with
+/// nothing else to deliver, is refused here, before any 250 (RFC 5429 §2.1: 550 5.7.1 with
+/// the script's reason); otherwise a rejecting user's copy is dropped and the sender gets a
+/// notice.
+async fn filtered_delivery(
+    ctx: &Context<'_>,
+    tx: &Transaction,
+    plan: &Plan,
+    id: &str,
+    groups: Vec<(Vec<String>, &'static str, crate::spool::Outgoing)>,
+) -> Reply {
+    let svc = ctx.svc;
+    let rp = headers::return_path(&tx.mail_from);
+    let scripts = crate::sieve::scripts::ScriptStore::new(&svc.config.data_dir);
+    let mut rejects = Vec::new();
+    let mut total = 0;
+    for (users, folder, stored) in groups {
+        total += users.len();
+        let (filtered, plain): (Vec<String>, Vec<String>) = users
+            .into_iter()
+            .partition(|u| scripts.active_name(u).ok().flatten().is_some());
+        let local = stored.with_prepended(rp.as_bytes());
+        if let Err(e) = delivery::deliver_local(&svc.store, &plain, folder, local).await {
+            tracing::error!(id, "local delivery failed: {e}");
+            return temp_local(&e);
+        }
+        if filtered.is_empty() {
+            continue;
+        }
+        let rcpts: Vec<delivery::sieve::LocalRcpt> = filtered
+            .iter()
+            .map(|u| delivery::sieve::LocalRcpt {
+                user: u.clone(),
+                address: tx
+                    .rcpts
+                    .iter()
+                    .find(|r| r.users.contains(u))
+                    .map_or_else(|| u.clone(), |r| r.address.clone()),
+            })
+            .collect();
+        // A script reads the whole message (body tests), so it is held in memory here.
+        let bytes = stored.to_vec();
+        match delivery::sieve::deliver(svc, &rcpts, folder, &tx.mail_from, &rp, &bytes).await {
+            Ok(f) => rejects.extend(f.rejects.into_iter().map(|r| (r, bytes.clone()))),
+            Err(e) => {
+                tracing::error!(id, "local delivery failed: {e}");
+                return temp_local(&e);
+            }
+        }
+    }
+    if !rejects.is_empty() {
+        if rejects.len() == total && plan.remote.is_empty() {
+            let reason: String = rejects[0]
+                .0
+                .1
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(400)
+                .collect();
+            return Reply::new(550, "5.7.1", reason.trim().to_string());
+        }
+        for ((user, reason), stored) in &rejects {
+            delivery::sieve::reject_notice(svc, &tx.mail_from, user, reason, stored).await;
+        }
     }
     ok(id)
 }
 
 async fn submission_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: &str) -> Reply {
     let svc = ctx.svc;
-    let mut msg = trace(ctx, tx, id).into_bytes();
-    msg.extend_from_slice(
-        headers::submission_additions(&tx.message, &svc.config.hostname).as_bytes(),
+    let mut msg = Outgoing::new(tx.message.clone());
+    msg.prepend(
+        headers::submission_additions(tx.message.as_bytes(), &svc.config.hostname).as_bytes(),
     );
-    msg.extend_from_slice(&tx.message);
+    msg.prepend(trace(ctx, tx, id).as_bytes());
     if !plan.remote.is_empty() {
-        let signature = match svc.dkim.sign(&svc.config, &msg) {
+        // Hashing a large body is CPU work: off the async workers.
+        let signed = inbound::cpu_bound(|| svc.dkim.sign_outgoing(&svc.config, &msg));
+        let signature = match signed {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(id, "DKIM signing failed: {e}");
                 return Reply::new(451, "4.3.0", "Cannot sign the message, try again later");
             }
         };
-        let mut signed = signature.into_bytes();
-        signed.extend_from_slice(&msg);
-        if let Err(e) = svc
-            .queue
-            .enqueue(&tx.mail_from, &plan.remote, &signed)
-            .await
-        {
+        let signed = msg.with_prepended(signature.as_bytes());
+        if let Err(e) = svc.queue.enqueue(&tx.mail_from, &plan.remote, signed).await {
             tracing::warn!(id, "enqueue failed: {e}");
             return temp_queue(&e);
         }
     }
-    let mut local = headers::return_path(&tx.mail_from).into_bytes();
-    local.extend_from_slice(&msg);
-    if let Err(e) = delivery::deliver_local(&svc.store, &plan.users, "", local).await {
-        tracing::error!(id, "local delivery failed: {e}");
-        return temp_local(&e);
-    }
-    ok(id)
+    let users = plan.users.clone();
+    filtered_delivery(
+        ctx,
+        tx,
+        plan,
+        id,
+        vec![(users, "", msg.with_prepended(b""))],
+    )
+    .await
 }
 
 #[cfg(test)]

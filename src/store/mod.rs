@@ -12,7 +12,7 @@ pub mod names;
 pub mod uidlist;
 
 pub use mailbox::{Changes, FlagOp, Mailbox, Stored};
-pub use maildir_write::{deliver_to_maildir, unique_name};
+pub use maildir_write::{deliver_to_maildir, deliver_to_maildir_with, unique_name};
 pub use names::MailboxName;
 
 use std::collections::HashMap;
@@ -170,12 +170,50 @@ impl Store {
     /// Returns the path of the delivered file. When this returns Ok, the message is on disk:
     /// the file and the directory entry are fsynced.
     pub fn deliver(&self, user: &str, folder: Folder<'_>, message: &[u8]) -> io::Result<PathBuf> {
+        self.deliver_with(user, folder, message.len(), |f| f.write_all(message))
+    }
+
+    /// `deliver` for a message of `size` octets that `fill` writes (streamed from the spool).
+    pub fn deliver_with(
+        &self,
+        user: &str,
+        folder: Folder<'_>,
+        size: usize,
+        fill: impl FnOnce(&mut dyn std::io::Write) -> io::Result<()>,
+    ) -> io::Result<PathBuf> {
         let dir = self.folder_dir(user, folder)?;
         if !dir.join("new").is_dir() {
             self.ensure_user(user)?;
             maildir::Maildir::from(dir.clone()).create_dirs()?;
         }
-        let path = deliver_to_maildir(&dir, message)?;
+        let path = deliver_to_maildir_with(&dir, size, fill)?;
+        self.hub.notify(&dir);
+        Ok(path)
+    }
+
+    /// Deliver durably into an existing mailbox named as IMAP names it (Sieve `fileinto`,
+    /// `keep`), with IMAP system flags (`\\Seen`…); other names (keywords) are not kept.
+    pub fn deliver_mailbox(
+        &self,
+        user: &str,
+        name: &MailboxName,
+        message: &[u8],
+        imap_flags: &[String],
+    ) -> io::Result<PathBuf> {
+        if !self.mailbox_exists(user, &MailboxName::Inbox) {
+            self.ensure_user(user)?;
+        }
+        let system = imap_flags
+            .iter()
+            .filter_map(|f| flags::system_flag(f))
+            .fold(0, |a, b| a | b);
+        let info = flags::Flags {
+            system,
+            keywords: 0,
+        }
+        .to_info();
+        let dir = self.mailbox_dir(user, name)?;
+        let path = maildir_write::deliver_to_maildir_flagged(&dir, message, &info)?;
         self.hub.notify(&dir);
         Ok(path)
     }

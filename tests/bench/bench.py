@@ -11,7 +11,7 @@ relayed to a remote smtp-sink: a postern alias forwarding to a remote address, w
 resolved through dnsmasq, against Postfix with `relayhost`). `--strace` runs postern under
 `strace -f -c` for the outbound row and reports fsyncs per message (slower: figures only).
 
-It installs nothing; `.ci/run` style prerequisites: postfix (smtp-source), dovecot-imapd.
+It installs nothing; `tests/setup-peers.sh` installs the prerequisites: postfix (smtp-source), dovecot-imapd.
 Everything binds 127.0.0.1 only and lives in a temporary directory.
 """
 import argparse, imaplib, os, random, shutil, signal, socket, ssl, subprocess, sys, tempfile, time
@@ -80,7 +80,7 @@ def wait_count(d, n, timeout=600):
 class Postern:
     def __init__(self, tmp, extra="", name="postern"):
         self.dir = os.path.join(tmp, name)
-        os.makedirs(self.dir)
+        os.makedirs(os.path.join(self.dir, "data"))
         self.smtp, self.imap = free_port(), free_port()
         self.cfg = os.path.join(self.dir, "postern.toml")
         with open(self.cfg, "w") as f:
@@ -88,7 +88,8 @@ class Postern:
                     f'[listen]\nsmtp = ["127.0.0.1:{self.smtp}"]\nsubmission = []\nsubmissions = []\n'
                     f'imap = ["127.0.0.1:{self.imap}"]\nimaps = []\nhttp = []\n[tls]\nsource = "self-signed"\n'
                     f'[inbound]\nverify = false\n[imap]\nallow_plaintext_auth = true\n[limits]\nmax_connections_per_ip = 1000\nmax_messages_per_connection = 100000\n{extra}')
-        subprocess.run([POSTERN, "--config", self.cfg, "user", "add", "user@example.test", "--password-stdin"],
+        subprocess.run([POSTERN, "--config", self.cfg, "user", "add", "user@example.test", "--password-stdin",
+                        "--allow-short-password"],
                        input=b"pw\n", check=True, capture_output=True)
         self.maildir = os.path.join(self.dir, "data", "mail", "example.test", "user")
         self.proc = None
