@@ -27,9 +27,9 @@ fn queued_messages_to_one_mx_share_sessions_and_arrive_once() {
     let port = free_port();
     let dns = Dns::start(&[
         "mx-host=reuse.test,mx.reuse.test,10".into(),
-        "host-record=mx.reuse.test,127.0.0.41".into(),
+        "host-record=mx.reuse.test,127.0.0.85".into(),
     ]);
-    let sink = SmtpSink::start("127.0.0.41", port, &[]);
+    let sink = SmtpSink::start("127.0.0.85", port, &[]);
     // Two deliveries at a time, so the other messages wait for a session to come free.
     let p = sender(&dns, port, "max_connections_per_domain = 2\n");
     for i in 0..N {
@@ -77,9 +77,9 @@ fn a_4xx_in_a_reused_session_only_defers_its_own_message() {
     let port = free_port();
     let dns = Dns::start(&[
         "mx-host=mixed.test,mx.mixed.test,10".into(),
-        "host-record=mx.mixed.test,127.0.0.42".into(),
+        "host-record=mx.mixed.test,127.0.0.86".into(),
     ]);
-    let sink = ScriptSink::start("127.0.0.42", port);
+    let sink = ScriptSink::start("127.0.0.86", port);
     let p = sender(
         &dns,
         port,
