@@ -305,11 +305,11 @@ impl Spool {
             return Ok(false);
         }
         let lock = self.lock()?;
-        let existed = (|| match std::fs::remove_file(self.env_path(id)) {
+        let existed = match std::fs::remove_file(self.env_path(id)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(QueueError::from(e)),
-        })();
+        };
         let _ = FileExt::unlock(&lock);
         let existed = existed?;
         self.finish_removal(id)?;
