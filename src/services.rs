@@ -42,6 +42,8 @@ pub struct Services {
     pub mta_sts: crate::outbound::mta_sts::PolicyCache,
     /// Trust anchors for outbound TLS, loaded on first use.
     pub outbound_roots: crate::outbound::tls::Roots,
+    /// Idle outbound SMTP sessions (connection reuse).
+    pub outbound_sessions: Arc<crate::outbound::session_cache::SessionCache>,
     /// Our DKIM signing keys, loaded (or created) on first use.
     pub dkim: crate::delivery::dkim::KeyCache,
     /// Counts of outbound TLS outcomes for TLS reports (RFC 8460), persisted in data_dir.
@@ -123,6 +125,7 @@ impl Services {
             conns,
             mta_sts,
             outbound_roots,
+            outbound_sessions: Default::default(),
             dkim: crate::delivery::dkim::KeyCache::default(),
             tlsrpt,
             junk_dbs: Arc::default(),
@@ -142,6 +145,7 @@ impl Services {
             metrics: &self.metrics,
             shutdown: &self.shutdown,
             tlsrpt: &self.tlsrpt,
+            sessions: &self.outbound_sessions,
         }
     }
 }

@@ -14,7 +14,9 @@ use super::{ConfigError, is_domain_name};
 pub struct Outbound {
     /// Port of remote MX hosts. Only tests change this.
     pub port: u16,
-    /// Simultaneous connections to one destination domain.
+    /// Simultaneous connections to one destination domain (Postfix's
+    /// `default_destination_concurrency_limit` is 20). Sessions are also reused, see
+    /// `outbound::session_cache`.
     pub max_connections_per_domain: usize,
     /// Simultaneous outbound deliveries in total.
     pub max_connections: usize,
@@ -61,8 +63,8 @@ impl Default for Outbound {
     fn default() -> Self {
         Outbound {
             port: 25,
-            max_connections_per_domain: 4,
-            max_connections: 32,
+            max_connections_per_domain: 20,
+            max_connections: 64,
             require_tls: false,
             mta_sts_port: 443,
             ca_file: PathBuf::new(),
@@ -123,6 +125,19 @@ impl Outbound {
                     p != 0 && (is_domain_name(&h) || h.parse::<std::net::IpAddr>().is_ok())
                 })
         };
+        // Bounded: each delivery holds a socket and a task; more than this is a typo.
+        for (key, v, max) in [
+            (
+                "outbound.max_connections_per_domain",
+                self.max_connections_per_domain,
+                100,
+            ),
+            ("outbound.max_connections", self.max_connections, 1000),
+        ] {
+            if v == 0 || v > max {
+                return Err(bad(key, format!("{v} is not between 1 and {max}")));
+            }
+        }
         if !valid_relay(&self.relay) {
             return Err(bad(
                 "outbound.relay",

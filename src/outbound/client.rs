@@ -14,6 +14,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::reply::{Reply, ReplyError, ReplyParser};
+use super::session_cache::{Key, SessionCache};
 
 /// RFC 5321 §4.5.3.2 timeouts.
 pub mod timeouts {
@@ -90,6 +91,8 @@ pub struct Info {
     pub peer_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// The TLSA record that authenticated the server (DANE), if one did.
     pub dane: Option<String>,
+    /// This transaction ran on a session kept from an earlier one (`session_cache`).
+    pub reused: bool,
 }
 
 /// Requirements of a TLS policy for this host.
@@ -280,6 +283,8 @@ pub struct Transaction<'a> {
     pub message: &'a [u8],
     /// Log in with these after TLS (a relay); None for MX delivery.
     pub auth: Option<&'a super::relay::Credentials>,
+    /// Idle sessions to reuse and to return this one to (None: one session per attempt).
+    pub sessions: Option<&'a Arc<SessionCache>>,
 }
 
 /// Connect to `ip:port`; with `policy.implicit` the TLS handshake (for `host`) comes first.
@@ -321,7 +326,9 @@ pub async fn quit(c: &mut Client) {
 }
 
 /// One attempt on one address. `host` is the MX name (TLS server name); `dane`: what its
-/// TLSA records require, if DANE applies to it.
+/// TLSA records require, if DANE applies to it. With `tx.sessions`, an idle session to the
+/// same destination whose TLS meets `policy`/`dane` is reused (after RSET), and a session
+/// that ends its transaction cleanly is kept for the next message.
 pub async fn attempt(
     host: &str,
     ip: IpAddr,
@@ -330,22 +337,80 @@ pub async fn attempt(
     policy: TlsPolicy,
     dane: Option<&super::dane::Requirement>,
 ) -> (Attempt, Info) {
+    let key = Key {
+        host: host.to_string(),
+        ip,
+        port,
+        implicit_tls: policy.implicit,
+        auth: tx.auth.map(|c| c.user.clone()),
+    };
+    if let Some(cache) = tx.sessions {
+        while let Some((mut c, caps, opened)) = cache.take(&key, policy, dane) {
+            // RFC 5321 §4.1.1.5: RSET starts the next transaction from a clean state, and
+            // shows the idle session is still alive; a dead one is dropped, nothing was sent.
+            match c.command("RSET", RSET_PROBE, "RSET reply").await {
+                Ok(r) if r.code == 250 => {
+                    tracing::debug!(host, %ip, "reusing an open session");
+                    c.info.reused = true;
+                    return transact(c, host, ip, tx, caps, Some((cache, key, opened))).await;
+                }
+                _ => tracing::debug!(host, %ip, "cached session is gone; trying another"),
+            }
+        }
+    }
     let mut c = match connect(host, ip, port, &tx.roots, policy).await {
         Ok(c) => c,
         Err(e) => return (Attempt::TryNext(e), Info::default()),
     };
-    let opened = open_session(&mut c, host, tx.helo_name, &tx.roots, policy, tx.auth, dane);
-    let result = match opened.await {
-        Ok(Ok(caps)) => run(&mut c, host, tx, &caps).await,
-        Ok(Err(stop)) => Ok(stop),
-        Err(e) => Err(e),
-    };
-    let out = match result {
-        Ok(a) => a,
+    let opened = std::time::Instant::now();
+    let session = open_session(&mut c, host, tx.helo_name, &tx.roots, policy, tx.auth, dane);
+    let stop = match session.await {
+        Ok(Ok(caps)) => {
+            c.info.reused = false;
+            let keep = tx.sessions.map(|s| (s, key, opened));
+            return transact(c, host, ip, tx, caps, keep).await;
+        }
+        Ok(Err(stop)) => stop,
         Err(e) => Attempt::TryNext(format!("{host} [{ip}]: {e}")),
     };
     quit(&mut c).await;
+    (stop, c.info.clone())
+}
+
+/// How long an idle session may take to answer the RSET that reuses it.
+const RSET_PROBE: Duration = Duration::from_secs(10);
+
+/// One transaction on an open session; then keep the session (if `keep` and it ended
+/// cleanly) or QUIT. A failure only concerns this message's recipients.
+async fn transact(
+    mut c: Client,
+    host: &str,
+    ip: IpAddr,
+    tx: &Transaction<'_>,
+    caps: Caps,
+    keep: Option<(&Arc<SessionCache>, Key, std::time::Instant)>,
+) -> (Attempt, Info) {
+    let result = run(&mut c, host, tx, &caps).await;
     let info = c.info.clone();
+    let out = match result {
+        Ok(a) => a,
+        Err(e) => {
+            quit(&mut c).await;
+            return (Attempt::TryNext(format!("{host} [{ip}]: {e}")), info);
+        }
+    };
+    // Reusable: the transaction ran to its end and the server did not announce closing
+    // (421, RFC 5321 §3.8).
+    let clean = match &out {
+        Attempt::Done(rs) => !rs.iter().any(
+            |r| matches!(r, RcptResult::Transient(x) | RcptResult::Permanent(x) if x.code == 421),
+        ),
+        _ => false,
+    };
+    match keep {
+        Some((cache, key, opened)) if clean => cache.put(key, c, caps, opened),
+        _ => quit(&mut c).await,
+    }
     (out, info)
 }
 

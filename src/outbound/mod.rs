@@ -11,6 +11,7 @@ pub mod mta_sts;
 pub mod mx;
 pub mod relay;
 pub mod reply;
+pub mod session_cache;
 pub mod tls;
 
 use std::sync::atomic::Ordering;
@@ -29,6 +30,8 @@ pub struct Env<'a> {
     pub shutdown: &'a tokio_util::sync::CancellationToken,
     /// Where each TLS outcome is counted for TLS reports (RFC 8460).
     pub tlsrpt: &'a crate::tlsrpt::Store,
+    /// Idle SMTP sessions kept for the next message to the same destination.
+    pub sessions: &'a std::sync::Arc<session_cache::SessionCache>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +155,7 @@ pub async fn deliver_domain(
         rcpts,
         message,
         auth: None,
+        sessions: Some(svc.sessions),
     };
     let port = svc.config.outbound.port;
     let mut last_error = format!("no reachable MX host for {domain}");
@@ -214,6 +218,7 @@ pub async fn deliver_domain(
                         tls = info.tls,
                         tls_verified = info.tls_verified,
                         dane = info.dane.as_deref().unwrap_or("none"),
+                        reused = info.reused,
                         accepted = ok,
                         rejected = perm,
                         deferred = outcomes.len() - ok - perm,

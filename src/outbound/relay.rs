@@ -204,6 +204,7 @@ pub async fn deliver(
         rcpts,
         message,
         auth: creds.as_ref(),
+        sessions: Some(svc.sessions),
     };
     let mut last = ("4.4.1".to_string(), format!("{host} has no address"));
     for ip in addrs {
@@ -228,6 +229,7 @@ pub async fn deliver(
                     tls = info.tls,
                     tls_verified = info.tls_verified,
                     auth = info.auth.unwrap_or("none"),
+                    reused = info.reused,
                     accepted = ok,
                     "outbound transaction through the relay"
                 );

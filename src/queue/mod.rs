@@ -9,10 +9,12 @@
 //! or `queue retry` reaches a running server without any signal.
 
 pub mod dsn;
+pub mod group_commit;
 pub mod scheduler;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use fs4::fs_std::FileExt;
 use serde::{Deserialize, Serialize};
@@ -128,7 +130,10 @@ impl Queue {
         std::fs::create_dir_all(dir.join("msg"))?;
         std::fs::create_dir_all(dir.join("env"))?;
         Ok(Queue {
-            spool: Spool { dir },
+            spool: Spool {
+                env_sync: Arc::new(group_commit::DirSync::new(dir.join("env"))),
+                dir,
+            },
             wake: tokio::sync::Notify::new(),
         })
     }
@@ -164,6 +169,8 @@ impl Queue {
 #[derive(Debug, Clone)]
 pub struct Spool {
     dir: PathBuf,
+    /// Group commit of `env/` after removals (see `group_commit`).
+    env_sync: Arc<group_commit::DirSync>,
 }
 
 impl Spool {
@@ -298,22 +305,65 @@ impl Spool {
             return Ok(false);
         }
         let lock = self.lock()?;
+        let existed = match std::fs::remove_file(self.env_path(id)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(QueueError::from(e)),
+        };
+        let _ = FileExt::unlock(&lock);
+        let existed = existed?;
+        self.finish_removal(id)?;
+        Ok(existed)
+    }
+
+    /// After an envelope was unlinked: make that durable (one `env/` fsync shared with the
+    /// other removals in flight, `group_commit`), then remove the message file. A crash
+    /// before the fsync leaves the envelope, so the message is delivered again, never lost.
+    fn finish_removal(&self, id: &str) -> Result<(), QueueError> {
+        self.env_sync.sync()?;
+        match std::fs::remove_file(self.msg_path(id)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Record the outcome of an attempt: like `update`, but when nothing is left to do
+    /// (every recipient delivered, or failed with its DSN done) the envelope is removed
+    /// instead of rewritten, so a delivered message costs one shared directory fsync rather
+    /// than an envelope write (file + directory fsync) and then a removal. Returns the
+    /// envelope as changed and whether it was removed; None if it was not queued.
+    pub fn settle(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Envelope),
+    ) -> Result<Option<(Envelope, bool)>, QueueError> {
+        let lock = self.lock()?;
         let result = (|| {
-            let existed = match std::fs::remove_file(self.env_path(id)) {
-                Ok(()) => true,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-                Err(e) => return Err(QueueError::from(e)),
+            let Some(mut env) = self.load(id)? else {
+                return Ok(None);
             };
-            crate::fsutil::fsync_dir(&self.dir.join("env"))?;
-            match std::fs::remove_file(self.msg_path(id)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
+            change(&mut env);
+            let done = env.rcpts.iter().all(|r| {
+                r.status == RcptStatus::Delivered || (r.status == RcptStatus::Failed && r.reported)
+            });
+            if done {
+                std::fs::remove_file(self.env_path(id))?;
+            } else {
+                self.write_env(&env)?;
             }
-            Ok(existed)
+            Ok(Some((env, done)))
         })();
         let _ = FileExt::unlock(&lock);
+        if let Ok(Some((_, true))) = &result {
+            self.finish_removal(id)?;
+        }
         result
+    }
+
+    /// Directory fsyncs of `env/` made by removals so far (figures, tests).
+    pub fn removal_syncs(&self) -> u64 {
+        self.env_sync.syncs()
     }
 
     /// Ids of queued messages (oldest first).
@@ -416,5 +466,38 @@ mod tests {
         assert!(q.message(&id).is_err());
         assert!(!q.retry("../etc").unwrap());
         assert!(q.enqueue_blocking("a@x", &[], b"x").is_err());
+    }
+
+    #[test]
+    fn settle_removes_a_finished_message_and_keeps_an_unfinished_one() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::open(d.path()).unwrap();
+        let rcpts = ["b@y.test".to_string(), "c@y.test".to_string()];
+        let id = q.enqueue_blocking("a@x.test", &rcpts, b"hi\r\n").unwrap();
+        // One delivered, one still pending: rewritten, not removed.
+        let (env, removed) = q
+            .settle(&id, |e| e.rcpts[0].status = RcptStatus::Delivered)
+            .unwrap()
+            .unwrap();
+        assert!(!removed);
+        assert_eq!(env.pending().count(), 1);
+        assert_eq!(q.load(&id).unwrap().unwrap().pending().count(), 1);
+        // A failure without its DSN yet: kept for `finish` to report.
+        let (_, removed) = q
+            .settle(&id, |e| e.rcpts[1].status = RcptStatus::Failed)
+            .unwrap()
+            .unwrap();
+        assert!(!removed);
+        assert!(q.message(&id).is_ok());
+        let syncs = q.removal_syncs();
+        let (_, removed) = q
+            .settle(&id, |e| e.rcpts[1].reported = true)
+            .unwrap()
+            .unwrap();
+        assert!(removed);
+        assert!(q.load(&id).unwrap().is_none());
+        assert!(q.message(&id).is_err());
+        assert_eq!(q.removal_syncs(), syncs + 1);
+        assert!(q.settle(&id, |_| {}).unwrap().is_none());
     }
 }

@@ -222,7 +222,7 @@ impl Scheduler {
                 .partition(|a| svc.config.is_local_domain(&outbound::domain_of(a)));
             for addr in local {
                 let outcome = deliver_local(svc, &env, &addr, &message).await;
-                self.record(id, &[addr], &[outcome], expires);
+                self.record(id, vec![addr], vec![outcome], expires).await;
             }
             let mut by_domain: HashMap<String, Vec<String>> = HashMap::new();
             for a in remote {
@@ -262,7 +262,7 @@ impl Scheduler {
                         o = run => o,
                     };
                     if let Some(outcomes) = outcomes {
-                        me.record(&id, &rcpts, &outcomes, expires);
+                        me.record(&id, rcpts, outcomes, expires).await;
                     }
                 });
             }
@@ -271,12 +271,33 @@ impl Scheduler {
         self.finish(id, &message).await;
     }
 
-    /// Write the outcomes of one attempt into the envelope.
-    fn record(&self, id: &str, rcpts: &[String], outcomes: &[RcptOutcome], expires: i64) {
+    /// Write the outcomes of one attempt into the envelope, on a blocking thread (the
+    /// removal of a finished message waits for a group-committed directory fsync).
+    async fn record(
+        self: &Arc<Self>,
+        id: &str,
+        rcpts: Vec<String>,
+        outcomes: Vec<RcptOutcome>,
+        expires: i64,
+    ) {
+        let me = self.clone();
+        let id = id.to_string();
+        let res = tokio::task::spawn_blocking(move || {
+            me.record_blocking(&id, &rcpts, &outcomes, expires)
+        })
+        .await;
+        if let Err(e) = res {
+            tracing::error!("recording a delivery outcome failed: {e}");
+        }
+    }
+
+    fn record_blocking(&self, id: &str, rcpts: &[String], outcomes: &[RcptOutcome], expires: i64) {
         let now = crate::clock::unix_now();
         let schedule = &self.svc.config.queue.retry_schedule_secs;
         let m = &self.svc.metrics;
-        let res = self.svc.queue.update(id, |env| {
+        // `settle`: when this attempt finishes the message (all delivered), the envelope is
+        // removed at once rather than rewritten and then removed by `finish`.
+        let res = self.svc.queue.settle(id, |env| {
             for (addr, o) in rcpts.iter().zip(outcomes) {
                 let Some(r) = env
                     .rcpts
@@ -306,8 +327,23 @@ impl Scheduler {
                 }
             }
         });
-        if let Err(e) = res {
-            tracing::error!(queue_id = id, "cannot record delivery outcome: {e}");
+        match res {
+            Ok(Some((env, true))) => tracing::info!(
+                queue_id = id,
+                delivered = env
+                    .rcpts
+                    .iter()
+                    .filter(|r| r.status == RcptStatus::Delivered)
+                    .count(),
+                failed = env
+                    .rcpts
+                    .iter()
+                    .filter(|r| r.status == RcptStatus::Failed)
+                    .count(),
+                "done: removed from the queue"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(queue_id = id, "cannot record delivery outcome: {e}"),
         }
     }
 
@@ -352,7 +388,13 @@ impl Scheduler {
         }
 
         if pending.is_empty() {
-            match q.delete(id) {
+            // Blocking: the removal waits for a group-committed directory fsync.
+            let spool: super::Spool = (**q).clone();
+            let del_id = id.to_string();
+            let deleted = tokio::task::spawn_blocking(move || spool.delete(&del_id))
+                .await
+                .unwrap_or_else(|e| Err(super::QueueError::Other(e.to_string())));
+            match deleted {
                 Ok(_) => tracing::info!(
                     queue_id = id,
                     delivered = env

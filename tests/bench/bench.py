@@ -4,6 +4,12 @@ on a large Maildir INBOX), in one run on the same machine.
 
 Usage (as root, after `cargo build --release`):
     python3 tests/bench/bench.py [--messages 2000] [--mailbox 100000] [--out BENCHMARKS.md]
+    python3 tests/bench/bench.py --rows outbound [--outbound 1000] [--bin target/debug/postern] [--strace]
+
+Rows: `ingest` (SMTP into Maildir), `imap` (large INBOX), `outbound` (accepted, queued and
+relayed to a remote smtp-sink: a postern alias forwarding to a remote address, whose MX is
+resolved through dnsmasq, against Postfix with `relayhost`). `--strace` runs postern under
+`strace -f -c` for the outbound row and reports fsyncs per message (slower: figures only).
 
 It installs nothing; `tests/setup-peers.sh` installs the prerequisites: postfix (smtp-source), dovecot-imapd.
 Everything binds 127.0.0.1 only and lives in a temporary directory.
@@ -72,8 +78,8 @@ def wait_count(d, n, timeout=600):
 
 # ---------------------------------------------------------------- postern
 class Postern:
-    def __init__(self, tmp, extra=""):
-        self.dir = os.path.join(tmp, "postern")
+    def __init__(self, tmp, extra="", name="postern"):
+        self.dir = os.path.join(tmp, name)
         os.makedirs(os.path.join(self.dir, "data"))
         self.smtp, self.imap = free_port(), free_port()
         self.cfg = os.path.join(self.dir, "postern.toml")
@@ -88,20 +94,29 @@ class Postern:
         self.maildir = os.path.join(self.dir, "data", "mail", "example.test", "user")
         self.proc = None
 
-    def start(self):
-        self.proc = subprocess.Popen([POSTERN, "--config", self.cfg, "serve"], stderr=subprocess.DEVNULL,
-                                     env=dict(os.environ, POSTERN_LOG="warn"))
+    def start(self, wrap=(), log="warn", stderr=subprocess.DEVNULL):
+        self.proc = subprocess.Popen([*wrap, POSTERN, "--config", self.cfg, "serve"], stderr=stderr,
+                                     env=dict(os.environ, POSTERN_LOG=log))
         wait_port(self.smtp); wait_port(self.imap)
 
     def stop(self):
         if self.proc:
-            self.proc.send_signal(signal.SIGTERM); self.proc.wait(60); self.proc = None
+            # Under a wrapper (strace), the server is its child: signal the server itself.
+            pids = [self.proc.pid]
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                    pids = [int(x) for x in f.read().split()] or pids
+            except OSError:
+                pass
+            for pid in pids:
+                os.kill(pid, signal.SIGTERM)
+            self.proc.wait(60); self.proc = None
 
 
 # ---------------------------------------------------------------- Postfix
 class Postfix:
-    def __init__(self, tmp):
-        self.dir = os.path.join(tmp, "postfix")
+    def __init__(self, tmp, extra="", name="postfix"):
+        self.dir = os.path.join(tmp, name)
         etc, q, data, mail = (os.path.join(self.dir, x) for x in ("etc", "queue", "data", "mail"))
         for d in (etc, q, data, mail):
             os.makedirs(d)
@@ -126,7 +141,7 @@ virtual_uid_maps = static:65534
 virtual_gid_maps = static:65534
 smtpd_client_connection_count_limit = 1000
 default_process_limit = 100
-""")
+{extra}""")
         with open("/etc/postfix/master.cf") as f:
             lines = f.read().splitlines()
         out = []
@@ -216,6 +231,101 @@ service imap-login {{
         time.sleep(1)
 
 
+# ---------------------------------------------------------------- outbound
+class Sink:
+    """Postfix's smtp-sink as the remote MX, dumping one file per message."""
+    def __init__(self, tmp):
+        self.dir = os.path.join(tmp, "sink-%d" % free_port())
+        os.makedirs(self.dir); os.chmod(self.dir, 0o777)
+        self.port = free_port()
+        self.proc = subprocess.Popen(["smtp-sink", "-u", "nobody", "-d", self.dir + "/msg.", f"127.0.0.1:{self.port}", "256"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def count(self):
+        return len(os.listdir(self.dir))
+
+    def stop(self):
+        self.proc.kill(); self.proc.wait()
+
+
+class Dnsmasq:
+    """MX of remote.test -> 127.0.0.1 (postern resolves MX hosts; Postfix uses relayhost)."""
+    def __init__(self, tmp):
+        d = os.path.join(tmp, "dns-%d" % free_port()); os.makedirs(d)
+        self.port = free_port()
+        conf = os.path.join(d, "dnsmasq.conf")
+        with open(conf, "w") as f:
+            f.write(f"port={self.port}\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\nlocal=/test/\n"
+                    f"pid-file={d}/pid\nmx-host=remote.test,mx.remote.test,10\nhost-record=mx.remote.test,127.0.0.1\n")
+        self.proc = subprocess.Popen(["dnsmasq", "-k", "-C", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def stop(self):
+        self.proc.kill(); self.proc.wait()
+
+
+def timed_outbound(port, n, sessions, sink):
+    """Seconds from the first connection until all n messages reached the remote sink."""
+    t0 = time.time()
+    subprocess.run(["smtp-source", "-m", str(n), "-s", str(sessions), "-l", "1024", "-f", "sender@remote.test",
+                    "-t", "fwd@example.test", f"127.0.0.1:{port}"], check=True)
+    end = t0 + 600
+    while sink.count() < n:
+        if time.time() > end:
+            raise RuntimeError(f"only {sink.count()}/{n} messages at the sink")
+        time.sleep(0.05)
+    return time.time() - t0
+
+
+def outbound_rows(tmp, n, sessions, strace):
+    """Postfix relayhost vs postern alias forward, alternating: Postfix, postern."""
+    rows, notes = [], []
+    sink = Sink(tmp)
+    try:
+        pf = Postfix(tmp, name="postfix-out", extra=f"relayhost = [127.0.0.1]:{sink.port}\n"
+                     "virtual_alias_maps = inline:{ {fwd@example.test=friend@remote.test} }\n")
+        pf.start()
+        try:
+            t_pf = timed_outbound(pf.port, n, sessions, sink)
+        finally:
+            pf.stop()
+    finally:
+        sink.stop()
+    sink, dns = Sink(tmp), Dnsmasq(tmp)
+    try:
+        pt = Postern(tmp, name="postern-out", extra=f"[dns]\nnameservers = [\"127.0.0.1:{dns.port}\"]\n"
+                     f"[outbound]\nport = {sink.port}\n")
+        subprocess.run([POSTERN, "--config", pt.cfg, "alias", "add", "fwd@example.test", "friend@remote.test"],
+                       check=True, capture_output=True)
+        trace = os.path.join(pt.dir, "strace.txt")
+        log = open(os.path.join(pt.dir, "serve.log"), "w")
+        wrap = ("strace", "-f", "-c", "-o", trace, "-e", "trace=fsync,fdatasync") if strace else ()
+        pt.start(wrap=wrap, log="info", stderr=log)
+        try:
+            t_pt = timed_outbound(pt.smtp, n, sessions, sink)
+        finally:
+            pt.stop(); log.close()
+        with open(os.path.join(pt.dir, "serve.log")) as f:
+            tx = [l for l in f if "outbound transaction" in l]
+        fresh = sum(1 for l in tx if "reused=true" not in l)
+        notes.append(f"postern: {len(tx)} outbound transactions, {fresh} on new connections "
+                     f"({fresh / n:.3f} connections per message)")
+        if strace:
+            fsyncs = 0
+            with open(trace) as f:
+                for line in f:
+                    cols = line.split()
+                    if cols and cols[-1] in ("fsync", "fdatasync") and cols[-2].isdigit():
+                        fsyncs += int(cols[-2] if len(cols) == 5 else cols[3])
+            notes.append(f"postern: {fsyncs} fsync/fdatasync calls, {fsyncs / n:.2f} per message (strace -f -c)")
+    finally:
+        sink.stop(); dns.stop()
+    rows.append((f"Outbound drain, {n} x 1 KiB over {sessions} sessions to a remote smtp-sink (s)", t_pt, t_pf, "Postfix"))
+    rows.append(("Outbound drain rate (msg/s)", n / t_pt, n / t_pf, "Postfix"))
+    return rows, notes
+
+
 # ---------------------------------------------------------------- workloads
 def make_maildir(dst, n):
     """n plain messages of ~1-3 KiB in dst/cur with a few flags, deterministic."""
@@ -259,11 +369,34 @@ def main():
     ap.add_argument("--sessions", type=int, default=10)
     ap.add_argument("--mailbox", type=int, default=100000, help="messages in the IMAP INBOX")
     ap.add_argument("--out", default=None, help="append results (markdown) to this file")
+    ap.add_argument("--rows", default="ingest,imap,outbound", help="comma-separated: ingest, imap, outbound")
+    ap.add_argument("--outbound", type=int, default=1000, help="messages relayed in the outbound row")
+    ap.add_argument("--bin", default=None, help="postern binary (default target/release/postern)")
+    ap.add_argument("--strace", action="store_true", help="count postern's fsyncs in the outbound row")
     args = ap.parse_args()
+    global POSTERN
+    if args.bin:
+        POSTERN = os.path.abspath(args.bin)
+    want = set(args.rows.split(","))
     if not os.path.exists(POSTERN):
         sys.exit("build first: cargo build --release")
     tmp = tempfile.mkdtemp(prefix="postern-bench-")
     os.chmod(tmp, 0o755)
+    rows, notes = [], []
+    try:
+        if "outbound" in want:
+            r, nt = outbound_rows(tmp, args.outbound, args.sessions, args.strace)
+            rows += r; notes += nt
+    finally:
+        if want <= {"outbound"}:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if want & {"ingest", "imap"}:
+        rows += ingest_and_imap(args, tmp, want)
+    report(args, rows, notes)
+
+
+def ingest_and_imap(args, tmp, want):
+    """The ingest and IMAP rows (run together: the IMAP row reuses the ingest's server)."""
     rows = []
     try:
         # --- SMTP ingest: smtp-source → server → fsynced Maildir file
@@ -309,11 +442,14 @@ def main():
         rows.append(("Server RSS after IMAP run (MiB)", rss_pt / 1024, rss_dv / 1024, "Dovecot"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return rows
 
+
+def report(args, rows, notes):
     lines = ["| measure | postern | baseline | baseline is |", "|---|---:|---:|---|"]
     for (what, a, b, who) in rows:
         lines.append(f"| {what} | {a:.3f} | {b:.3f} | {who} |")
-    table = "\n".join(lines)
+    table = "\n".join(lines + [""] + [f"- {n}" for n in notes])
     print(table)
     if args.out:
         with open(args.out, "a") as f:

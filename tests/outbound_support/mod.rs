@@ -240,6 +240,8 @@ pub struct ScriptSink {
     pub received: Arc<Mutex<Vec<Received>>>,
     /// The most connections that were open at once.
     pub peak: Arc<AtomicUsize>,
+    /// Connections accepted in all.
+    pub connections: Arc<AtomicUsize>,
 }
 
 impl ScriptSink {
@@ -295,12 +297,15 @@ impl ScriptSink {
         let listener = TcpListener::bind(&addr).expect("bind script sink");
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let peak = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         let active = Arc::new(AtomicUsize::new(0));
         let rec = received.clone();
         let peak2 = peak.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let rec = rec.clone();
                 let tls = tls.clone();
                 let (active, peak) = (active.clone(), peak2.clone());
@@ -317,6 +322,7 @@ impl ScriptSink {
             addr,
             received,
             peak,
+            connections,
         }
     }
 
