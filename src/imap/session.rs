@@ -264,7 +264,7 @@ impl Session {
         c.push_str(" CONDSTORE QRESYNC");
         if self.state.is_authenticated() {
             // RFC 9208 §3.1: one resource, STORAGE.
-            c.push_str(" QUOTA QUOTA=RES-STORAGE");
+            c.push_str(" QUOTA QUOTA=RES-STORAGE UNAUTHENTICATE");
         }
         if self.state.is_authenticated() && !self.compressed {
             c.push_str(" COMPRESS=DEFLATE");
@@ -475,6 +475,10 @@ impl Session {
         match prepared {
             Prepared::Decode(m) => self.decode_and_run(&tag, &m, out),
             Prepared::Compress(alg) => self.compress(&tag, alg.as_deref(), out),
+            Prepared::Unauthenticate(args_ok) => {
+                self.unauthenticate(&tag, args_ok, out);
+                Step::Continue
+            }
             Prepared::Bad(e) => {
                 cmd_bad(out, &tag, e);
                 Step::Continue

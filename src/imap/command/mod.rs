@@ -5,7 +5,7 @@
 //! | file          | commands                                             |
 //! |---------------|------------------------------------------------------|
 //! | `any.rs`      | CAPABILITY, NOOP, LOGOUT, ID, NAMESPACE, CHECK       |
-//! | `auth.rs`     | STARTTLS, LOGIN, AUTHENTICATE                        |
+//! | `auth.rs`     | STARTTLS, LOGIN, AUTHENTICATE, UNAUTHENTICATE        |
 //! | `enable.rs`   | ENABLE                                               |
 //! | `select.rs`   | SELECT, EXAMINE, CLOSE, UNSELECT                     |
 //! | `mailbox.rs`  | CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE       |
