@@ -250,6 +250,8 @@ pub struct Limits {
     pub smtp_greeting_delay_secs: u64,
     /// Failed logins from one IP (or on one account) before logins are refused for a while.
     pub max_auth_failures: u32,
+    /// Octets each account may store over all its folders (RFC 9208 STORAGE); 0 = no limit.
+    pub mailbox_quota: u64,
 }
 
 impl Default for Limits {
@@ -269,6 +271,7 @@ impl Default for Limits {
             imap_max_literal: 50 * 1024 * 1024,
             smtp_greeting_delay_secs: 0,
             max_auth_failures: 10,
+            mailbox_quota: 0,
         }
     }
 }

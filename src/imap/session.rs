@@ -262,6 +262,10 @@ impl Session {
             "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN UIDPLUS MOVE SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES BINARY UTF8=ACCEPT WITHIN",
         );
         c.push_str(" CONDSTORE QRESYNC");
+        if self.state.is_authenticated() {
+            // RFC 9208 §3.1: one resource, STORAGE.
+            c.push_str(" QUOTA QUOTA=RES-STORAGE UNAUTHENTICATE");
+        }
         if self.state.is_authenticated() && !self.compressed {
             c.push_str(" COMPRESS=DEFLATE");
         }
@@ -471,6 +475,10 @@ impl Session {
         match prepared {
             Prepared::Decode(m) => self.decode_and_run(&tag, &m, out),
             Prepared::Compress(alg) => self.compress(&tag, alg.as_deref(), out),
+            Prepared::Unauthenticate(args_ok) => {
+                self.unauthenticate(&tag, args_ok, out);
+                Step::Continue
+            }
             Prepared::Bad(e) => {
                 cmd_bad(out, &tag, e);
                 Step::Continue

@@ -47,6 +47,8 @@ struct AccountsDir<'a>(
     &'a Accounts,
     Option<&'a crate::delivery::srs::Srs>,
     &'a ClientCheck,
+    /// The store and `[limits] mailbox_quota` (0 = none), for RCPT's mailbox-full check.
+    (&'a crate::store::Store, u64),
 );
 
 impl Directory for AccountsDir<'_> {
@@ -75,6 +77,10 @@ impl Directory for AccountsDir<'_> {
     }
     fn client_refusal(&self) -> Option<String> {
         self.2.refusal()
+    }
+    fn mailbox_full(&self, user: &str) -> bool {
+        let (store, limit) = self.3;
+        store.is_full(user, limit)
     }
 }
 
@@ -353,7 +359,12 @@ impl Conn {
                 {
                     self.dnsbl.wait().await;
                 }
-                let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref(), &self.dnsbl);
+                let dir = AccountsDir(
+                    &self.svc.accounts,
+                    self.svc.srs.as_deref(),
+                    &self.dnsbl,
+                    (&self.svc.store, self.svc.config.limits.mailbox_quota),
+                );
                 let (verb, action) = match line {
                     Line::Complete(l) => (command_verb(&l), self.session.line(&l, &dir)),
                     Line::TooLong => (String::from("(too long)"), self.session.line_too_long()),
@@ -420,12 +431,22 @@ impl Conn {
                 Action::ReadData(r) => {
                     self.say(&r).await?;
                     let result = self.read_data().await?;
-                    let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref(), &self.dnsbl);
+                    let dir = AccountsDir(
+                        &self.svc.accounts,
+                        self.svc.srs.as_deref(),
+                        &self.dnsbl,
+                        (&self.svc.store, self.svc.config.limits.mailbox_quota),
+                    );
                     self.session.data_received(result, &dir)
                 }
                 Action::ReadBdat { size } => {
                     self.read_bdat(size).await?;
-                    let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref(), &self.dnsbl);
+                    let dir = AccountsDir(
+                        &self.svc.accounts,
+                        self.svc.srs.as_deref(),
+                        &self.dnsbl,
+                        (&self.svc.store, self.svc.config.limits.mailbox_quota),
+                    );
                     self.session.bdat_end(&dir)
                 }
                 Action::Authenticate(c) => {

@@ -80,6 +80,11 @@ pub trait Directory {
     fn client_refusal(&self) -> Option<String> {
         None
     }
+    /// Is the local `user`'s mailbox at or above its quota (`[limits] mailbox_quota`)?
+    /// RCPT then gets 452 4.2.2 (RFC 3463 §3.3 "mailbox full", RFC 5321 §4.5.3.1.10).
+    fn mailbox_full(&self, _user: &str) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,6 +9,7 @@ pub mod folders;
 pub mod mailbox;
 mod maildir_write;
 pub mod names;
+pub mod quota;
 pub mod uidlist;
 
 pub use mailbox::{Changes, FlagOp, Mailbox, Stored};

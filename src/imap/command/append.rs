@@ -61,6 +61,10 @@ impl Session {
         let Some((sys, kws)) = split_flags(fl) else {
             return cmd_bad(out, tag, "invalid flag");
         };
+        // RFC 9208 §4.2: nothing is stored when the quota would be exceeded.
+        if let Err(e) = self.quota_allows(data.len() as u64) {
+            return cmd_no(out, tag, &e);
+        }
         let mb = match self.open(&name) {
             Ok(mb) => mb,
             Err(e) => return cmd_no(out, tag, &e),

@@ -1,5 +1,6 @@
 //! STARTTLS (RFC 3501 §6.2.1, RFC 9051 §6.2.1), LOGIN (§6.2.3) and AUTHENTICATE with SASL
-//! PLAIN (§6.2.2, RFC 4616; SASL-IR RFC 4959): the not-authenticated state.
+//! PLAIN (§6.2.2, RFC 4616; SASL-IR RFC 4959): the not-authenticated state; and
+//! UNAUTHENTICATE (RFC 8437), the way back to it.
 
 use imap_codec::imap_types::auth::AuthMechanism;
 use imap_codec::imap_types::core::AString;
@@ -121,5 +122,24 @@ impl Session {
                 cmd_no(out, tag, "[AUTHENTICATIONFAILED] invalid credentials")
             }
         }
+    }
+
+    /// UNAUTHENTICATE (RFC 8437 §3): back to the not-authenticated state as if the
+    /// connection were new, keeping TLS and COMPRESS. A selected mailbox is left without
+    /// expunge (like UNSELECT); ENABLEd extensions, SEARCHRES and CONDSTORE state go.
+    pub(crate) fn unauthenticate(&mut self, tag: &str, args_ok: bool, out: &mut Vec<u8>) {
+        if let Err(why) = super::allowed(&self.state, "UNAUTHENTICATE") {
+            return cmd_bad(out, tag, why);
+        }
+        if !args_ok {
+            return cmd_bad(out, tag, "UNAUTHENTICATE takes no arguments");
+        }
+        tracing::info!(peer = %self.peer, user = %self.state.user(), "imap unauthenticate");
+        self.state = State::NotAuthenticated;
+        self.rev2 = false;
+        self.utf8 = false;
+        self.saved.clear();
+        self.modes = Default::default();
+        cmd_ok(out, tag, "UNAUTHENTICATE completed");
     }
 }

@@ -38,6 +38,10 @@ impl Session {
             return cmd_no(out, tag, "[READ-ONLY] mailbox is read-only");
         }
         let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
+        // RFC 9208 §4.2: a COPY over quota stores nothing. A MOVE leaves usage as it was.
+        if !mv && let Err(e) = self.quota_allows(sel.mb.size_of_uids(&uids)) {
+            return cmd_no(out, tag, &e);
+        }
         let (v, pairs) = match sel.mb.copy_to(&uids, &dest) {
             Ok(r) => r,
             Err(e) => return cmd_no(out, tag, &super::write_failed(&e)),

@@ -5,7 +5,7 @@
 //! | file          | commands                                             |
 //! |---------------|------------------------------------------------------|
 //! | `any.rs`      | CAPABILITY, NOOP, LOGOUT, ID, NAMESPACE, CHECK       |
-//! | `auth.rs`     | STARTTLS, LOGIN, AUTHENTICATE                        |
+//! | `auth.rs`     | STARTTLS, LOGIN, AUTHENTICATE, UNAUTHENTICATE        |
 //! | `enable.rs`   | ENABLE                                               |
 //! | `select.rs`   | SELECT, EXAMINE, CLOSE, UNSELECT                     |
 //! | `mailbox.rs`  | CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE       |
@@ -18,6 +18,7 @@
 //! | `copy_move.rs`| COPY, MOVE and their UID forms                       |
 //! | `expunge.rs`  | EXPUNGE, UID EXPUNGE                                 |
 //! | `search.rs`   | SEARCH, UID SEARCH, ESEARCH/SEARCHRES result options |
+//! | `quota.rs`    | GETQUOTAROOT, GETQUOTA, SETQUOTA (RFC 9208)          |
 
 pub mod any;
 pub mod append;
@@ -30,6 +31,7 @@ pub mod fetch;
 pub mod idle;
 pub mod list;
 pub mod mailbox;
+pub mod quota;
 pub mod search;
 pub mod select;
 pub mod status;
@@ -219,6 +221,9 @@ impl Session {
                 mailbox,
                 uid,
             } => self.copy(&tag, &sequence_set, &mailbox, uid, true, out),
+            C::GetQuotaRoot { mailbox } => self.getquotaroot(&tag, &mailbox, out),
+            C::GetQuota { root } => self.getquota(&tag, &root, out),
+            C::SetQuota { .. } => self.setquota(&tag, out),
             _ => cmd_bad(out, &tag, "command not supported"),
         }
         Step::Continue

@@ -1,7 +1,7 @@
 //! Command forms imap-codec (2.0.0-alpha) does not parse, handled before its `CommandCodec`
 //! sees the bytes: LIST-EXTENDED (`list.rs`), SEARCH RETURN (`esearch.rs`), SEARCH
 //! OLDER/YOUNGER (`within.rs`), SEARCHRES `$` (`searchres.rs`) and APPEND UTF8
-//! (`append.rs`), on a small tokenizer (`tokens.rs`). Each either produces arguments
+//! (`append.rs`), and UNAUTHENTICATE (RFC 8437), on a small tokenizer (`tokens.rs`). Each either produces arguments
 //! directly or rewrites the command into a form the codec parses. `command/` evaluates;
 //! `wire.rs` encodes.
 
@@ -26,6 +26,8 @@ pub enum Prepared<'a> {
     ESearch(Result<(Vec<u8>, Vec<String>), &'static str>),
     /// COMPRESS (RFC 4978) with its algorithm; None when not exactly one argument.
     Compress(Option<Vec<u8>>),
+    /// UNAUTHENTICATE (RFC 8437); false when it came with arguments.
+    Unauthenticate(bool),
     /// Answer BAD with this text.
     Bad(&'static str),
     /// `$` is empty for a command that takes a set (RFC 5182 §2.1): answer OK at once; the
@@ -87,6 +89,9 @@ pub fn prepare<'a>(msg: &'a [u8], saved: &[u32], view: Option<&[u32]>) -> (Strin
             .then(|| text(&toks[2].0).map(<[u8]>::to_vec))
             .flatten();
         return (tag, Prepared::Compress(alg));
+    }
+    if word(1).is_some_and(|w| is_atom(w, "UNAUTHENTICATE")) {
+        return (tag, Prepared::Unauthenticate(toks.len() == 2));
     }
     if word(1).is_some_and(|w| is_atom(w, "LIST")) {
         return (tag, Prepared::List(list::parse(&toks[2..])));

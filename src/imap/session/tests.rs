@@ -531,7 +531,7 @@ fn idle_without_a_mailbox_and_unknown_commands_in_authenticated_state() {
     assert!(s.is_idle());
     assert_eq!(talk(&mut s, "DONE\r\n"), "b OK IDLE terminated\r\n");
     // A command we do not implement is called that, not "select a mailbox first".
-    let r = talk(&mut s, "c GETQUOTAROOT INBOX\r\n");
+    let r = talk(&mut s, "c SORT (DATE) UTF-8 ALL\r\n");
     assert!(r.starts_with("c BAD") && !r.contains("select"), "{r}");
     let r = talk(&mut s, "d FETCH 1 FLAGS\r\n");
     assert_eq!(r, "d BAD select a mailbox first\r\n");
@@ -613,3 +613,33 @@ mod conformance;
 #[cfg(test)]
 mod limits;
 mod model;
+
+#[test]
+fn unauthenticate_returns_to_the_start() {
+    let (_d, svc) = services(true);
+    let mut s = Session::new(svc, "127.0.0.1".parse().unwrap(), false);
+    let r = talk(&mut s, "a UNAUTHENTICATE\r\n");
+    assert!(r.starts_with("a BAD"), "{r}");
+    talk(&mut s, "b LOGIN u@example.com pw\r\n");
+    let r = talk(&mut s, "c CAPABILITY\r\n");
+    assert!(
+        r.contains(" UNAUTHENTICATE") && r.contains(" QUOTA "),
+        "{r}"
+    );
+    talk(&mut s, "d ENABLE UTF8=ACCEPT\r\ne SELECT INBOX\r\n");
+    let r = talk(&mut s, "f UNAUTHENTICATE x\r\n");
+    assert!(r.starts_with("f BAD"), "{r}");
+    let r = talk(&mut s, "g UNAUTHENTICATE\r\n");
+    assert_eq!(r, "g OK UNAUTHENTICATE completed\r\n");
+    assert!(!s.utf8 && !s.state.is_authenticated());
+    let r = talk(&mut s, "h SELECT INBOX\r\ni CAPABILITY\r\n");
+    assert!(r.contains("h BAD") && r.contains("AUTH=PLAIN"), "{r}");
+    assert!(!r.contains("UNAUTHENTICATE"), "{r}");
+    let r = talk(
+        &mut s,
+        "j LOGIN u@example.com pw\r\nk GETQUOTAROOT INBOX\r\n",
+    );
+    assert!(r.contains("* QUOTAROOT \"INBOX\"\r\nk OK"), "{r}");
+    let r = talk(&mut s, "l SETQUOTA \"\" (STORAGE 1)\r\n");
+    assert!(r.starts_with("l NO [NOPERM]"), "{r}");
+}

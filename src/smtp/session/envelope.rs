@@ -179,11 +179,24 @@ impl Session {
             }
         };
         let rcpt = match resolved.clone() {
-            Recipient::Local { users, forward } => Rcpt {
-                address: address.clone(),
-                users,
-                remote: forward,
-            },
+            Recipient::Local { users, forward } => {
+                // Checked here, where it is cheap to refuse one recipient; a message that
+                // takes a user over the limit after RCPT is still delivered (the quota is
+                // soft by at most one message for SMTP; IMAP APPEND/COPY are exact).
+                if let Some(u) = users.iter().find(|u| dir.mailbox_full(u)) {
+                    tracing::info!(user = %u, "recipient refused: mailbox over quota");
+                    return Action::Reply(r(
+                        452,
+                        "4.2.2",
+                        format!("<{}>: mailbox full, try again later", sanitize(&address)),
+                    ));
+                }
+                Rcpt {
+                    address: address.clone(),
+                    users,
+                    remote: forward,
+                }
+            }
             Recipient::Unknown => {
                 return self.invalid_rcpt(r(
                     550,

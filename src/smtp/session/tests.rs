@@ -716,3 +716,5 @@ fn listed_client_is_refused_at_rcpt_except_srs_bounces() {
     assert_eq!(code(&listed(&mut s, "MAIL FROM:<alice@example.com>")), 250);
     assert_eq!(code(&listed(&mut s, "RCPT TO:<bob@example.com>")), 250);
 }
+
+mod quota;

@@ -1,0 +1,109 @@
+//! QUOTA (RFC 9208) against the real binary: Python imaplib reads the figures and meets
+//! NO [OVERQUOTA]; Python smtplib meets 452 4.2.2 for a full mailbox on port 25.
+mod common;
+
+use common::*;
+
+const USER: &str = "alice@example.test";
+const PASS: &str = "correct horse battery";
+
+#[test]
+fn quota_figures_and_enforcement_over_imap_and_smtp() {
+    let p = Postern::start_with(Setup {
+        extra: "[limits]\nmailbox_quota = 10240\n".into(),
+        ..Setup::default()
+    });
+    p.add_user(USER, PASS);
+    let script = format!(
+        r#"
+import imaplib, smtplib, ssl
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+def ok(r):
+    assert r[0] == 'OK', r
+    return r[1]
+def msg(n):
+    head = b'From: a@remote.test\r\nSubject: q\r\n\r\n'
+    body = (b'x' * 70 + b'\r\n') * 100
+    return head + body[:n - len(head)]
+s = imaplib.IMAP4_SSL('127.0.0.1', {imaps}, ssl_context=ctx)
+ok(s.login('{USER}', '{PASS}'))
+caps = ok(s.capability())[0].split()
+assert b'QUOTA' in caps and b'QUOTA=RES-STORAGE' in caps, caps
+typ, d = s.getquotaroot('INBOX')
+assert typ == 'OK', d
+assert d[0] == [b'"INBOX" ""'] and d[1] == [b'"" (STORAGE 0 10)'], d
+ok(s.append('INBOX', None, None, msg(4000)))
+assert ok(s.getquota('""')) == [b'"" (STORAGE 4 10)']
+ok(s.select('INBOX'))
+ok(s.copy('1', 'Archive'))
+assert ok(s.getquota('""')) == [b'"" (STORAGE 8 10)']
+# 12000 > 10240: nothing stored
+typ, d = s.copy('1', 'Archive')
+assert typ == 'NO' and b'[OVERQUOTA]' in d[0], (typ, d)
+typ, d = s.append('INBOX', None, None, msg(3000))
+assert typ == 'NO' and b'[OVERQUOTA]' in d[0], (typ, d)
+assert s.status('Archive', '(MESSAGES)')[1][0].endswith(b'(MESSAGES 1)')
+assert s.status('INBOX', '(MESSAGES)')[1][0].endswith(b'(MESSAGES 1)')
+# MOVE does not change usage: allowed.
+typ, d = s._simple_command('MOVE', '1', 'Archive')
+assert typ == 'OK', d
+typ, d = s._simple_command('SETQUOTA', '""', '(STORAGE 100000)')
+assert typ == 'NO' and b'[NOPERM]' in d[0], (typ, d)
+typ, d = s.getquota('"other"')
+assert typ == 'NO', (typ, d)
+# Below the limit SMTP still delivers (8000 + 3000: the quota is soft by one message) ...
+c = smtplib.SMTP('127.0.0.1', {smtp})
+c.ehlo('client.remote.test')
+r = c.mail('a@remote.test'); assert r[0] == 250, r
+r = c.rcpt('{USER}'); assert r[0] == 250, r
+r = c.data(msg(3000)); assert r[0] == 250, r
+# ... then the mailbox is full: 452 4.2.2 at RCPT.
+r = c.mail('a@remote.test'); assert r[0] == 250, r
+code, text = c.rcpt('{USER}')
+assert code == 452 and text.startswith(b'4.2.2'), (code, text)
+c.quit()
+ok(s.select('INBOX'))
+assert ok(s.search(None, 'ALL'))[0] == b'1'
+s.logout()
+print('ALL OK')
+"#,
+        imaps = p.ports.imaps,
+        smtp = p.ports.smtp,
+    );
+    let out = python(&script);
+    assert!(out.contains("ALL OK"), "{out}");
+}
+
+/// Without a limit QUOTA is advertised, but no mailbox has a quota root (RFC 9208 §4.3).
+#[test]
+fn no_limit_means_no_quota_root() {
+    let p = Postern::start();
+    p.add_user(USER, PASS);
+    let script = format!(
+        r#"
+import imaplib, ssl
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = imaplib.IMAP4_SSL('127.0.0.1', {imaps}, ssl_context=ctx)
+s.login('{USER}', '{PASS}')
+assert b'QUOTA' in s.capability()[1][0].split()
+s.create('Archive')
+typ, d = s.getquotaroot('Archive')
+assert typ == 'OK' and d[0] == [b'"Archive"'] and d[1] == [None], (typ, d)
+typ, d = s.getquota('""')
+assert typ == 'NO' and b'NONEXISTENT' in d[0], (typ, d)
+typ, d = s.getquotaroot('Nope')
+assert typ == 'NO', (typ, d)
+typ, d = s.append('Archive', None, None, b'Subject: x\r\n\r\n' + b'y' * 100000)
+assert typ == 'OK', (typ, d)
+s.logout()
+print('ALL OK')
+"#,
+        imaps = p.ports.imaps,
+    );
+    let out = python(&script);
+    assert!(out.contains("ALL OK"), "{out}");
+}
