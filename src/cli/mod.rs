@@ -4,6 +4,8 @@
 mod check;
 mod dev;
 pub mod dns;
+mod import;
+mod import_source;
 mod init;
 mod queue;
 mod sendmail;
@@ -55,6 +57,8 @@ pub enum Command {
     /// Inspect and manage the outbound queue (works while the server runs).
     #[command(subcommand)]
     Queue(queue::QueueCmd),
+    /// Import mail from an mbox file or a Maildir/Maildir++ tree (safe while serving).
+    Import(import::ImportArgs),
     /// sendmail(8)-compatible submission from stdin (-t, -f, -i, -F, recipients).
     Sendmail(sendmail::SendmailArgs),
 }
@@ -114,6 +118,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tls(cmd) => tls::run(&load(&cli.config)?, cmd),
         Command::Queue(cmd) => queue::run(&load(&cli.config)?, cmd),
         Command::Sendmail(args) => sendmail::run(&load(&cli.config)?, args),
+        Command::Import(args) => import::run(&load(&cli.config)?, args),
     }
 }
 
