@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod http;
 pub mod imap;
 pub mod inbound;
+pub mod logsafe;
 pub mod metrics;
 pub mod net;
 pub mod outbound;

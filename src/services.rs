@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::accounts::Accounts;
-use crate::accounts::throttle::LoginThrottle;
+use crate::accounts::Logins;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::ConnLimiter;
@@ -26,7 +26,8 @@ pub struct Services {
     pub queue: Arc<Queue>,
     pub dns: hickory_resolver::TokioResolver,
     pub metrics: Arc<Metrics>,
-    pub login_throttle: Arc<LoginThrottle>,
+    /// The one login entry point (throttle, verification, auth cache, fail2ban line).
+    pub logins: Arc<Logins>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
     /// Every session and background task; shutdown waits on it.
@@ -63,7 +64,12 @@ impl Services {
             Arc::new(Queue::open(&config.data_dir).context("cannot open the queue directory")?);
         let dns = crate::dns::build_resolver(&config.dns)?;
         let authenticator = crate::inbound::Authenticator::new(dns.clone());
-        let login_throttle = Arc::new(LoginThrottle::new(config.limits.max_auth_failures));
+        let metrics = Arc::new(Metrics::default());
+        let logins = Arc::new(Logins::new(
+            accounts.clone(),
+            config.limits.max_auth_failures,
+            metrics.clone(),
+        ));
         let srs = if config.delivery.srs {
             Some(Arc::new(
                 crate::delivery::srs::Srs::load_or_create(&config.data_dir, &config.domain)
@@ -85,8 +91,8 @@ impl Services {
             tls,
             queue,
             dns,
-            metrics: Arc::new(Metrics::default()),
-            login_throttle,
+            metrics,
+            logins,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             authenticator,

@@ -190,7 +190,7 @@ except Exception as e: print("imap:", e)
         // The subscriber's format: RFC 3339 UTC time, two spaces, level, message.
         let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
         lines.push(format!(
-            "{now}  WARN auth failed: service={service} ip=127.0.0.1 user=bob@example.test"
+            "{now}  WARN auth failed: service={service} ip=127.0.0.1 user=bob@example.test reason=invalid"
         ));
     }
     lines
@@ -295,6 +295,332 @@ fn fail2ban_jail_loads_with_the_filter() {
     );
     assert!(dump.contains("['add', 'postern', 'systemd']"), "{dump}");
     assert!(dump.contains("auth failed: service="), "{dump}");
+}
+
+/// A forged fail2ban line a client tries to get logged through its login name.
+const FORGED: &str = "x\r\n2026-01-31T12:00:00.000000Z  WARN auth failed: service=imap ip=203.0.113.77 user=x reason=invalid";
+
+/// Six failed logins from 127.0.0.1 whose names carry `FORGED`: IMAP LOGIN with the name as a
+/// literal (twice), IMAP AUTHENTICATE PLAIN with an initial response and with a continuation,
+/// SMTP AUTH PLAIN and AUTH LOGIN on 465. Returns postern's log afterwards.
+fn forged_login_attempts() -> (Postern, String) {
+    let p = Postern::start_with(Setup {
+        // Low, so the later attempts are refused at once by the throttle (and still logged).
+        extra: "[limits]\nmax_auth_failures = 3\n".into(),
+        ..Setup::default()
+    });
+    p.add_user("bob@example.test", "right-password");
+    let out = python(&format!(
+        r#"
+import ssl, socket, base64, smtplib
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+forged = {forged:?}.encode()
+def imap():
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", {imaps}), timeout=20), server_hostname="x")
+    f = s.makefile("rb"); f.readline(); return s, f
+def until(f, tag):
+    while True:
+        l = f.readline()
+        if not l or l.startswith(tag) or l.startswith(b"+"): return l
+s, f = imap()
+for tag in (b"a1", b"a2"):
+    s.sendall(tag + b" LOGIN {{%d}}\r\n" % len(forged))
+    assert until(f, tag).startswith(b"+")
+    s.sendall(forged + b" wrong\r\n")
+    print(until(f, tag))
+ir = base64.b64encode(b"\0" + forged + b"\0wrong")
+s.sendall(b"b1 AUTHENTICATE PLAIN " + ir + b"\r\n"); print(until(f, b"b1"))
+s.sendall(b"b2 AUTHENTICATE PLAIN\r\n"); assert until(f, b"b2").startswith(b"+")
+s.sendall(ir + b"\r\n"); print(until(f, b"b2"))
+m = smtplib.SMTP_SSL("127.0.0.1", {subs}, context=ctx, timeout=20)
+m.ehlo("client.example")
+print(m.docmd("AUTH", "PLAIN " + ir.decode()))
+print(m.docmd("AUTH", "LOGIN " + base64.b64encode(forged).decode()))
+print(m.docmd(base64.b64encode(b"wrong").decode()))
+"#,
+        forged = FORGED,
+        imaps = p.ports.imaps,
+        subs = p.ports.submissions,
+    ));
+    for refused in ["a1 NO", "a2 NO", "b1 NO", "b2 NO", "(535,", "(535,"] {
+        assert!(out.contains(refused), "{refused} missing:\n{out}");
+    }
+    assert!(p.wait_log(
+        "service=smtp-submission",
+        std::time::Duration::from_secs(10)
+    ));
+    let log = p.log();
+    (p, log)
+}
+
+/// `fail2ban-regex -o ip LOG FILTER`: the addresses the shipped filter finds.
+fn fail2ban_ips(log: &str) -> Vec<String> {
+    assert!(
+        which("fail2ban-regex"),
+        "fail2ban-regex is needed (.ci/run installs fail2ban)"
+    );
+    let filter = Path::new(ROOT).join("contrib/fail2ban/filter.d/postern.conf");
+    let out = Command::new("fail2ban-regex")
+        .args(["-o", "ip"])
+        .arg(log)
+        .arg(&filter)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn forged_login_names_cannot_write_a_fail2ban_line() {
+    let (_p, log) = forged_login_attempts();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("postern.log");
+    std::fs::write(&file, &log).unwrap();
+    assert!(
+        !log.lines().any(|l| l.contains("WARN auth failed")
+            && l.contains("ip=203.0.113.77 ")
+            && !l.contains("user=")),
+        "{log}"
+    );
+    let ips = fail2ban_ips(&path_str(&file));
+    assert!(
+        !ips.iter().any(|ip| ip == "203.0.113.77"),
+        "forged line matched: {ips:?}\n{log}"
+    );
+    assert_eq!(
+        ips.iter().filter(|ip| *ip == "127.0.0.1").count(),
+        6,
+        "one line per failed login: {ips:?}\n{log}"
+    );
+}
+
+/// A systemd-journald of its own (a journal namespace, systemd-journald(8)), so the test
+/// writes to a real journal without touching the machine's. Stopped and removed on drop.
+struct Journald {
+    child: std::process::Child,
+    namespace: String,
+    files: std::path::PathBuf,
+}
+
+impl Journald {
+    fn start() -> Journald {
+        let namespace = format!("postern-test-{}", std::process::id());
+        let child = Command::new("/lib/systemd/systemd-journald")
+            .arg(&namespace)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start systemd-journald");
+        let machine = std::fs::read_to_string("/etc/machine-id").unwrap();
+        let dirs = ["/var/log/journal", "/run/log/journal"]
+            .map(|d| Path::new(d).join(format!("{}.{namespace}", machine.trim())));
+        // Built first, so a failed wait below still stops and removes it (Drop).
+        let mut j = Journald {
+            child,
+            namespace,
+            files: dirs[0].clone(),
+        };
+        let socket = format!("/run/systemd/journal.{}/stdout", j.namespace);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if Path::new(&socket).exists()
+                && let Some(files) = dirs.iter().find(|d| d.exists())
+            {
+                j.files = files.clone();
+                return j;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "systemd-journald {} did not start",
+                j.namespace
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Stream `bytes` as a service's stderr, through journald's stdout-stream protocol, as
+    /// systemd does for a unit with StandardError=journal (header: identifier, unit, priority,
+    /// level prefix, forward to syslog/kmsg/console).
+    fn stream_as_postern(&self, bytes: &[u8]) {
+        use std::io::Write;
+        let path = format!("/run/systemd/journal.{}/stdout", self.namespace);
+        let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
+        s.write_all(b"postern\npostern.service\n6\n0\n0\n0\n0\n")
+            .unwrap();
+        s.write_all(bytes).unwrap();
+    }
+}
+
+impl Drop for Journald {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.files);
+        let _ = std::fs::remove_dir_all(format!("/run/systemd/journal.{}", self.namespace));
+    }
+}
+
+/// Issue 12 item 7: the shipped jail (backend = systemd) bans from the journal. postern's own
+/// stderr after six failed logins with forged names goes into a live systemd-journald; a real
+/// fail2ban-server runs the shipped filter and jail on it (only the backend path, the action
+/// and `ignoreself` are overridden) and must ban 127.0.0.1 and never 203.0.113.77.
+#[test]
+fn fail2ban_jail_bans_from_the_journal() {
+    if unsafe { geteuid() } != 0 {
+        eprintln!("skipped: starting a systemd-journald needs root");
+        return;
+    }
+    for tool in ["fail2ban-client", "/lib/systemd/systemd-journald"] {
+        assert!(
+            which(tool) || Path::new(tool).exists(),
+            "{tool} is needed (.ci/run installs it)"
+        );
+    }
+    // fail2ban runs on the system Python (#!/usr/bin/python3), whatever `python3` is on PATH.
+    let has_systemd_py = Command::new("/usr/bin/python3")
+        .args(["-c", "import systemd.journal"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(
+        has_systemd_py,
+        "python3-systemd is needed (.ci/run installs it)"
+    );
+
+    let journal = Journald::start();
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    let run = dir.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    assert!(
+        Command::new("cp")
+            .arg("-r")
+            .arg("/etc/fail2ban/.")
+            .arg(&etc)
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Only our jail: the distribution's (sshd in defaults-debian.conf) need logs not here.
+    std::fs::remove_dir_all(etc.join("jail.d")).unwrap();
+    std::fs::create_dir(etc.join("jail.d")).unwrap();
+    for f in ["filter.d/postern.conf", "jail.d/postern.local"] {
+        std::fs::copy(
+            Path::new(ROOT).join("contrib/fail2ban").join(f),
+            etc.join(f),
+        )
+        .unwrap();
+    }
+    let bans = dir.path().join("bans");
+    std::fs::write(
+        etc.join("fail2ban.local"),
+        format!(
+            "[Definition]\nlogtarget = {}\nsocket = {}\npidfile = {}\ndbfile = :memory:\n",
+            path_str(&dir.path().join("fail2ban.log")),
+            path_str(&run.join("f2b.sock")),
+            path_str(&run.join("f2b.pid")),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        etc.join("action.d/record.conf"),
+        format!(
+            "[Definition]\nactionban = echo <ip> >> {}\nactionunban =\n",
+            path_str(&bans)
+        ),
+    )
+    .unwrap();
+    // Only what a test needs differs from the shipped jail: where the journal is, what a ban
+    // does, and that 127.0.0.1 (this machine) may be banned at all.
+    std::fs::write(
+        etc.join("jail.d/zz-test.local"),
+        format!(
+            "[postern]\nbackend = systemd[journalpath={}]\naction = record\nignoreself = false\nignoreip =\n",
+            path_str(&journal.files)
+        ),
+    )
+    .unwrap();
+    let sock = run.join("f2b.sock");
+    let client = |args: &[&str]| {
+        Command::new("fail2ban-client")
+            .arg("-c")
+            .arg(&etc)
+            .arg("-s")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mut server = Command::new("fail2ban-client")
+        .arg("-c")
+        .arg(&etc)
+        .args(["-x", "-f", "start"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(&mut server);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !client(&["status", "postern"]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fail2ban did not start the postern jail:\n{}",
+            std::fs::read_to_string(dir.path().join("fail2ban.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    let (_p, log) = forged_login_attempts();
+    journal.stream_as_postern(log.as_bytes());
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let banned = std::fs::read_to_string(&bans).unwrap_or_default();
+        if banned.lines().any(|l| l.trim() == "127.0.0.1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the jail did not ban 127.0.0.1 from the journal; fail2ban log:\n{}\njournal:\n{}",
+            std::fs::read_to_string(dir.path().join("fail2ban.log")).unwrap_or_default(),
+            String::from_utf8_lossy(
+                &Command::new("journalctl")
+                    .arg("--directory")
+                    .arg(&journal.files)
+                    .output()
+                    .unwrap()
+                    .stdout
+            )
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let status = String::from_utf8_lossy(&client(&["status", "postern"]).stdout).into_owned();
+    assert!(
+        status.contains("Total failed:\t6") || status.contains("Total failed: 6"),
+        "{status}"
+    );
+    assert!(!status.contains("203.0.113.77"), "{status}");
+    let banned = std::fs::read_to_string(&bans).unwrap();
+    assert!(!banned.contains("203.0.113.77"), "{banned}");
+}
+
+unsafe extern "C" {
+    fn geteuid() -> u32;
 }
 
 #[test]

@@ -7,13 +7,19 @@
 //! server notices a changed file (its mtime) at the next lookup: no restart, no signal needed.
 
 mod address;
+mod auth_cache;
 mod files;
+pub mod login;
+mod login_name;
 mod password;
+pub mod sasl;
 pub mod throttle;
 
 pub use address::{Address, AddressError, normalize_address};
 pub use files::{AccountFiles, AliasMap, UserMap};
-pub use password::{hash_password, verify_password};
+pub use login::{Logins, Refusal};
+pub use login_name::{BadName, canonical_login};
+pub use password::{Verifier, hash_password, verify_password};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -125,36 +131,6 @@ impl Accounts {
         let snap = self.snapshot()?;
         let a = normalize_address(address)?;
         Ok(snap.users.contains_key(&a).then_some(a))
-    }
-
-    /// Verify a password, off the async runtime (argon2 is deliberately slow).
-    /// Returns the canonical user name on success.
-    pub async fn authenticate(self: &Arc<Self>, user: &str, password: &str) -> Option<String> {
-        let this = self.clone();
-        let user = user.to_owned();
-        let password = password.to_owned();
-        tokio::task::spawn_blocking(move || this.authenticate_blocking(&user, &password))
-            .await
-            .ok()
-            .flatten()
-    }
-
-    pub fn authenticate_blocking(&self, user: &str, password: &str) -> Option<String> {
-        let snap = self.snapshot().ok()?;
-        // A bare local part logs in as that user of our domain, as most clients expect.
-        let name = if user.contains('@') {
-            normalize_address(user).ok()?
-        } else {
-            format!("{}@{}", user.to_lowercase(), self.domain)
-        };
-        match snap.users.get(&name) {
-            Some(u) => verify_password(password, &u.password).then_some(name),
-            None => {
-                // Spend the same time as a real check so timing does not reveal which users exist.
-                let _ = verify_password(password, password::DUMMY_HASH);
-                None
-            }
-        }
     }
 
     /// May `user` use `address` as MAIL FROM / From:? True for the user's own address, its
@@ -511,22 +487,17 @@ mod tests {
             a.add_user("alice@example.com", "x"),
             Err(AccountError::UserExists(_))
         ));
-        assert_eq!(
-            a.authenticate_blocking("alice@example.com", "secret")
-                .as_deref(),
-            Some("alice@example.com")
-        );
-        assert_eq!(
-            a.authenticate_blocking("alice", "secret").as_deref(),
-            Some("alice@example.com")
-        );
-        assert_eq!(a.authenticate_blocking("alice@example.com", "wrong"), None);
+        let check = |pw: &str| {
+            let hash = a.snapshot().unwrap().users["alice@example.com"]
+                .password
+                .clone();
+            verify_password(pw, &hash)
+        };
+        assert!(check("secret"));
+        assert!(!check("wrong"));
         a.set_password("alice@example.com", "new").unwrap();
-        assert_eq!(a.authenticate_blocking("alice@example.com", "secret"), None);
-        assert!(
-            a.authenticate_blocking("alice@example.com", "new")
-                .is_some()
-        );
+        assert!(!check("secret"));
+        assert!(check("new"));
         a.delete_user("alice@example.com").unwrap();
         assert_eq!(a.resolve("alice@example.com").unwrap(), Recipient::Unknown);
         assert!(matches!(

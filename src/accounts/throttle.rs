@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 /// Failures are forgotten after this long without a new one.
 const WINDOW: Duration = Duration::from_secs(15 * 60);
 
+/// Past this many addresses or accounts, entries older than `WINDOW` are dropped.
+const MAX_ENTRIES: usize = 100_000;
+
 #[derive(Default)]
 struct Entry {
     failures: u32,
@@ -80,19 +83,30 @@ impl LoginThrottle {
             e.failures += 1;
             e.last = Some(now);
         };
-        bump(
-            self.by_ip
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(ip)
-                .or_default(),
-        );
+        self.failed_ip(ip);
         let mut users = self.by_user.lock().unwrap_or_else(|e| e.into_inner());
         // Bound memory against bots trying millions of user names.
-        if users.len() > 100_000 {
+        if users.len() > MAX_ENTRIES {
             users.retain(|_, e| e.last.is_some_and(|t| now.duration_since(t) < WINDOW));
         }
         bump(users.entry(user.to_lowercase()).or_default());
+    }
+
+    /// A failure that names no account (a login name that does not canonicalise): it counts
+    /// against the address only, so junk names cannot fill the per-account table.
+    pub fn failed_ip(&self, ip: IpAddr) {
+        let now = Instant::now();
+        let mut ips = self.by_ip.lock().unwrap_or_else(|e| e.into_inner());
+        // Bound memory against bots rotating addresses (an IPv6 /64 has plenty).
+        if ips.len() > MAX_ENTRIES {
+            ips.retain(|_, e| e.last.is_some_and(|t| now.duration_since(t) < WINDOW));
+        }
+        let e = ips.entry(ip).or_default();
+        if e.last.is_some_and(|t| now.duration_since(t) >= WINDOW) {
+            e.failures = 0;
+        }
+        e.failures += 1;
+        e.last = Some(now);
     }
 
     pub fn succeeded(&self, ip: IpAddr, user: &str) {

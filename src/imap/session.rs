@@ -17,7 +17,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use base64::Engine;
 use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
 use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer};
@@ -32,7 +31,9 @@ use imap_codec::imap_types::status::StatusDataItemName;
 
 use super::fetch::{FetchJob, parse_items};
 use super::wire::{self, Tok};
-use crate::accounts::throttle::Verdict;
+use crate::accounts::Refusal;
+use crate::accounts::sasl::{self, Credentials, SaslError};
+use crate::logsafe::Untrusted;
 use crate::services::Services;
 use crate::store::flags::{self, Flags};
 use crate::store::folders::FolderError;
@@ -549,9 +550,22 @@ impl Session {
                         "[PRIVACYREQUIRED] LOGIN is disabled until STARTTLS",
                     );
                 } else {
-                    let u = String::from_utf8_lossy(username.as_ref()).into_owned();
-                    let p = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
-                    self.login(&tag, &u, &p, out);
+                    // Strict UTF-8 as in SASL; U+FFFD from a bad name is refused by the login.
+                    let user = String::from_utf8_lossy(username.as_ref()).into_owned();
+                    match std::str::from_utf8(password.declassify().as_ref()) {
+                        Ok(p) => {
+                            let c = Credentials {
+                                authzid: String::new(),
+                                user,
+                                password: p.to_owned(),
+                            };
+                            self.login(&tag, &c, out);
+                        }
+                        Err(_) => {
+                            self.svc.logins.malformed("imap", self.peer, &user);
+                            cmd_no(out, &tag, "[AUTHENTICATIONFAILED] invalid credentials");
+                        }
+                    }
                 }
             }
             C::Authenticate {
@@ -797,60 +811,26 @@ impl Session {
     // ----- authentication -------------------------------------------------------------
 
     fn auth_response(&mut self, tag: &str, line: &[u8], out: &mut Vec<u8>) -> Step {
-        let line = line.trim_ascii();
-        if line == b"*" {
-            cmd_bad(out, tag, "authentication cancelled");
-            return Step::Continue;
-        }
-        match base64::engine::general_purpose::STANDARD.decode(line) {
+        match sasl::decode_response_bytes(line) {
             Ok(data) => self.auth_plain(tag, &data, out),
-            Err(_) => cmd_bad(out, tag, "invalid base64"),
+            Err(SaslError::Cancelled) => cmd_bad(out, tag, "authentication cancelled"),
+            Err(SaslError::Malformed) => cmd_bad(out, tag, "invalid base64"),
         }
         Step::Continue
     }
 
-    /// SASL PLAIN (RFC 4616): authzid NUL authcid NUL password.
+    /// SASL PLAIN (RFC 4616), parsed by `accounts::sasl` like SMTP's.
     fn auth_plain(&mut self, tag: &str, data: &[u8], out: &mut Vec<u8>) {
-        let parts: Vec<&[u8]> = data.split(|&b| b == 0).collect();
-        if parts.len() != 3 {
-            cmd_bad(out, tag, "malformed PLAIN response");
-            return;
+        match sasl::parse_plain(data) {
+            Ok(c) => self.login(tag, &c, out),
+            Err(_) => cmd_bad(out, tag, "malformed PLAIN response"),
         }
-        let authz = String::from_utf8_lossy(parts[0]).into_owned();
-        let user = String::from_utf8_lossy(parts[1]).into_owned();
-        let pass = String::from_utf8_lossy(parts[2]).into_owned();
-        if !authz.is_empty() && !authz.eq_ignore_ascii_case(&user) {
-            cmd_no(out, tag, "[AUTHORIZATIONFAILED] cannot act as another user");
-            return;
-        }
-        self.login(tag, &user, &pass, out);
     }
 
-    fn login(&mut self, tag: &str, user: &str, pass: &str, out: &mut Vec<u8>) {
-        let throttle = &self.svc.login_throttle;
-        match throttle.check(self.peer, user) {
-            Verdict::Refuse => {
-                tracing::warn!(
-                    "auth failed: service=imap ip={} user={} (throttled)",
-                    self.peer,
-                    user
-                );
-                cmd_no(
-                    out,
-                    tag,
-                    "[UNAVAILABLE] too many failed logins, try again later",
-                );
-                return;
-            }
-            Verdict::Proceed(d) => {
-                if !d.is_zero() {
-                    std::thread::sleep(d);
-                }
-            }
-        }
-        match self.svc.accounts.authenticate_blocking(user, pass) {
-            Some(name) => {
-                throttle.succeeded(self.peer, user);
+    /// LOGIN and AUTHENTICATE end here: one call into `accounts::login`.
+    fn login(&mut self, tag: &str, c: &Credentials, out: &mut Vec<u8>) {
+        match self.svc.logins.login_blocking("imap", self.peer, c) {
+            Ok(name) => {
                 if let Err(e) = self.svc.store.ensure_user(&name) {
                     tracing::error!("imap: cannot prepare mailboxes of {name}: {e}");
                     cmd_no(out, tag, "[SERVERBUG] cannot open your mailboxes");
@@ -864,11 +844,16 @@ impl Session {
                     &format!("[CAPABILITY {}] Logged in", self.capabilities()),
                 );
             }
-            None => {
-                throttle.failed(self.peer, user);
-                crate::metrics::Metrics::inc(&self.svc.metrics.auth_failures);
-                tracing::warn!("auth failed: service=imap ip={} user={}", self.peer, user);
-                cmd_no(out, tag, "[AUTHENTICATIONFAILED] invalid credentials");
+            Err(Refusal::Throttled) => cmd_no(
+                out,
+                tag,
+                "[UNAVAILABLE] too many failed logins, try again later",
+            ),
+            Err(Refusal::NotAuthorized) => {
+                cmd_no(out, tag, "[AUTHORIZATIONFAILED] cannot act as another user")
+            }
+            Err(Refusal::BadName | Refusal::Invalid) => {
+                cmd_no(out, tag, "[AUTHENTICATIONFAILED] invalid credentials")
             }
         }
     }
@@ -973,7 +958,7 @@ impl Session {
             format!("* OK [UIDNEXT {uidnext}] predicted next UID\r\n").as_bytes(),
         );
         self.select_ext(&mb, &view, params, out);
-        tracing::info!(peer = %self.peer, user = %self.user(), mailbox = %name.utf8(), messages = view.uids.len(), "imap select");
+        tracing::info!(peer = %self.peer, user = %self.user(), mailbox = %Untrusted(&name.utf8()), messages = view.uids.len(), "imap select");
         self.selected = Some(Selected { mb, name, view, ro });
         cmd_ok(
             out,
@@ -1079,7 +1064,10 @@ impl Session {
                 sel.name = new;
             }
             Err(e) => {
-                tracing::warn!("imap: cannot follow renamed mailbox {}: {e}", new.utf8());
+                tracing::warn!(
+                    "imap: cannot follow renamed mailbox {}: {e}",
+                    Untrusted(&new.utf8())
+                );
                 self.selected = None;
             }
         }

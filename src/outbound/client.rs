@@ -358,7 +358,11 @@ async fn run(
                 }
             };
         } else {
-            tracing::info!(host, "STARTTLS refused ({r}); continuing without TLS");
+            tracing::info!(
+                host,
+                "STARTTLS refused ({}); continuing without TLS",
+                crate::logsafe::UntrustedText(&r.to_string())
+            );
         }
     }
     if policy.require_valid && !(c.info.tls && c.info.tls_verified) {

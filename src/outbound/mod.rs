@@ -183,7 +183,7 @@ pub async fn deliver_domain(
                     return outcomes;
                 }
                 Attempt::Rejected(r) => {
-                    tracing::info!(queue_id, domain, mx = %host.name, %ip, "message rejected: {r}");
+                    tracing::info!(queue_id, domain, mx = %host.name, %ip, "message rejected: {}", crate::logsafe::UntrustedText(&r.to_string()));
                     return all(RcptOutcome {
                         kind: Kind::Permanent,
                         status: r.status(),
@@ -192,7 +192,7 @@ pub async fn deliver_domain(
                     });
                 }
                 Attempt::TryNext(e) => {
-                    tracing::info!(queue_id, domain, mx = %host.name, %ip, "trying the next address: {e}");
+                    tracing::info!(queue_id, domain, mx = %host.name, %ip, "trying the next address: {}", crate::logsafe::UntrustedText(&e));
                     last_error = e;
                 }
             }

@@ -8,7 +8,6 @@
 //! `transaction` hands a finished message to delivery; `server` is the tokio loop (TLS,
 //! timeouts, limits) around all of it.
 
-pub mod auth;
 pub mod data;
 pub mod headers;
 pub mod line;

@@ -17,8 +17,8 @@ use super::line::{Line, LineReader};
 use super::reply::{Reply, std_replies};
 use super::session::{Action, Directory, Session, SessionConfig};
 use super::transaction::{self, Context};
-use crate::accounts::throttle::Verdict as Throttle;
 use crate::accounts::{Accounts, Recipient};
+use crate::logsafe::{Untrusted, UntrustedText};
 use crate::metrics::Metrics;
 use crate::net::{Admission, Refusal, accept_loop};
 use crate::services::Services;
@@ -161,7 +161,7 @@ async fn handle(
     tracing::info!(
         "smtp disconnect: service={} peer={peer} helo={} user={} tls={} end={end}",
         mode.service(),
-        conn.session.helo(),
+        Untrusted(conn.session.helo()),
         conn.session.auth_user().unwrap_or("-"),
         conn.tls_info.as_deref().unwrap_or("no"),
     );
@@ -325,9 +325,10 @@ impl Conn {
                     && r.code >= 400
                 {
                     tracing::info!(
-                        "smtp refused: service={} peer={} command={verb} reply=\"{r}\"",
+                        "smtp refused: service={} peer={} command={verb} reply=\"{}\"",
                         self.mode.service(),
-                        self.peer
+                        self.peer,
+                        UntrustedText(&r.to_string())
                     );
                 }
                 if self.act(action).await? {
@@ -361,9 +362,10 @@ impl Conn {
                 Action::Close(r) => {
                     if r.code == 421 {
                         tracing::warn!(
-                            "smtp closing: service={} peer={} reply=\"{r}\"",
+                            "smtp closing: service={} peer={} reply=\"{}\"",
                             self.mode.service(),
-                            self.peer
+                            self.peer,
+                            UntrustedText(&r.to_string())
                         );
                     }
                     self.out.extend_from_slice(&r.to_bytes());
@@ -476,50 +478,23 @@ impl Conn {
         }
     }
 
-    async fn authenticate(&mut self, c: super::auth::Credentials) -> Result<String, Reply> {
-        let svc = self.svc.clone();
-        let ip = self.peer;
-        let user = super::session::sanitize(&c.user);
-        let failed = || {
-            Metrics::inc(&svc.metrics.auth_failures);
-            tracing::warn!("auth failed: service=smtp-submission ip={ip} user={user}");
-        };
-        match svc.login_throttle.check(ip, &c.user) {
-            Throttle::Refuse => {
-                failed();
-                return Err(Reply::new(
-                    454,
-                    "4.7.0",
-                    "Too many failed logins, try again later",
-                ));
-            }
-            Throttle::Proceed(delay) => {
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
-        let ok = svc.accounts.authenticate(&c.user, &c.password).await;
-        match ok {
-            // RFC 4616: an authorization identity other than the login itself is refused.
-            Some(name)
-                if c.authzid.is_empty()
-                    || c.authzid.eq_ignore_ascii_case(&name)
-                    || c.authzid.eq_ignore_ascii_case(&c.user) =>
-            {
-                svc.login_throttle.succeeded(ip, &c.user);
-                tracing::info!("auth ok: service=smtp-submission ip={ip} user={name}");
-                Ok(name)
-            }
-            _ => {
-                svc.login_throttle.failed(ip, &c.user);
-                failed();
-                Err(Reply::new(
-                    535,
-                    "5.7.8",
-                    "Authentication credentials invalid",
-                ))
-            }
+    async fn authenticate(
+        &mut self,
+        c: crate::accounts::sasl::Credentials,
+    ) -> Result<String, Reply> {
+        use crate::accounts::Refusal;
+        match self.svc.logins.login("smtp-submission", self.peer, c).await {
+            Ok(name) => Ok(name),
+            Err(Refusal::Throttled) => Err(Reply::new(
+                454,
+                "4.7.0",
+                "Too many failed logins, try again later",
+            )),
+            Err(Refusal::BadName | Refusal::NotAuthorized | Refusal::Invalid) => Err(Reply::new(
+                535,
+                "5.7.8",
+                "Authentication credentials invalid",
+            )),
         }
     }
 }

@@ -17,10 +17,10 @@ use std::borrow::Cow;
 use smtp_proto::{Error as ProtoError, Request};
 
 use super::Mode;
-use super::auth::Credentials;
 use super::data::BdatCollector;
 use super::reply::{Reply, std_replies};
 use crate::accounts::Recipient;
+use crate::accounts::sasl::Credentials;
 use crate::delivery::relay::{self, Target};
 pub use content::header_from_addresses;
 

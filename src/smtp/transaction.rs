@@ -10,6 +10,7 @@ use super::reply::Reply;
 use super::session::Transaction;
 use crate::delivery::{self, Plan};
 use crate::inbound::{self, Disposition, MessageContext};
+use crate::logsafe::{Untrusted, UntrustedText};
 use crate::metrics::Metrics;
 use crate::services::Services;
 
@@ -34,14 +35,15 @@ pub async fn finish(ctx: &Context<'_>, tx: &Transaction) -> Reply {
     let m = &ctx.svc.metrics;
     // One line per transaction: info when accepted, warn when refused.
     let line = format!(
-        "smtp transaction: service={} peer={} id={id} message_id={msgid} helo={} user={} from=<{}> rcpts={rcpts:?} size={} result=\"{}\"",
+        "smtp transaction: service={} peer={} id={id} message_id={} helo={} user={} from=<{}> rcpts={rcpts:?} size={} result=\"{}\"",
         ctx.mode.service(),
         ctx.peer,
-        tx.helo,
+        Untrusted(&msgid),
+        Untrusted(&tx.helo),
         tx.auth_user.as_deref().unwrap_or("-"),
-        tx.mail_from,
+        Untrusted(&tx.mail_from),
         tx.message.len(),
-        reply
+        UntrustedText(&reply.to_string())
     );
     if reply.is_positive() {
         Metrics::inc(&m.messages_received);

@@ -3,7 +3,7 @@
 //! `Action::Authenticate`; `auth_result` takes the outcome.
 
 use super::{Action, Mode, Reply, Sasl, Session, r, std_replies};
-use crate::smtp::auth::{self, Credentials, SaslError};
+use crate::accounts::sasl::{self as auth, Credentials, SaslError};
 
 impl Session {
     pub(super) fn auth(&mut self, mechanism: u64, initial: &str) -> Action {
