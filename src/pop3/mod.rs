@@ -15,10 +15,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::accounts::throttle::Verdict;
+use crate::accounts::Refusal;
+use crate::accounts::sasl::Credentials;
 use crate::net::{Admission, accept_loop};
 use crate::services::Services;
-use crate::smtp::auth::Credentials;
 use maildrop::{Maildrop, StoreMaildrop};
 use session::{LoginError, Session, Step};
 
@@ -151,44 +151,17 @@ async fn login(
     .ok()
 }
 
-/// The same throttle, accounts and fail2ban line (`auth failed: service=pop3 ip=… user=…`)
-/// as IMAP LOGIN and SMTP AUTH.
+/// The one login entry point of every protocol (`accounts::login`): the same canonical
+/// names, throttle, auth cache and fail2ban line (`auth failed: service=pop3 ...`) as IMAP
+/// and SMTP.
 fn authenticate(svc: &Services, ip: IpAddr, c: &Credentials) -> Result<String, LoginError> {
-    let throttle = &svc.login_throttle;
-    match throttle.check(ip, &c.user) {
-        Verdict::Refuse => {
-            tracing::warn!(
-                "auth failed: service=pop3 ip={} user={} (throttled)",
-                ip,
-                c.user.escape_debug()
-            );
-            return Err(LoginError::Throttled);
-        }
-        Verdict::Proceed(d) if !d.is_zero() => std::thread::sleep(d),
-        Verdict::Proceed(_) => {}
-    }
-    // RFC 4616 §2: no proxy logins; an authzid must name the same account.
-    let authz_ok = c.authzid.is_empty() || c.authzid.eq_ignore_ascii_case(&c.user);
-    match svc
-        .accounts
-        .authenticate_blocking(&c.user, &c.password)
-        .filter(|_| authz_ok)
-    {
-        Some(name) => {
-            throttle.succeeded(ip, &c.user);
-            Ok(name)
-        }
-        None => {
-            throttle.failed(ip, &c.user);
-            crate::metrics::Metrics::inc(&svc.metrics.auth_failures);
-            tracing::warn!(
-                "auth failed: service=pop3 ip={} user={}",
-                ip,
-                c.user.escape_debug()
-            );
-            Err(LoginError::Invalid)
-        }
-    }
+    svc.logins
+        .login_blocking("pop3", ip, c)
+        .map_err(|r| match r {
+            Refusal::Throttled => LoginError::Throttled,
+            Refusal::NotAuthorized => LoginError::NotAuthorized,
+            Refusal::BadName | Refusal::Invalid => LoginError::Invalid,
+        })
 }
 
 async fn send<S: AsyncWrite + Unpin>(stream: &mut S, data: &[u8]) -> bool {

@@ -16,7 +16,7 @@ use std::io::Read;
 
 use super::body::Canon;
 use super::maildrop::{Entry, Maildrop};
-use crate::smtp::auth::{Credentials, SaslError, decode_response, parse_plain};
+use crate::accounts::sasl::{Credentials, SaslError, decode_response, parse_plain};
 
 /// Longest command line accepted, CRLF included. RFC 2449 §4 sets 255 octets for commands;
 /// a little more is allowed for long user names and AUTH PLAIN initial responses (RFC 5034
@@ -47,6 +47,8 @@ pub enum Step {
 pub enum LoginError {
     /// Unknown user or wrong password.
     Invalid,
+    /// The SASL authorization identity names another account (RFC 4616 §2).
+    NotAuthorized,
     /// Too many recent failures from this address or for this account.
     Throttled,
     /// Authenticated, but the maildrop could not be opened.
@@ -402,6 +404,11 @@ impl Session {
             Err(LoginError::Invalid) => {
                 self.errors += 1;
                 err(out, "[AUTH] invalid user name or password");
+                return;
+            }
+            Err(LoginError::NotAuthorized) => {
+                self.errors += 1;
+                err(out, "[AUTH] cannot act as another user");
                 return;
             }
             Err(LoginError::Throttled) => {
