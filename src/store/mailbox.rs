@@ -575,7 +575,26 @@ impl Index {
     }
 
     /// Bits for keyword names; unknown ones are added (and persisted) when `create`.
+    /// Keywords another process added to `dovecot-keywords` (`postern import` writes the
+    /// file before the message files that use the new letters): adopted when the file
+    /// extends what this index knows, so their letters are not read as unknown and a later
+    /// addition here does not overwrite them.
+    fn adopt_disk_keywords(&mut self, dir: &Path) {
+        let disk = load_keywords(dir);
+        if disk.len() > self.keywords.len()
+            && disk
+                .iter()
+                .zip(&self.keywords)
+                .all(|(a, b)| a.eq_ignore_ascii_case(b))
+        {
+            self.keywords = disk;
+        }
+    }
+
     fn keyword_bits(&mut self, dir: &Path, names: &[String], create: bool) -> io::Result<u32> {
+        if create {
+            self.adopt_disk_keywords(dir);
+        }
         let mut bits = 0;
         let mut added = false;
         for n in names {
@@ -708,6 +727,7 @@ impl Index {
         if !force && self.stamp == Some(stamp) {
             return Ok(false);
         }
+        self.adopt_disk_keywords(dir);
         let mut found: HashMap<Box<str>, (Box<str>, bool)> =
             HashMap::with_capacity(self.msgs.len() + 16);
         for (sub, in_new) in [("cur", false), ("new", true)] {
