@@ -16,7 +16,7 @@
 use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use sha1::{Digest, Sha1};
@@ -37,7 +37,23 @@ pub struct ImportArgs {
     /// The user (an address of this domain).
     pub user: String,
     /// An mbox file, or a Maildir / Maildir++ directory.
-    pub path: PathBuf,
+    #[arg(required_unless_present = "from_imap", conflicts_with = "from_imap")]
+    pub path: Option<PathBuf>,
+    /// Copy every folder from another IMAP server instead: imaps://HOST[:PORT].
+    #[arg(long, value_name = "URL", requires_all = ["login", "password_file"])]
+    pub from_imap: Option<String>,
+    /// Login name on that server.
+    #[arg(long)]
+    pub login: Option<String>,
+    /// File holding the password for that server (first line).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// Only these source folders (default: all).
+    #[arg(long, num_args = 1..)]
+    pub folders: Vec<String>,
+    /// Extra CA certificate (PEM) to trust for that server besides the system roots.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
     /// Folder to import into (default INBOX); a Maildir++ tree's subfolders go below it.
     #[arg(long)]
     pub folder: Option<String>,
@@ -47,7 +63,7 @@ pub struct ImportArgs {
 }
 
 #[derive(Default, Debug)]
-pub struct Summary {
+pub(super) struct Summary {
     pub imported: u64,
     pub duplicates: u64,
     pub refused: Vec<String>,
@@ -55,7 +71,7 @@ pub struct Summary {
 }
 
 /// Writes messages into one user's folders and remembers what it wrote.
-struct Target {
+pub(super) struct Target {
     store: Store,
     user: String,
     keys: HashSet<String>,
@@ -126,7 +142,21 @@ impl Target {
         Ok(self.folders.get_mut(name).expect("inserted"))
     }
 
-    fn put(&mut self, m: Message, sum: &mut Summary) -> Result<(), String> {
+    pub(super) fn has_key(&self, key: &str) -> bool {
+        self.keys.contains(key)
+    }
+
+    /// Remember a key durably (content keys after the message is stored; source keys too).
+    pub(super) fn record_key(&mut self, key: String) -> Result<(), String> {
+        self.keys_file
+            .write_all(format!("{key}\n").as_bytes())
+            .and_then(|()| self.keys_file.sync_data())
+            .map_err(|e| format!("cannot record the import key: {e}"))?;
+        self.keys.insert(key);
+        Ok(())
+    }
+
+    pub(super) fn put(&mut self, m: Message, sum: &mut Summary) -> Result<(), String> {
         let key = key_of(&m.folder, &m.data);
         if self.keys.contains(&key) {
             sum.duplicates += 1;
@@ -173,18 +203,14 @@ impl Target {
             .map_err(|e| format!("cannot store: {e}"))?;
         // The message is durable: now remember it (a crash before this line only means it
         // is imported again by a second run).
-        self.keys_file
-            .write_all(format!("{key}\n").as_bytes())
-            .and_then(|()| self.keys_file.sync_data())
-            .map_err(|e| format!("cannot record the import key: {e}"))?;
-        self.keys.insert(key);
+        self.record_key(key)?;
         sum.imported += 1;
         sum.bytes += m.data.len() as u64;
         Ok(())
     }
 }
 
-fn progress(total: u64, template: &str, quiet: bool) -> indicatif::ProgressBar {
+pub(super) fn progress(total: u64, template: &str, quiet: bool) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
     if quiet || !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
@@ -197,7 +223,7 @@ fn progress(total: u64, template: &str, quiet: bool) -> indicatif::ProgressBar {
 }
 
 /// Import `path` for `user`; returns the summary (also printed).
-pub fn import(config: &Config, args: &ImportArgs) -> anyhow::Result<Summary> {
+pub(super) fn import(config: &Config, args: &ImportArgs) -> anyhow::Result<Summary> {
     let accounts = crate::accounts::Accounts::open(&config.data_dir, &config.domain)?;
     let Some(user) = accounts.user_exists(&args.user)? else {
         bail!("no such user {:?} (see `postern user list`)", args.user);
@@ -217,7 +243,15 @@ pub fn import(config: &Config, args: &ImportArgs) -> anyhow::Result<Summary> {
         }
         Item::Refused { folder, at, why } => sum.refused.push(format!("{folder}: {at}: {why}")),
     };
-    let path = &args.path;
+    if let Some(url) = &args.from_imap {
+        super::import_imap_copy::run(config, args, url, &mut target, &mut sum)?;
+        print_summary(&sum, url);
+        return Ok(sum);
+    }
+    let path = args
+        .path
+        .as_deref()
+        .expect("clap requires PATH without --from-imap");
     if path.is_dir() {
         if !is_maildir(path) {
             bail!(
@@ -270,16 +304,16 @@ pub fn import(config: &Config, args: &ImportArgs) -> anyhow::Result<Summary> {
         }
         pb.finish_and_clear();
     }
-    print_summary(&sum, path);
+    print_summary(&sum, &path.display().to_string());
     Ok(sum)
 }
 
-fn print_summary(sum: &Summary, path: &Path) {
+fn print_summary(sum: &Summary, from: &str) {
     println!(
         "imported {} messages ({} octets) from {}; skipped {} already imported; refused {}",
         sum.imported,
         sum.bytes,
-        path.display(),
+        from,
         sum.duplicates,
         sum.refused.len()
     );

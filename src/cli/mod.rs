@@ -5,6 +5,8 @@ mod check;
 mod dev;
 pub mod dns;
 mod import;
+mod import_imap;
+mod import_imap_copy;
 mod import_source;
 mod init;
 mod queue;
