@@ -5,12 +5,15 @@
 
 use imap_codec::imap_types::command::{FetchModifier, SelectParameter};
 use imap_codec::imap_types::search::SearchKey;
-use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use imap_codec::imap_types::sequence::SequenceSet;
 
-use super::fetch::Item;
-use super::session::{Session, flag_list, uid_set};
+use super::command::fetch::Item;
+use super::flag_list::flag_list;
+use super::seqset::{self, clipped as set_ranges, contains as in_set, gaps, ranges, render_ranges};
+use super::session::Session;
+use super::view::{Update, View};
+use crate::store::Mailbox;
 use crate::store::flags::Flags;
-use crate::store::{Mailbox, Update, View};
 
 /// Connection state of the two extensions.
 #[derive(Debug, Default, Clone, Copy)]
@@ -45,7 +48,7 @@ impl Session {
             return;
         }
         self.modes.condstore = true;
-        if let Some(sel) = &self.selected {
+        if let Some(sel) = self.state.selected() {
             let m = sel.mb.lock().modseq;
             out.extend_from_slice(format!("* OK [HIGHESTMODSEQ {m}] modseqs on\r\n").as_bytes());
         }
@@ -184,7 +187,9 @@ impl Session {
         let Some(since) = changed_since else {
             return Ok(());
         };
-        let sel = self.selected.as_ref().expect("selected");
+        let Some(sel) = self.state.selected() else {
+            return Ok(()); // FETCH runs only when selected
+        };
         let ix = sel.mb.lock();
         if vanished {
             let top = ix.uidnext.saturating_sub(1);
@@ -225,7 +230,9 @@ impl Session {
                 }
                 _ if !gone.is_empty() => {
                     gone.sort_unstable();
-                    out.extend_from_slice(format!("* VANISHED {}\r\n", uid_set(&gone)).as_bytes());
+                    out.extend_from_slice(
+                        format!("* VANISHED {}\r\n", seqset::render(&gone)).as_bytes(),
+                    );
                     gone.clear();
                 }
                 _ => {}
@@ -243,7 +250,7 @@ impl Session {
         }
         if !gone.is_empty() {
             gone.sort_unstable();
-            out.extend_from_slice(format!("* VANISHED {}\r\n", uid_set(&gone)).as_bytes());
+            out.extend_from_slice(format!("* VANISHED {}\r\n", seqset::render(&gone)).as_bytes());
         }
         out
     }
@@ -277,85 +284,6 @@ pub fn search_uses_modseq(key: &SearchKey<'_>) -> bool {
     }
 }
 
-fn in_set(set: &SequenceSet, n: u32, max: u32) -> bool {
-    super::search::in_set(set, n, max)
-}
-
-/// A UID set as inclusive ranges clipped to 1..=max (`*` is max).
-fn set_ranges(set: &SequenceSet, max: u32) -> Vec<(u32, u32)> {
-    let v = |s: &SeqOrUid| match s {
-        SeqOrUid::Value(v) => v.get(),
-        SeqOrUid::Asterisk => max,
-    };
-    let mut r: Vec<(u32, u32)> = set
-        .0
-        .as_ref()
-        .iter()
-        .map(|s| match s {
-            Sequence::Single(a) => (v(a), v(a)),
-            Sequence::Range(a, b) => (v(a).min(v(b)), v(a).max(v(b))),
-        })
-        .filter(|(lo, _)| *lo <= max)
-        .map(|(lo, hi)| (lo, hi.min(max)))
-        .collect();
-    r.sort_unstable();
-    let mut merged: Vec<(u32, u32)> = Vec::new();
-    for (lo, hi) in r {
-        match merged.last_mut() {
-            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
-            _ => merged.push((lo, hi)),
-        }
-    }
-    merged
-}
-
-/// The parts of lo..=hi not in `present` (sorted), as ranges: bounded by present's size.
-fn gaps(lo: u32, hi: u32, present: &[u32]) -> Vec<(u32, u32)> {
-    let mut out = Vec::new();
-    let mut next = lo;
-    let start = present.partition_point(|u| *u < lo);
-    for &u in &present[start..] {
-        if u > hi {
-            break;
-        }
-        if u > next {
-            out.push((next, u - 1));
-        }
-        match u.checked_add(1) {
-            Some(n) => next = n,
-            None => return out,
-        }
-    }
-    if next <= hi {
-        out.push((next, hi));
-    }
-    out
-}
-
-fn ranges(uids: impl Iterator<Item = u32>) -> Vec<(u32, u32)> {
-    let mut out: Vec<(u32, u32)> = Vec::new();
-    for u in uids {
-        match out.last_mut() {
-            Some(last) if Some(u) == last.1.checked_add(1) => last.1 = u,
-            _ => out.push((u, u)),
-        }
-    }
-    out
-}
-
-fn render_ranges(r: &[(u32, u32)]) -> String {
-    r.iter()
-        .map(|(a, b)| {
-            if a == b {
-                a.to_string()
-            } else {
-                format!("{a}:{b}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// The highest UID of the client's (sequence, UID) pairs that our view maps the same way:
 /// no message below it can have been expunged since (RFC 7162 §3.2.5.2).
 fn matched_uid(seqs: &SequenceSet, uids: &SequenceSet, view: &View) -> u32 {
@@ -383,32 +311,4 @@ fn matched_uid(seqs: &SequenceSet, uids: &SequenceSet, view: &View) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gaps_and_ranges() {
-        assert_eq!(gaps(1, 10, &[2, 3, 7]), vec![(1, 1), (4, 6), (8, 10)]);
-        assert_eq!(gaps(4, 4, &[4]), vec![]);
-        assert_eq!(render_ranges(&ranges([1, 2, 3, 5].into_iter())), "1:3,5");
-        let set = SequenceSet::try_from("5:*,1,2").unwrap();
-        assert_eq!(set_ranges(&set, 7), vec![(1, 2), (5, 7)]);
-    }
-
-    #[test]
-    fn sequence_match_proves_a_prefix() {
-        let view = View {
-            uids: vec![2, 4, 9],
-            ..View::default()
-        };
-        let s = SequenceSet::try_from("1:3").unwrap();
-        assert_eq!(
-            matched_uid(&s, &SequenceSet::try_from("2,4,8").unwrap(), &view),
-            4
-        );
-        assert_eq!(
-            matched_uid(&s, &SequenceSet::try_from("1,4,9").unwrap(), &view),
-            0
-        );
-    }
-}
+mod tests;

@@ -3,13 +3,15 @@
 //! 993, STARTTLS on 143), timeouts and IDLE waiting; the protocol lives in the sans-IO
 //! `session`.
 
+pub mod command;
 pub mod condstore;
-pub mod fetch;
-pub mod list;
+pub mod flag_list;
 pub mod mime;
+pub mod parse;
 pub mod search;
-pub mod searchres;
+pub mod seqset;
 pub mod session;
+pub mod view;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -261,8 +263,3 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
         }
     }
 }
-
-#[cfg(test)]
-mod condstore_tests;
-#[cfg(test)]
-mod session_tests;

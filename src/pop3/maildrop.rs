@@ -9,7 +9,7 @@ use std::io::{self, Read};
 use std::sync::Arc;
 
 use super::body::crlf_size;
-use crate::store::{Mailbox, MailboxName, Store};
+use crate::store::{FlagOp, Mailbox, MailboxName, Store};
 
 /// One message of the maildrop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +104,7 @@ impl Maildrop for StoreMaildrop {
             return Ok(());
         }
         self.mb
-            .store(uids, 1, crate::store::flags::SEEN, &[])
+            .store(uids, FlagOp::Add, crate::store::flags::SEEN, &[], None)
             .map(|_| ())
     }
 }

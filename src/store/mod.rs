@@ -11,7 +11,7 @@ mod maildir_write;
 pub mod names;
 pub mod uidlist;
 
-pub use mailbox::{Mailbox, Stored, Update, View};
+pub use mailbox::{Changes, FlagOp, Mailbox, Stored};
 pub use maildir_write::{deliver_to_maildir, unique_name};
 pub use names::MailboxName;
 

@@ -130,7 +130,12 @@ impl MailboxName {
     pub fn parents(&self) -> Vec<MailboxName> {
         let w = self.wire();
         w.match_indices(DELIM)
-            .map(|(i, _)| MailboxName::Other(w[..i].to_string()))
+            .map(|(i, _)| match &w[..i] {
+                // "INBOX.x" is a child of the one INBOX (RFC 3501 §6.3.8), never of a
+                // second folder spelled INBOX. `from_utf7` made that spelling canonical.
+                "INBOX" => MailboxName::Inbox,
+                p => MailboxName::Other(p.to_string()),
+            })
             .collect()
     }
 }

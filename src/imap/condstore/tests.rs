@@ -1,7 +1,10 @@
 //! CONDSTORE/QRESYNC (RFC 7162) through the sans-IO session: two sessions on one store.
 
-use super::session::Session;
-use super::session_tests::{feed_mutations, services, talk};
+use super::super::session::Session;
+use super::super::session::tests::{feed_mutations, services, talk};
+use super::super::view::View;
+use super::matched_uid;
+use imap_codec::imap_types::sequence::SequenceSet;
 
 fn login(svc: &std::sync::Arc<crate::services::Services>) -> Session {
     let mut s = Session::new(svc.clone(), "127.0.0.1".parse().unwrap(), false);
@@ -234,4 +237,21 @@ fn forgotten_expunges_fall_back_to_the_missing_uids() {
         &format!("s SELECT INBOX (QRESYNC ({uv} {ms} 1:5 (1:2 2:3)))\r\n"),
     );
     assert!(r.contains("* VANISHED (EARLIER) 4\r\n"), "{r}");
+}
+
+#[test]
+fn sequence_match_proves_a_prefix() {
+    let view = View {
+        uids: vec![2, 4, 9],
+        ..View::default()
+    };
+    let s = SequenceSet::try_from("1:3").unwrap();
+    assert_eq!(
+        matched_uid(&s, &SequenceSet::try_from("2,4,8").unwrap(), &view),
+        4
+    );
+    assert_eq!(
+        matched_uid(&s, &SequenceSet::try_from("1,4,9").unwrap(), &view),
+        0
+    );
 }

@@ -4,8 +4,8 @@
 //! as UIDs in UID commands and in search keys (`UID set`), as sequence numbers otherwise.
 //! Messages expunged since the SAVE drop out, as they are no longer in the view (§2.1).
 
-use super::session::uid_set;
-use super::wire::{Tok, is_atom};
+use super::super::seqset::render as uid_set;
+use super::tokens::{Tok, is_atom};
 
 pub enum Rewrite {
     /// No `$` in a sequence-set position.
@@ -38,7 +38,8 @@ pub fn rewrite(msg: &[u8], toks: &[(Tok, usize, usize)], saved: &[u32], view: &[
         .iter()
         .filter_map(|u| view.binary_search(u).ok().map(|i| i as u32 + 1))
         .collect();
-    let name = String::from_utf8_lossy(super::wire::text(cmd).unwrap_or(b"")).to_ascii_uppercase();
+    let name =
+        String::from_utf8_lossy(super::tokens::text(cmd).unwrap_or(b"")).to_ascii_uppercase();
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
     match name.as_str() {
         "FETCH" | "STORE" | "COPY" | "MOVE" | "EXPUNGE" => {
@@ -55,14 +56,14 @@ pub fn rewrite(msg: &[u8], toks: &[(Tok, usize, usize)], saved: &[u32], view: &[
             edits.push((*s, *e, uid_set(set)));
         }
         "SEARCH" => {
-            let start = super::search::search_keys_start(toks, at);
+            let start = super::within::search_keys_start(toks, at);
             let matched = if present.is_empty() {
                 // A key that matches nothing.
                 "NOT ALL".to_string()
             } else {
                 format!("UID {}", uid_set(&present))
             };
-            for k in super::search::key_positions(toks, start) {
+            for k in super::within::key_positions(toks, start) {
                 let (t, s, e) = &toks[k];
                 if is_dollar(t) {
                     edits.push((*s, *e, matched.clone()));
@@ -92,8 +93,8 @@ pub fn rewrite(msg: &[u8], toks: &[(Tok, usize, usize)], saved: &[u32], view: &[
 
 #[cfg(test)]
 mod tests {
+    use super::super::tokens::tokenize;
     use super::*;
-    use crate::imap::wire::tokenize;
 
     fn rw(cmd: &str, saved: &[u32], view: &[u32]) -> String {
         let t = tokenize(cmd.as_bytes()).unwrap();

@@ -10,9 +10,14 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Section};
 
-use super::mime::{self, SectionText};
-use super::session::{Session, flag_list};
-use super::wire;
+use imap_codec::imap_types::command::FetchModifier;
+use imap_codec::imap_types::sequence::SequenceSet;
+
+use super::super::flag_list::flag_list;
+use super::super::mime::{self, SectionText};
+use super::super::session::{Pending, Session, cmd_bad, cmd_no, cmd_ok};
+use super::super::wire;
+use crate::store::FlagOp;
 use crate::store::flags;
 
 #[derive(Debug, Clone)]
@@ -301,7 +306,7 @@ impl FetchJob {
     pub fn run(&mut self, s: &mut Session, out: &mut Vec<u8>) -> bool {
         const BATCH: usize = 5000;
         const OUT_LIMIT: usize = 2 * 1024 * 1024;
-        let Some(sel) = s.selected.as_mut() else {
+        let Some(sel) = s.state.selected_mut() else {
             return true;
         };
         let end = (self.pos + BATCH).min(self.targets.len());
@@ -537,11 +542,13 @@ impl FetchJob {
         // With CONDSTORE the next sync reports the new MODSEQ of messages this FETCH marked
         // \Seen (RFC 7162 §3.1: every FETCH about a flag change carries it).
         if !emitted_seen.is_empty()
-            && let Ok((before, after)) = sel.mb.store(&emitted_seen, 1, flags::SEEN, &[])
-            && sel.view.modseq == before
+            && let Ok(st) = sel
+                .mb
+                .store(&emitted_seen, FlagOp::Add, flags::SEEN, &[], None)
+            && sel.view.modseq == st.before
             && !s.modes.condstore
         {
-            sel.view.modseq = after;
+            sel.view.modseq = st.after;
         }
         self.pos = done;
         self.pos >= self.targets.len()
@@ -564,6 +571,50 @@ mod cache_bytes_tests {
         assert_eq!(Cached::from_bytes(&b), Some(c));
         for cut in 0..b.len() {
             assert_eq!(Cached::from_bytes(&b[..cut]), None, "cut at {cut}");
+        }
+    }
+}
+
+impl Session {
+    /// FETCH and UID FETCH: resolve the set, then run (or start) a job.
+    pub(crate) fn fetch(
+        &mut self,
+        tag: String,
+        set: &SequenceSet,
+        names: &MacroOrMessageDataItemNames<'_>,
+        uid: bool,
+        modifiers: &[FetchModifier],
+        out: &mut Vec<u8>,
+    ) {
+        let Some(mut targets) = self.state.selected().and_then(|s| s.view.resolve(set, uid)) else {
+            return cmd_bad(out, &tag, "invalid sequence set");
+        };
+        let mut items = parse_items(names, uid);
+        if let Err(e) = self.fetch_ext(set, uid, modifiers, &mut targets, &mut items, out) {
+            return cmd_bad(out, &tag, &e);
+        }
+        let mut job = Box::new(FetchJob::new(tag, uid, targets, items));
+        let done = job.run(self, out);
+        if done {
+            self.after_fetch(&job, out);
+        } else {
+            self.pending = Pending::Fetch(job);
+        }
+    }
+
+    pub(crate) fn after_fetch(&mut self, job: &FetchJob, out: &mut Vec<u8>) {
+        // UID FETCH may report expunges; FETCH may not (RFC 3501 §7.4.1).
+        self.sync(out, job.uid);
+        if job.unknown_cte {
+            cmd_no(
+                out,
+                &job.tag,
+                "[UNKNOWN-CTE] cannot decode a part's transfer encoding",
+            );
+        } else if job.failed {
+            cmd_no(out, &job.tag, "some messages could not be read (expunged?)");
+        } else {
+            cmd_ok(out, &job.tag, "FETCH completed");
         }
     }
 }

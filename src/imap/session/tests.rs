@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use super::session::{Session, Step};
+use super::{Session, Step};
 use crate::config::Config;
 use crate::services::Services;
 
-pub(super) fn services(plain: bool) -> (tempfile::TempDir, Arc<Services>) {
+pub(crate) fn services(plain: bool) -> (tempfile::TempDir, Arc<Services>) {
     crate::tls::install_crypto_provider();
     let d = tempfile::tempdir().unwrap();
     let text = format!(
@@ -20,7 +20,7 @@ pub(super) fn services(plain: bool) -> (tempfile::TempDir, Arc<Services>) {
 }
 
 /// Feed `input` and run steps until the session waits; returns the output.
-pub(super) fn talk(s: &mut Session, input: &str) -> String {
+pub(crate) fn talk(s: &mut Session, input: &str) -> String {
     s.input(input.as_bytes());
     let mut out = Vec::new();
     while let Step::Continue = s.step(&mut out) {}
@@ -127,7 +127,7 @@ fn garbage_never_panics() {
 /// A cheap fuzz shared by the session tests: feed `rounds` random mutations of the `seeds`
 /// (bytes changed, dropped, or taken from `alphabet` inserted), stepping the session until it
 /// waits after each, and leaving IDLE when a mutation entered it.
-pub(super) fn feed_mutations(
+pub(crate) fn feed_mutations(
     s: &mut Session,
     seeds: &[&str],
     seed: u64,
@@ -522,18 +522,6 @@ fn searchres_saves_and_dollar_reuses() {
 }
 
 #[test]
-fn uid_sets_compress_runs_up_to_the_largest_uid() {
-    use super::session::uid_set;
-    assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
-    assert_eq!(
-        uid_set(&[u32::MAX - 1, u32::MAX]),
-        format!("{}:{}", u32::MAX - 1, u32::MAX)
-    );
-    assert_eq!(uid_set(&[u32::MAX]), u32::MAX.to_string());
-    assert_eq!(uid_set(&[]), "");
-}
-
-#[test]
 fn idle_without_a_mailbox_and_unknown_commands_in_authenticated_state() {
     let (_d, svc) = services(true);
     let mut s = Session::new(svc, "127.0.0.1".parse().unwrap(), false);
@@ -591,3 +579,35 @@ fn parse_cache_on_disk_serves_a_restarted_server() {
     let r = talk(&mut s, "i FETCH 1 (ENVELOPE)\r\n");
     assert!(r.contains("\"third\""), "{r}");
 }
+
+#[test]
+fn inbox_children_live_under_the_one_inbox() {
+    // RFC 3501 §6.3.8: INBOX.x is a child of INBOX; LIST never shows a second INBOX.
+    let (d, svc) = services(true);
+    let mut s = Session::new(svc, "127.0.0.1".parse().unwrap(), false);
+    talk(&mut s, "a LOGIN u@example.com pw\r\n");
+    let r = talk(&mut s, "b CREATE \"INBOX.x\"\r\n");
+    assert!(r.starts_with("b OK"), "{r}");
+    let r = talk(&mut s, "c LIST \"\" \"*\"\r\n");
+    assert_eq!(
+        r.matches("\"INBOX\"").count() + r.matches(" INBOX\r\n").count(),
+        1,
+        "{r}"
+    );
+    assert!(!r.contains("\\Noselect"), "{r}");
+    assert!(r.contains("INBOX.x"), "{r}");
+    let r = talk(&mut s, "d LIST \"\" \"%\"\r\n");
+    assert!(
+        r.contains("\\HasChildren") && !r.contains("\\Noselect"),
+        "{r}"
+    );
+    let r = talk(&mut s, "e SELECT INBOX.x\r\ne2 SELECT inbox.x\r\n");
+    assert!(r.contains("e OK") && r.contains("e2 OK"), "{r}");
+    // No `.INBOX` folder appeared on disk.
+    let user = d.path().join("mail/example.com/u");
+    assert!(!user.join(".INBOX").exists());
+    assert!(user.join(".INBOX.x/cur").is_dir());
+}
+
+#[cfg(test)]
+mod limits;
