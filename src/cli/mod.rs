@@ -1,9 +1,11 @@
 //! The command line: `postern [--config PATH] <command>`. Errors surface here as one line
 //! (what, which file/key, what to do) and a non-zero exit.
 
+mod backup;
 mod check;
 mod dev;
 pub mod dns;
+mod export;
 mod import;
 mod import_imap;
 mod import_imap_copy;
@@ -61,6 +63,12 @@ pub enum Command {
     Queue(queue::QueueCmd),
     /// Import mail from an mbox file or a Maildir/Maildir++ tree (safe while serving).
     Import(import::ImportArgs),
+    /// Export a user's folders as a Maildir++ tree or mbox files (safe while serving).
+    Export(export::ExportArgs),
+    /// Copy the data directory consistently while the server runs (hard links for mail).
+    Backup(backup::BackupArgs),
+    /// Put a backup back into the (empty) data directory; the server must be stopped.
+    Restore(backup::RestoreArgs),
     /// sendmail(8)-compatible submission from stdin (-t, -f, -i, -F, recipients).
     Sendmail(sendmail::SendmailArgs),
 }
@@ -121,6 +129,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queue(cmd) => queue::run(&load(&cli.config)?, cmd),
         Command::Sendmail(args) => sendmail::run(&load(&cli.config)?, args),
         Command::Import(args) => import::run(&load(&cli.config)?, args),
+        Command::Export(args) => export::run(&load(&cli.config)?, args),
+        Command::Backup(args) => backup::backup(&load(&cli.config)?, args),
+        Command::Restore(args) => backup::restore(&load(&cli.config)?, args),
     }
 }
 
