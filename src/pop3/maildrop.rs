@@ -54,17 +54,27 @@ impl Maildrop for StoreMaildrop {
     }
 
     fn list(&mut self) -> io::Result<Vec<Entry>> {
-        let paths: Vec<(u32, std::path::PathBuf)> = {
+        let (uv, paths): (u32, Vec<(u32, std::path::PathBuf)>) = {
             let ix = self.mb.lock();
-            ix.msgs
+            let paths = ix
+                .msgs
                 .iter()
                 .map(|m| (m.uid, self.mb.path_of(m)))
-                .collect()
+                .collect();
+            (ix.uidvalidity, paths)
         };
-        // The exact CRLF size needs the bytes (imported mail may end lines in LF alone);
-        // done once per login, outside the mailbox lock.
+        // The exact CRLF size needs the bytes (imported mail may end lines in LF alone):
+        // read once per message, outside the mailbox lock, and remembered (messages never
+        // change in Maildir).
+        let mut known = load_sizes(&self.mb.dir, uv);
         let mut out = Vec::with_capacity(paths.len());
+        let mut added = false;
         for (uid, path) in paths {
+            if let Some(&size) = known.get(&uid) {
+                out.push(Entry { uid, size });
+                continue;
+            }
+            added = true;
             match std::fs::File::open(&path) {
                 Ok(f) => out.push(Entry {
                     uid,
@@ -81,6 +91,10 @@ impl Maildrop for StoreMaildrop {
                 }
                 Err(e) => return Err(e),
             }
+        }
+        if added || known.len() != out.len() {
+            known = out.iter().map(|e| (e.uid, e.size)).collect();
+            save_sizes(&self.mb.dir, uv, &known);
         }
         Ok(out)
     }
@@ -106,6 +120,38 @@ impl Maildrop for StoreMaildrop {
         self.mb
             .store(uids, FlagOp::Add, crate::store::flags::SEEN, &[], None)
             .map(|_| ())
+    }
+}
+
+/// CRLF sizes of a folder's messages, kept beside the UID list: `V <uidvalidity>` then
+/// `<uid> <size>` lines. Only a cache: a missing, stale or torn file means sizes are
+/// computed again.
+const SIZES: &str = "postern-pop3-sizes";
+
+fn load_sizes(dir: &std::path::Path, uv: u32) -> std::collections::HashMap<u32, u64> {
+    let Ok(text) = std::fs::read_to_string(dir.join(SIZES)) else {
+        return Default::default();
+    };
+    let mut lines = text.split_inclusive('\n');
+    if lines.next().map(str::trim_end) != Some(&format!("V {uv}")) {
+        return Default::default();
+    }
+    lines
+        .filter(|l| l.ends_with('\n'))
+        .filter_map(|l| {
+            let (u, s) = l.trim_end().split_once(' ')?;
+            Some((u.parse().ok()?, s.parse().ok()?))
+        })
+        .collect()
+}
+
+fn save_sizes(dir: &std::path::Path, uv: u32, sizes: &std::collections::HashMap<u32, u64>) {
+    let mut text = format!("V {uv}\n");
+    for (u, s) in sizes {
+        text.push_str(&format!("{u} {s}\n"));
+    }
+    if let Err(e) = crate::fsutil::write_atomic(&dir.join(SIZES), text.as_bytes(), 0o600) {
+        tracing::debug!("pop3: cannot keep message sizes in {}: {e}", dir.display());
     }
 }
 

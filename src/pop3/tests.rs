@@ -1,6 +1,6 @@
 //! The POP3 session against an in-memory maildrop: states, replies, octet counts, UPDATE.
 
-use std::io;
+use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 
 use super::body::crlf_size;
@@ -356,4 +356,42 @@ fn random_input_never_panics() {
         }
         run(&mut s, &md, &input);
     }
+}
+
+#[test]
+fn store_maildrop_sizes_cache_and_expunge_by_uid() {
+    use super::maildrop::StoreMaildrop;
+    use crate::store::{Folder, Store};
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::new(d.path());
+    let user = "a@example.com";
+    store
+        .deliver(user, Folder::Inbox, b"Subject: lf\n\nbody\n")
+        .unwrap();
+    store
+        .deliver(user, Folder::Inbox, b"Subject: crlf\r\n\r\nx\r\n")
+        .unwrap();
+    let mut md = StoreMaildrop::open(&store, user).unwrap();
+    let list = md.list().unwrap();
+    assert_eq!(list.iter().map(|e| e.size).collect::<Vec<_>>(), [21, 20]);
+    let cache =
+        std::fs::read_to_string(d.path().join("mail/example.com/a/postern-pop3-sizes")).unwrap();
+    assert!(
+        cache.starts_with(&format!("V {}\n", md.uidvalidity())),
+        "{cache}"
+    );
+    // A second login reads the sizes from the cache (a wrong entry would show).
+    assert_eq!(md.list().unwrap(), list);
+    let mut body = String::new();
+    md.open(list[0].uid)
+        .unwrap()
+        .read_to_string(&mut body)
+        .unwrap();
+    assert_eq!(body, "Subject: lf\n\nbody\n");
+    md.expunge(&[list[0].uid, 999]).unwrap();
+    md.mark_seen(&[list[1].uid]).unwrap();
+    let mut md = StoreMaildrop::open(&store, user).unwrap();
+    let after = md.list().unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].uid, list[1].uid);
 }
