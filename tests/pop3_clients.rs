@@ -270,6 +270,11 @@ try:
     c.pass_('wrong'); raise SystemExit('wrong password accepted')
 except poplib.error_proto as e:
     assert e.args[0].startswith(b'-ERR [AUTH]'), e
+# A response that is not base64 counts as a failed login too.
+try:
+    c._shortcmd('AUTH PLAIN !!!'); raise SystemExit('malformed AUTH accepted')
+except poplib.error_proto as e:
+    assert b'malformed' in e.args[0], e
 # AUTH PLAIN with an initial response, then a session that works.
 import base64
 r = c._shortcmd('AUTH PLAIN ' + base64.b64encode(b'\0' + USER.encode() + b'\0' + PASS.encode()).decode())
@@ -281,6 +286,12 @@ print('ok')
     assert!(
         p.log()
             .contains("auth failed: service=pop3 ip=127.0.0.1 user=pat@example.test"),
+        "{}",
+        p.log()
+    );
+    assert!(
+        p.log()
+            .contains("auth failed: service=pop3 ip=127.0.0.1 user=- reason=malformed"),
         "{}",
         p.log()
     );

@@ -207,6 +207,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
         }
         match st {
             Step::Continue => continue,
+            Step::Malformed => {
+                svc.logins.malformed("pop3", ip, "-");
+                continue;
+            }
             Step::Close => {
                 let _ = stream.flush().await;
                 let _ = stream.shutdown().await;

@@ -38,6 +38,9 @@ pub enum Step {
     StartTls,
     /// Check these credentials (throttle, accounts) and call `login_done`.
     Login(Credentials),
+    /// A SASL response that could not be decoded was answered: count it as a failed login
+    /// (throttle, fail2ban line), then go on as for `Continue`.
+    Malformed,
     /// Write `out` and close.
     Close,
 }
@@ -383,7 +386,12 @@ impl Session {
 
     fn sasl_response(&mut self, line: &[u8], out: &mut Vec<u8>) -> Step {
         let Ok(line) = std::str::from_utf8(line) else {
-            return self.error(out, "[AUTH] malformed PLAIN response");
+            self.error(out, "[AUTH] malformed PLAIN response");
+            return if self.closing {
+                Step::Close
+            } else {
+                Step::Malformed
+            };
         };
         match decode_response(line).and_then(|raw| parse_plain(&raw)) {
             Ok(creds) => {
@@ -392,7 +400,10 @@ impl Session {
             }
             // RFC 5034 §4: "*" cancels the exchange.
             Err(SaslError::Cancelled) => self.error(out, "authentication cancelled"),
-            Err(SaslError::Malformed) => self.error(out, "[AUTH] malformed PLAIN response"),
+            Err(SaslError::Malformed) => match self.error(out, "[AUTH] malformed PLAIN response") {
+                Step::Close => Step::Close,
+                _ => Step::Malformed,
+            },
         }
     }
 

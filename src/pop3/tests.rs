@@ -77,7 +77,7 @@ fn run(s: &mut Session, md: &Fake, input: &[u8]) -> (String, Step) {
     let mut out = Vec::new();
     loop {
         match s.step(&mut out) {
-            Step::Continue => continue,
+            Step::Continue | Step::Malformed => continue,
             Step::Login(c) => {
                 let r = if c.password == "secret" {
                     Ok(Box::new(md.clone()) as Box<dyn Maildrop>)
