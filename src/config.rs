@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod outbound;
+pub use outbound::{Outbound, RelayTls};
+
 /// Where the config lives unless `--config` or `$POSTERN_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/postern/postern.toml";
 
@@ -133,6 +136,9 @@ pub struct Tls {
     pub acme_extra_names: Vec<String>,
     /// "http-01" (answered on listen.http) or "tls-alpn-01" (answered on listen.https).
     pub acme_challenge: AcmeChallenge,
+    /// Keep the certificate's key across ACME renewals, so a published DANE record
+    /// (`TLSA 3 1 1`, see `postern dns`) stays valid. Off: a fresh key per certificate.
+    pub acme_reuse_key: bool,
 }
 
 impl Default for Tls {
@@ -146,6 +152,7 @@ impl Default for Tls {
             acme_ca_file: PathBuf::new(),
             acme_extra_names: vec![],
             acme_challenge: AcmeChallenge::Http01,
+            acme_reuse_key: false,
         }
     }
 }
@@ -186,37 +193,6 @@ impl Default for Dkim {
         Dkim {
             selector: "postern".into(),
             ed25519: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Outbound {
-    /// Port of remote MX hosts. Only tests change this.
-    pub port: u16,
-    /// Simultaneous connections to one destination domain.
-    pub max_connections_per_domain: usize,
-    /// Simultaneous outbound deliveries in total.
-    pub max_connections: usize,
-    /// Require valid TLS even without MTA-STS (off: opportunistic, as RFC 3207 practice).
-    pub require_tls: bool,
-    /// Port of MTA-STS policy hosts (https://mta-sts.DOMAIN). Only tests change this.
-    pub mta_sts_port: u16,
-    /// A CA certificate (PEM) trusted for outbound TLS and MTA-STS besides the system roots
-    /// (a private CA; tests). Empty: system roots only.
-    pub ca_file: PathBuf,
-}
-
-impl Default for Outbound {
-    fn default() -> Self {
-        Outbound {
-            port: 25,
-            max_connections_per_domain: 4,
-            max_connections: 32,
-            require_tls: false,
-            mta_sts_port: 443,
-            ca_file: PathBuf::new(),
         }
     }
 }
@@ -477,7 +453,7 @@ impl Config {
                 "must be letters, digits and '-'".into(),
             ));
         }
-        Ok(())
+        self.outbound.validate(path)
     }
 
     pub fn smtp_command_timeout(&self) -> Duration {
@@ -497,7 +473,7 @@ impl Config {
     }
 }
 
-fn is_domain_name(s: &str) -> bool {
+pub(crate) fn is_domain_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {
@@ -549,6 +525,11 @@ selector = "postern"           # record at postern._domainkey.{domain}
 
 [outbound]
 port = 25                      # port of remote MX hosts (tests only)
+# Outgoing port 25 blocked by the provider? Send through a relay (INSTALL.md):
+# relay = "smtp.provider.example:587"   # "" = deliver to each domain's MX hosts
+# relay_tls = "starttls"                # or "implicit" for port 465
+# relay_user = "you@{domain}"
+# relay_password_file = "/etc/postern/relay-password"   # mode 0600, owned by postern
 
 [limits]
 max_message_size = 52428800

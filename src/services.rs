@@ -55,6 +55,13 @@ impl Services {
                 config.data_dir.display()
             )
         })?;
+        // Refuse to start with a relay password others may read (checked again per attempt).
+        crate::outbound::relay::credentials(&config.outbound)?;
+        if config.outbound.dane
+            && let Err(why) = crate::dns::dnssec::AdResolver::from_config(&config.dns)
+        {
+            tracing::info!("DANE is off: {why}");
+        }
         let accounts = Arc::new(Accounts::open(&config.data_dir, &config.domain)?);
         let store = Store::new(&config.data_dir);
         let tls = Arc::new(

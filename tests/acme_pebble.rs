@@ -66,6 +66,7 @@ fn tls_alpn01_issuance_then_forced_renewal_swaps_live() {
     assert_eq!(mode(&tls_dir.join("acme-key.pem")), 0o600);
     assert_eq!(mode(&tls_dir.join("acme-account.json")), 0o600);
 
+    let (tlsa_before, _) = dns_tlsa(&p);
     // A connection opened before the renewal…
     let (mut old, before) = tls_open(https);
     assert_eq!(before.serial, first.serial);
@@ -83,6 +84,10 @@ fn tls_alpn01_issuance_then_forced_renewal_swaps_live() {
         is_pebble(s) && s.serial != first.serial
     });
     assert_eq!(p.log().matches(ISSUED).count(), 2);
+    // Without acme_reuse_key the renewal made a new key: `postern dns` says so.
+    let (after, warned) = dns_tlsa(&p);
+    assert!(warned);
+    assert_ne!(after, tlsa_before, "a fresh key per certificate");
     // …still works after the swap, with its original certificate.
     assert!(http_get(&mut old, "/.well-known/mta-sts.txt").starts_with("HTTP/1.1 "));
     assert_eq!(
@@ -105,6 +110,47 @@ fn tls_alpn01_issuance_then_forced_renewal_swaps_live() {
     );
     assert!(text.contains("next renewal: "), "{text}");
     assert!(text.contains("succeeded"), "{text}");
+}
+
+/// The `TLSA 3 1 1` value `postern dns` prints for the current certificate, and whether it
+/// warns that renewals change the key.
+fn dns_tlsa(p: &Postern) -> (String, bool) {
+    let out = p.cli(&["dns"], None);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let hash = text
+        .lines()
+        .find_map(|l| {
+            l.split_once("IN TLSA 3 1 1 ")
+                .map(|(_, h)| h.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no TLSA line in:\n{text}"));
+    (hash, text.contains("every ACME renewal makes a new key"))
+}
+
+#[test]
+fn renewals_keep_the_key_with_acme_reuse_key_so_dane_records_stay_valid() {
+    let mut p = Postern::start();
+    let https = free_port();
+    let pebble = Pebble::start(p.ports.http, https);
+    respawn_with_tls(
+        &mut p,
+        https,
+        &format!(
+            "{}\nacme_reuse_key = true",
+            acme_tls(&pebble, "tls-alpn-01")
+        ),
+    );
+    wait_issued(&p, &pebble, 1);
+    let first = wait_serving(https, "the Pebble certificate", is_pebble);
+    let (before, warned) = dns_tlsa(&p);
+    assert!(!warned, "no rollover warning when the key is kept");
+    let out = p.cli(&["tls", "renew", "--wait"], None);
+    assert!(out.status.success(), "{}", p.log());
+    wait_serving(https, "a renewed certificate", |s| {
+        is_pebble(s) && s.serial != first.serial
+    });
+    let (after, _) = dns_tlsa(&p);
+    assert_eq!(before, after, "the renewed certificate has the same key");
 }
 
 #[test]

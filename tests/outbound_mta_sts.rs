@@ -5,116 +5,12 @@
 mod common;
 mod outbound_support;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::free_port;
 use outbound_support::*;
 
 const WAIT: Duration = Duration::from_secs(40);
-
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and one leaf certificate for `names`, as ca.pem, leaf.pem, leaf.key in `dir`.
-fn make_certs(dir: &Path, names: &[&str]) {
-    let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
-    sh(
-        dir,
-        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
-         -subj /CN=postern-test-ca -addext basicConstraints=critical,CA:TRUE \
-         -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null",
-    );
-    std::fs::write(
-        dir.join("leaf.ext"),
-        format!(
-            "subjectAltName={}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-            san.join(",")
-        ),
-    )
-    .unwrap();
-    sh(
-        dir,
-        &format!(
-            "openssl req -newkey rsa:2048 -nodes -keyout leaf.key -out leaf.csr -subj /CN={} 2>/dev/null && \
-             openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem \
-             -days 2 -extfile leaf.ext 2>/dev/null",
-            names[0]
-        ),
-    );
-}
-
-/// Python's https server answering /.well-known/mta-sts.txt per Host header.
-struct PolicyServer {
-    child: Child,
-}
-
-impl PolicyServer {
-    fn start(dir: &Path, ip: &str, port: u16, policies: &[(&str, &str)]) -> PolicyServer {
-        let table: Vec<String> = policies
-            .iter()
-            .map(|(host, body)| format!("{host:?}: {body:?}"))
-            .collect();
-        let script = format!(
-            r#"
-import http.server, ssl
-POLICIES = {{{table}}}
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        host = (self.headers.get("Host") or "").split(":")[0]
-        body = POLICIES.get(host)
-        if self.path != "/.well-known/mta-sts.txt" or body is None:
-            self.send_response(404); self.end_headers(); return
-        data = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-    def log_message(self, *a): pass
-srv = http.server.HTTPServer(({ip:?}, {port}), H)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain("leaf.pem", "leaf.key")
-srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-srv.serve_forever()
-"#,
-            table = table.join(", ")
-        );
-        let child = Command::new("python3")
-            .arg("-c")
-            .arg(script)
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect((ip, port)).is_err() {
-            assert!(Instant::now() < deadline, "policy server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        PolicyServer { child }
-    }
-}
-
-impl Drop for PolicyServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn enforce_policy_requires_matching_mx_and_valid_tls() {

@@ -280,6 +280,33 @@ pub fn render(config: &Config, public: &PublicAddresses) -> String {
             config.domain
         );
     }
+    if let Some((_, chain)) = super::check::stored_certificate(config)
+        && let Some(hash) = chain
+            .first()
+            .and_then(|c| crate::outbound::dane::tlsa_311(c))
+    {
+        let _ = writeln!(
+            out,
+            "; DANE (optional; only in a DNSSEC-signed zone): senders that check DANE (RFC 7672)\n;   pin this server's key with\n;   _25._tcp.{h} {TTL} IN TLSA 3 1 1 {hash}"
+        );
+        let rollover = if config.tls.source == crate::config::TlsSource::Acme
+            && !config.tls.acme_reuse_key
+        {
+            "; WARNING: every ACME renewal makes a new key, which breaks that record (DANE senders\n;   then defer mail to you). Set [tls] acme_reuse_key = true before publishing it."
+        } else {
+            "; Before changing the key (new certificate files), publish the new key's record beside\n;   the old one, wait for the TTL, then switch and remove the old one (RFC 7671 §8.1)."
+        };
+        let _ = writeln!(out, "{rollover}");
+    }
+    let relays = config.outbound.relays();
+    if !relays.is_empty() {
+        let names: Vec<String> = relays.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+        let _ = writeln!(
+            out,
+            "; Relay: mail leaves through {}. Add the relay's SPF mechanism (its documentation\n;   names it, e.g. include:<relay's SPF domain>) before -all in the SPF record below.",
+            names.join(", ")
+        );
+    }
     out.push_str(&z);
     let _ = writeln!(
         out,

@@ -60,6 +60,8 @@ fn next_steps(config_path: &Path, config: &Config) -> String {
         format!("   to set the reverse DNS (PTR) of this server's addresses to {h}."),
         "2. Open ports 25, 80, 143, 443, 465, 587 and 993 in the firewall (and make sure".into(),
         "   outgoing port 25 is not blocked: many providers block it until you ask).".into(),
+        "   If it stays blocked, send through a relay (smarthost): set [outbound] relay,".into(),
+        "   relay_user and relay_password_file (INSTALL.md, \"Sending through a relay\").".into(),
         format!("3. Create your first user:  postern --config {cfg} user add you@{d}"),
         "4. Start the service:       systemctl enable --now postern".into(),
         format!("5. Check everything:        postern --config {cfg} check"),
@@ -92,5 +94,6 @@ mod tests {
         let s = super::next_steps(std::path::Path::new("/etc/postern/postern.toml"), &c);
         assert!(s.contains("user add you@example.com"));
         assert!(s.contains("IN MX    10 mail.example.com."));
+        assert!(s.contains("[outbound] relay"));
     }
 }

@@ -1,6 +1,8 @@
 //! The DNS resolver every part shares (outbound MX lookups, SPF/DKIM/DMARC checks,
 //! `postern check`), built from `[dns]`: the listed servers, or the system's resolv.conf.
 
+pub mod dnssec;
+
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;

@@ -69,9 +69,12 @@ pub enum Attempt {
     Done(Vec<RcptResult>),
     /// The whole message failed here (5xx to MAIL, too big, SMTPUTF8 refused): permanent.
     Rejected(Reply),
-    /// Nothing was decided here (connect error, 4xx greeting/MAIL, TLS policy): try the next
-    /// address, and retry later if none is left.
+    /// Nothing was decided here (connect error, 4xx greeting/MAIL): try the next address,
+    /// and retry later if none is left.
     TryNext(String),
+    /// A requirement of ours was not met here (TLS, a verified certificate, AUTH): nothing
+    /// was sent; temporary, with this enhanced status (RFC 3463 X.7.x) for the queue.
+    Deferred { status: String, reason: String },
 }
 
 /// What the connection learned, for logs and DSNs.
@@ -79,6 +82,14 @@ pub enum Attempt {
 pub struct Info {
     pub tls: bool,
     pub tls_verified: bool,
+    /// Why the certificate did not verify, when it did not.
+    pub tls_error: Option<String>,
+    /// The SASL mechanism we logged in with, if any.
+    pub auth: Option<&'static str>,
+    /// The certificate chain the server presented.
+    pub peer_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// The TLSA record that authenticated the server (DANE), if one did.
+    pub dane: Option<String>,
 }
 
 /// Requirements of a TLS policy for this host.
@@ -86,6 +97,8 @@ pub struct Info {
 pub struct TlsPolicy {
     /// Refuse to deliver without TLS whose certificate verifies for the host name.
     pub require_valid: bool,
+    /// TLS from the first byte (port 465, RFC 8314 §3.3) instead of STARTTLS.
+    pub implicit: bool,
 }
 
 pub struct Client {
@@ -184,6 +197,12 @@ impl Client {
         .await
         .map_err(|_| ClientError::Timeout("TLS handshake"))?
         .map_err(|e| ClientError::Tls(e.to_string()))?;
+        self.info.peer_certs = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default();
         self.conn = Conn::Tls(Box::new(stream));
         self.info.tls = true;
         match verifier.verdict() {
@@ -193,6 +212,7 @@ impl Client {
                     host = server_name,
                     "TLS certificate of {server_name} does not verify ({e}); continuing with unauthenticated encryption (opportunistic TLS, RFC 7435)"
                 );
+                self.info.tls_error = Some(e);
             }
         }
         Ok(())
@@ -258,43 +278,39 @@ pub struct Transaction<'a> {
     pub mail_from: &'a str,
     pub rcpts: &'a [String],
     pub message: &'a [u8],
+    /// Log in with these after TLS (a relay); None for MX delivery.
+    pub auth: Option<&'a super::relay::Credentials>,
 }
 
-/// One attempt on one address. `host` is the MX name (TLS server name).
-pub async fn attempt(
+/// Connect to `ip:port`; with `policy.implicit` the TLS handshake (for `host`) comes first.
+pub async fn connect(
     host: &str,
     ip: IpAddr,
     port: u16,
-    tx: &Transaction<'_>,
+    roots: &Arc<rustls::RootCertStore>,
     policy: TlsPolicy,
-) -> (Attempt, Info) {
+) -> Result<Client, String> {
     let addr = SocketAddr::new(ip, port);
     let tcp = match tokio::time::timeout(timeouts::CONNECT, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            return (
-                Attempt::TryNext(ClientError::Connect(addr, e).to_string()),
-                Info::default(),
-            );
-        }
-        Err(_) => {
-            return (
-                Attempt::TryNext(format!("connection to {addr} timed out")),
-                Info::default(),
-            );
-        }
+        Ok(Err(e)) => return Err(ClientError::Connect(addr, e).to_string()),
+        Err(_) => return Err(format!("connection to {addr} timed out")),
     };
     let mut c = Client {
         conn: Conn::Plain(tcp),
         parser: ReplyParser::new(),
         info: Info::default(),
     };
-    let result = run(&mut c, host, tx, policy).await;
-    let out = match result {
-        Ok(a) => a,
-        Err(e) => Attempt::TryNext(format!("{host} [{ip}]: {e}")),
-    };
-    // QUIT politely; its outcome does not matter (RFC 5321 §4.1.1.10).
+    if policy.implicit {
+        c.starttls(host, roots.clone())
+            .await
+            .map_err(|e| format!("{host} [{ip}]:{port}: {e}"))?;
+    }
+    Ok(c)
+}
+
+/// QUIT politely; its outcome does not matter (RFC 5321 §4.1.1.10).
+pub async fn quit(c: &mut Client) {
     if !matches!(c.conn, Conn::Gone) {
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             let _ = c.send(b"QUIT\r\n", Duration::from_secs(5), "QUIT").await;
@@ -302,6 +318,33 @@ pub async fn attempt(
         })
         .await;
     }
+}
+
+/// One attempt on one address. `host` is the MX name (TLS server name); `dane`: what its
+/// TLSA records require, if DANE applies to it.
+pub async fn attempt(
+    host: &str,
+    ip: IpAddr,
+    port: u16,
+    tx: &Transaction<'_>,
+    policy: TlsPolicy,
+    dane: Option<&super::dane::Requirement>,
+) -> (Attempt, Info) {
+    let mut c = match connect(host, ip, port, &tx.roots, policy).await {
+        Ok(c) => c,
+        Err(e) => return (Attempt::TryNext(e), Info::default()),
+    };
+    let opened = open_session(&mut c, host, tx.helo_name, &tx.roots, policy, tx.auth, dane);
+    let result = match opened.await {
+        Ok(Ok(caps)) => run(&mut c, host, tx, &caps).await,
+        Ok(Err(stop)) => Ok(stop),
+        Err(e) => Err(e),
+    };
+    let out = match result {
+        Ok(a) => a,
+        Err(e) => Attempt::TryNext(format!("{host} [{ip}]: {e}")),
+    };
+    quit(&mut c).await;
     let info = c.info.clone();
     (out, info)
 }
@@ -328,33 +371,52 @@ async fn ehlo(c: &mut Client, name: &str) -> Result<Result<Reply, Reply>, Client
     }
 }
 
-async fn run(
+/// EHLO keywords with their parameters.
+pub type Caps = Vec<(String, String)>;
+
+fn has(caps: &[(String, String)], k: &str) -> bool {
+    caps.iter().any(|(n, _)| n == k)
+}
+
+/// Everything before MAIL: greeting, EHLO, STARTTLS and EHLO again, the TLS policy, and AUTH
+/// when `auth` is given (only ever after the policy check, so never in the clear or to an
+/// unverified peer). Ok(Ok(caps)): ready for a transaction; Ok(Err(a)): stop with `a`.
+pub async fn open_session(
     c: &mut Client,
     host: &str,
-    tx: &Transaction<'_>,
+    helo_name: &str,
+    roots: &Arc<rustls::RootCertStore>,
     policy: TlsPolicy,
-) -> Result<Attempt, ClientError> {
+    auth: Option<&super::relay::Credentials>,
+    dane: Option<&super::dane::Requirement>,
+) -> Result<Result<Caps, Attempt>, ClientError> {
     let greeting = c.read_reply(timeouts::GREETING, "greeting").await?;
     if !greeting.is_positive() {
-        return Ok(Attempt::TryNext(format!("{host} greeted with {greeting}")));
+        return Ok(Err(Attempt::TryNext(format!(
+            "{host} greeted with {greeting}"
+        ))));
     }
-    let mut caps = match ehlo(c, tx.helo_name).await? {
+    let mut caps = match ehlo(c, helo_name).await? {
         Ok(r) => r.ehlo_keywords(),
-        Err(r) => return Ok(Attempt::TryNext(format!("{host} refused EHLO/HELO: {r}"))),
+        Err(r) => {
+            return Ok(Err(Attempt::TryNext(format!(
+                "{host} refused EHLO/HELO: {r}"
+            ))));
+        }
     };
-    let has = |caps: &[(String, String)], k: &str| caps.iter().any(|(n, _)| n == k);
-    if has(&caps, "STARTTLS") {
+    let mut starttls_refused = None;
+    if has(&caps, "STARTTLS") && !c.info.tls {
         let r = c
             .command("STARTTLS", timeouts::COMMAND, "STARTTLS reply")
             .await?;
         if r.code == 220 {
-            c.starttls(host, tx.roots.clone()).await?;
-            caps = match ehlo(c, tx.helo_name).await? {
+            c.starttls(host, roots.clone()).await?;
+            caps = match ehlo(c, helo_name).await? {
                 Ok(r) => r.ehlo_keywords(),
                 Err(r) => {
-                    return Ok(Attempt::TryNext(format!(
+                    return Ok(Err(Attempt::TryNext(format!(
                         "{host} refused EHLO after STARTTLS: {r}"
-                    )));
+                    ))));
                 }
             };
         } else {
@@ -363,19 +425,66 @@ async fn run(
                 "STARTTLS refused ({}); continuing without TLS",
                 crate::logsafe::UntrustedText(&r.to_string())
             );
+            starttls_refused = Some(r);
         }
     }
-    if policy.require_valid && !(c.info.tls && c.info.tls_verified) {
-        return Ok(Attempt::TryNext(format!(
-            "{host}: policy requires TLS with a valid certificate, and {}",
-            if c.info.tls {
-                "the certificate did not verify"
-            } else {
-                "the server offers no STARTTLS"
+    if let Some(req) = dane {
+        // RFC 7672 §2.2: with TLSA records TLS is mandatory; with usable ones the certificate
+        // must match one of them (and DANE replaces the WebPKI check, RFC 7672 §3.1).
+        if !c.info.tls {
+            let why = match &starttls_refused {
+                Some(r) => format!("the server refused STARTTLS: {r}"),
+                None => "the server offers no STARTTLS".into(),
+            };
+            return Ok(Err(Attempt::Deferred {
+                status: "4.7.4".into(),
+                reason: format!("{host}: DANE (TLSA records published) requires TLS, and {why}"),
+            }));
+        }
+        if let super::dane::Requirement::Verify(records) = req {
+            match super::dane::verify(records, &c.info.peer_certs, host) {
+                Ok(which) => c.info.dane = Some(which),
+                Err(e) => {
+                    return Ok(Err(Attempt::Deferred {
+                        status: "4.7.5".into(),
+                        reason: format!("{host}: DANE: {e}"),
+                    }));
+                }
             }
-        )));
+        }
+    } else if policy.require_valid && !(c.info.tls && c.info.tls_verified) {
+        // RFC 3463: X.7.5 cryptographic failure, X.7.4 security features not supported.
+        let (status, why) = match &starttls_refused {
+            _ if c.info.tls => (
+                "4.7.5",
+                format!(
+                    "the certificate did not verify ({})",
+                    c.info.tls_error.as_deref().unwrap_or("unknown reason")
+                ),
+            ),
+            Some(r) => ("4.7.4", format!("the server refused STARTTLS: {r}")),
+            None => ("4.7.4", "the server offers no STARTTLS".to_string()),
+        };
+        return Ok(Err(Attempt::Deferred {
+            status: status.into(),
+            reason: format!("{host}: policy requires TLS with a valid certificate, and {why}"),
+        }));
     }
+    if let Some(creds) = auth
+        && let Some(stop) = super::relay::authenticate(c, host, creds, &caps).await?
+    {
+        return Ok(Err(stop));
+    }
+    Ok(Ok(caps))
+}
 
+/// One transaction (MAIL, RCPT, DATA) on an open session.
+async fn run(
+    c: &mut Client,
+    host: &str,
+    tx: &Transaction<'_>,
+    caps: &[(String, String)],
+) -> Result<Attempt, ClientError> {
     // MAIL parameters.
     let mut params = String::new();
     if let Some((_, v)) = caps.iter().find(|(k, _)| k == "SIZE") {
@@ -393,11 +502,11 @@ async fn run(
         params.push_str(&format!(" SIZE={}", tx.message.len()));
     }
     let eight_bit = !tx.message.is_ascii();
-    if eight_bit && has(&caps, "8BITMIME") {
+    if eight_bit && has(caps, "8BITMIME") {
         params.push_str(" BODY=8BITMIME");
     }
     if needs_smtputf8(tx.mail_from, tx.rcpts, tx.message) {
-        if has(&caps, "SMTPUTF8") {
+        if has(caps, "SMTPUTF8") {
             params.push_str(" SMTPUTF8");
         } else {
             // RFC 6531 §3.2: without the extension such a message cannot be sent.
@@ -416,7 +525,7 @@ async fn run(
     let mut results = Vec::with_capacity(tx.rcpts.len());
     let mail_reply;
     let data_reply;
-    if has(&caps, "PIPELINING") {
+    if has(caps, "PIPELINING") {
         // RFC 2920 §3.1: MAIL, RCPTs and DATA may go in one batch; replies come in order.
         let mut batch = format!("{mail_cmd}\r\n");
         for r in &rcpt_cmds {

@@ -1,11 +1,15 @@
-//! Outbound delivery: MX resolution, the SMTP client, opportunistic STARTTLS and MTA-STS.
+//! Outbound delivery: MX resolution, the SMTP client, opportunistic STARTTLS, MTA-STS, and
+//! the smarthost relay.
 //!
 //! `deliver_domain` makes one delivery attempt of one message to the recipients of one
-//! domain: every address of every MX host in turn until one gives an answer per recipient.
+//! domain: through the configured relay for that domain (`relay.rs`), or else every address
+//! of every MX host in turn until one gives an answer per recipient.
 
 pub mod client;
+pub mod dane;
 pub mod mta_sts;
 pub mod mx;
+pub mod relay;
 pub mod reply;
 pub mod tls;
 
@@ -75,8 +79,11 @@ pub async fn deliver_domain(
     rcpts: &[String],
     message: &[u8],
 ) -> Vec<RcptOutcome> {
+    if let Some(relay) = svc.config.outbound.relay_for(domain) {
+        return relay::deliver(svc, queue_id, domain, relay, mail_from, rcpts, message).await;
+    }
     let all = |o: RcptOutcome| vec![o; rcpts.len()];
-    let mut hosts = match mx::resolve(&svc.dns, domain).await {
+    let mut hosts = match mx::resolve(svc.dns, domain).await {
         Ok(h) => h,
         Err(e) => {
             tracing::info!(queue_id, domain, "MX resolution: {e}");
@@ -90,10 +97,24 @@ pub async fn deliver_domain(
     };
     let mut policy = TlsPolicy {
         require_valid: svc.config.outbound.require_tls,
+        implicit: false,
     };
+    let dane = dane::for_domain(svc.config, domain, &hosts).await;
+    let has_dane = dane
+        .iter()
+        .any(|(_, d)| matches!(d, dane::HostDane::Required(_)));
     // RFC 8461 §5: with an "enforce" policy only MX hosts matching it may be used, and only
-    // over TLS with a certificate valid for the MX name.
-    match mta_sts::policy_for(svc, domain).await {
+    // over TLS with a certificate valid for the MX name. DANE takes precedence (§2).
+    let sts = if has_dane {
+        tracing::debug!(
+            domain,
+            "DANE applies: MTA-STS is not consulted (RFC 8461 §2)"
+        );
+        Ok(None)
+    } else {
+        mta_sts::policy_for(svc, domain).await
+    };
+    match sts {
         Ok(Some(p)) if p.mode == mta_sts::Mode::Enforce => {
             hosts.retain(|h| p.matches_mx(&h.name));
             policy.require_valid = true;
@@ -118,9 +139,12 @@ pub async fn deliver_domain(
         mail_from,
         rcpts,
         message,
+        auth: None,
     };
     let port = svc.config.outbound.port;
     let mut last_error = format!("no reachable MX host for {domain}");
+    // The status of the last failure: 4.4.1 (no answer), or ours for a TLS/DANE refusal.
+    let mut last_status = "4.4.1".to_string();
     for host in &hosts {
         for &ip in &host.addrs {
             if svc.shutdown.is_cancelled() {
@@ -130,33 +154,28 @@ pub async fn deliver_domain(
                     "delivery interrupted by shutdown".into(),
                 ));
             }
-            let (attempt, info) = client::attempt(&host.name, ip, port, &tx, policy).await;
+            let requirement = match dane.iter().find(|(n, _)| *n == host.name) {
+                Some((_, dane::HostDane::LookupFailed(e))) => {
+                    // RFC 7672 §2.2.1: a secure host whose TLSA lookup fails is not used.
+                    tracing::info!(queue_id, domain, mx = %host.name, "skipping the host: {}", crate::logsafe::UntrustedText(e));
+                    last_error = format!("{}: DANE: {e}", host.name);
+                    last_status = "4.7.5".into();
+                    break;
+                }
+                Some((_, dane::HostDane::Required(r))) => Some(r),
+                _ => None,
+            };
+            let host_policy = TlsPolicy {
+                // The TLSA records replace the WebPKI check (RFC 7672 §3.1).
+                require_valid: policy.require_valid && requirement.is_none(),
+                ..policy
+            };
+            let (attempt, info) =
+                client::attempt(&host.name, ip, port, &tx, host_policy, requirement).await;
             let remote = Some(format!("{} [{}]", host.name, ip));
             match attempt {
                 Attempt::Done(results) => {
-                    let outcomes: Vec<RcptOutcome> = results
-                        .into_iter()
-                        .map(|r| match r {
-                            RcptResult::Accepted => RcptOutcome {
-                                kind: Kind::Delivered,
-                                status: "2.0.0".into(),
-                                diagnostic: "accepted".into(),
-                                remote_mta: remote.clone(),
-                            },
-                            RcptResult::Transient(r) => RcptOutcome {
-                                kind: Kind::Transient,
-                                status: r.status(),
-                                diagnostic: r.to_string(),
-                                remote_mta: remote.clone(),
-                            },
-                            RcptResult::Permanent(r) => RcptOutcome {
-                                kind: Kind::Permanent,
-                                status: r.status(),
-                                diagnostic: r.to_string(),
-                                remote_mta: remote.clone(),
-                            },
-                        })
-                        .collect();
+                    let outcomes = outcomes(results, &remote);
                     let ok = outcomes
                         .iter()
                         .filter(|o| o.kind == Kind::Delivered)
@@ -172,6 +191,7 @@ pub async fn deliver_domain(
                         %ip,
                         tls = info.tls,
                         tls_verified = info.tls_verified,
+                        dane = info.dane.as_deref().unwrap_or("none"),
                         accepted = ok,
                         rejected = perm,
                         deferred = outcomes.len() - ok - perm,
@@ -194,9 +214,42 @@ pub async fn deliver_domain(
                 Attempt::TryNext(e) => {
                     tracing::info!(queue_id, domain, mx = %host.name, %ip, "trying the next address: {}", crate::logsafe::UntrustedText(&e));
                     last_error = e;
+                    last_status = "4.4.1".into();
+                }
+                Attempt::Deferred { status, reason } => {
+                    tracing::info!(queue_id, domain, mx = %host.name, %ip, "trying the next address: {}", crate::logsafe::UntrustedText(&reason));
+                    last_error = reason;
+                    last_status = status;
                 }
             }
         }
     }
-    all(RcptOutcome::ours(Kind::Transient, "4.4.1", last_error))
+    all(RcptOutcome::ours(Kind::Transient, &last_status, last_error))
+}
+
+/// Per-recipient outcomes of a transaction that reached RCPT at `remote`.
+fn outcomes(results: Vec<RcptResult>, remote: &Option<String>) -> Vec<RcptOutcome> {
+    results
+        .into_iter()
+        .map(|r| match r {
+            RcptResult::Accepted => RcptOutcome {
+                kind: Kind::Delivered,
+                status: "2.0.0".into(),
+                diagnostic: "accepted".into(),
+                remote_mta: remote.clone(),
+            },
+            RcptResult::Transient(r) => RcptOutcome {
+                kind: Kind::Transient,
+                status: r.status(),
+                diagnostic: r.to_string(),
+                remote_mta: remote.clone(),
+            },
+            RcptResult::Permanent(r) => RcptOutcome {
+                kind: Kind::Permanent,
+                status: r.status(),
+                diagnostic: r.to_string(),
+                remote_mta: remote.clone(),
+            },
+        })
+        .collect()
 }

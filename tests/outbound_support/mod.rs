@@ -31,6 +31,49 @@ fn wait_tcp(addr: &str, what: &str) {
     panic!("{what} did not listen on {addr}");
 }
 
+/// Run a shell script in `dir`; panics with its stderr if it fails.
+pub fn sh(dir: &Path, script: &str) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and one leaf certificate for `names`, as ca.pem, leaf.pem, leaf.key in `dir`.
+pub fn make_certs(dir: &Path, names: &[&str]) {
+    let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+    sh(
+        dir,
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+         -subj /CN=postern-test-ca -addext basicConstraints=critical,CA:TRUE \
+         -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null",
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        format!(
+            "subjectAltName={}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            san.join(",")
+        ),
+    )
+    .unwrap();
+    sh(
+        dir,
+        &format!(
+            "openssl req -newkey rsa:2048 -nodes -keyout leaf.key -out leaf.csr -subj /CN={} 2>/dev/null && \
+             openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem \
+             -days 2 -extfile leaf.ext 2>/dev/null",
+            names[0]
+        ),
+    );
+}
+
 /// dnsmasq on 127.0.0.1:port, authoritative for `.test` with the given config lines.
 pub struct Dns {
     child: Child,
@@ -430,4 +473,95 @@ pub fn wait_queue_empty(p: &Postern, timeout: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(200));
     }
     false
+}
+
+/// `postern queue show ID` of the only message in the queue.
+pub fn queue_show(p: &Postern) -> String {
+    let list = queue_list(p);
+    let Some(id) = list
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.ends_with("message(s)"))
+        .filter_map(|l| l.split_whitespace().next())
+        .find(|w| w.chars().all(|c| c.is_ascii_alphanumeric()))
+    else {
+        return list;
+    };
+    let out = p.cli(&["queue", "show", id], None);
+    format!(
+        "{list}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn wait_queue_show(p: &Postern, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let s = queue_show(p);
+        if s.contains(needle) || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Python's https server answering /.well-known/mta-sts.txt per Host header.
+pub struct PolicyServer {
+    child: Child,
+}
+
+impl PolicyServer {
+    /// Serves `leaf.pem`/`leaf.key` from `dir` (see `make_certs`).
+    pub fn start(dir: &Path, ip: &str, port: u16, policies: &[(&str, &str)]) -> PolicyServer {
+        let table: Vec<String> = policies
+            .iter()
+            .map(|(host, body)| format!("{host:?}: {body:?}"))
+            .collect();
+        let script = format!(
+            r#"
+import http.server, ssl
+POLICIES = {{{table}}}
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        host = (self.headers.get("Host") or "").split(":")[0]
+        body = POLICIES.get(host)
+        if self.path != "/.well-known/mta-sts.txt" or body is None:
+            self.send_response(404); self.end_headers(); return
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, *a): pass
+srv = http.server.HTTPServer(({ip:?}, {port}), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain("leaf.pem", "leaf.key")
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+"#,
+            table = table.join(", ")
+        );
+        let child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect((ip, port)).is_err() {
+            assert!(Instant::now() < deadline, "policy server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PolicyServer { child }
+    }
+}
+
+impl Drop for PolicyServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -7,7 +7,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use super::Outcome;
 use crate::config::{Config, TlsSource};
 
-fn stored_certificate(
+/// The certificate chain on disk (what the server loads at start), with its path.
+pub(crate) fn stored_certificate(
     config: &Config,
 ) -> Option<(std::path::PathBuf, Vec<CertificateDer<'static>>)> {
     use rustls::pki_types::pem::PemObject;

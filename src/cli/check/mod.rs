@@ -1,6 +1,7 @@
 //! `postern check`: live checks of everything a working mail domain needs — DNS through the
 //! resolver the server uses (`[dns].nameservers`), the local listeners, the certificate. One
-//! line per check: `ok` with what was found, or `FAILED` with what is wrong and the fix.
+//! line per check: `ok` with what was found, or `FAILED` with what is wrong and the fix. With
+//! a smarthost relay configured, it also logs in there (EHLO, STARTTLS, AUTH, QUIT).
 //! Exits non-zero when any check fails.
 //!
 //! Files: `lookup.rs` (DNS queries), `spf.rs` (a small SPF evaluator), `records.rs` (DKIM,
@@ -19,6 +20,7 @@ use rustls::pki_types::CertificateDer;
 
 use super::dns::{self, fqdn};
 use crate::config::Config;
+pub(crate) use certificate::stored_certificate;
 use certificate::{check_certificate, verify_chain};
 use listeners::probe_listener;
 use lookup::{addresses, list, mx_hosts, norm};
@@ -237,5 +239,21 @@ async fn check_all(config: &Config, r: &TokioResolver, args: &CheckArgs) -> usiz
         "certificate",
         check_certificate(config, served, args.cert_min_days),
     );
+    // The smarthost relay: log in as the queue would (EHLO, TLS, AUTH, QUIT), send nothing.
+    if !args.dns_only {
+        for (relay, port) in config.outbound.relays() {
+            rep.line(
+                &format!("relay {relay}:{port}"),
+                crate::outbound::relay::probe(config, r, &relay, port)
+                    .await
+                    .map_err(|refusal| {
+                        (
+                            refusal,
+                            "check [outbound] relay, relay_tls (\"starttls\" on 587, \"implicit\" on 465), relay_user and relay_password_file against the provider's settings".into(),
+                        )
+                    }),
+            );
+        }
+    }
     rep.failed
 }

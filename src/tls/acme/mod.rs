@@ -409,6 +409,11 @@ impl Maintainer {
             None
         };
         let challenge = self.svc.config.tls.acme_challenge;
+        let reuse = if self.svc.config.tls.acme_reuse_key {
+            std::fs::read_to_string(self.store.path(store::KEY_FILE)).ok()
+        } else {
+            None
+        };
         let account = self.account().await?;
         let issued = match order::issue(
             &account,
@@ -416,6 +421,7 @@ impl Maintainer {
             challenge,
             &self.svc.tls,
             replaces.clone(),
+            reuse.as_deref(),
         )
         .await
         {
@@ -431,7 +437,15 @@ impl Maintainer {
                 self.store.forget_account();
                 self.account = None;
                 let account = self.account().await?;
-                order::issue(&account, &self.names, challenge, &self.svc.tls, replaces).await?
+                order::issue(
+                    &account,
+                    &self.names,
+                    challenge,
+                    &self.svc.tls,
+                    replaces,
+                    reuse.as_deref(),
+                )
+                .await?
             }
             other => other?,
         };

@@ -46,6 +46,7 @@ pub async fn issue(
     challenge: AcmeChallenge,
     tls: &TlsService,
     replaces: Option<CertificateIdentifier<'static>>,
+    reuse_key_pem: Option<&str>,
 ) -> Result<Issued, AcmeError> {
     let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
     let mut request = NewOrder::new(&identifiers);
@@ -113,9 +114,18 @@ pub async fn issue(
         )));
     }
 
-    // A fresh ECDSA P-256 key per certificate; the CA takes the names from the CSR's SANs.
+    // A fresh ECDSA P-256 key per certificate, unless `[tls] acme_reuse_key` keeps the
+    // current one (a published DANE `3 1 1` record pins it); the CA takes the names from the
+    // CSR's SANs.
     let gen_err = |e: rcgen::Error| AcmeError::Order(format!("CSR: {e}"));
-    let key = rcgen::KeyPair::generate().map_err(gen_err)?;
+    let key = match reuse_key_pem.map(rcgen::KeyPair::from_pem) {
+        Some(Ok(k)) => k,
+        Some(Err(e)) => {
+            tracing::warn!("ACME: the current key cannot be reused ({e}); making a new one");
+            rcgen::KeyPair::generate().map_err(gen_err)?
+        }
+        None => rcgen::KeyPair::generate().map_err(gen_err)?,
+    };
     let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(gen_err)?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     let csr = params.serialize_request(&key).map_err(gen_err)?;
