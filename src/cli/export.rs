@@ -157,13 +157,15 @@ pub fn run(config: &Config, args: ExportArgs) -> anyhow::Result<()> {
                 for p in files {
                     let sub = p.parent().and_then(|d| d.file_name()).unwrap_or_default();
                     let to = out.join(sub).join(p.file_name().unwrap_or_default());
-                    if fs::hard_link(&p, &to).is_err() && fs::copy(&p, &to).is_ok() {
-                        if let Ok(t) = fs::metadata(&p).and_then(|m| m.modified()) {
-                            let _ = File::options()
-                                .write(true)
-                                .open(&to)
-                                .and_then(|f| f.set_modified(t));
-                        }
+                    if fs::hard_link(&p, &to).is_err()
+                        && fs::copy(&p, &to).is_ok()
+                        && let Ok(t) = fs::metadata(&p).and_then(|m| m.modified())
+                    {
+                        // A copy keeps the internal date (the mtime) of the original.
+                        let _ = File::options()
+                            .write(true)
+                            .open(&to)
+                            .and_then(|f| f.set_modified(t));
                     }
                     total += 1;
                 }
