@@ -117,8 +117,10 @@ MSGS = {{
     'Sent Messages': [(b'From: una@example.test\r\nSubject: sent\r\n\r\nbye\r\n', r'(\Seen)', 1620000000)],
     'Deleted Items': [(b'From: c@remote.test\r\nSubject: gone\r\n\r\nx\r\n', r'(\Seen \Deleted)', 1630000000)],
     'Lists/rust': [(b'From: d@remote.test\r\nSubject: list\r\n\r\n\xc3\xa9\r\n', r'(\Answered)', 1640000000)],
+    # "Résumé" in modified UTF-7 (RFC 3501 §5.1.3).
+    'R&AOk-sum&AOk-': [(b'From: e@remote.test\r\nSubject: cv\r\n\r\ncv\r\n', r'()', 1650000000)],
 }}
-TARGET = {{'INBOX': 'INBOX', 'Sent Messages': 'Sent', 'Deleted Items': 'Trash', 'Lists/rust': 'Lists.rust'}}
+TARGET = {{'INBOX': 'INBOX', 'Sent Messages': 'Sent', 'Deleted Items': 'Trash', 'Lists/rust': 'Lists.rust', 'R&AOk-sum&AOk-': 'R&AOk-sum&AOk-'}}
 "#
     );
     let populate = common.clone()
@@ -160,7 +162,7 @@ print('ok')
     );
     assert!(o.status.success(), "{out}");
     assert!(
-        out.contains("imported 5 messages") && out.contains("refused 0"),
+        out.contains("imported 6 messages") && out.contains("refused 0"),
         "{out}"
     );
     let check = common
@@ -192,7 +194,7 @@ print('ok')
     assert!(
         o.status.success()
             && again.contains("imported 0 messages")
-            && again.contains("skipped 5 already imported"),
+            && again.contains("skipped 6 already imported"),
         "{again}{}",
         String::from_utf8_lossy(&o.stderr)
     );
