@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod outbound;
+pub use crate::spam::settings::{RspamdFailure, Spam, SpamAction};
 pub use outbound::{Outbound, RelayTls};
 
 /// Where the config lives unless `--config` or `$POSTERN_CONFIG` says otherwise.
@@ -62,6 +63,8 @@ pub struct Config {
     pub imap: Imap,
     #[serde(default)]
     pub delivery: Delivery,
+    #[serde(default)]
+    pub spam: Spam,
 }
 
 /// Listener addresses, each a list of "ip:port"; an empty list turns the service off.
@@ -453,6 +456,9 @@ impl Config {
                 "must be letters, digits and '-'".into(),
             ));
         }
+        self.spam
+            .check(is_domain_name)
+            .map_err(|(k, m)| bad(k, m))?;
         self.outbound.validate(path)
     }
 
@@ -533,6 +539,16 @@ port = 25                      # port of remote MX hosts (tests only)
 
 [limits]
 max_message_size = 52428800
+
+[spam]
+# DNS blocklists (RFC 5782) for the connecting IP, e.g. Spamhaus ZEN (free for small sites;
+# it refuses queries through public resolvers, so use a local one in [dns]):
+# dnsbl = ["zen.spamhaus.org"]
+# dnsbl_action = "reject"      # 554 at RCPT; or "junk" to file listed mail into Junk
+# dnsbl_allowlist = []         # IPs/networks never looked up, e.g. ["192.0.2.0/24"]
+# rspamd_url = "http://127.0.0.1:11333"   # ask a local rspamd about each message
+junk_filter = true             # per-user filter trained by moving mail into/out of Junk
+junk_threshold = 0.95
 "#,
         data_dir = data_dir.display()
     )
@@ -576,6 +592,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("tls.cert_file"), "{e}");
+    }
+
+    #[test]
+    fn spam_keys_are_checked() {
+        let base = "domain='example.com'\nhostname='m.example.com'\ndata_dir='/x'\n[spam]\n";
+        for (bad, key) in [
+            ("dnsbl = ['bl example']", "spam.dnsbl"),
+            ("dnsbl_allowlist = ['10.0.0.0/40']", "spam.dnsbl_allowlist"),
+            ("rspamd_url = 'https://x'", "spam.rspamd_url"),
+            ("junk_threshold = 0.2", "spam.junk_threshold"),
+        ] {
+            let e = parse(&format!("{base}{bad}")).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        let e = parse(&format!("{base}dnsbl_action = 'drop'")).unwrap_err();
+        assert!(e.to_string().contains("dnsbl_action"), "{e}");
+        let c = parse(&format!(
+            "{base}dnsbl = ['zen.spamhaus.org.']\ndnsbl_allowlist = ['192.0.2.0/24', '2001:db8::1']\nrspamd_url = 'http://127.0.0.1:11333'"
+        ))
+        .unwrap();
+        assert_eq!(c.spam.dnsbl_action, SpamAction::Reject);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod queue;
 pub mod server;
 pub mod services;
 pub mod smtp;
+pub mod spam;
 pub mod store;
 pub mod tls;
 

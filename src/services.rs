@@ -44,6 +44,9 @@ pub struct Services {
     pub outbound_roots: crate::outbound::tls::Roots,
     /// Our DKIM signing keys, loaded (or created) on first use.
     pub dkim: crate::delivery::dkim::KeyCache,
+    /// The junk-filter databases of recently classified users, reloaded when their file
+    /// changes.
+    pub junk_dbs: Arc<crate::spam::DbCache>,
 }
 
 impl Services {
@@ -108,6 +111,7 @@ impl Services {
             mta_sts,
             outbound_roots,
             dkim: crate::delivery::dkim::KeyCache::default(),
+            junk_dbs: Arc::default(),
         }))
     }
 }

@@ -13,6 +13,7 @@ mod import_source;
 mod init;
 mod queue;
 mod sendmail;
+mod spam;
 mod tls;
 mod users;
 
@@ -61,6 +62,9 @@ pub enum Command {
     /// Inspect and manage the outbound queue (works while the server runs).
     #[command(subcommand)]
     Queue(queue::QueueCmd),
+    /// The per-user junk filter: statistics and bulk training.
+    #[command(subcommand)]
+    Spam(spam::SpamCmd),
     /// Import mail from an mbox file or a Maildir/Maildir++ tree (safe while serving).
     Import(import::ImportArgs),
     /// Export a user's folders as a Maildir++ tree or mbox files (safe while serving).
@@ -127,6 +131,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tls(cmd) => tls::run(&load(&cli.config)?, cmd),
         Command::Queue(cmd) => queue::run(&load(&cli.config)?, cmd),
+        Command::Spam(cmd) => spam::run(&load(&cli.config)?, cmd),
         Command::Sendmail(args) => sendmail::run(&load(&cli.config)?, args),
         Command::Import(args) => import::run(&load(&cli.config)?, args),
         Command::Export(args) => export::run(&load(&cli.config)?, args),

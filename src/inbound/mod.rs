@@ -29,14 +29,19 @@ mod authenticator;
 mod cache;
 mod dmarc;
 mod dns_probe;
+pub mod dnsbl;
 mod pct;
 mod policy;
+pub mod rspamd;
 mod stats;
 mod strip;
 mod verify;
 
 pub use authenticator::Authenticator;
 pub use stats::InboundStats;
+
+/// The header naming why a message was filed as spam (forged copies are stripped).
+pub const SPAM_HEADER: &str = "X-Postern-Spam";
 
 /// What the SMTP session knows about a message when it asks for a verdict.
 #[derive(Debug, Clone)]
@@ -89,6 +94,16 @@ impl Verdict {
         }
     }
 
+    /// A spam finding (blocklist listing, rspamd, junk filter): mail that would be accepted
+    /// goes to Junk instead, and the finding is recorded in an `X-Postern-Spam` header.
+    pub fn mark_spam(&mut self, finding: &str) {
+        if self.disposition == Disposition::Accept {
+            self.disposition = Disposition::Junk;
+        }
+        self.prepend
+            .push_str(&format!("{SPAM_HEADER}: {finding}\r\n"));
+    }
+
     /// The message as it should be stored: our headers first, forged ones removed.
     pub fn apply(&self, message: &[u8]) -> Vec<u8> {
         let body = match &self.authserv_id {
@@ -120,6 +135,70 @@ pub async fn check_message(
         };
     }
     verify::evaluate(authenticator, &cfg.inbound, &cfg.hostname, ctx, message).await
+}
+
+/// The spam checks after the authentication verdict (port 25): rspamd when configured.
+/// Only a message that would be delivered is sent; the verdict is updated in place.
+pub async fn spam_checks(
+    config: &crate::config::Config,
+    dns: &hickory_resolver::TokioResolver,
+    ctx: &MessageContext<'_>,
+    queue_id: &str,
+    message: &[u8],
+    verdict: &mut Verdict,
+) {
+    let cfg = &config.spam;
+    if cfg.rspamd_url.is_empty()
+        || !matches!(verdict.disposition, Disposition::Accept | Disposition::Junk)
+    {
+        return;
+    }
+    let peer_name = ptr_name(dns, ctx.peer_ip).await;
+    let env = rspamd::Envelope {
+        peer_ip: ctx.peer_ip,
+        peer_name: peer_name.as_deref(),
+        helo: ctx.helo,
+        mail_from: ctx.mail_from,
+        rcpts: ctx.rcpts,
+        auth_user: None,
+        queue_id,
+        mta_name: &config.hostname,
+    };
+    match rspamd::check(cfg, &env, message).await {
+        rspamd::Decision::Accept => {}
+        rspamd::Decision::Junk(finding) => verdict.mark_spam(&finding),
+        rspamd::Decision::Reject(text) => {
+            verdict.disposition = Disposition::Reject {
+                code: 550,
+                enhanced: "5.7.1".into(),
+                text,
+            }
+        }
+        rspamd::Decision::TempFail(text) => {
+            verdict.disposition = Disposition::TempFail {
+                code: 451,
+                enhanced: "4.7.1".into(),
+                text,
+            }
+        }
+    }
+}
+
+/// The client's PTR name (first answer), for rspamd's `Hostname`; None without one.
+async fn ptr_name(dns: &hickory_resolver::TokioResolver, ip: IpAddr) -> Option<String> {
+    let lookup = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        dns.reverse_lookup(ip.to_canonical()),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    lookup.answers().iter().find_map(|r| match &r.data {
+        hickory_resolver::proto::rr::RData::PTR(p) => {
+            Some(p.0.to_string().trim_end_matches('.').to_string())
+        }
+        _ => None,
+    })
 }
 
 #[cfg(test)]

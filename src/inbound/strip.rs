@@ -1,4 +1,5 @@
-//! Removal of `Authentication-Results` fields that claim our authserv-id (RFC 8601 §5: a
+//! Removal of `Authentication-Results` fields that claim our authserv-id (and of incoming
+//! `X-Postern-Spam` fields, which only we write) (RFC 8601 §5: a
 //! border MTA must delete such fields arriving from outside, or a forger could vouch for
 //! itself in our name). Works on raw bytes: only the header section is touched, folded
 //! fields are removed whole, names and ids compare case-insensitively.
@@ -15,7 +16,7 @@ pub fn strip_forged(message: &[u8], authserv_id: &str) -> Vec<u8> {
         }
         let end = field_end(message, pos);
         let field = &message[pos..end];
-        if !claims_id(field, authserv_id) {
+        if !claims_id(field, authserv_id) && !is_our_spam_field(field) {
             out.extend_from_slice(field);
         }
         pos = end;
@@ -74,6 +75,16 @@ fn field_end(m: &[u8], start: usize) -> usize {
             return pos;
         }
     }
+}
+
+/// An `X-Postern-Spam` field that came with the message: only we write it (it says why a
+/// message went to Junk), so an incoming one is forged.
+fn is_our_spam_field(field: &[u8]) -> bool {
+    field.iter().position(|&b| b == b':').is_some_and(|c| {
+        field[..c]
+            .trim_ascii()
+            .eq_ignore_ascii_case(super::SPAM_HEADER.as_bytes())
+    })
 }
 
 /// Whether `field` is an Authentication-Results field whose authserv-id is `id`.

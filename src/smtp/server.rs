@@ -18,6 +18,7 @@ use super::reply::{Reply, std_replies};
 use super::session::{Action, Directory, Session, SessionConfig};
 use super::transaction::{self, Context};
 use crate::accounts::{Accounts, Recipient};
+use crate::inbound::dnsbl::ClientCheck;
 use crate::logsafe::{Untrusted, UntrustedText};
 use crate::metrics::Metrics;
 use crate::net::{Admission, Refusal, accept_loop};
@@ -40,8 +41,12 @@ pub fn spawn(svc: Arc<Services>, listener: TcpListener, mode: Mode) {
     ));
 }
 
-/// The account service as the session's policy oracle.
-struct AccountsDir<'a>(&'a Accounts, Option<&'a crate::delivery::srs::Srs>);
+/// The account service (and the client's blocklist state) as the session's policy oracle.
+struct AccountsDir<'a>(
+    &'a Accounts,
+    Option<&'a crate::delivery::srs::Srs>,
+    &'a ClientCheck,
+);
 
 impl Directory for AccountsDir<'_> {
     fn resolve(&self, address: &str) -> Result<Recipient, String> {
@@ -57,6 +62,9 @@ impl Directory for AccountsDir<'_> {
             Err(SrsError::NotSrs) => None,
             r => Some(r.map_err(|e| e.to_string())),
         }
+    }
+    fn client_refusal(&self) -> Option<String> {
+        self.2.refusal()
     }
 }
 
@@ -156,6 +164,17 @@ async fn handle(
         out: Vec::new(),
         tls_info: None,
         session: Session::new(session_config(&svc, mode)),
+        dnsbl: if mode == Mode::Mx {
+            ClientCheck::start(
+                &svc.config.spam,
+                &svc.dns,
+                &svc.tasks,
+                peer.ip(),
+                Duration::from_secs(2 * svc.config.dns.timeout_secs.max(1) + 1),
+            )
+        } else {
+            ClientCheck::Off
+        },
     };
     let end = conn.run().await;
     tracing::info!(
@@ -222,6 +241,8 @@ struct Conn {
     out: Vec<u8>,
     tls_info: Option<String>,
     session: Session,
+    /// DNS blocklist lookups for the client (port 25), awaited at the first RCPT.
+    dnsbl: ClientCheck,
 }
 
 /// How a connection ended (for the disconnect log line).
@@ -316,7 +337,12 @@ impl Conn {
         let mut deadline = tokio::time::Instant::now() + cmd_timeout;
         loop {
             while let Some(line) = self.lines.next_line() {
-                let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref());
+                if self.dnsbl.is_pending()
+                    && matches!(&line, Line::Complete(l) if command_verb(l) == "RCPT")
+                {
+                    self.dnsbl.wait().await;
+                }
+                let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref(), &self.dnsbl);
                 let (verb, action) = match line {
                     Line::Complete(l) => (command_verb(&l), self.session.line(&l, &dir)),
                     Line::TooLong => (String::from("(too long)"), self.session.line_too_long()),
@@ -383,12 +409,12 @@ impl Conn {
                 Action::ReadData(r) => {
                     self.say(&r).await?;
                     let result = self.read_data().await?;
-                    let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref());
+                    let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref(), &self.dnsbl);
                     self.session.data_received(result, &dir)
                 }
                 Action::ReadBdat { size } => {
                     self.read_bdat(size).await?;
-                    let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref());
+                    let dir = AccountsDir(&self.svc.accounts, self.svc.srs.as_deref(), &self.dnsbl);
                     self.session.bdat_end(&dir)
                 }
                 Action::Authenticate(c) => {
@@ -401,6 +427,7 @@ impl Conn {
                         mode: self.mode,
                         peer: self.peer,
                         tls: self.tls_info.as_deref(),
+                        dnsbl_junk: self.dnsbl.junk_listing(),
                     };
                     let reply = transaction::finish(&ctx, &tx).await;
                     self.session.delivered(reply)

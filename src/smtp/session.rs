@@ -71,6 +71,11 @@ pub trait Directory {
     fn srs_reverse(&self, _address: &str) -> Option<Result<String, String>> {
         None
     }
+    /// Port 25: Some(text) when the client itself is refused (a DNS blocklist listing);
+    /// RCPT then gets 554 5.7.1 with that text. Bounces to our SRS addresses never ask.
+    fn client_refusal(&self) -> Option<String> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

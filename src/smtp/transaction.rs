@@ -20,6 +20,8 @@ pub struct Context<'a> {
     pub peer: IpAddr,
     /// TLS protocol and cipher when the session is encrypted.
     pub tls: Option<&'a str>,
+    /// The client is on a DNS blocklist and `dnsbl_action = "junk"`.
+    pub dnsbl_junk: Option<&'a crate::inbound::dnsbl::Listing>,
 }
 
 /// Deliver the transaction; returns the reply for the end of DATA. Logs one line.
@@ -102,7 +104,12 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
         mail_from: &tx.mail_from,
         rcpts: &rcpts,
     };
-    let verdict = inbound::check_message(&svc.config, &svc.authenticator, &mctx, &tx.message).await;
+    let mut verdict =
+        inbound::check_message(&svc.config, &svc.authenticator, &mctx, &tx.message).await;
+    if let Some(l) = ctx.dnsbl_junk {
+        verdict.mark_spam(&l.header_value());
+    }
+    inbound::spam_checks(&svc.config, &svc.dns, &mctx, id, &tx.message, &mut verdict).await;
     let folder = match &verdict.disposition {
         Disposition::Accept => "",
         Disposition::Junk => "Junk",
@@ -137,11 +144,40 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
         tracing::warn!(id, "enqueue of forwarded copy failed: {e}");
         return temp_queue(&e);
     }
-    let mut local = headers::return_path(&tx.mail_from).into_bytes();
+    // The per-user junk filter decides for mail headed to the INBOX, recipient by recipient.
+    let sorted = if folder.is_empty() && svc.config.spam.junk_filter && !plan.users.is_empty() {
+        let (store, cfg, users) = (svc.store.clone(), svc.config.clone(), plan.users.clone());
+        let (cache, message) = (svc.junk_dbs.clone(), tx.message.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::spam::sort_users(&store, &cache, &cfg.spam, &users, &message)
+        })
+        .await
+        .unwrap_or_else(|_| crate::spam::Sorted {
+            inbox: plan.users.clone(),
+            junk: vec![],
+        })
+    } else {
+        crate::spam::Sorted {
+            inbox: plan.users.clone(),
+            junk: vec![],
+        }
+    };
+    let return_path = headers::return_path(&tx.mail_from);
+    let mut local = return_path.clone().into_bytes();
     local.extend_from_slice(&stored);
-    if let Err(e) = delivery::deliver_local(&svc.store, &plan.users, folder, local).await {
+    if let Err(e) = delivery::deliver_local(&svc.store, &sorted.inbox, folder, local).await {
         tracing::error!(id, "local delivery failed: {e}");
         return temp_local(&e);
+    }
+    for (user, finding) in &sorted.junk {
+        let mut copy = format!("{return_path}{}: {finding}\r\n", inbound::SPAM_HEADER).into_bytes();
+        copy.extend_from_slice(&stored);
+        if let Err(e) =
+            delivery::deliver_local(&svc.store, std::slice::from_ref(user), "Junk", copy).await
+        {
+            tracing::error!(id, "local delivery failed: {e}");
+            return temp_local(&e);
+        }
     }
     ok(id)
 }

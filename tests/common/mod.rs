@@ -9,6 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod dnsmasq;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_postern");
 
 /// A free port on 127.0.0.1 (TCP and UDP), never handed out twice by this test process.

@@ -42,6 +42,12 @@ impl Session {
             Ok(r) => r,
             Err(e) => return cmd_no(out, tag, &super::write_failed(&e)),
         };
+        // Into or out of \Junk: the user's junk filter learns (before a MOVE removes them).
+        if let Some(class) = crate::spam::events::class_of_copy(&sel.name, &name) {
+            let paths = crate::spam::events::paths(&sel.mb, &uids);
+            let (store, cfg) = (&self.svc.store, &self.svc.config.spam);
+            crate::spam::events::learn_files(store, cfg, self.state.user(), class, &paths);
+        }
         let src: Vec<u32> = pairs.iter().map(|p| p.0).collect();
         let dst: Vec<u32> = pairs.iter().map(|p| p.1).collect();
         let code = if pairs.is_empty() {

@@ -59,7 +59,7 @@ impl Session {
         let kw: Vec<&str> = kws
             .iter()
             .map(String::as_str)
-            .filter(|k| !k.is_empty())
+            .filter(|k| !k.is_empty() && !crate::spam::events::is_training_keyword(k))
             .collect();
         let kw = if kw.is_empty() {
             String::new()
@@ -67,7 +67,7 @@ impl Session {
             format!(" {}", kw.join(" "))
         };
         out.extend_from_slice(
-            format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded{kw})\r\n")
+            format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Junk $NotJunk{kw})\r\n")
                 .as_bytes(),
         );
         out.extend_from_slice(format!("* {} EXISTS\r\n", view.uids.len()).as_bytes());
@@ -84,7 +84,7 @@ impl Session {
             out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] read-only\r\n");
         } else {
             out.extend_from_slice(
-                format!("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded{kw} \\*)] flags permitted\r\n").as_bytes(),
+                format!("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Junk $NotJunk{kw} \\*)] flags permitted\r\n").as_bytes(),
             );
         }
         out.extend_from_slice(

@@ -65,6 +65,7 @@ impl Session {
             return cmd_bad(out, tag, "invalid sequence set");
         };
         let condstore = self.modes.condstore;
+        let user = self.state.user().to_string();
         let Some(sel) = self.state.selected_mut() else {
             return; // allowed() admits this only when selected
         };
@@ -82,6 +83,19 @@ impl Session {
         let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
         match sel.mb.store(&uids, op, sys, &kws, unchanged) {
             Ok(stored) => {
+                // $Junk / $NotJunk set: the user's junk filter learns.
+                if op != FlagOp::Remove
+                    && let Some(class) = crate::spam::events::class_of_keywords(&kws)
+                {
+                    let changed: Vec<u32> = uids
+                        .iter()
+                        .copied()
+                        .filter(|u| stored.modified.binary_search(u).is_err())
+                        .collect();
+                    let paths = crate::spam::events::paths(&sel.mb, &changed);
+                    let (store, cfg) = (&self.svc.store, &self.svc.config.spam);
+                    crate::spam::events::learn_files(store, cfg, &user, class, &paths);
+                }
                 // Our own change is answered below, not echoed again by the next sync.
                 // A conditional STORE answers even when .SILENT (RFC 7162 §3.1.3).
                 let silent = matches!(response, StoreResponse::Silent) && unchanged.is_none();

@@ -165,6 +165,12 @@ impl Session {
         {
             return self.srs_rcpt(address, reversed);
         }
+        if self.cfg.mode == Mode::Mx
+            && self.auth_user.is_none()
+            && let Some(text) = dir.client_refusal()
+        {
+            return self.invalid_rcpt(r(554, "5.7.1", sanitize(&text)));
+        }
         let resolved = match dir.resolve(&address) {
             Ok(x) => x,
             Err(e) => {

@@ -662,3 +662,52 @@ fn srs_refuses_forged_addresses_and_non_bounces() {
         (550, "5.7.1")
     );
 }
+
+/// `SrsDir` for a client on a DNS blocklist (action "reject").
+struct ListedDir;
+
+impl Directory for ListedDir {
+    fn resolve(&self, address: &str) -> Result<Recipient, String> {
+        Dir.resolve(address)
+    }
+    fn may_send_as(&self, user: &str, address: &str) -> bool {
+        Dir.may_send_as(user, address)
+    }
+    fn srs_reverse(&self, address: &str) -> Option<Result<String, String>> {
+        SrsDir.srs_reverse(address)
+    }
+    fn client_refusal(&self) -> Option<String> {
+        Some("Client [127.0.0.2] blocked using bl.test: listed\r\n".into())
+    }
+}
+
+#[test]
+fn listed_client_is_refused_at_rcpt_except_srs_bounces() {
+    let mut s = mx();
+    let listed = |s: &mut Session, l: &str| s.line(format!("{l}\r\n").as_bytes(), &ListedDir);
+    assert_eq!(code(&listed(&mut s, "MAIL FROM:<a@far.org>")), 250);
+    let a = listed(&mut s, "RCPT TO:<alice@example.com>");
+    assert_eq!(
+        (reply(&a).code, reply(&a).enhanced.as_str()),
+        (554, "5.7.1")
+    );
+    let text = String::from_utf8(reply(&a).to_bytes()).unwrap();
+    assert!(text.contains("blocked using bl.test: listed"), "{text}");
+    assert_eq!(
+        text.matches("\r\n").count(),
+        1,
+        "client text cannot add lines"
+    );
+    // A bounce to one of our SRS addresses is never checked.
+    let mut s = mx();
+    assert_eq!(code(&listed(&mut s, "MAIL FROM:<>")), 250);
+    let a = listed(&mut s, "RCPT TO:<SRS0=good=AA=orig.org=a@example.com>");
+    assert_eq!(reply(&a).code, 250);
+    // Submission never asks.
+    let mut s = Session::new(cfg(Mode::Submission));
+    s.tls = true;
+    s.auth_user = Some("alice@example.com".into());
+    assert_eq!(code(&listed(&mut s, "EHLO c")), 250);
+    assert_eq!(code(&listed(&mut s, "MAIL FROM:<alice@example.com>")), 250);
+    assert_eq!(code(&listed(&mut s, "RCPT TO:<bob@example.com>")), 250);
+}
