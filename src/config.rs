@@ -344,13 +344,22 @@ impl Default for Http {
 }
 
 impl Config {
-    /// Read, parse and validate the config file.
+    /// Read, parse and validate the config file. A relative `data_dir` is taken relative to
+    /// the config file's directory, never to the current directory of whoever runs postern.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path)
+        let mut cfg = Self::parse(&text, path)?;
+        if cfg.data_dir.is_relative() {
+            let base = std::path::absolute(path)
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_owned))
+                .unwrap_or_default();
+            cfg.data_dir = base.join(&cfg.data_dir);
+        }
+        Ok(cfg)
     }
 
     /// Parse and validate config text; `path` is only used in error messages.

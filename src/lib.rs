@@ -25,6 +25,7 @@ pub mod server;
 pub mod services;
 pub mod smtp;
 pub mod spam;
+pub mod spool;
 pub mod store;
 pub mod tls;
 

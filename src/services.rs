@@ -47,6 +47,8 @@ pub struct Services {
     /// The junk-filter databases of recently classified users, reloaded when their file
     /// changes.
     pub junk_dbs: Arc<crate::spam::DbCache>,
+    /// Temp files for large message bodies on their way in (`data_dir/spool/tmp`).
+    pub spool: crate::spool::Spool,
 }
 
 impl Services {
@@ -94,6 +96,11 @@ impl Services {
         );
         let mta_sts = crate::outbound::mta_sts::PolicyCache::open(&config.data_dir);
         let outbound_roots = crate::outbound::tls::Roots::new(&config.outbound.ca_file);
+        // Keep one and a half largest messages free for the final copies (Postfix's
+        // queue_minfree rule), whatever the spooled bodies of other connections take.
+        let spool = crate::spool::Spool::open(&config.data_dir)
+            .context("cannot create the spool directory data_dir/spool/tmp")?
+            .with_reserve(config.limits.max_message_size.saturating_mul(3) / 2);
         Ok(Arc::new(Services {
             config: Arc::new(config),
             accounts,
@@ -112,6 +119,7 @@ impl Services {
             outbound_roots,
             dkim: crate::delivery::dkim::KeyCache::default(),
             junk_dbs: Arc::default(),
+            spool,
         }))
     }
 }

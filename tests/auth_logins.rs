@@ -128,7 +128,11 @@ fn password_change_and_deletion_end_cached_logins() {
     );
     assert!(r[0].starts_with("NO"), "{r:?}");
     assert_eq!(r[1], "OK");
-    let out = p.cli(&["user", "del", "bob@example.test"], None);
+    // Without a terminal `user del` wants --yes; --force: the role aliases may point at bob.
+    let out = p.cli(
+        &["user", "del", "bob@example.test", "--yes", "--force"],
+        None,
+    );
     assert!(out.status.success(), "{out:?}");
     let r = imap_logins(&p, &[("bob", "new-password", "127.0.0.1")]);
     assert!(r[0].starts_with("NO"), "{r:?}");

@@ -15,7 +15,7 @@ fn user_add_list_passwd_del_round_trip() {
     // Duplicate refused with a one-line error and non-zero exit.
     let dup = p.cli(
         &["user", "add", "alice@example.test", "--password-stdin"],
-        Some("x\n"),
+        Some("x-long-enough-pw\n"),
     );
     assert!(!dup.status.success());
     assert_eq!(
@@ -24,7 +24,7 @@ fn user_add_list_passwd_del_round_trip() {
     );
     let out = p.cli(
         &["user", "passwd", "alice@example.test", "--password-stdin"],
-        Some("second-pw\n"),
+        Some("second-password\n"),
     );
     assert!(
         out.status.success(),
@@ -33,12 +33,16 @@ fn user_add_list_passwd_del_round_trip() {
     );
     let users = std::fs::read_to_string(p.data_dir().join("accounts/users.toml")).unwrap();
     assert!(users.contains("$argon2id$"), "{users}");
-    assert!(!users.contains("second-pw"));
-    let out = p.cli(&["user", "del", "alice@example.test"], None);
+    assert!(!users.contains("second-password"));
+    // The role aliases point at alice: deleting her needs --force (and --yes without a terminal).
+    let out = p.cli(
+        &["user", "del", "alice@example.test", "--yes", "--force"],
+        None,
+    );
     assert!(out.status.success());
     let out = p.cli(&["user", "list"], None);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "");
-    let out = p.cli(&["user", "del", "alice@example.test"], None);
+    let out = p.cli(&["user", "del", "alice@example.test", "--yes"], None);
     assert!(!out.status.success());
 }
 

@@ -2,7 +2,7 @@
 //! Delta Chat apps) against the real binary: two accounts configured with explicit servers on
 //! loopback exchange messages both ways through postern's submission and IMAP: text, a
 //! 200 KiB file, a read receipt.
-//! The script is tests/clients/deltachat_pair.py; `.ci/run` installs the packages.
+//! The script is tests/clients/deltachat_pair.py; `tests/setup-peers.sh` installs the packages.
 mod common;
 
 use common::*;
@@ -21,11 +21,7 @@ fn script() -> PathBuf {
 
 #[test]
 fn deltachat_pair() {
-    let present = Command::new("python3")
-        .args(["-c", "import deltachat_rpc_client, deltachat_rpc_server"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !client_available("deltachat-rpc-server + deltachat-rpc-client", present) {
+    if !peers::deltachat().available() {
         return;
     }
     let p = Postern::start();

@@ -1,6 +1,6 @@
 //! Mail fetchers and synchronisers from Debian against the real binary over implicit TLS
 //! (port 993 style) that verify postern's self-signed certificate: offlineimap3 (two-way
-//! Maildir sync) and fetchmail (download and delete). `.ci/run` installs both.
+//! Maildir sync) and fetchmail (download and delete). `tests/setup-peers.sh` installs both.
 mod common;
 
 use common::*;
@@ -63,7 +63,7 @@ fn run(cmd: &mut Command) -> String {
 
 #[test]
 fn offlineimap_two_way_sync() {
-    if !client_available("offlineimap (Debian offlineimap3)", which("offlineimap")) {
+    if !peers::offlineimap().available() {
         return;
     }
     let p = setup();
@@ -136,7 +136,7 @@ fn offlineimap_two_way_sync() {
 
 #[test]
 fn fetchmail_downloads_unseen_then_all() {
-    if !client_available("fetchmail", which("fetchmail")) {
+    if !peers::fetchmail().available() {
         return;
     }
     let p = setup();

@@ -2,7 +2,7 @@
 //! binary: STARTTLS and implicit TLS, SPECIAL-USE list, envelope/bodystructure/source of an
 //! SMTP delivery, flags, MOVE, delete, IDLE push, APPEND, search, COPY, colour flags,
 //! folder management, flag and expunge pushes from a second session. The node script is
-//! tests/clients/node/imapflow.mjs; `.ci/run` runs `npm ci` there.
+//! tests/clients/node/imapflow.mjs; `tests/setup-peers.sh` runs `npm ci` there.
 mod common;
 
 use common::*;
@@ -19,10 +19,7 @@ fn node_dir() -> PathBuf {
 
 #[test]
 fn imapflow_client() {
-    if !client_available(
-        "node + tests/clients/node/node_modules/imapflow",
-        which("node") && node_dir().join("node_modules/imapflow").is_dir(),
-    ) {
+    if !peers::imapflow(&node_dir()).available() {
         return;
     }
     let p = Postern::start();

@@ -170,8 +170,7 @@ ok(s.expunge())
 
 #[test]
 fn curl_imaps() {
-    if !which("curl") {
-        eprintln!("curl not installed; skipping");
+    if !peers::curl_imap().available() {
         return;
     }
     let p = setup();
@@ -220,8 +219,7 @@ fn curl_imaps() {
 
 #[test]
 fn mbsync_two_way() {
-    if !which("mbsync") {
-        eprintln!("mbsync not installed; skipping");
+    if !peers::mbsync().available() {
         return;
     }
     let p = setup();

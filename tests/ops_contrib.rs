@@ -102,10 +102,7 @@ fn systemd_unit_verifies_and_is_hardened() {
             "missing {directive}"
         );
     }
-    assert!(
-        which("systemd-analyze"),
-        "systemd-analyze is needed (.ci/run installs systemd)"
-    );
+    peers::systemd_analyze().essential();
     // systemd-analyze insists that ExecStart's binary exists; point it at the one just built
     // unless it is installed where the unit expects it. Everything else is verified as shipped.
     let dir = tempfile::tempdir().unwrap();
@@ -198,6 +195,9 @@ except Exception as e: print("imap:", e)
 
 #[test]
 fn fail2ban_filter_matches_failed_logins() {
+    if !peers::fail2ban_regex().available() {
+        return;
+    }
     let lines = failed_login_lines();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("postern.log");
@@ -207,42 +207,22 @@ fn fail2ban_filter_matches_failed_logins() {
     text.push_str("\n2026-01-01T00:00:00.000000Z  INFO login: user=x auth failed: service=smtp ip=192.0.2.66 user=y\n");
     std::fs::write(&log, &text).unwrap();
     let filter = Path::new(ROOT).join("contrib/fail2ban/filter.d/postern.conf");
-    let ips: Vec<String> = if which("fail2ban-regex") {
-        let out = Command::new("fail2ban-regex")
-            .args(["-o", "ip"])
-            .arg(&log)
-            .arg(&filter)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.trim().to_string())
-            .filter(|l| !l.is_empty())
-            .collect()
-    } else {
-        // The same regex, with fail2ban's <HOST> and its removal of the leading date.
-        python(&format!(
-            r#"
-import re, configparser
-c = configparser.RawConfigParser(); c.read({filter:?})
-rx = c.get("Definition", "failregex").replace("<HOST>", r"(?P<host>[0-9a-fA-F:.]+)")
-date = re.compile(r"^\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
-for line in open({log:?}):
-    m = re.search(rx, date.sub("", line.rstrip("\n"), count=1))
-    if m: print(m.group("host"))
-"#,
-            filter = path_str(&filter),
-            log = path_str(&log)
-        ))
+    let out = Command::new("fail2ban-regex")
+        .args(["-o", "ip"])
+        .arg(&log)
+        .arg(&filter)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ips: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(str::to_string)
-        .collect()
-    };
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
     assert_eq!(
         ips.len(),
         lines.len(),
@@ -257,9 +237,7 @@ for line in open({log:?}):
 
 #[test]
 fn fail2ban_jail_loads_with_the_filter() {
-    if !which("fail2ban-client") {
-        // fail2ban-regex above covers the filter without fail2ban installed; the jail needs it.
-        assert!(!Path::new("/etc/fail2ban").exists());
+    if !peers::fail2ban_client().available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -362,10 +340,7 @@ print(m.docmd(base64.b64encode(b"wrong").decode()))
 
 /// `fail2ban-regex -o ip LOG FILTER`: the addresses the shipped filter finds.
 fn fail2ban_ips(log: &str) -> Vec<String> {
-    assert!(
-        which("fail2ban-regex"),
-        "fail2ban-regex is needed (.ci/run installs fail2ban)"
-    );
+    peers::fail2ban_regex().essential();
     let filter = Path::new(ROOT).join("contrib/fail2ban/filter.d/postern.conf");
     let out = Command::new("fail2ban-regex")
         .args(["-o", "ip"])
@@ -481,26 +456,16 @@ impl Drop for Journald {
 /// and `ignoreself` are overridden) and must ban 127.0.0.1 and never 203.0.113.77.
 #[test]
 fn fail2ban_jail_bans_from_the_journal() {
-    if unsafe { geteuid() } != 0 {
-        eprintln!("skipped: starting a systemd-journald needs root");
+    // Starting a systemd-journald of its own needs root.
+    if !peers::require(
+        "root (to start a systemd-journald)",
+        unsafe { geteuid() } == 0,
+    ) || !peers::fail2ban_client().available()
+        || !peers::journald().available()
+        || !peers::python3_systemd().available()
+    {
         return;
     }
-    for tool in ["fail2ban-client", "/lib/systemd/systemd-journald"] {
-        assert!(
-            which(tool) || Path::new(tool).exists(),
-            "{tool} is needed (.ci/run installs it)"
-        );
-    }
-    // fail2ban runs on the system Python (#!/usr/bin/python3), whatever `python3` is on PATH.
-    let has_systemd_py = Command::new("/usr/bin/python3")
-        .args(["-c", "import systemd.journal"])
-        .status()
-        .unwrap()
-        .success();
-    assert!(
-        has_systemd_py,
-        "python3-systemd is needed (.ci/run installs it)"
-    );
 
     let journal = Journald::start();
     let dir = tempfile::tempdir().unwrap();
@@ -632,6 +597,9 @@ unsafe extern "C" {
 
 #[test]
 fn zone_template_parses_and_has_every_record_postern_dns_prints() {
+    if !peers::dnspython().available() {
+        return;
+    }
     let zone = Path::new(ROOT).join("contrib/zone.example.txt");
     let out = python(&format!(
         r#"

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{client_available, free_port, which};
+use common::{free_port, peers};
 use outbound_support::*;
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -96,8 +96,7 @@ fn dig_flags(port: u16, name: &str, rtype: &str) -> String {
 
 #[test]
 fn dane_is_enforced_for_signed_zones_only() {
-    let tools = which("unbound") && which("ldns-signzone") && which("dig");
-    if !client_available("unbound, ldnsutils and dig", tools) {
+    if !peers::dane_tools().available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

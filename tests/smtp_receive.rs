@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Postern, Raw, Setup, python, which};
+use common::{Postern, Raw, Setup, peers, python};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -196,7 +196,7 @@ print("ok")
     let m = text(&m[0]);
     assert!(m.contains("with ESMTPS"), "{m}");
     assert!(m.contains("(using TLSv1."), "{m}");
-    if which("swaks") {
+    if peers::swaks().available() {
         let out = std::process::Command::new("swaks")
             .args(["--server", &format!("127.0.0.1:{}", p.ports.smtp), "-tls"])
             .args(["--to", "bob@example.test", "--from", "x@remote.example"])

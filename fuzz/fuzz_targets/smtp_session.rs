@@ -53,6 +53,7 @@ fuzz_target!(|input: (u8, &[u8])| {
         max_messages: 3,
         max_invalid_recipients: 3,
         max_errors: 50,
+        spool: postern::spool::Spool::memory(),
     });
     let mut reader = LineReader::new();
     reader.push(bytes);
@@ -83,7 +84,7 @@ fuzz_target!(|input: (u8, &[u8])| {
                     let rest = reader.take();
                     let (n, _) = d.feed(&rest);
                     reader.unread(rest[n..].to_vec());
-                    s.data_received(d.finish(), &Dir)
+                    s.data_received(d.finish().map(Into::into), &Dir)
                 }
                 Action::ReadBdat { size } => {
                     let mut rest = reader.take();

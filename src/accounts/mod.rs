@@ -333,6 +333,33 @@ pub fn resolve_in(snap: &Snapshot, domain: &str, address: &str) -> Recipient {
     Recipient::Unknown
 }
 
+/// When `address` resolved to nobody because the alias that matched it (exact, `+tag` base or
+/// the catch-all) has no target that exists, that alias: the log names it, so an operator can
+/// tell a dangling alias from an address that never existed.
+pub fn dangling_alias_in(snap: &Snapshot, domain: &str, address: &str) -> Option<String> {
+    let addr = normalize_address(address).ok()?;
+    let (local, dom) = addr.rsplit_once('@')?;
+    if dom != domain {
+        return None;
+    }
+    let mut candidates = vec![addr.clone()];
+    if let Some((base, _tag)) = local.split_once('+')
+        && !base.is_empty()
+    {
+        candidates.push(format!("{base}@{dom}"));
+    }
+    candidates.push(format!("@{dom}"));
+    for c in candidates {
+        if snap.users.contains_key(&c) {
+            return None;
+        }
+        if let Some(targets) = snap.aliases.get(&c) {
+            return matches!(finish(snap, domain, targets), Recipient::Unknown).then_some(c);
+        }
+    }
+    None
+}
+
 fn finish(snap: &Snapshot, domain: &str, targets: &[String]) -> Recipient {
     let mut users = Vec::new();
     let mut forward = Vec::new();

@@ -135,6 +135,10 @@ pub fn backup(config: &Config, args: BackupArgs) -> anyhow::Result<()> {
     for entry in fs::read_dir(data).with_context(|| format!("cannot read {}", data.display()))? {
         let e = entry?;
         let name = e.file_name();
+        // The running server's lock file: meaningless in a copy.
+        if name == "postern.pid" {
+            continue;
+        }
         let (from, to) = (e.path(), dest.join(&name));
         if e.file_type()?.is_dir() {
             let lock = if name == "accounts" || name == "queue" {

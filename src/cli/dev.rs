@@ -46,6 +46,8 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    let _lock = super::data_dir::ServerLock::take(&data_dir)?;
+    super::data_dir::check_format(&data_dir)?;
     let config = dev_config(&data_dir);
     let accounts = Accounts::open(&config.data_dir, &config.domain)?;
     if accounts.user_exists("dev@localhost")?.is_none() {
@@ -72,6 +74,10 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     println!(
         "postern dev: smtp 127.0.0.1:2525, submission 2587/2465, imap 2143/2993, pop3 2110/2995, http 2080; data in {}",
         data_dir.display()
+    );
+    println!(
+        "note: mail to addresses outside localhost is queued and really sent to their MX on port 25; see it with `postern --config {} queue list`",
+        data_dir.join("postern.toml").display()
     );
     super::runtime()?.block_on(crate::server::run(config))
 }

@@ -341,8 +341,13 @@ pub fn reverse_name(ip: &IpAddr) -> String {
 }
 
 /// `postern dns`.
+///
+/// Exits non-zero when the DKIM key could not be read: the zone printed lacks its record.
 pub fn run(config: &Config) -> anyhow::Result<()> {
     print!("{}", render(config, &public_addresses(config)));
+    if let Err(e) = dkim_records(config) {
+        anyhow::bail!("the records above lack DKIM: cannot read the key: {e}");
+    }
     Ok(())
 }
 

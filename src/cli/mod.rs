@@ -1,8 +1,10 @@
 //! The command line: `postern [--config PATH] <command>`. Errors surface here as one line
 //! (what, which file/key, what to do) and a non-zero exit.
 
+mod aliases;
 mod backup;
 mod check;
+mod data_dir;
 mod dev;
 pub mod dns;
 mod export;
@@ -11,6 +13,8 @@ mod import_imap;
 mod import_imap_copy;
 mod import_source;
 mod init;
+mod manuals;
+mod password;
 mod queue;
 mod sendmail;
 mod spam;
@@ -20,18 +24,19 @@ mod users;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "postern",
-    version,
+    version = VERSION,
     about = "Your own mail domain in one binary: SMTP, submission, IMAP, ACME"
 )]
 pub struct Cli {
-    /// Config file.
+    /// Config file (a relative data_dir in it is relative to the file's directory).
     #[arg(long, global = true, env = "POSTERN_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
     #[command(subcommand)]
@@ -51,7 +56,7 @@ pub enum Command {
     User(users::UserCmd),
     /// Manage aliases (`@DOMAIN` as ALIAS is the catch-all).
     #[command(subcommand)]
-    Alias(users::AliasCmd),
+    Alias(aliases::AliasCmd),
     /// Print the DNS records to publish (zone-file style).
     Dns,
     /// Check DNS, listeners and certificate; one line per check, non-zero exit on failure.
@@ -75,7 +80,20 @@ pub enum Command {
     Restore(backup::RestoreArgs),
     /// sendmail(8)-compatible submission from stdin (-t, -f, -i, -F, recipients).
     Sendmail(sendmail::SendmailArgs),
+    /// Print the shell completion script for bash, zsh or fish.
+    Completions(manuals::CompletionsArgs),
+    /// Write the man pages and completion files into a directory (for packaging).
+    #[command(hide = true)]
+    Manuals(manuals::ManualsArgs),
 }
+
+/// `postern --version`: the crate version and the commit it was built from (build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("POSTERN_SOURCE_COMMIT"),
+    ")"
+);
 
 pub fn main() -> ExitCode {
     // Installed as /usr/sbin/sendmail (a symlink to postern): behave as `postern sendmail`.
@@ -87,21 +105,57 @@ pub fn main() -> ExitCode {
     {
         argv.insert(1, "sendmail".into());
     }
-    let cli = Cli::parse_from(argv);
+    let matches = Cli::command().get_matches_from(argv);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     init_logging();
+    // `dev` runs on its own built-in config: a --config given to it would be silently unused.
+    if matches!(cli.command, Command::Dev(_))
+        && matches.value_source("config") == Some(clap::parser::ValueSource::CommandLine)
+    {
+        eprintln!(
+            "postern: error: `postern dev` uses its own config (DATA_DIR/postern.toml) and ignores --config; leave it out, or run `postern --config FILE serve`"
+        );
+        return ExitCode::FAILURE;
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the chain of causes joined with ": ".
-            eprintln!("postern: error: {e:#}");
+            eprintln!("postern: error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The chain of causes joined with ": ", each said once: a cause whose text its context
+/// already quotes (an io::Error inside a message, a transparent wrapper) is left out.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("POSTERN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut spec = std::env::var("POSTERN_LOG").unwrap_or_else(|_| "info".into());
+    // rustls warns (without naming the peer) about every client that sends an IP address as
+    // SNI, e.g. any connection to 127.0.0.1 under `postern dev`; its real failures reach us as
+    // handshake errors, which the listeners log with the peer. POSTERN_LOG=rustls=… overrides.
+    if !spec.contains("rustls") {
+        spec.push_str(",rustls=error");
+    }
+    let filter = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("info,rustls=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -111,18 +165,29 @@ fn init_logging() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let path = &cli.config;
     match cli.command {
-        Command::Init(args) => init::run(&cli.config, args),
+        Command::Init(args) => init::run(path, args),
         Command::Serve => {
-            let config = Config::load(&cli.config)?;
+            let config = Config::load(path)?;
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+            let _lock = data_dir::ServerLock::take(&config.data_dir)?;
+            data_dir::check_format(&config.data_dir)?;
             runtime()?.block_on(crate::server::run(config))
         }
         Command::Dev(args) => dev::run(args),
-        Command::User(cmd) => users::run_user(&load(&cli.config)?, cmd),
-        Command::Alias(cmd) => users::run_alias(&load(&cli.config)?, cmd),
-        Command::Dns => dns::run(&load(&cli.config)?),
+        Command::User(cmd) => users::run(&load(path)?, path, cmd),
+        Command::Alias(cmd) => aliases::run(&load(path)?, path, cmd),
+        Command::Dns => {
+            let config = load(path)?;
+            data_dir::require_dkim_key(&config, path)?;
+            dns::run(&config)
+        }
         Command::Check(args) => {
-            if check::run(&load(&cli.config)?, args)? {
+            let config = load(path)?;
+            data_dir::require_dkim_key(&config, path)?;
+            if check::run(&config, args)? {
                 Ok(())
             } else {
                 // The report said what failed; only the exit status remains to set.
@@ -131,12 +196,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tls(cmd) => tls::run(&load(&cli.config)?, cmd),
         Command::Queue(cmd) => queue::run(&load(&cli.config)?, cmd),
-        Command::Spam(cmd) => spam::run(&load(&cli.config)?, cmd),
-        Command::Sendmail(args) => sendmail::run(&load(&cli.config)?, args),
-        Command::Import(args) => import::run(&load(&cli.config)?, args),
-        Command::Export(args) => export::run(&load(&cli.config)?, args),
-        Command::Backup(args) => backup::backup(&load(&cli.config)?, args),
-        Command::Restore(args) => backup::restore(&load(&cli.config)?, args),
+        Command::Spam(cmd) => spam::run(&load(path)?, cmd),
+        Command::Sendmail(args) if args.args == ["--help"] => {
+            let mut cmd = Cli::command();
+            if let Some(sub) = cmd.find_subcommand_mut("sendmail") {
+                sub.print_long_help()?;
+            }
+            Ok(())
+        }
+        Command::Sendmail(args) => sendmail::run(&load(path)?, args),
+        Command::Completions(args) => manuals::completions(args),
+        Command::Manuals(args) => manuals::write_all(args),
+        Command::Import(args) => import::run(&load(path)?, args),
+        Command::Export(args) => export::run(&load(path)?, args),
+        Command::Backup(args) => backup::backup(&load(path)?, args),
+        Command::Restore(args) => backup::restore(&load(path)?, args),
     }
 }
 

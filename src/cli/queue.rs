@@ -1,4 +1,4 @@
-//! `postern queue list | show ID | retry [ID|--all] | delete ID`: work on the spool files
+//! `postern queue list | show ID | retry [ID|--all] | del ID`: work on the spool files
 //! directly, under the queue lock, so they act on a running server too (its scheduler
 //! rescans the spool every second).
 
@@ -21,15 +21,24 @@ pub enum QueueCmd {
     /// Show the queued messages and their recipients.
     List,
     /// Show one message: envelope, per-recipient state and headers.
-    Show { id: String },
+    Show {
+        /// The message's queue id (from `postern queue list`).
+        id: String,
+    },
     /// Retry now: one message, or every message with --all.
     Retry {
+        /// The message's queue id (from `postern queue list`).
         id: Option<String>,
+        /// Retry every queued message now.
         #[arg(long)]
         all: bool,
     },
     /// Remove a message from the queue without delivering it (no bounce is sent).
-    Delete { id: String },
+    #[command(visible_alias = "delete")]
+    Del {
+        /// The message's queue id (from `postern queue list`).
+        id: String,
+    },
 }
 
 fn age(secs: i64) -> String {
@@ -181,7 +190,7 @@ pub fn run(config: &Config, cmd: QueueCmd) -> anyhow::Result<()> {
                 say!("{n} message(s) scheduled for immediate retry");
             }
         },
-        QueueCmd::Delete { id } => {
+        QueueCmd::Del { id } => {
             if !q.delete(&id)? {
                 bail!("no message {id} in the queue (see `postern queue list`)");
             }

@@ -61,6 +61,11 @@ fn rsa_path(data_dir: &Path) -> PathBuf {
     dkim_dir(data_dir).join("rsa.pem")
 }
 
+/// The RSA key file every instance has (`init` creates it); the CLI checks for it.
+pub fn rsa_key_path(data_dir: &Path) -> PathBuf {
+    rsa_path(data_dir)
+}
+
 fn ed_path(data_dir: &Path) -> PathBuf {
     dkim_dir(data_dir).join("ed25519.pem")
 }
@@ -207,19 +212,45 @@ impl KeyCache {
         config: &crate::config::Config,
         message: &[u8],
     ) -> Result<String, DkimError> {
+        self.sign_parts(config, &[message])
+    }
+
+    /// The DKIM-Signature header line(s) for a message on its way to the queue: our header
+    /// lines and the mapped spool file, never copied into one buffer.
+    pub fn sign_outgoing(
+        &self,
+        config: &crate::config::Config,
+        message: &crate::spool::Outgoing,
+    ) -> Result<String, DkimError> {
+        // An empty part (no prefix) would end mail-auth's header walk early.
+        let parts: Vec<&[u8]> = message
+            .parts()
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
+        self.sign_parts(config, &parts)
+    }
+
+    /// `sign` for a message given as consecutive parts. Each part but the last holds whole
+    /// header fields only (mail-auth reads the body from the last part).
+    fn sign_parts(
+        &self,
+        config: &crate::config::Config,
+        parts: &[&[u8]],
+    ) -> Result<String, DkimError> {
         let keys = self.get(config)?;
         let mut out = String::new();
         // Ed25519 first, RSA on top: receivers that do not know ed25519-sha256 ignore it
         // (RFC 8463).
         if let Some(ed) = &keys.ed {
             let sig = ed
-                .sign(message)
+                .sign_chained(parts.iter().copied())
                 .map_err(|e| DkimError(format!("Ed25519 signing failed: {e}")))?;
             out.push_str(&sig.to_header());
         }
         let sig = keys
             .rsa
-            .sign(message)
+            .sign_chained(parts.iter().copied())
             .map_err(|e| DkimError(format!("RSA signing failed: {e}")))?;
         Ok(sig.to_header() + &out)
     }
@@ -263,8 +294,11 @@ fn rsa_spki(pkcs1: &[u8]) -> Vec<u8> {
 
 /// The DNS records to publish for the key(s): (owner name, TXT value), e.g.
 /// ("postern._domainkey.example.com", "v=DKIM1; k=rsa; p=...").
+///
+/// Reads the keys; never creates one (a new key would not be the one a running server signs
+/// with, and `postern dns` would print a record that breaks DKIM).
 pub fn dns_records(config: &crate::config::Config) -> Result<Vec<(String, String)>, DkimError> {
-    let keys = KeyCache::default().get(config)?;
+    let keys = load_keys(config)?;
     let mut out = vec![(
         format!("{}._domainkey.{}", config.dkim.selector, config.domain),
         format!(

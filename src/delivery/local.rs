@@ -1,6 +1,7 @@
 //! Splitting a transaction's recipients into local users and remote addresses, and durable
 //! local delivery off the async runtime.
 
+use crate::spool::Outgoing;
 use crate::store::{Folder, Store};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,12 +49,13 @@ pub fn plan<'a>(rcpts: impl IntoIterator<Item = (&'a [String], &'a [String])>) -
 }
 
 /// Deliver `message` into `folder` of every user; returns once every copy is fsynced
-/// (Store::deliver syncs file and directory). Stops at the first failure.
+/// (Store::deliver syncs file and directory). Stops at the first failure. Each copy is
+/// streamed from the spool, so a large message is never in memory.
 pub async fn deliver_local(
     store: &Store,
     users: &[String],
     folder: &'static str,
-    message: Vec<u8>,
+    message: Outgoing,
 ) -> Result<(), DeliveryError> {
     if users.is_empty() {
         return Ok(());
@@ -68,7 +70,7 @@ pub async fn deliver_local(
                 Folder::Named(folder)
             };
             store
-                .deliver(user, f, &message)
+                .deliver_with(user, f, message.len(), |file| message.write_to(file))
                 .map_err(|source| DeliveryError::Store {
                     user: user.clone(),
                     source,

@@ -6,6 +6,7 @@
 pub mod command;
 pub mod condstore;
 pub mod flag_list;
+pub mod framer;
 pub mod mime;
 pub mod parse;
 pub mod search;

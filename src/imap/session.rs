@@ -17,10 +17,11 @@ use std::sync::Arc;
 
 use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
-use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer};
+use imap_codec::fragmentizer::FragmentInfo;
 use imap_codec::imap_types::core::LiteralMode;
 
 use super::command::fetch::FetchJob;
+use super::framer::{Framer, Streamed};
 use super::parse::Prepared;
 use super::view::{Update, View};
 use crate::services::Services;
@@ -48,6 +49,9 @@ fn oversized_announcement(line: &[u8]) -> Option<LiteralMode> {
         .is_some();
     (!fits).then_some(mode)
 }
+
+/// The largest literal accepted before authentication.
+const PREAUTH_MAX_LITERAL: u64 = 8 * 1024;
 
 /// What the connection does after a step.
 #[derive(Debug, PartialEq, Eq)]
@@ -143,7 +147,10 @@ pub struct Session {
     pub svc: Arc<Services>,
     pub peer: IpAddr,
     pub tls: bool,
-    frag: Fragmentizer,
+    frag: Framer,
+    /// The message of the APPEND being handled when its literal was streamed to the spool
+    /// (`framer.rs`); taken by `append`, dropped (file removed) after the command.
+    pub(crate) append_body: Option<std::io::Result<crate::spool::SpooledMessage>>,
     pub state: State,
     pub(crate) pending: Pending,
     max_literal: u64,
@@ -186,7 +193,8 @@ impl Session {
             svc,
             peer,
             tls,
-            frag: Fragmentizer::new(frame),
+            frag: Framer::new(frame),
+            append_body: None,
             state: State::NotAuthenticated,
             pending: Pending::None,
             max_literal,
@@ -231,15 +239,15 @@ impl Session {
     }
 
     pub fn input(&mut self, bytes: &[u8]) {
-        self.frag.enqueue_bytes(bytes);
+        self.frag.input(bytes);
     }
 
     /// After the TLS handshake: forget anything sent in plaintext after STARTTLS (an
     /// injection attack, RFC 3501 §11.1 / CVE-2011-0411) and speak again.
     pub fn tls_started(&mut self) {
         self.tls = true;
-        let frame = (self.max_literal + 64 * 1024).min(u32::MAX as u64) as u32;
-        self.frag = Fragmentizer::new(frame);
+        self.frag.reset();
+        self.append_body = None;
     }
 
     /// The selected mailbox's change signal, while idling.
@@ -305,6 +313,14 @@ impl Session {
             return Step::Continue;
         }
         loop {
+            match self.frag.pump() {
+                Some(Streamed::NeedInput) => return Step::NeedInput,
+                Some(Streamed::Done(body)) => {
+                    self.append_body = Some(body);
+                    continue;
+                }
+                None => {}
+            }
             let Some(fi) = self.frag.progress() else {
                 return if self.is_idle() {
                     Step::Idle
@@ -317,7 +333,14 @@ impl Session {
                 ..
             } = fi
             {
-                if a.length as u64 > self.max_literal {
+                // Before login no command needs more than a user name or password in a
+                // literal: a large one (an APPEND that would be refused anyway) is not read.
+                let limit = if self.state.is_authenticated() {
+                    self.max_literal
+                } else {
+                    PREAUTH_MAX_LITERAL
+                };
+                if a.length as u64 > limit {
                     let tag = self
                         .frag
                         .decode_tag()
@@ -330,6 +353,14 @@ impl Session {
                     cmd_no(out, &tag, "[TOOBIG] literal too large");
                     self.frag.skip_message();
                     return Step::Continue;
+                }
+                // Replayed after a streamed literal: the client sent these long ago.
+                if self.frag.replaying() {
+                    continue;
+                }
+                // A large APPEND message goes to the spool, not into memory.
+                if self.frag.should_stream(a.length) && !matches!(self.pending, Pending::Auth(_)) {
+                    self.frag.take_over(a.length, &self.svc.spool);
                 }
                 if a.mode == LiteralMode::Sync && !matches!(self.pending, Pending::Auth(_)) {
                     out.extend_from_slice(b"+ Ready for literal data\r\n");
@@ -369,7 +400,9 @@ impl Session {
                 return Step::Continue;
             }
             let msg = self.frag.message_bytes().to_vec();
-            return self.handle(&msg, out);
+            let step = self.handle(&msg, out);
+            self.append_body = None;
+            return step;
         }
     }
 

@@ -24,6 +24,9 @@
 //! - `verify = false`: nothing is checked, the header says `none`, forged fields still go.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::spool::{Outgoing, Spool, SpooledMessage};
 
 mod authenticator;
 mod cache;
@@ -39,6 +42,7 @@ mod verify;
 
 pub use authenticator::Authenticator;
 pub use stats::InboundStats;
+pub(crate) use verify::cpu_bound;
 
 /// The header naming why a message was filed as spam (forged copies are stripped).
 pub const SPAM_HEADER: &str = "X-Postern-Spam";
@@ -115,13 +119,28 @@ impl Verdict {
         out.extend_from_slice(&body);
         out
     }
+
+    /// `apply` for a spooled message, without copying it: our header fields, then `below`
+    /// (the Received field), then the message with the forged fields left out.
+    pub fn compose(&self, below: &[u8], message: Arc<SpooledMessage>) -> Outgoing {
+        let omit = match &self.authserv_id {
+            Some(id) => strip::forged_fields(message.as_bytes(), id),
+            None => Vec::new(),
+        };
+        let mut out = Outgoing::new(message).omitting(omit);
+        out.prepend(below);
+        out.prepend(self.prepend.as_bytes());
+        out
+    }
 }
 
 /// Check a message received on port 25: SPF, DKIM, DMARC and iprev through the resolver of
 /// `[dns]`, policy from `[inbound]`.
+/// `spool` takes the cut copy of a large message with too many DKIM signatures.
 pub async fn check_message(
     cfg: &crate::config::Config,
     authenticator: &Authenticator,
+    spool: &Spool,
     ctx: &MessageContext<'_>,
     message: &[u8],
 ) -> Verdict {
@@ -134,6 +153,32 @@ pub async fn check_message(
             authserv_id: Some(cfg.hostname.clone()),
         };
     }
+    // More DKIM signatures than are verified: `evaluate` would cut them from a heap copy
+    // of the whole message; for a large one the cut copy goes to the spool instead.
+    let extra = strip::extra_dkim_signatures(message, verify::MAX_SIGNATURES);
+    let limited;
+    let message = if extra.is_empty() || message.len() <= crate::spool::THRESHOLD {
+        message
+    } else {
+        match verify::cpu_bound(|| respool(spool, message, &extra)) {
+            Ok(m) => {
+                limited = m;
+                limited.as_bytes()
+            }
+            Err(e) => {
+                tracing::warn!(peer = %ctx.peer_ip, "inbound verdict: cannot spool: {e}");
+                return Verdict {
+                    disposition: Disposition::TempFail {
+                        code: 452,
+                        enhanced: "4.3.1".into(),
+                        text: "Insufficient system storage, try again later".into(),
+                    },
+                    prepend: String::new(),
+                    authserv_id: None,
+                };
+            }
+        }
+    };
     verify::evaluate(authenticator, &cfg.inbound, &cfg.hostname, ctx, message).await
 }
 
@@ -199,6 +244,22 @@ async fn ptr_name(dns: &hickory_resolver::TokioResolver, ip: IpAddr) -> Option<S
         }
         _ => None,
     })
+}
+
+/// A spooled copy of `message` without the ranges `omit`.
+fn respool(
+    spool: &Spool,
+    message: &[u8],
+    omit: &[std::ops::Range<usize>],
+) -> std::io::Result<SpooledMessage> {
+    let mut w = spool.writer();
+    let mut at = 0;
+    for r in omit {
+        w.write(&message[at..r.start]);
+        at = r.end;
+    }
+    w.write(&message[at..]);
+    w.finish()
 }
 
 #[cfg(test)]

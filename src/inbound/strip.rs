@@ -2,64 +2,84 @@
 //! `X-Postern-Spam` fields, which only we write) (RFC 8601 §5: a
 //! border MTA must delete such fields arriving from outside, or a forger could vouch for
 //! itself in our name). Works on raw bytes: only the header section is touched, folded
-//! fields are removed whole, names and ids compare case-insensitively.
+//! fields are removed whole, names and ids compare case-insensitively. The `*_fields` forms
+//! return the octet ranges to leave out, so a spooled message is never copied to strip it.
+
+use std::ops::Range;
 
 /// `message` without the Authentication-Results fields whose authserv-id is `authserv_id`.
 /// The body and every other byte stay exactly as they were.
 pub fn strip_forged(message: &[u8], authserv_id: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len());
-    let mut pos = 0;
-    while pos < message.len() {
-        // The empty line ends the header section (RFC 5322 §2.1); copy it and the rest.
-        if message[pos..].starts_with(b"\r\n") || message[pos] == b'\n' {
-            break;
-        }
-        let end = field_end(message, pos);
-        let field = &message[pos..end];
-        if !claims_id(field, authserv_id) && !is_our_spam_field(field) {
-            out.extend_from_slice(field);
-        }
-        pos = end;
-    }
-    out.extend_from_slice(&message[pos..]);
-    out
+    without(message, &forged_fields(message, authserv_id))
+}
+
+/// The octet ranges of the Authentication-Results fields whose authserv-id is
+/// `authserv_id`, and of incoming `X-Postern-Spam` fields (sorted): what `strip_forged` leaves
+/// out. Reads only the header section.
+pub fn forged_fields(message: &[u8], authserv_id: &str) -> Vec<Range<usize>> {
+    header_fields(message)
+        .filter(|r| {
+            let field = &message[r.clone()];
+            claims_id(field, authserv_id) || is_our_spam_field(field)
+        })
+        .collect()
 }
 
 /// `message` with at most `max` DKIM-Signature fields (the first ones) in its header
 /// section. Each signature costs a body hash and a DNS lookup; RFC 6376 §6.1 lets a
 /// verifier limit how many it checks, and this bounds the work a hostile message can cause.
 pub fn limit_dkim_signatures(message: &[u8], max: usize) -> std::borrow::Cow<'_, [u8]> {
+    let extra = extra_dkim_signatures(message, max);
+    if extra.is_empty() {
+        std::borrow::Cow::Borrowed(message)
+    } else {
+        std::borrow::Cow::Owned(without(message, &extra))
+    }
+}
+
+/// The octet ranges of the DKIM-Signature fields after the first `max` (sorted).
+pub fn extra_dkim_signatures(message: &[u8], max: usize) -> Vec<Range<usize>> {
     let mut seen = 0;
-    let mut out: Option<Vec<u8>> = None;
+    header_fields(message)
+        .filter(|r| {
+            let field = &message[r.clone()];
+            let is_sig = field.iter().position(|&b| b == b':').is_some_and(|c| {
+                field[..c]
+                    .trim_ascii()
+                    .eq_ignore_ascii_case(b"DKIM-Signature")
+            });
+            if is_sig {
+                seen += 1;
+            }
+            is_sig && seen > max
+        })
+        .collect()
+}
+
+/// `message` without the (sorted, disjoint) ranges `omit`.
+fn without(message: &[u8], omit: &[Range<usize>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len());
+    let mut at = 0;
+    for r in omit {
+        out.extend_from_slice(&message[at..r.start]);
+        at = r.end;
+    }
+    out.extend_from_slice(&message[at..]);
+    out
+}
+
+/// The fields of the header section, each as the range of its lines (continuations
+/// included); the empty line ends the section (RFC 5322 §2.1).
+fn header_fields(message: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
     let mut pos = 0;
-    while pos < message.len() {
-        if message[pos..].starts_with(b"\r\n") || message[pos] == b'\n' {
-            break;
+    std::iter::from_fn(move || {
+        if pos >= message.len() || message[pos..].starts_with(b"\r\n") || message[pos] == b'\n' {
+            return None;
         }
-        let end = field_end(message, pos);
-        let field = &message[pos..end];
-        let is_sig = field.iter().position(|&b| b == b':').is_some_and(|c| {
-            field[..c]
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"DKIM-Signature")
-        });
-        if is_sig {
-            seen += 1;
-        }
-        if is_sig && seen > max {
-            out.get_or_insert_with(|| message[..pos].to_vec());
-        } else if let Some(o) = out.as_mut() {
-            o.extend_from_slice(field);
-        }
-        pos = end;
-    }
-    match out {
-        Some(mut o) => {
-            o.extend_from_slice(&message[pos..]);
-            std::borrow::Cow::Owned(o)
-        }
-        None => std::borrow::Cow::Borrowed(message),
-    }
+        let start = pos;
+        pos = field_end(message, pos);
+        Some(start..pos)
+    })
 }
 
 /// End (exclusive) of the field starting at `start`: its first line plus every continuation

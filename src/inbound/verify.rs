@@ -20,7 +20,7 @@ use super::{MessageContext, Verdict, dmarc, dns_probe, strip};
 use crate::config::Inbound;
 
 /// DKIM signatures verified per message; further ones are ignored (RFC 6376 §6.1).
-const MAX_SIGNATURES: usize = 8;
+pub(super) const MAX_SIGNATURES: usize = 8;
 
 pub async fn evaluate(
     auth: &Authenticator,
@@ -214,7 +214,7 @@ fn dkim_result(o: &DkimOutput<'_>, header_from: &str) -> String {
 
 /// Run `f` off the async scheduler's hands when the runtime allows it (multi-threaded, as
 /// `postern serve` runs); inline otherwise (single-threaded test runtimes).
-fn cpu_bound<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn cpu_bound<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),

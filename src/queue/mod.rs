@@ -140,18 +140,20 @@ impl Queue {
     /// Store a message for remote delivery. When this returns Ok, the message and its
     /// envelope are fsynced; the caller may answer 250. `mail_from` is empty for the null
     /// reverse-path (bounces). Returns the queue id.
+    /// The message is streamed from the SMTP spool into the queue file, never copied whole.
     pub async fn enqueue(
         &self,
         mail_from: &str,
         rcpts: &[String],
-        message: &[u8],
+        message: crate::spool::Outgoing,
     ) -> Result<String, QueueError> {
         let spool = self.spool.clone();
-        let (from, rcpts, message) = (mail_from.to_string(), rcpts.to_vec(), message.to_vec());
-        let id =
-            tokio::task::spawn_blocking(move || spool.enqueue_blocking(&from, &rcpts, &message))
-                .await
-                .map_err(|e| QueueError::Other(format!("enqueue task failed: {e}")))??;
+        let (from, rcpts) = (mail_from.to_string(), rcpts.to_vec());
+        let id = tokio::task::spawn_blocking(move || {
+            spool.enqueue_with(&from, &rcpts, message.len() as u64, |f| message.write_to(f))
+        })
+        .await
+        .map_err(|e| QueueError::Other(format!("enqueue task failed: {e}")))??;
         self.wake.notify_one();
         Ok(id)
     }
@@ -194,6 +196,19 @@ impl Spool {
         rcpts: &[String],
         message: &[u8],
     ) -> Result<String, QueueError> {
+        self.enqueue_with(mail_from, rcpts, message.len() as u64, |f| {
+            f.write_all(message)
+        })
+    }
+
+    /// Enqueue a message of `size` octets that `fill` writes into the queue's temp file.
+    fn enqueue_with(
+        &self,
+        mail_from: &str,
+        rcpts: &[String],
+        size: u64,
+        fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<String, QueueError> {
         if rcpts.is_empty() {
             return Err(QueueError::Other("no recipients".into()));
         }
@@ -203,7 +218,7 @@ impl Spool {
             id: id.clone(),
             mail_from: mail_from.to_string(),
             created: now,
-            size: message.len() as u64,
+            size,
             rcpts: rcpts
                 .iter()
                 .map(|a| RcptState {
@@ -220,7 +235,7 @@ impl Spool {
             delay_notified: false,
         };
         // Message first: an envelope must never name a message that is not on disk.
-        crate::fsutil::write_atomic(&self.msg_path(&id), message, 0o600)?;
+        crate::fsutil::Durable::new(&self.msg_path(&id)).write_with(fill)?;
         if let Err(e) = self.write_env(&env) {
             let _ = std::fs::remove_file(self.msg_path(&id));
             return Err(e);

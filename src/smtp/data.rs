@@ -17,6 +17,8 @@
 //! * Limits: the stored size is capped at `max_size` (later bytes are counted and dropped, so
 //!   memory stays bounded) and a text line over 1000 octets with CRLF (§4.5.3.1.6) is noted;
 //!   the session then refuses the message with the right reply after the terminating dot.
+//! * Output: decoded content goes to a `Sink` as it is decoded: the spool in the server (so a
+//!   big body is on disk, not in memory), a `Vec` in tests and fuzzing.
 
 /// Longest text line without its CRLF (RFC 5321 §4.5.3.1.6: 1000 octets including CRLF).
 pub const MAX_TEXT_LINE: usize = 998;
@@ -44,6 +46,25 @@ pub enum DataError {
     BareNewlineInHeader,
     /// A bare CR or LF in the body where they are forbidden (550 5.5.2).
     BareNewline,
+    /// The body could not be spooled (disk full): 452 4.3.1, try again later.
+    Storage(String),
+}
+
+/// Where decoded content goes.
+pub trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Sink for crate::spool::SpoolWriter {
+    fn put(&mut self, bytes: &[u8]) {
+        self.write(bytes);
+    }
 }
 
 /// Where line ends are tracked: the header section ends at the first empty line.
@@ -83,9 +104,9 @@ impl LineEnds {
     }
 }
 
-pub struct DataDecoder {
+pub struct DataDecoder<S = Vec<u8>> {
     st: St,
-    out: Vec<u8>,
+    out: S,
     max_size: usize,
     size: u64,
     line_len: usize,
@@ -96,9 +117,15 @@ pub struct DataDecoder {
 
 impl DataDecoder {
     pub fn new(max_size: u64) -> DataDecoder {
+        DataDecoder::with_sink(max_size, Vec::with_capacity(8192))
+    }
+}
+
+impl<S: Sink> DataDecoder<S> {
+    pub fn with_sink(max_size: u64, out: S) -> DataDecoder<S> {
         DataDecoder {
             st: St::LineStart,
-            out: Vec::with_capacity(8192),
+            out,
             max_size: usize::try_from(max_size).unwrap_or(usize::MAX),
             size: 0,
             line_len: 0,
@@ -109,7 +136,7 @@ impl DataDecoder {
     }
 
     /// Refuse (rather than normalise) a bare CR or LF in the body too (port 25).
-    pub fn forbid_bare_newline(mut self, forbid: bool) -> DataDecoder {
+    pub fn forbid_bare_newline(mut self, forbid: bool) -> DataDecoder<S> {
         self.ends.forbid_bare_newline = forbid;
         self
     }
@@ -134,8 +161,8 @@ impl DataDecoder {
         self.size
     }
 
-    /// The decoded message, or why it is refused.
-    pub fn finish(self) -> Result<Vec<u8>, DataError> {
+    /// The decoded message (the sink holding it), or why it is refused.
+    pub fn finish(self) -> Result<S, DataError> {
         if self.size > self.max_size as u64 {
             Err(DataError::TooBig { size: self.size })
         } else if self.long_line {
@@ -149,7 +176,7 @@ impl DataDecoder {
     fn emit(&mut self, bytes: &[u8]) {
         self.size += bytes.len() as u64;
         if self.size <= self.max_size as u64 {
-            self.out.extend_from_slice(bytes);
+            self.out.put(bytes);
         }
     }
 
@@ -236,8 +263,8 @@ impl DataDecoder {
 
 /// Collects BDAT chunks (RFC 3030): raw octets, no dot-stuffing, bounded like DATA, with the
 /// same line-ending rules (a CR at the end of one chunk may pair with a LF in the next).
-pub struct BdatCollector {
-    out: Vec<u8>,
+pub struct BdatCollector<S = Vec<u8>> {
+    out: S,
     max_size: u64,
     size: u64,
     pending_cr: bool,
@@ -247,8 +274,14 @@ pub struct BdatCollector {
 
 impl BdatCollector {
     pub fn new(max_size: u64) -> BdatCollector {
+        BdatCollector::with_sink(max_size, Vec::new())
+    }
+}
+
+impl<S: Sink> BdatCollector<S> {
+    pub fn with_sink(max_size: u64, out: S) -> BdatCollector<S> {
         BdatCollector {
-            out: Vec::new(),
+            out,
             max_size,
             size: 0,
             pending_cr: false,
@@ -258,7 +291,7 @@ impl BdatCollector {
     }
 
     /// Refuse (rather than normalise) a bare CR or LF in the body too (port 25).
-    pub fn forbid_bare_newline(mut self, forbid: bool) -> BdatCollector {
+    pub fn forbid_bare_newline(mut self, forbid: bool) -> BdatCollector<S> {
         self.ends.forbid_bare_newline = forbid;
         self
     }
@@ -266,7 +299,7 @@ impl BdatCollector {
     fn emit(&mut self, bytes: &[u8]) {
         self.size += bytes.len() as u64;
         if self.size <= self.max_size {
-            self.out.extend_from_slice(bytes);
+            self.out.put(bytes);
         }
     }
 
@@ -314,7 +347,7 @@ impl BdatCollector {
         self.size > self.max_size
     }
 
-    pub fn finish(mut self) -> Result<Vec<u8>, DataError> {
+    pub fn finish(mut self) -> Result<S, DataError> {
         if self.pending_cr {
             self.pending_cr = false;
             self.ends.bare();

@@ -111,18 +111,22 @@ pub fn submission_additions(message: &[u8], hostname: &str) -> String {
     out
 }
 
-/// The value of the Message-ID header, for logs.
+/// The value of the Message-ID header, for logs. Only that field is copied (the header
+/// section of a spooled message can be large).
 pub fn message_id(message: &[u8]) -> Option<String> {
     let head = header_section(message);
-    let text = String::from_utf8_lossy(head);
-    let mut lines = text.split("\r\n").flat_map(|l| l.split('\n'));
+    let mut lines = head
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     while let Some(l) = lines.next() {
-        if l.len() > 11 && l[..11].eq_ignore_ascii_case("message-id:") {
-            let mut v = l[11..].trim().to_string();
+        if l.len() > 11 && l[..11].eq_ignore_ascii_case(b"message-id:") {
+            let mut v = l[11..].trim_ascii();
             if v.is_empty() {
-                v = lines.next().unwrap_or("").trim().to_string();
+                v = lines.next().unwrap_or_default().trim_ascii();
             }
-            return Some(v.chars().filter(|c| !c.is_control()).take(200).collect());
+            let v = &v[..v.len().min(800)];
+            let text = String::from_utf8_lossy(v);
+            return Some(text.chars().filter(|c| !c.is_control()).take(200).collect());
         }
     }
     None

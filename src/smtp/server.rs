@@ -12,10 +12,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 
 use super::Mode;
-use super::data::DataDecoder;
+use super::data::{DataDecoder, DataError};
 use super::line::{Line, LineReader};
 use super::reply::{Reply, std_replies};
-use super::session::{Action, Directory, Session, SessionConfig};
+use super::session::{Action, Directory, Session, SessionConfig, finish_body};
 use super::transaction::{self, Context};
 use crate::accounts::{Accounts, Recipient};
 use crate::inbound::dnsbl::ClientCheck;
@@ -23,6 +23,7 @@ use crate::logsafe::{Untrusted, UntrustedText};
 use crate::metrics::Metrics;
 use crate::net::{Admission, Refusal, accept_loop};
 use crate::services::Services;
+use crate::spool::SpooledMessage;
 
 /// Protocol errors tolerated per connection before it is closed (an "error storm").
 const MAX_ERRORS: usize = 10;
@@ -50,7 +51,16 @@ struct AccountsDir<'a>(
 
 impl Directory for AccountsDir<'_> {
     fn resolve(&self, address: &str) -> Result<Recipient, String> {
-        self.0.resolve(address).map_err(|e| e.to_string())
+        let r = self.0.resolve(address).map_err(|e| e.to_string())?;
+        if r == Recipient::Unknown
+            && let Ok(snap) = self.0.snapshot()
+            && let Some(alias) = crate::accounts::dangling_alias_in(&snap, self.0.domain(), address)
+        {
+            tracing::warn!(
+                "recipient {address:?} refused: alias {alias} reaches nobody (its targets do not exist); fix it with `postern alias`"
+            );
+        }
+        Ok(r)
     }
     fn may_send_as(&self, user: &str, address: &str) -> bool {
         self.0.may_send_as(user, address)
@@ -197,6 +207,7 @@ fn session_config(svc: &Services, mode: Mode) -> SessionConfig {
         max_messages: l.max_messages_per_connection,
         max_invalid_recipients: l.max_invalid_recipients,
         max_errors: MAX_ERRORS,
+        spool: svc.spool.clone(),
     }
 }
 
@@ -467,17 +478,25 @@ impl Conn {
         }
     }
 
-    async fn read_data(&mut self) -> Result<Result<Vec<u8>, super::data::DataError>, End> {
+    /// Decode DATA into the spool: memory holds one read's worth of it, not the message.
+    async fn read_data(&mut self) -> Result<Result<SpooledMessage, DataError>, End> {
         let mut pace = Pace::new(self.svc.config.limits.smtp_data_timeout_secs);
-        let mut dec = DataDecoder::new(self.svc.config.limits.max_message_size)
-            .forbid_bare_newline(self.session.forbid_bare_newline());
+        let mut dec = DataDecoder::with_sink(
+            self.svc.config.limits.max_message_size,
+            self.svc.spool.writer(),
+        )
+        .forbid_bare_newline(self.session.forbid_bare_newline());
         loop {
             let pending = self.lines.take();
             pace.received(pending.len());
             let (used, done) = dec.feed(&pending);
             if done {
                 self.lines.unread(pending[used..].to_vec());
-                return Ok(dec.finish());
+                // Mapping a spilled body is a little file I/O; keep it off the reactor.
+                let r = tokio::task::spawn_blocking(move || finish_body(dec.finish()))
+                    .await
+                    .map_err(|_| "spool task failed")?;
+                return Ok(r);
             }
             if !self.fill_until(pace.deadline()).await? {
                 return Err("client closed during DATA");

@@ -13,6 +13,7 @@ mod content;
 mod envelope;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use smtp_proto::{Error as ProtoError, Request};
 
@@ -22,7 +23,8 @@ use super::reply::{Reply, std_replies};
 use crate::accounts::Recipient;
 use crate::accounts::sasl::Credentials;
 use crate::delivery::relay::{self, Target};
-pub use content::header_from_addresses;
+use crate::spool::{Spool, SpoolWriter, SpooledMessage};
+pub use content::{finish_body, header_from_addresses};
 
 /// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF.
 pub const MAX_COMMAND_LINE: usize = 512;
@@ -57,6 +59,8 @@ pub struct SessionConfig {
     pub max_invalid_recipients: usize,
     /// Protocol errors (5xx for syntax and sequence) before the connection is closed.
     pub max_errors: usize,
+    /// Where BDAT chunks go (`Spool::memory()` in tests).
+    pub spool: Spool,
 }
 
 /// Account policy the session asks; the server implements it over `Accounts`.
@@ -93,7 +97,8 @@ pub struct Rcpt {
 pub struct Transaction {
     pub mail_from: String,
     pub rcpts: Vec<Rcpt>,
-    pub message: Vec<u8>,
+    /// The body as received (spooled to a file when large).
+    pub message: Arc<SpooledMessage>,
     pub helo: String,
     pub auth_user: Option<String>,
     pub smtputf8: bool,
@@ -145,7 +150,7 @@ pub struct Session {
     auth_user: Option<String>,
     sasl: Sasl,
     tx: Option<Envelope>,
-    bdat: Option<BdatCollector>,
+    bdat: Option<BdatCollector<SpoolWriter>>,
     /// Set when a BDAT chunk must be read but the transaction is refused (RFC 3030 §3: the
     /// chunk is consumed, then this reply is sent).
     bdat_refusal: Option<Reply>,

@@ -13,6 +13,7 @@ use crate::inbound::{self, Disposition, MessageContext};
 use crate::logsafe::{Untrusted, UntrustedText};
 use crate::metrics::Metrics;
 use crate::services::Services;
+use crate::spool::Outgoing;
 
 pub struct Context<'a> {
     pub svc: &'a Services,
@@ -33,7 +34,7 @@ pub async fn finish(ctx: &Context<'_>, tx: &Transaction) -> Reply {
         Mode::Submission | Mode::Submissions => submission_delivery(ctx, tx, &plan, &id).await,
     };
     let rcpts: Vec<&str> = tx.rcpts.iter().map(|r| r.address.as_str()).collect();
-    let msgid = headers::message_id(&tx.message).unwrap_or_default();
+    let msgid = headers::message_id(tx.message.as_bytes()).unwrap_or_default();
     let m = &ctx.svc.metrics;
     // One line per transaction: info when accepted, warn when refused.
     let line = format!(
@@ -104,12 +105,26 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
         mail_from: &tx.mail_from,
         rcpts: &rcpts,
     };
-    let mut verdict =
-        inbound::check_message(&svc.config, &svc.authenticator, &mctx, &tx.message).await;
+    let mut verdict = inbound::check_message(
+        &svc.config,
+        &svc.authenticator,
+        &svc.spool,
+        &mctx,
+        tx.message.as_bytes(),
+    )
+    .await;
     if let Some(l) = ctx.dnsbl_junk {
         verdict.mark_spam(&l.header_value());
     }
-    inbound::spam_checks(&svc.config, &svc.dns, &mctx, id, &tx.message, &mut verdict).await;
+    inbound::spam_checks(
+        &svc.config,
+        &svc.dns,
+        &mctx,
+        id,
+        tx.message.as_bytes(),
+        &mut verdict,
+    )
+    .await;
     let folder = match &verdict.disposition {
         Disposition::Accept => "",
         Disposition::Junk => "Junk",
@@ -124,9 +139,9 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
             text,
         } => return Reply::new(*code, enhanced, text.clone()),
     };
-    let mut traced = trace(ctx, tx, id).into_bytes();
-    traced.extend_from_slice(&tx.message);
-    let stored = verdict.apply(&traced);
+    // Written from the spool: Authentication-Results, Received, the message without forged
+    // Authentication-Results.
+    let stored = verdict.compose(trace(ctx, tx, id).as_bytes(), tx.message.clone());
     // Forwarding aliases: the copy for remote targets goes to the queue first, so a queue
     // failure leaves nothing delivered and the sender's retry duplicates nothing. Its
     // envelope sender is rewritten with SRS so the destination's SPF check sees our domain;
@@ -138,7 +153,7 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
     if !plan.remote.is_empty()
         && let Err(e) = svc
             .queue
-            .enqueue(&forward_from, &plan.remote, &stored)
+            .enqueue(&forward_from, &plan.remote, stored.clone())
             .await
     {
         tracing::warn!(id, "enqueue of forwarded copy failed: {e}");
@@ -149,7 +164,7 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
         let (store, cfg, users) = (svc.store.clone(), svc.config.clone(), plan.users.clone());
         let (cache, message) = (svc.junk_dbs.clone(), tx.message.clone());
         tokio::task::spawn_blocking(move || {
-            crate::spam::sort_users(&store, &cache, &cfg.spam, &users, &message)
+            crate::spam::sort_users(&store, &cache, &cfg.spam, &users, message.as_bytes())
         })
         .await
         .unwrap_or_else(|_| crate::spam::Sorted {
@@ -163,15 +178,14 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
         }
     };
     let return_path = headers::return_path(&tx.mail_from);
-    let mut local = return_path.clone().into_bytes();
-    local.extend_from_slice(&stored);
+    let local = stored.with_prepended(return_path.as_bytes());
     if let Err(e) = delivery::deliver_local(&svc.store, &sorted.inbox, folder, local).await {
         tracing::error!(id, "local delivery failed: {e}");
         return temp_local(&e);
     }
     for (user, finding) in &sorted.junk {
-        let mut copy = format!("{return_path}{}: {finding}\r\n", inbound::SPAM_HEADER).into_bytes();
-        copy.extend_from_slice(&stored);
+        let lines = format!("{return_path}{}: {finding}\r\n", inbound::SPAM_HEADER);
+        let copy = stored.with_prepended(lines.as_bytes());
         if let Err(e) =
             delivery::deliver_local(&svc.store, std::slice::from_ref(user), "Junk", copy).await
         {
@@ -184,32 +198,28 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
 
 async fn submission_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: &str) -> Reply {
     let svc = ctx.svc;
-    let mut msg = trace(ctx, tx, id).into_bytes();
-    msg.extend_from_slice(
-        headers::submission_additions(&tx.message, &svc.config.hostname).as_bytes(),
+    let mut msg = Outgoing::new(tx.message.clone());
+    msg.prepend(
+        headers::submission_additions(tx.message.as_bytes(), &svc.config.hostname).as_bytes(),
     );
-    msg.extend_from_slice(&tx.message);
+    msg.prepend(trace(ctx, tx, id).as_bytes());
     if !plan.remote.is_empty() {
-        let signature = match svc.dkim.sign(&svc.config, &msg) {
+        // Hashing a large body is CPU work: off the async workers.
+        let signed = inbound::cpu_bound(|| svc.dkim.sign_outgoing(&svc.config, &msg));
+        let signature = match signed {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(id, "DKIM signing failed: {e}");
                 return Reply::new(451, "4.3.0", "Cannot sign the message, try again later");
             }
         };
-        let mut signed = signature.into_bytes();
-        signed.extend_from_slice(&msg);
-        if let Err(e) = svc
-            .queue
-            .enqueue(&tx.mail_from, &plan.remote, &signed)
-            .await
-        {
+        let signed = msg.with_prepended(signature.as_bytes());
+        if let Err(e) = svc.queue.enqueue(&tx.mail_from, &plan.remote, signed).await {
             tracing::warn!(id, "enqueue failed: {e}");
             return temp_queue(&e);
         }
     }
-    let mut local = headers::return_path(&tx.mail_from).into_bytes();
-    local.extend_from_slice(&msg);
+    let local = msg.with_prepended(headers::return_path(&tx.mail_from).as_bytes());
     if let Err(e) = delivery::deliver_local(&svc.store, &plan.users, "", local).await {
         tracing::error!(id, "local delivery failed: {e}");
         return temp_local(&e);

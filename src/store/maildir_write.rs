@@ -45,3 +45,17 @@ pub fn deliver_to_maildir(maildir: &Path, message: &[u8]) -> io::Result<PathBuf>
         .write(message)?;
     Ok(dst)
 }
+
+/// Write a message of `size` octets, produced by `fill` (streamed from the spool), into
+/// `maildir/new/` durably; returns the final path.
+pub fn deliver_to_maildir_with(
+    maildir: &Path,
+    size: usize,
+    fill: impl FnOnce(&mut dyn io::Write) -> io::Result<()>,
+) -> io::Result<PathBuf> {
+    let dst = maildir.join("new").join(unique_name(size));
+    Durable::new(&dst)
+        .tmp_in(&maildir.join("tmp"))
+        .write_with(fill)?;
+    Ok(dst)
+}

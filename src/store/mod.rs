@@ -12,7 +12,7 @@ pub mod names;
 pub mod uidlist;
 
 pub use mailbox::{Changes, FlagOp, Mailbox, Stored};
-pub use maildir_write::{deliver_to_maildir, unique_name};
+pub use maildir_write::{deliver_to_maildir, deliver_to_maildir_with, unique_name};
 pub use names::MailboxName;
 
 use std::collections::HashMap;
@@ -170,12 +170,23 @@ impl Store {
     /// Returns the path of the delivered file. When this returns Ok, the message is on disk:
     /// the file and the directory entry are fsynced.
     pub fn deliver(&self, user: &str, folder: Folder<'_>, message: &[u8]) -> io::Result<PathBuf> {
+        self.deliver_with(user, folder, message.len(), |f| f.write_all(message))
+    }
+
+    /// `deliver` for a message of `size` octets that `fill` writes (streamed from the spool).
+    pub fn deliver_with(
+        &self,
+        user: &str,
+        folder: Folder<'_>,
+        size: usize,
+        fill: impl FnOnce(&mut dyn std::io::Write) -> io::Result<()>,
+    ) -> io::Result<PathBuf> {
         let dir = self.folder_dir(user, folder)?;
         if !dir.join("new").is_dir() {
             self.ensure_user(user)?;
             maildir::Maildir::from(dir.clone()).create_dirs()?;
         }
-        let path = deliver_to_maildir(&dir, message)?;
+        let path = deliver_to_maildir_with(&dir, size, fill)?;
         self.hub.notify(&dir);
         Ok(path)
     }

@@ -55,6 +55,9 @@ pub fn self_signed_for(dir: &Path, hostname: &str) -> Result<Arc<CertifiedKey>, 
     if hostname != "localhost" {
         names.push("localhost".into());
     }
+    // Clients pointed at 127.0.0.1 (`postern dev`, the README) check an IP SAN, not a name
+    // (RFC 6125 §1.7.2); rcgen makes these strings iPAddress entries.
+    names.extend(["127.0.0.1".to_string(), "::1".to_string()]);
     let generated =
         rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
     write_atomic(&k, generated.signing_key.serialize_pem().as_bytes(), 0o600)?;
@@ -133,5 +136,26 @@ mod tests {
         assert_eq!(a.cert[0], b.cert[0]);
         let info = super::CertInfo::of(&a).unwrap();
         assert!(info.names.contains(&"mail.example.com".to_string()));
+    }
+
+    #[test]
+    fn self_signed_covers_the_loopback_addresses() {
+        use x509_parser::extensions::GeneralName;
+        super::super::install_crypto_provider();
+        let d = tempfile::tempdir().unwrap();
+        let ck = super::self_signed_for(d.path(), "localhost").unwrap();
+        let (_, x) = x509_parser::parse_x509_certificate(ck.cert[0].as_ref()).unwrap();
+        let san = x.subject_alternative_name().unwrap().unwrap();
+        let ips: Vec<&[u8]> = san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                GeneralName::IPAddress(b) => Some(*b),
+                _ => None,
+            })
+            .collect();
+        assert!(ips.contains(&&[127u8, 0, 0, 1][..]), "{ips:?}");
+        assert!(ips.iter().any(|b| b.len() == 16), "{ips:?}");
     }
 }

@@ -46,6 +46,7 @@ pub fn make_api_cert(dir: &Path) {
 impl Pebble {
     /// Start Pebble validating HTTP-01 on `http_port` and TLS-ALPN-01 on `tls_port`.
     pub fn start(http_port: u16, tls_port: u16) -> Pebble {
+        crate::common::peers::pebble().essential();
         let dir = tempfile::tempdir().unwrap();
         make_api_cert(dir.path());
         let (port, mgmt, dns, dns_mgmt) = (free_port(), free_port(), free_port(), free_port());

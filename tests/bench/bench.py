@@ -5,7 +5,7 @@ on a large Maildir INBOX), in one run on the same machine.
 Usage (as root, after `cargo build --release`):
     python3 tests/bench/bench.py [--messages 2000] [--mailbox 100000] [--out BENCHMARKS.md]
 
-It installs nothing; `.ci/run` style prerequisites: postfix (smtp-source), dovecot-imapd.
+It installs nothing; `tests/setup-peers.sh` installs the prerequisites: postfix (smtp-source), dovecot-imapd.
 Everything binds 127.0.0.1 only and lives in a temporary directory.
 """
 import argparse, imaplib, os, random, shutil, signal, socket, ssl, subprocess, sys, tempfile, time
@@ -74,7 +74,7 @@ def wait_count(d, n, timeout=600):
 class Postern:
     def __init__(self, tmp, extra=""):
         self.dir = os.path.join(tmp, "postern")
-        os.makedirs(self.dir)
+        os.makedirs(os.path.join(self.dir, "data"))
         self.smtp, self.imap = free_port(), free_port()
         self.cfg = os.path.join(self.dir, "postern.toml")
         with open(self.cfg, "w") as f:
@@ -82,7 +82,8 @@ class Postern:
                     f'[listen]\nsmtp = ["127.0.0.1:{self.smtp}"]\nsubmission = []\nsubmissions = []\n'
                     f'imap = ["127.0.0.1:{self.imap}"]\nimaps = []\nhttp = []\n[tls]\nsource = "self-signed"\n'
                     f'[inbound]\nverify = false\n[imap]\nallow_plaintext_auth = true\n[limits]\nmax_connections_per_ip = 1000\nmax_messages_per_connection = 100000\n{extra}')
-        subprocess.run([POSTERN, "--config", self.cfg, "user", "add", "user@example.test", "--password-stdin"],
+        subprocess.run([POSTERN, "--config", self.cfg, "user", "add", "user@example.test", "--password-stdin",
+                        "--allow-short-password"],
                        input=b"pw\n", check=True, capture_output=True)
         self.maildir = os.path.join(self.dir, "data", "mail", "example.test", "user")
         self.proc = None

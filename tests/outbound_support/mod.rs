@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{Postern, Setup, free_port, which};
+use crate::common::{Postern, Setup, free_port, peers};
 
 pub fn is_root() -> bool {
     Command::new("id")
@@ -83,10 +83,7 @@ pub struct Dns {
 
 impl Dns {
     pub fn start(lines: &[String]) -> Dns {
-        assert!(
-            which("dnsmasq"),
-            "dnsmasq is required (installed by .ci/run)"
-        );
+        peers::dnsmasq().essential();
         // free_port() checks TCP only: if the UDP port is taken, dnsmasq exits; try another.
         for _ in 0..5 {
             if let Some(dns) = Self::try_start(lines) {
@@ -155,10 +152,7 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// `extra`: e.g. ["-r", "rcpt"] to answer RCPT with 4xx, ["-f", "rcpt"] with 5xx.
     pub fn start(ip: &str, port: u16, extra: &[&str]) -> SmtpSink {
-        assert!(
-            Path::new("/usr/sbin/smtp-sink").exists(),
-            "smtp-sink is required (package postfix, installed by .ci/run)"
-        );
+        peers::smtp_sink().essential();
         let dir = tempfile::tempdir().unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();

@@ -32,7 +32,17 @@ pub(super) fn check_certificate(
     served: Option<Vec<CertificateDer<'static>>>,
     min_days: i64,
 ) -> Outcome {
-    let acme_fix = "use a CA-issued certificate: tls.source = \"acme\" (port 80 reachable from the internet) or \"files\" with your certificate";
+    let acme_fix = fix_for_source(config);
+    let acme_fix = acme_fix.as_str();
+    if config.tls.source == TlsSource::Files && !config.tls.cert_file.is_file() {
+        return Err((
+            format!(
+                "tls.cert_file {} does not exist",
+                config.tls.cert_file.display()
+            ),
+            "put the PEM certificate chain there, or correct tls.cert_file".into(),
+        ));
+    }
     let (origin, chain) = match served {
         Some(c) if !c.is_empty() => ("served".to_string(), c),
         _ => match stored_certificate(config) {
@@ -70,9 +80,7 @@ pub(super) fn check_certificate(
         return Err((
             format!("the certificate {origin} expires in {days_left} days ({until})"),
             match config.tls.source {
-                TlsSource::Acme => {
-                    "renewal is failing: see `journalctl -u postern` for the ACME error".into()
-                }
+                TlsSource::Acme => acme_fix.to_string(),
                 _ => "renew the certificate files, then `systemctl reload postern`".into(),
             },
         ));
@@ -81,6 +89,30 @@ pub(super) fn check_certificate(
         "{origin}, valid for {}, issued by {issuer}, until {until} ({days_left} days)",
         config.hostname
     ))
+}
+
+/// What to do about an untrusted or expiring certificate, for the source configured: with
+/// ACME already set, advising it would be no help, so its last error is shown instead.
+fn fix_for_source(config: &Config) -> String {
+    match config.tls.source {
+        TlsSource::Acme => {
+            let state = crate::tls::acme::Store::new(&config.data_dir.join("tls")).load_state();
+            match state.and_then(|s| s.last_error) {
+                Some(e) => format!(
+                    "ACME is failing (last error: {e}); `postern tls status` has the details"
+                ),
+                None => format!(
+                    "ACME has not obtained a certificate yet: port 80 (or 443 for tls-alpn-01) must be reachable from the internet for {}; `postern tls status` shows progress",
+                    config.hostname
+                ),
+            }
+        }
+        TlsSource::Files => format!(
+            "replace {} with a CA-issued certificate chain, then `systemctl reload postern`",
+            config.tls.cert_file.display()
+        ),
+        TlsSource::SelfSigned => "use a CA-issued certificate: tls.source = \"acme\" (port 80 reachable from the internet) or \"files\" with your certificate".into(),
+    }
 }
 
 /// Verify `chain` for `name` as a client would: against the system's roots (SSL_CERT_FILE

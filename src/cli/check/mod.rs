@@ -76,6 +76,14 @@ pub fn run(config: &Config, args: CheckArgs) -> anyhow::Result<bool> {
         "checking {} (host {}) through {servers}",
         config.domain, config.hostname
     );
+    // One query first: with no resolver answering, every record check would wait out its
+    // timeout and then blame the record.
+    if let Err(e) = rt.block_on(resolver_answers(&resolver, &config.domain)) {
+        println!(
+            "FAILED  resolver: {servers} did not answer ({e}) — fix: check [dns].nameservers, /etc/resolv.conf and the network; no other check was run"
+        );
+        return Ok(false);
+    }
     let failed = rt.block_on(check_all(config, &resolver, &args));
     if failed > 0 {
         println!("{failed} check(s) FAILED");
@@ -83,6 +91,15 @@ pub fn run(config: &Config, args: CheckArgs) -> anyhow::Result<bool> {
         println!("all checks passed");
     }
     Ok(failed == 0)
+}
+
+/// Whether the resolver answers at all: a "no such record" is an answer.
+async fn resolver_answers(r: &TokioResolver, domain: &str) -> Result<(), String> {
+    match r.ns_lookup(fqdn(domain)).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_no_records_found() => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 async fn check_all(config: &Config, r: &TokioResolver, args: &CheckArgs) -> usize {

@@ -42,6 +42,16 @@ impl Session {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };
+        // A large literal was streamed to the spool (`framer.rs`); the decoded one is empty.
+        let spooled = match self.append_body.take() {
+            None => None,
+            Some(Ok(body)) => Some(body),
+            Some(Err(e)) => {
+                tracing::warn!("imap APPEND: cannot spool the message: {e}");
+                return cmd_no(out, tag, &super::write_failed(&e));
+            }
+        };
+        let data = spooled.as_ref().map_or(data, |b| b.as_bytes());
         if data.len() as u64 > self.svc.config.limits.max_message_size {
             return cmd_no(out, tag, "[TOOBIG] message too large");
         }
@@ -55,7 +65,18 @@ impl Session {
             Ok(mb) => mb,
             Err(e) => return cmd_no(out, tag, &e),
         };
-        match mb.append(data, sys, &kws, date) {
+        let stored = match &spooled {
+            // Streamed from the spool file into the Maildir, never read into memory.
+            Some(body) => mb.append_with(
+                body.len(),
+                |f| body.copy_range_to(0..body.len(), f),
+                sys,
+                &kws,
+                date,
+            ),
+            None => mb.append(data, sys, &kws, date),
+        };
+        match stored {
             Ok((v, uid)) => {
                 self.sync(out, true);
                 cmd_ok(out, tag, &format!("[APPENDUID {v} {uid}] APPEND completed"));

@@ -2,8 +2,11 @@
 //! on the whole message before it is handed to delivery (header From ownership on
 //! submission, RFC 6409 §6.1; RFC 5322 §3.6).
 
+use std::sync::Arc;
+
 use super::{Action, Directory, Reply, Session, Transaction, r, sanitize, std_replies};
 use crate::smtp::data::{BdatCollector, DataError};
+use crate::spool::{SpoolWriter, SpooledMessage};
 
 impl Session {
     /// Bare CR/LF in the body are refused from the internet (port 25) and normalised on
@@ -29,7 +32,7 @@ impl Session {
     /// The body of DATA is in (or refused by the decoder).
     pub fn data_received(
         &mut self,
-        result: Result<Vec<u8>, DataError>,
+        result: Result<SpooledMessage, DataError>,
         dir: &dyn Directory,
     ) -> Action {
         match result {
@@ -52,8 +55,11 @@ impl Session {
             Some(_) => {
                 if self.bdat.is_none() {
                     self.bdat = Some(
-                        BdatCollector::new(self.cfg.max_message_size)
-                            .forbid_bare_newline(self.forbid_bare_newline()),
+                        BdatCollector::with_sink(
+                            self.cfg.max_message_size,
+                            self.cfg.spool.writer(),
+                        )
+                        .forbid_bare_newline(self.forbid_bare_newline()),
                     );
                 }
             }
@@ -91,10 +97,10 @@ impl Session {
             return Action::Reply(r(250, "2.0.0", format!("{} octets received", c.size())));
         }
         let c = self.bdat.take().expect("checked above");
-        self.data_received(c.finish(), dir)
+        self.data_received(finish_body(c.finish()), dir)
     }
 
-    fn complete(&mut self, message: Vec<u8>, dir: &dyn Directory) -> Action {
+    fn complete(&mut self, message: SpooledMessage, dir: &dyn Directory) -> Action {
         let tx = self
             .tx
             .take()
@@ -103,14 +109,14 @@ impl Session {
         if let Some(user) = &self.auth_user {
             // RFC 6409 §6.1 leaves sender policy to us: header From must be the user's too.
             // RFC 5322 §3.6: exactly one From; a second one could hide the real author.
-            if crate::smtp::headers::count_header(&message, "From") > 1 {
+            if crate::smtp::headers::count_header(message.as_bytes(), "From") > 1 {
                 return Action::Reply(r(
                     550,
                     "5.6.0",
                     "Message has more than one From header (RFC 5322 §3.6)",
                 ));
             }
-            match header_from_addresses(&message) {
+            match header_from_addresses(message.as_bytes()) {
                 None => {
                     return Action::Reply(r(
                         550,
@@ -143,7 +149,7 @@ impl Session {
         Action::Deliver(Box::new(Transaction {
             mail_from: tx.mail_from,
             rcpts: tx.rcpts,
-            message,
+            message: Arc::new(message),
             helo: self.helo.clone().unwrap_or_default(),
             auth_user: self.auth_user.clone(),
             smtputf8: tx.smtputf8,
@@ -160,8 +166,15 @@ impl Session {
     }
 }
 
+/// The spooled body of a decoder or BDAT collector that finished without a protocol error.
+pub fn finish_body(r: Result<SpoolWriter, DataError>) -> Result<SpooledMessage, DataError> {
+    r?.finish().map_err(|e| DataError::Storage(e.to_string()))
+}
+
 fn data_error_reply(e: &DataError, max: u64) -> Reply {
     match e {
+        // RFC 3463 §3.4: X.3.1 "mail system full"; the client keeps the message and retries.
+        DataError::Storage(_) => r(452, "4.3.1", "Insufficient system storage, try again later"),
         DataError::TooBig { .. } => r(
             552,
             "5.3.4",

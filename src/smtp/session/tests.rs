@@ -43,6 +43,7 @@ fn cfg(mode: Mode) -> SessionConfig {
         max_messages: 2,
         max_invalid_recipients: 2,
         max_errors: 5,
+        spool: crate::spool::Spool::memory(),
     }
 }
 
@@ -308,7 +309,7 @@ fn data_flow_and_message_limit() {
         assert_eq!(code(&cmd(&mut s, "RCPT TO:<fwd@example.com>")), 250);
         let a = cmd(&mut s, "DATA");
         assert!(matches!(a, Action::ReadData(ref r) if r.code == 354));
-        let a = s.data_received(Ok(b"Subject: t\r\n\r\nhi\r\n".to_vec()), &Dir);
+        let a = s.data_received(Ok(b"Subject: t\r\n\r\nhi\r\n".to_vec().into()), &Dir);
         let Action::Deliver(tx) = a else {
             panic!("{a:?}")
         };
@@ -387,7 +388,7 @@ fn bdat_chunks() {
     let Action::Deliver(tx) = s.bdat_end(&Dir) else {
         panic!()
     };
-    assert_eq!(tx.message, b"Subject: x\r\n\r\nb");
+    assert_eq!(tx.message.as_bytes(), b"Subject: x\r\n\r\nb");
 }
 
 #[test]
@@ -510,7 +511,7 @@ fn submission_requires_tls_then_auth() {
     assert_eq!(code(&cmd(&mut s, "RCPT TO:<x@elsewhere.org>")), 250);
     cmd(&mut s, "DATA");
     let a = s.data_received(
-        Ok(b"From: Bob <bob@example.com>\r\n\r\nx\r\n".to_vec()),
+        Ok(b"From: Bob <bob@example.com>\r\n\r\nx\r\n".to_vec().into()),
         &Dir,
     );
     assert_eq!(
@@ -521,7 +522,11 @@ fn submission_requires_tls_then_auth() {
     cmd(&mut s, "RCPT TO:<x@elsewhere.org>");
     cmd(&mut s, "DATA");
     let a = s.data_received(
-        Ok(b"From: alice@example.com\r\nFrom: bob@example.com\r\n\r\nx\r\n".to_vec()),
+        Ok(
+            b"From: alice@example.com\r\nFrom: bob@example.com\r\n\r\nx\r\n"
+                .to_vec()
+                .into(),
+        ),
         &Dir,
     );
     assert_eq!(
@@ -532,7 +537,7 @@ fn submission_requires_tls_then_auth() {
     cmd(&mut s, "RCPT TO:<x@elsewhere.org>");
     cmd(&mut s, "DATA");
     let a = s.data_received(
-        Ok(b"From: A <alice@example.com>\r\n\r\nx\r\n".to_vec()),
+        Ok(b"From: A <alice@example.com>\r\n\r\nx\r\n".to_vec().into()),
         &Dir,
     );
     let Action::Deliver(tx) = a else {

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -22,18 +22,36 @@ impl Mailbox {
         keywords: &[String],
         internal_date: Option<SystemTime>,
     ) -> io::Result<(u32, u32)> {
+        self.append_with(
+            data.len(),
+            |f| f.write_all(data),
+            system,
+            keywords,
+            internal_date,
+        )
+    }
+
+    /// `append` for a message of `size` octets that `fill` writes (streamed from the spool).
+    pub fn append_with(
+        &self,
+        size: usize,
+        fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+        system: u8,
+        keywords: &[String],
+        internal_date: Option<SystemTime>,
+    ) -> io::Result<(u32, u32)> {
         let mut ix = self.lock();
         let kw = ix.keyword_bits(&self.dir, keywords, true)?;
         let flags = Flags {
             system,
             keywords: kw,
         };
-        let base = super::super::unique_name(data.len());
+        let base = super::super::unique_name(size);
         let file = format!("{base}:2,{}", flags.to_info());
         Durable::new(&self.dir.join("cur").join(&file))
             .tmp_in(&self.dir.join("tmp"))
             .mtime(internal_date)
-            .write(data)?;
+            .write_with(fill)?;
         let uid = ix.add(&self.dir, vec![(base.into(), file.into(), false, flags)])?[0];
         let v = ix.uidvalidity;
         drop(ix);
