@@ -54,7 +54,8 @@ APT=(
   "rspamd|ok rspamd --version"
   # the test ACME CA (tests/acme_*.rs, tls_files.rs)
   "pebble|usage_of pebble && usage_of pebble-challtestsrv"
-  # IMAP clients (tests/imap_sessions.rs, client_fetchers.rs)
+  # IMAP clients (tests/imap_sessions.rs, client_fetchers.rs); fetchmail also over POP3
+  # (tests/pop3_clients.rs)
   "isync|prints isync mbsync --version"
   "curl|prints ' imaps ' curl --version"
   "offlineimap3|ok offlineimap --version"
@@ -64,7 +65,8 @@ APT=(
   # certificates and keys (tls_files, ops_dns_check, inbound_auth, outbound_delivery)
   "openssl|prints OpenSSL openssl version"
   "ca-certificates|test -s /etc/ssl/certs/ca-certificates.crt"
-  # the IMAP baseline of tests/bench; dig for DNS debugging
+  # the IMAP baseline of tests/bench and the source of tests/import_dovecot.rs; dig for DNS
+  # debugging
   "dovecot-imapd|ok dovecot --version"
   "dnsutils|ok dig -v"
   # contrib/fail2ban checked with fail2ban-regex and fail2ban-client (tests/ops_contrib.rs)
