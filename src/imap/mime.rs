@@ -514,21 +514,33 @@ pub enum SectionText {
 }
 
 /// Find the entity a part path names (RFC 3501 §6.4.5). `[]` is the message itself.
+///
+/// Numbers count the body parts of a *message*: the children of its root entity when that
+/// is multipart, else part 1 is the root entity itself. A multipart part's numbers are its
+/// children; a message/rfc822 part's numbers are those of the message it encapsulates (so
+/// in a message that is wholly `message/rfc822`, `1` is that body, `1.1` the inner
+/// message's first part). A leaf has no sub-parts.
 pub fn locate<'a>(root: &'a Part, path: &[u32]) -> Option<&'a Part> {
     let mut cur = root;
-    for &n in path {
-        // Numbering continues inside an embedded message/rfc822.
-        if let Some(m) = &cur.message {
-            cur = m;
-        }
-        if cur.children.is_empty() {
-            // Part 1 of a non-multipart entity is the entity's body.
+    for (i, &n) in path.iter().enumerate() {
+        let container = if i == 0 {
+            root
+        } else if let Some(m) = &cur.message {
+            m
+        } else if !cur.children.is_empty() {
+            cur = cur.children.get((n as usize).checked_sub(1)?)?;
+            continue;
+        } else {
+            return None;
+        };
+        cur = if container.children.is_empty() {
             if n != 1 {
                 return None;
             }
-            continue;
-        }
-        cur = cur.children.get(n as usize - 1)?;
+            container
+        } else {
+            container.children.get((n as usize).checked_sub(1)?)?
+        };
     }
     Some(cur)
 }
@@ -567,85 +579,4 @@ pub fn section_bytes(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MIXED: &[u8] = b"From: =?utf-8?q?J=C3=B6rg?= <jorg@example.com>\r\nTo: a@example.com, \"B\" <b@example.com>\r\nSubject: =?utf-8?b?SGVsbG8gV8O2cmxk?=\r\nMessage-ID: <1@x>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"XX\"\r\n\r\npreamble\r\n--XX\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\r\nworld\r\n--XX\r\nContent-Type: application/pdf; name=\"a.pdf\"\r\nContent-Disposition: attachment; filename=\"a.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--XX\r\nContent-Type: message/rfc822\r\n\r\nFrom: c@example.com\r\nSubject: inner\r\nContent-Type: text/plain\r\n\r\ninner body\r\n--XX--\r\n";
-
-    #[test]
-    fn structure_of_mixed_message() {
-        let root = parse(MIXED);
-        assert_eq!(root.children.len(), 3);
-        let mut bs = Vec::new();
-        body_structure(&mut bs, &root, MIXED, true);
-        let s = String::from_utf8(bs).unwrap();
-        assert!(s.starts_with("((\"TEXT\" \"PLAIN\" (\"charset\" \"utf-8\") NIL NIL \"7BIT\" 12 2 NIL NIL NIL NIL)"), "{s}");
-        assert!(s.contains("(\"APPLICATION\" \"PDF\" (\"name\" \"a.pdf\") NIL NIL \"BASE64\" 8 NIL (\"ATTACHMENT\" (\"filename\" \"a.pdf\")) NIL NIL)"), "{s}");
-        assert!(
-            s.contains("\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\""),
-            "{s}"
-        );
-        assert!(s.contains("\"inner\""), "{s}");
-        assert!(
-            s.ends_with(" \"MIXED\" (\"boundary\" \"XX\") NIL NIL NIL)"),
-            "{s}"
-        );
-        assert_eq!(
-            section_bytes(&root, MIXED, &[1], &SectionText::Full).unwrap(),
-            b"hello\r\nworld"
-        );
-        assert_eq!(
-            section_bytes(&root, MIXED, &[3], &SectionText::Text).unwrap(),
-            b"inner body"
-        );
-        let h = section_bytes(&root, MIXED, &[3], &SectionText::Header).unwrap();
-        assert!(h.starts_with(b"From: c@example.com\r\n") && h.ends_with(b"\r\n\r\n"));
-        assert_eq!(
-            section_bytes(&root, MIXED, &[3, 1], &SectionText::Full).unwrap(),
-            b"inner body"
-        );
-        let m = section_bytes(&root, MIXED, &[2], &SectionText::Mime).unwrap();
-        assert!(m.starts_with(b"Content-Type: application/pdf"));
-        let f = section_bytes(
-            &root,
-            MIXED,
-            &[],
-            &SectionText::Fields(vec![b"subject".to_vec()], false),
-        )
-        .unwrap();
-        assert_eq!(f, b"Subject: =?utf-8?b?SGVsbG8gV8O2cmxk?=\r\n\r\n");
-    }
-
-    #[test]
-    fn envelope_keeps_encoded_words() {
-        let root = parse(MIXED);
-        let e = String::from_utf8(envelope(&MIXED[root.header.0..root.header.1])).unwrap();
-        assert!(e.contains("\"=?utf-8?b?SGVsbG8gV8O2cmxk?=\""), "{e}");
-        assert!(
-            e.contains("((\"=?utf-8?b?SsO2cmc=?=\" NIL \"jorg\" \"example.com\"))"),
-            "{e}"
-        );
-        assert!(
-            e.contains("((NIL NIL \"a\" \"example.com\")(\"B\" NIL \"b\" \"example.com\"))"),
-            "{e}"
-        );
-        assert!(e.ends_with(" NIL \"<1@x>\")"), "{e}");
-    }
-
-    #[test]
-    fn crlf_and_plain() {
-        assert_eq!(to_crlf(b"a\nb\r\n".to_vec()), b"a\r\nb\r\n");
-        let m = b"Subject: x\r\n\r\nbody\r\n";
-        let root = parse(m);
-        let mut bs = Vec::new();
-        body_structure(&mut bs, &root, m, false);
-        assert_eq!(
-            String::from_utf8(bs).unwrap(),
-            "(\"TEXT\" \"PLAIN\" (\"charset\" \"us-ascii\") NIL NIL \"7BIT\" 6 1)"
-        );
-        assert_eq!(
-            section_bytes(&root, m, &[1], &SectionText::Full).unwrap(),
-            b"body\r\n"
-        );
-    }
-}
+mod tests;

@@ -4,6 +4,7 @@
 //! `session`.
 
 pub mod command;
+pub mod compress;
 pub mod condstore;
 pub mod flag_list;
 pub mod framer;
@@ -159,6 +160,18 @@ async fn send<S: AsyncWrite + Unpin>(stream: &mut S, data: &[u8]) -> bool {
     )
 }
 
+/// Write `data`, deflated when COMPRESS is active.
+async fn send_z<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    z: &mut Option<compress::Deflate>,
+    data: &[u8],
+) -> bool {
+    match z {
+        Some(z) => send(stream, &z.deflate(data)).await,
+        None => send(stream, data).await,
+    }
+}
+
 /// Drive a session over a stream until it closes or asks for STARTTLS.
 async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
     svc: &Arc<Services>,
@@ -185,13 +198,15 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
     let mut deadline = tokio::time::Instant::now() + limit(&sess);
     let mut received: u64 = 0;
     let mut buf = vec![0u8; 64 * 1024];
+    // COMPRESS=DEFLATE (RFC 4978), once the session has said OK to it.
+    let mut z: Option<compress::Deflate> = None;
     loop {
         let Some((s, out, st)) = step(sess).await else {
             return Outcome::Done;
         };
         sess = s;
         if !out.is_empty() {
-            if !send(&mut stream, &out).await {
+            if !send_z(&mut stream, &mut z, &out).await {
                 return Outcome::Done;
             }
             deadline = tokio::time::Instant::now() + limit(&sess);
@@ -199,6 +214,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
         }
         match st {
             Step::Continue => continue,
+            Step::Compress => {
+                z = Some(compress::Deflate::new());
+                continue;
+            }
             Step::Close => {
                 let _ = stream.flush().await;
                 let _ = stream.shutdown().await;
@@ -233,16 +252,38 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
                         Wake::Input(Ok(0)) | Wake::Input(Err(_)) => return Outcome::Done,
                         Wake::Input(Ok(n)) => {
                             received += n as u64;
-                            sess.input(&buf[..n]);
+                            match z.as_mut().map(|z| z.inflate(&buf[..n])) {
+                                None => sess.input(&buf[..n]),
+                                Some(Ok(plain)) => sess.input(&plain),
+                                Some(Err(e)) => {
+                                    tracing::debug!(peer = %sess.peer, "imap compress: {e}");
+                                    send_z(
+                                        &mut stream,
+                                        &mut z,
+                                        format!("* BYE {e}\r\n").as_bytes(),
+                                    )
+                                    .await;
+                                    return Outcome::Done;
+                                }
+                            }
                             break;
                         }
                         Wake::Timeout => {
-                            send(&mut stream, b"* BYE Autologout; idle for too long\r\n").await;
+                            send_z(
+                                &mut stream,
+                                &mut z,
+                                b"* BYE Autologout; idle for too long\r\n",
+                            )
+                            .await;
                             return Outcome::Done;
                         }
                         Wake::Shutdown => {
-                            send(&mut stream, b"* BYE [UNAVAILABLE] server shutting down\r\n")
-                                .await;
+                            send_z(
+                                &mut stream,
+                                &mut z,
+                                b"* BYE [UNAVAILABLE] server shutting down\r\n",
+                            )
+                            .await;
                             return Outcome::Done;
                         }
                         Wake::Changed => {
@@ -250,7 +291,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
                                 return Outcome::Done;
                             };
                             sess = s;
-                            if !out.is_empty() && !send(&mut stream, &out).await {
+                            if !out.is_empty() && !send_z(&mut stream, &mut z, &out).await {
                                 return Outcome::Done;
                             }
                             if sess.is_closing() {

@@ -64,6 +64,8 @@ pub enum Step {
     StartTls,
     /// Write `out`, then wait for input or mailbox changes (`idle_sync`).
     Idle,
+    /// Write `out` (uncompressed), then deflate both directions (COMPRESS, RFC 4978).
+    Compress,
     /// Write `out` and close.
     Close,
 }
@@ -73,6 +75,46 @@ pub struct Selected {
     pub name: MailboxName,
     pub view: View,
     pub ro: bool,
+    /// How many of the mailbox's keywords this client has been told of with FLAGS.
+    pub keywords_shown: usize,
+}
+
+impl Selected {
+    /// The mailbox's keywords for rendering flags, after announcing any this client has not
+    /// seen with untagged FLAGS and PERMANENTFLAGS: RFC 3501 §7.2.6 / RFC 9051 §7.3.5 want
+    /// a client to learn of a keyword before a FETCH shows it, whoever created it. Render
+    /// with the returned list only, so a keyword created meanwhile stays unshown until the
+    /// next announcement.
+    pub fn announce_keywords(&mut self, out: &mut Vec<u8>) -> Vec<String> {
+        let kws = self.mb.lock().keywords.clone();
+        if kws.len() > self.keywords_shown {
+            let (flags, perm) = flags_lines(&kws, self.ro);
+            out.extend_from_slice(flags.as_bytes());
+            out.extend_from_slice(perm.as_bytes());
+            self.keywords_shown = kws.len();
+        }
+        kws
+    }
+}
+
+/// The untagged FLAGS line and the PERMANENTFLAGS OK line for a mailbox's keywords.
+pub fn flags_lines(kws: &[String], ro: bool) -> (String, String) {
+    let kw: String = kws
+        .iter()
+        .filter(|k| !k.is_empty() && !crate::spam::events::is_training_keyword(k))
+        .map(|k| format!(" {k}"))
+        .collect();
+    let flags = format!(
+        "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Junk $NotJunk{kw})\r\n"
+    );
+    let perm = if ro {
+        "* OK [PERMANENTFLAGS ()] read-only\r\n".to_string()
+    } else {
+        format!(
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Junk $NotJunk{kw} \\*)] flags permitted\r\n"
+        )
+    };
+    (flags, perm)
 }
 
 /// The connection states of RFC 3501 §3 (RFC 9051 §3). Logout is not a state here: the
@@ -167,6 +209,8 @@ pub struct Session {
     pub(crate) saved: Vec<u32>,
     /// CONDSTORE/QRESYNC state (`condstore.rs`).
     pub modes: super::condstore::Modes,
+    /// COMPRESS=DEFLATE is active (RFC 4978).
+    pub compressed: bool,
 }
 
 pub(crate) fn cmd_ok(out: &mut Vec<u8>, tag: &str, text: &str) {
@@ -205,6 +249,7 @@ impl Session {
             closing: false,
             saved: Vec::new(),
             modes: Default::default(),
+            compressed: false,
         }
     }
 
@@ -217,6 +262,9 @@ impl Session {
             "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT CHILDREN UIDPLUS MOVE SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES BINARY UTF8=ACCEPT WITHIN",
         );
         c.push_str(" CONDSTORE QRESYNC");
+        if self.state.is_authenticated() && !self.compressed {
+            c.push_str(" COMPRESS=DEFLATE");
+        }
         if !self.state.is_authenticated() {
             if !self.tls {
                 c.push_str(" STARTTLS");
@@ -422,6 +470,7 @@ impl Session {
         let (tag, prepared) = super::parse::prepare(msg, &self.saved, view);
         match prepared {
             Prepared::Decode(m) => self.decode_and_run(&tag, &m, out),
+            Prepared::Compress(alg) => self.compress(&tag, alg.as_deref(), out),
             Prepared::Bad(e) => {
                 cmd_bad(out, &tag, e);
                 Step::Continue
@@ -496,11 +545,7 @@ impl Session {
             sel.view.recent.clear();
             updates.retain(|u| !matches!(u, Update::Recent(_)));
         }
-        let kws = if updates.iter().any(|u| matches!(u, Update::Flags(..))) {
-            sel.mb.lock().keywords.clone()
-        } else {
-            Vec::new()
-        };
+        let kws = sel.announce_keywords(out);
         if let Some(sel) = self.state.selected() {
             out.extend_from_slice(&self.render_updates(updates, &sel.view, &kws));
         }

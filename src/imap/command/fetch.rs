@@ -2,6 +2,13 @@
 //! renders a bounded slice of messages per step, so `FETCH 1:* BODY[]` on a huge mailbox
 //! streams instead of building one giant reply. ENVELOPE, BODY, BODYSTRUCTURE and the
 //! CRLF size are cached per message in the store's parse cache.
+//!
+//! Messages another session expunged that this session has not yet been told of (RFC 2180
+//! §4.1): the Maildir file is gone, so their data is not served. FETCH returns everything
+//! that still exists, then answers `NO [EXPUNGEISSUED]` (RFC 5530 §3), and the client learns
+//! of the expunge at its next NOOP or UID command. STORE (`store.rs`) and COPY/MOVE
+//! (`copy_move.rs`) act on the messages that still exist and answer OK (RFC 2180 §4.2, §4.4:
+//! the expunged ones simply have nothing left to change or copy).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -262,31 +269,49 @@ fn decode_cte(header: &[u8], body: &[u8]) -> Option<Vec<u8>> {
                 .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(&clean))
                 .unwrap_or_else(|_| body.to_vec())
         }
-        "quoted-printable" => {
-            let mut out = Vec::with_capacity(body.len());
-            let mut i = 0;
-            while i < body.len() {
-                if body[i] == b'=' {
-                    if body.get(i + 1..i + 3) == Some(b"\r\n") {
-                        i += 3;
-                        continue;
-                    }
-                    if let Some(h) = body.get(i + 1..i + 3)
-                        && let Ok(v) = u8::from_str_radix(&String::from_utf8_lossy(h), 16)
-                    {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                }
-                out.push(body[i]);
-                i += 1;
-            }
-            out
-        }
+        "quoted-printable" => qp_decode(body),
         "" | "7bit" | "8bit" | "binary" => body.to_vec(),
         _ => return None,
     })
+}
+
+/// Quoted-printable (RFC 2045 §6.7): `=XX` octets, `=` at a line end is a soft break, and
+/// whitespace at the end of an encoded line is transport padding, deleted (rule 3). A `=`
+/// not followed by two hex digits is kept as is (the robust reading §6.7 suggests).
+fn qp_decode(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut lines = body.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let had_lf = lines.peek().is_some();
+        let mut l = line.strip_suffix(b"\r").unwrap_or(line);
+        while let Some((&last, rest)) = l.split_last()
+            && (last == b' ' || last == b'\t')
+        {
+            l = rest;
+        }
+        let soft = l.last() == Some(&b'=');
+        if soft {
+            l = &l[..l.len() - 1];
+        }
+        let mut i = 0;
+        while i < l.len() {
+            if l[i] == b'='
+                && let Some(h) = l.get(i + 1..i + 3)
+                && h.iter().all(u8::is_ascii_hexdigit)
+                && let Ok(v) = u8::from_str_radix(std::str::from_utf8(h).unwrap_or("x"), 16)
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+            out.push(l[i]);
+            i += 1;
+        }
+        if had_lf && !soft {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out
 }
 
 impl FetchJob {
@@ -339,7 +364,7 @@ impl FetchJob {
                 })
                 .collect()
         };
-        let keywords = sel.mb.lock().keywords.clone();
+        let keywords = sel.announce_keywords(out);
         let needs_cache = self.items.iter().any(|i| {
             matches!(
                 i,
@@ -413,6 +438,8 @@ impl FetchJob {
             let root = data.as_ref().filter(|_| needs_data).map(|d| mime::parse(d));
             let mut parts: Vec<Vec<u8>> = Vec::new();
             let mut has_flags = false;
+            // RFC 3516 §4.3: a part we cannot decode fails the FETCH of that message.
+            let mut undecodable = false;
             for it in &self.items {
                 let mut p = Vec::new();
                 match it {
@@ -473,7 +500,7 @@ impl FetchJob {
                         {
                             match decode_cte(&d[part.header.0..part.header.1], &bytes) {
                                 Some(b) => bytes = b,
-                                None => self.unknown_cte = true,
+                                None => undecodable = true,
                             }
                         }
                         let mut l = label.clone();
@@ -501,7 +528,7 @@ impl FetchJob {
                         {
                             match decode_cte(&d[part.header.0..part.header.1], &bytes) {
                                 Some(b) => bytes = b,
-                                None => self.unknown_cte = true,
+                                None => undecodable = true,
                             }
                         }
                         let spec = sp
@@ -515,6 +542,10 @@ impl FetchJob {
                     }
                 }
                 parts.push(p);
+            }
+            if undecodable {
+                self.unknown_cte = true;
+                continue;
             }
             if seen_now.contains(&uid) && !has_flags {
                 let f = crate::store::flags::Flags {
@@ -612,7 +643,11 @@ impl Session {
                 "[UNKNOWN-CTE] cannot decode a part's transfer encoding",
             );
         } else if job.failed {
-            cmd_no(out, &job.tag, "some messages could not be read (expunged?)");
+            cmd_no(
+                out,
+                &job.tag,
+                "[EXPUNGEISSUED] some of the requested messages no longer exist",
+            );
         } else {
             cmd_ok(out, &job.tag, "FETCH completed");
         }

@@ -43,6 +43,24 @@ fn matches(pattern: &[u8], name: &MailboxName, utf8: bool) -> bool {
     wildcard(pattern, w)
 }
 
+/// Is `kid` below `parent` in the hierarchy?
+fn descends(kid: &MailboxName, parent: &MailboxName) -> bool {
+    kid.wire()
+        .strip_prefix(parent.wire())
+        .is_some_and(|r| r.starts_with(DELIM))
+}
+
+/// Does some subscribed mailbox below `name` not match the patterns itself? Then `name`
+/// stands for it: LSUB shows it `\Noselect` (RFC 3501 §6.3.9), LIST (SUBSCRIBED
+/// RECURSIVEMATCH) with CHILDINFO (RFC 5258 §3.5).
+fn stands_for_subscribed(
+    subs: &[MailboxName],
+    name: &MailboxName,
+    hit: &dyn Fn(&MailboxName) -> bool,
+) -> bool {
+    subs.iter().any(|s| descends(s, name) && !hit(s))
+}
+
 /// Attributes of an existing mailbox: children (RFC 3348) and special use (RFC 6154).
 fn attributes(all: &[MailboxName], name: &MailboxName) -> Vec<&'static str> {
     let prefix = format!("{}{DELIM}", name.wire());
@@ -110,15 +128,39 @@ impl Session {
             (a.0 != MailboxName::Inbox, a.0.wire()).cmp(&(b.0 != MailboxName::Inbox, b.0.wire()))
         });
         if o.sel_subscribed {
-            candidates = subs.iter().map(|n| (n.clone(), all.contains(n))).collect();
+            let mut c: Vec<(MailboxName, bool)> =
+                subs.iter().map(|n| (n.clone(), all.contains(n))).collect();
+            if o.recursive {
+                // Parents of subscriptions, which may be reported for their children.
+                for s in &subs {
+                    for p in s.parents() {
+                        if !c.iter().any(|(n, _)| *n == p) {
+                            let exists = all.contains(&p) || missing.contains(&p);
+                            c.push((p, exists));
+                        }
+                    }
+                }
+            }
+            c.sort_by(|a, b| {
+                (a.0 != MailboxName::Inbox, a.0.wire())
+                    .cmp(&(b.0 != MailboxName::Inbox, b.0.wire()))
+            });
+            candidates = c;
         }
-        for (name, exists) in candidates {
-            let hit = o.patterns.iter().any(|p| {
+        let hit = |name: &MailboxName| {
+            o.patterns.iter().any(|p| {
                 let mut full = o.reference.clone();
                 full.extend_from_slice(p);
-                matches(&full, &name, utf8)
-            });
-            if !hit {
+                matches(&full, name, utf8)
+            })
+        };
+        for (name, exists) in candidates {
+            if !hit(&name) {
+                continue;
+            }
+            let childinfo =
+                o.sel_subscribed && o.recursive && stands_for_subscribed(&subs, &name, &hit);
+            if o.sel_subscribed && !subs.contains(&name) && !childinfo {
                 continue;
             }
             let su = special_use(&name);
@@ -140,6 +182,9 @@ impl Session {
             }
             let mut line = format!("* LIST ({}) \"{DELIM}\" ", attrs.join(" ")).into_bytes();
             wire::mailbox(&mut line, &name.shown(utf8), utf8);
+            if childinfo {
+                line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+            }
             line.extend_from_slice(b"\r\n");
             out.extend_from_slice(&line);
             if let Some(items) = &o.ret_status
@@ -170,13 +215,34 @@ impl Session {
             ListMailbox::String(st) => full.extend_from_slice(st.as_ref()),
         }
         let utf8 = self.utf8_names();
-        for name in self.svc.store.subscriptions(&user).unwrap_or_default() {
-            if matches(&full, &name, utf8) {
-                let mut line = format!("* LSUB () \"{DELIM}\" ").into_bytes();
-                wire::mailbox(&mut line, &name.shown(utf8), utf8);
-                line.extend_from_slice(b"\r\n");
-                out.extend_from_slice(&line);
+        let subs = self.svc.store.subscriptions(&user).unwrap_or_default();
+        let hit = |n: &MailboxName| matches(&full, n, utf8);
+        // Subscriptions, and the unsubscribed parents standing for subscribed children a `%`
+        // does not reach, as \Noselect (RFC 3501 §6.3.9).
+        let mut shown: Vec<(MailboxName, bool)> = Vec::new();
+        for s in &subs {
+            if hit(s) && !shown.iter().any(|(n, _)| n == s) {
+                shown.push((s.clone(), false));
             }
+            for p in s.parents() {
+                if !subs.contains(&p)
+                    && !shown.iter().any(|(n, _)| *n == p)
+                    && hit(&p)
+                    && stands_for_subscribed(&subs, &p, &hit)
+                {
+                    shown.push((p, true));
+                }
+            }
+        }
+        shown.sort_by(|a, b| {
+            (a.0 != MailboxName::Inbox, a.0.wire()).cmp(&(b.0 != MailboxName::Inbox, b.0.wire()))
+        });
+        for (name, noselect) in shown {
+            let attrs = if noselect { "\\Noselect" } else { "" };
+            let mut line = format!("* LSUB ({attrs}) \"{DELIM}\" ").into_bytes();
+            wire::mailbox(&mut line, &name.shown(utf8), utf8);
+            line.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&line);
         }
         out.extend_from_slice(format!("{tag} OK LSUB completed\r\n").as_bytes());
     }

@@ -8,6 +8,9 @@ use crate::logsafe::Untrusted;
 use crate::store::MailboxName;
 use crate::store::folders::FolderError;
 
+/// Subscriptions per account (names need not exist, so they are not bounded by folders).
+const MAX_SUBSCRIPTIONS: usize = 1000;
+
 impl Session {
     pub(crate) fn create(&mut self, tag: &str, m: &WireMailbox<'_>, out: &mut Vec<u8>) {
         let name = match self.name_of(m) {
@@ -122,8 +125,18 @@ impl Session {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };
-        if on && !self.svc.store.mailbox_exists(self.state.user(), &name) {
-            return cmd_no(out, tag, "[NONEXISTENT] no such mailbox");
+        // A name that does not exist (yet, or any more) may be subscribed: RFC 3501 §6.3.6
+        // lets the server validate but not drop it later, and LIST shows it \NonExistent
+        // (RFC 5258 §3.1). The list is bounded, as every client byte is hostile.
+        if on {
+            let subs = self
+                .svc
+                .store
+                .subscriptions(self.state.user())
+                .unwrap_or_default();
+            if !subs.contains(&name) && subs.len() >= MAX_SUBSCRIPTIONS {
+                return cmd_no(out, tag, "[LIMIT] too many subscriptions");
+            }
         }
         match self.svc.store.set_subscribed(self.state.user(), &name, on) {
             Ok(()) => cmd_ok(

@@ -22,6 +22,7 @@
 pub mod any;
 pub mod append;
 pub mod auth;
+pub mod compress;
 pub mod copy_move;
 pub mod enable;
 pub mod expunge;

@@ -81,6 +81,7 @@ impl Session {
         let mut hits = Vec::new();
         let mut hit_uids = Vec::new();
         let mut hit_modseq = 0;
+        let mut hit_modseqs = Vec::new();
         for (seq, u, f, modseq, path) in entries {
             let mut c = crate::imap::search::Candidate {
                 seq,
@@ -98,6 +99,7 @@ impl Session {
                 hits.push(if uid { u } else { seq });
                 hit_uids.push(u);
                 hit_modseq = hit_modseq.max(modseq);
+                hit_modseqs.push(modseq);
             }
         }
         if let Some(opts) = &esearch
@@ -164,7 +166,17 @@ impl Session {
                     }
                 }
                 if !modseq_tail.is_empty() {
-                    line.push_str(&format!(" MODSEQ {hit_modseq}"));
+                    // RFC 7162 §3.1.5: with MIN and/or MAX but neither ALL nor COUNT, the
+                    // MODSEQ is the highest of the messages reported, not of all matches.
+                    let has = |w: &str| opts.iter().any(|o| o == w);
+                    let reported = if (has("MIN") || has("MAX")) && !has("ALL") && !has("COUNT") {
+                        let first = has("MIN").then(|| hit_modseqs[0]);
+                        let last = has("MAX").then(|| hit_modseqs[hit_modseqs.len() - 1]);
+                        first.into_iter().chain(last).max().unwrap_or(hit_modseq)
+                    } else {
+                        hit_modseq
+                    };
+                    line.push_str(&format!(" MODSEQ {reported}"));
                 }
                 out.extend_from_slice(line.as_bytes());
                 out.extend_from_slice(b"\r\n");

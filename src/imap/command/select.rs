@@ -4,7 +4,7 @@
 use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::mailbox::Mailbox as WireMailbox;
 
-use super::super::session::{Selected, Session, cmd_bad, cmd_no, cmd_ok};
+use super::super::session::{Selected, Session, cmd_bad, cmd_no, cmd_ok, flags_lines};
 use crate::imap::view::View;
 use crate::logsafe::Untrusted;
 use crate::store::flags;
@@ -56,20 +56,8 @@ impl Session {
                 ix.keywords.clone(),
             )
         };
-        let kw: Vec<&str> = kws
-            .iter()
-            .map(String::as_str)
-            .filter(|k| !k.is_empty() && !crate::spam::events::is_training_keyword(k))
-            .collect();
-        let kw = if kw.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", kw.join(" "))
-        };
-        out.extend_from_slice(
-            format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Junk $NotJunk{kw})\r\n")
-                .as_bytes(),
-        );
+        let (flags_line, perm_line) = flags_lines(&kws, ro);
+        out.extend_from_slice(flags_line.as_bytes());
         out.extend_from_slice(format!("* {} EXISTS\r\n", view.uids.len()).as_bytes());
         if self.rev2 {
             // RFC 9051 §6.3.2: a LIST response instead of RECENT and UNSEEN.
@@ -80,13 +68,7 @@ impl Session {
                 out.extend_from_slice(format!("* OK [UNSEEN {u}] first unseen\r\n").as_bytes());
             }
         }
-        if ro {
-            out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] read-only\r\n");
-        } else {
-            out.extend_from_slice(
-                format!("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Junk $NotJunk{kw} \\*)] flags permitted\r\n").as_bytes(),
-            );
-        }
+        out.extend_from_slice(perm_line.as_bytes());
         out.extend_from_slice(
             format!("* OK [UIDVALIDITY {uidvalidity}] UIDs valid\r\n").as_bytes(),
         );
@@ -95,7 +77,14 @@ impl Session {
         );
         self.select_ext(&mb, &view, params, out);
         tracing::info!(peer = %self.peer, user = %self.state.user(), mailbox = %Untrusted(&name.utf8()), messages = view.uids.len(), "imap select");
-        self.state.select(Selected { mb, name, view, ro });
+        let keywords_shown = kws.len();
+        self.state.select(Selected {
+            mb,
+            name,
+            view,
+            ro,
+            keywords_shown,
+        });
         cmd_ok(
             out,
             tag,

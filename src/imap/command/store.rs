@@ -101,8 +101,8 @@ impl Session {
                 let silent = matches!(response, StoreResponse::Silent) && unchanged.is_none();
                 let mut modified = Vec::new();
                 {
+                    let kw_names = sel.announce_keywords(out);
                     let ix = sel.mb.lock();
-                    let kw_names = ix.keywords.clone();
                     if sel.view.modseq == stored.before {
                         sel.view.modseq = stored.after;
                     }

@@ -37,6 +37,8 @@ fn status_items(toks: &[(Tok, usize, usize)], i: &mut usize) -> Option<Vec<Statu
 pub struct ListArgs {
     pub sel_subscribed: bool,
     pub sel_special: bool,
+    /// RECURSIVEMATCH (RFC 5258 §3.1): report parents of matches with CHILDINFO.
+    pub recursive: bool,
     pub ret_subscribed: bool,
     pub ret_status: Option<Vec<StatusDataItemName>>,
     pub patterns: Vec<Vec<u8>>,
@@ -59,9 +61,16 @@ pub fn parse(toks: &[(Tok, usize, usize)]) -> Option<ListArgs> {
                 o.sel_subscribed = true;
             } else if is_atom(t, "SPECIAL-USE") {
                 o.sel_special = true;
-            } else if !(is_atom(t, "REMOTE") || is_atom(t, "RECURSIVEMATCH")) {
+            } else if is_atom(t, "RECURSIVEMATCH") {
+                o.recursive = true;
+            } else if !is_atom(t, "REMOTE") {
                 return None;
             }
+        }
+        // RFC 5258 §3.1: RECURSIVEMATCH needs another selection option (SUBSCRIBED here;
+        // SPECIAL-USE has no hierarchy meaning and is treated alike).
+        if o.recursive && !o.sel_subscribed && !o.sel_special {
+            return None;
         }
     }
     o.reference = text(&toks.get(i)?.0)?.to_vec();
@@ -125,5 +134,8 @@ mod tests {
         assert!(o.sel_special && o.ret_subscribed);
         assert_eq!(o.ret_status.unwrap().len(), 2);
         assert!(parse(&tokenize(b"\"\" \"*\" junk").unwrap()).is_none());
+        assert!(parse(&tokenize(b"(RECURSIVEMATCH) \"\" *").unwrap()).is_none());
+        let o = parse(&tokenize(b"(RECURSIVEMATCH SUBSCRIBED) \"\" %").unwrap()).unwrap();
+        assert!(o.recursive && o.sel_subscribed);
     }
 }

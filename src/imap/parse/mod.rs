@@ -24,6 +24,8 @@ pub enum Prepared<'a> {
     List(Option<list::ListArgs>),
     /// SEARCH RETURN: the plain SEARCH and the RETURN options, or the text of a BAD reply.
     ESearch(Result<(Vec<u8>, Vec<String>), &'static str>),
+    /// COMPRESS (RFC 4978) with its algorithm; None when not exactly one argument.
+    Compress(Option<Vec<u8>>),
     /// Answer BAD with this text.
     Bad(&'static str),
     /// `$` is empty for a command that takes a set (RFC 5182 §2.1): answer OK at once; the
@@ -80,6 +82,12 @@ pub fn prepare<'a>(msg: &'a [u8], saved: &[u32], view: Option<&[u32]>) -> (Strin
         }
     }
     let word = |i: usize| toks.get(i).map(|x| &x.0);
+    if word(1).is_some_and(|w| is_atom(w, "COMPRESS")) {
+        let alg = (toks.len() == 3)
+            .then(|| text(&toks[2].0).map(<[u8]>::to_vec))
+            .flatten();
+        return (tag, Prepared::Compress(alg));
+    }
     if word(1).is_some_and(|w| is_atom(w, "LIST")) {
         return (tag, Prepared::List(list::parse(&toks[2..])));
     }

@@ -609,5 +609,7 @@ fn inbox_children_live_under_the_one_inbox() {
     assert!(user.join(".INBOX.x/cur").is_dir());
 }
 
+mod conformance;
 #[cfg(test)]
 mod limits;
+mod model;
