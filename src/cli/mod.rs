@@ -17,9 +17,11 @@ mod manuals;
 mod password;
 mod queue;
 mod sendmail;
+mod sieve;
 mod spam;
 mod tls;
 mod users;
+mod vacation;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,6 +82,11 @@ pub enum Command {
     Restore(backup::RestoreArgs),
     /// sendmail(8)-compatible submission from stdin (-t, -f, -i, -F, recipients).
     Sendmail(sendmail::SendmailArgs),
+    /// Sieve filtering scripts: list, get, put, activate, delete; test a script on a message.
+    #[command(subcommand)]
+    Sieve(sieve::SieveCmd),
+    /// Set (or with --off remove) an out-of-office reply, without writing Sieve.
+    Vacation(vacation::VacationArgs),
     /// Print the shell completion script for bash, zsh or fish.
     Completions(manuals::CompletionsArgs),
     /// Write the man pages and completion files into a directory (for packaging).
@@ -211,6 +218,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => export::run(&load(path)?, args),
         Command::Backup(args) => backup::backup(&load(path)?, args),
         Command::Restore(args) => backup::restore(&load(path)?, args),
+        Command::Sieve(cmd) => sieve::run(path, cmd),
+        Command::Vacation(args) => vacation::run(&load(path)?, args),
     }
 }
 
