@@ -76,6 +76,10 @@ pub struct Listen {
     pub submissions: Vec<SocketAddr>,
     pub imap: Vec<SocketAddr>,
     pub imaps: Vec<SocketAddr>,
+    /// POP3 with STLS (RFC 1939, RFC 2595); off unless set.
+    pub pop3: Vec<SocketAddr>,
+    /// POP3 over implicit TLS (RFC 8314); off unless set.
+    pub pop3s: Vec<SocketAddr>,
     pub http: Vec<SocketAddr>,
     /// HTTPS: MTA-STS policy, autoconfig, and ACME TLS-ALPN-01 challenges.
     pub https: Vec<SocketAddr>,
@@ -94,6 +98,8 @@ impl Default for Listen {
             submissions: a("[::]:465"),
             imap: a("[::]:143"),
             imaps: a("[::]:993"),
+            pop3: vec![],
+            pop3s: vec![],
             http: a("[::]:80"),
             https: vec![],
             metrics: vec![],
@@ -516,6 +522,8 @@ submission = ["[::]:587"]      # mail clients sending (STARTTLS)
 submissions = ["[::]:465"]     # mail clients sending (implicit TLS)
 imap = ["[::]:143"]            # mail clients reading (STARTTLS)
 imaps = ["[::]:993"]           # mail clients reading (implicit TLS)
+# pop3 = ["[::]:110"]          # POP3 fetchers (STLS)
+# pop3s = ["[::]:995"]         # POP3 fetchers (implicit TLS)
 # managesieve = ["[::]:4190"]   # Sieve filter management (RFC 5804, STARTTLS); off unless set
 http = ["[::]:80"]             # ACME HTTP-01, autoconfig, MTA-STS
 # https = ["[::]:443"]         # MTA-STS policy over HTTPS, ACME TLS-ALPN-01

@@ -1,7 +1,7 @@
 //! postern: one binary that hosts your own mail domain.
 //!
 //! Rooms, top to bottom (see README.md "Code map"): `cli` → `server` (binds listeners) →
-//! protocols `smtp`, `imap`, `http` → `services` (`Services`, built once) → policy
+//! protocols `smtp`, `imap`, `pop3`, `http` → `services` (`Services`, built once) → policy
 //! `delivery`, `inbound`, `outbound` → `store` (Maildir), `queue` (outbound spool) →
 //! `accounts`, `dns`, `tls` → `net`, `fsutil`, `clock`, `config`.
 
@@ -20,6 +20,7 @@ pub mod managesieve;
 pub mod metrics;
 pub mod net;
 pub mod outbound;
+pub mod pop3;
 pub mod queue;
 pub mod server;
 pub mod services;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 pub struct Metrics {
     pub smtp_connections: AtomicU64,
     pub imap_connections: AtomicU64,
+    pub pop3_connections: AtomicU64,
     pub messages_received: AtomicU64,
     pub messages_rejected: AtomicU64,
     pub messages_sent: AtomicU64,
@@ -88,6 +89,12 @@ impl Metrics {
             "counter",
             "IMAP connections accepted.",
             g(&self.imap_connections).to_string(),
+        );
+        metric(
+            "postern_pop3_connections_total",
+            "counter",
+            "POP3 connections accepted.",
+            g(&self.pop3_connections).to_string(),
         );
         metric(
             "postern_http_connections_total",

@@ -46,6 +46,16 @@ pub async fn start(svc: &Arc<Services>) -> anyhow::Result<()> {
         tracing::info!("imaps listening on {addr}");
         crate::imap::spawn_listener(svc.clone(), l, true);
     }
+    for &addr in &cfg.listen.pop3 {
+        let l = bind(addr, "pop3").await?;
+        tracing::info!("pop3 listening on {addr}");
+        crate::pop3::spawn_listener(svc.clone(), l, false);
+    }
+    for &addr in &cfg.listen.pop3s {
+        let l = bind(addr, "pop3s").await?;
+        tracing::info!("pop3s listening on {addr}");
+        crate::pop3::spawn_listener(svc.clone(), l, true);
+    }
     for &addr in &cfg.listen.managesieve {
         let l = bind(addr, "managesieve").await?;
         tracing::info!("managesieve listening on {addr}");

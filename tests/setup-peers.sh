@@ -55,7 +55,8 @@ APT=(
   "rspamd|ok rspamd --version"
   # the test ACME CA (tests/acme_*.rs, tls_files.rs)
   "pebble|usage_of pebble && usage_of pebble-challtestsrv"
-  # IMAP clients (tests/imap_sessions.rs, client_fetchers.rs)
+  # IMAP clients (tests/imap_sessions.rs, client_fetchers.rs); fetchmail also over POP3
+  # (tests/pop3_clients.rs)
   "isync|prints isync mbsync --version"
   "curl|prints ' imaps ' curl --version"
   "offlineimap3|ok offlineimap --version"
@@ -65,7 +66,8 @@ APT=(
   # certificates and keys (tls_files, ops_dns_check, inbound_auth, outbound_delivery)
   "openssl|prints OpenSSL openssl version"
   "ca-certificates|test -s /etc/ssl/certs/ca-certificates.crt"
-  # the IMAP baseline of tests/bench; dig for DNS debugging
+  # the IMAP baseline of tests/bench and the source of tests/import_dovecot.rs; dig for DNS
+  # debugging
   "dovecot-imapd|ok dovecot --version"
   # Pigeonhole's sieve-test, the reference of tests/sieve_differential.rs
   "dovecot-sieve|test -x /usr/bin/sieve-test"

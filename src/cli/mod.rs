@@ -2,10 +2,16 @@
 //! (what, which file/key, what to do) and a non-zero exit.
 
 mod aliases;
+mod backup;
 mod check;
 mod data_dir;
 mod dev;
 pub mod dns;
+mod export;
+mod import;
+mod import_imap;
+mod import_imap_copy;
+mod import_source;
 mod init;
 mod manuals;
 mod password;
@@ -66,6 +72,14 @@ pub enum Command {
     /// The per-user junk filter: statistics and bulk training.
     #[command(subcommand)]
     Spam(spam::SpamCmd),
+    /// Import mail from an mbox file or a Maildir/Maildir++ tree (safe while serving).
+    Import(import::ImportArgs),
+    /// Export a user's folders as a Maildir++ tree or mbox files (safe while serving).
+    Export(export::ExportArgs),
+    /// Copy the data directory consistently while the server runs (hard links for mail).
+    Backup(backup::BackupArgs),
+    /// Put a backup back into the (empty) data directory; the server must be stopped.
+    Restore(backup::RestoreArgs),
     /// sendmail(8)-compatible submission from stdin (-t, -f, -i, -F, recipients).
     Sendmail(sendmail::SendmailArgs),
     /// Sieve filtering scripts: list, get, put, activate, delete; test a script on a message.
@@ -200,6 +214,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sendmail(args) => sendmail::run(&load(path)?, args),
         Command::Completions(args) => manuals::completions(args),
         Command::Manuals(args) => manuals::write_all(args),
+        Command::Import(args) => import::run(&load(path)?, args),
+        Command::Export(args) => export::run(&load(path)?, args),
+        Command::Backup(args) => backup::backup(&load(path)?, args),
+        Command::Restore(args) => backup::restore(&load(path)?, args),
         Command::Sieve(cmd) => sieve::run(path, cmd),
         Command::Vacation(args) => vacation::run(&load(path)?, args),
     }

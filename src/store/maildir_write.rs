@@ -9,14 +9,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::fsutil::{Durable, unique};
 
 /// A unique Maildir base name: `SECS.M<usec>P<pid>Q<n>.HOST,S=<size>` (the Dovecot form; the
-/// `S=` size lets IMAP answer RFC822.SIZE without a stat).
+/// `S=` size lets IMAP answer RFC822.SIZE without a stat). The microseconds are zero-padded
+/// to six digits so that name order is arrival order within a second too: new files get
+/// their UIDs in name order (`mailbox/index.rs`), and `postern import` relies on it to keep
+/// an mbox's order.
 pub fn unique_name(size: usize) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let host = hostname();
     format!(
-        "{}.M{}P{}Q{}.{},S={}",
+        "{}.M{:06}P{}Q{}.{},S={}",
         now.as_secs(),
         now.subsec_micros(),
         std::process::id(),

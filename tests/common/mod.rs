@@ -47,6 +47,8 @@ pub struct Ports {
     pub submissions: u16,
     pub imap: u16,
     pub imaps: u16,
+    pub pop3: u16,
+    pub pop3s: u16,
     pub http: u16,
 }
 
@@ -58,6 +60,8 @@ impl Ports {
             submissions: free_port(),
             imap: free_port(),
             imaps: free_port(),
+            pop3: free_port(),
+            pop3s: free_port(),
             http: free_port(),
         }
     }
@@ -111,12 +115,14 @@ impl Postern {
         let text = format!(
             "domain = \"{domain}\"\nhostname = \"{host}\"\ndata_dir = \"{data}\"\n\
              [listen]\nsmtp = [\"127.0.0.1:{}\"]\nsubmission = [\"127.0.0.1:{}\"]\nsubmissions = [\"127.0.0.1:{}\"]\n\
-             imap = [\"127.0.0.1:{}\"]\nimaps = [\"127.0.0.1:{}\"]\nhttp = [\"127.0.0.1:{}\"]\n{tls}\n{extra}\n",
+             imap = [\"127.0.0.1:{}\"]\nimaps = [\"127.0.0.1:{}\"]\npop3 = [\"127.0.0.1:{}\"]\npop3s = [\"127.0.0.1:{}\"]\nhttp = [\"127.0.0.1:{}\"]\n{tls}\n{extra}\n",
             ports.smtp,
             ports.submission,
             ports.submissions,
             ports.imap,
             ports.imaps,
+            ports.pop3,
+            ports.pop3s,
             ports.http,
             domain = setup.domain,
             host = setup.hostname,

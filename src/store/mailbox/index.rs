@@ -119,6 +119,7 @@ impl Index {
         if !force && self.stamp == Some(stamp) {
             return Ok(false);
         }
+        self.adopt_disk_keywords(dir);
         let mut found: HashMap<Box<str>, (Box<str>, bool)> =
             HashMap::with_capacity(self.msgs.len() + 16);
         for (sub, in_new) in [("cur", false), ("new", true)] {

@@ -19,6 +19,22 @@ impl Index {
             .collect()
     }
 
+    /// Keywords another process added to `dovecot-keywords` (`postern import` writes the
+    /// file before the message files that use the new letters): adopted when the file
+    /// extends what this index knows, so their letters are not read as unknown and a later
+    /// addition here does not overwrite them.
+    pub(super) fn adopt_disk_keywords(&mut self, dir: &Path) {
+        let disk = load_keywords(dir);
+        if disk.len() > self.keywords.len()
+            && disk
+                .iter()
+                .zip(&self.keywords)
+                .all(|(a, b)| a.eq_ignore_ascii_case(b))
+        {
+            self.keywords = disk;
+        }
+    }
+
     /// Bits for keyword names; unknown ones are added (and persisted) when `create`.
     pub(super) fn keyword_bits(
         &mut self,
@@ -26,6 +42,9 @@ impl Index {
         names: &[String],
         create: bool,
     ) -> io::Result<u32> {
+        if create {
+            self.adopt_disk_keywords(dir);
+        }
         let mut bits = 0;
         let mut added = false;
         for n in names {
