@@ -22,7 +22,7 @@ rm -f "$missing_log"
 
 cargo build --locked --bins
 status=0
-cargo test --locked -- --test-threads=4 || status=$?
+cargo test --locked --no-fail-fast -- --test-threads=4 || status=$?
 
 if [ -s "$missing_log" ]; then
   n=$(cut -f1 "$missing_log" | sort -u | wc -l)
