@@ -71,7 +71,10 @@ def worker(seed):
             elif k == 2:
                 r = c.store('1:*', '+FLAGS', '($k%d)' % rnd.randrange(4))
             elif k == 3:
-                r = c.store('1', '+FLAGS', '\\Deleted')
+                # Never the first two messages (UIDs 1 and 2): an empty mailbox would make
+                # FETCH 1 a BAD, as RFC 9051 §9 asks ("This includes * if the selected
+                # mailbox is empty"), which is right but not what this check is about.
+                r = c.uid('STORE', '3:4294967295', '+FLAGS', '(\\Deleted)')
             elif k == 4:
                 r = c.expunge()
             elif k == 5:
