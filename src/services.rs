@@ -148,4 +148,15 @@ impl Services {
             sessions: &self.outbound_sessions,
         }
     }
+
+    /// What local delivery through Sieve scripts uses.
+    pub fn sieve_env(&self) -> crate::delivery::sieve::SieveEnv<'_> {
+        crate::delivery::sieve::SieveEnv {
+            config: &self.config,
+            store: &self.store,
+            queue: &self.queue,
+            srs: self.srs.as_deref(),
+            dkim: &self.dkim,
+        }
+    }
 }

@@ -5,13 +5,25 @@
 //! 550 before the 250 when it can) and vacation (queued, DKIM-signed, once per sender per
 //! period). A script that fails to load or run never blocks delivery: the message is kept.
 
-use crate::services::Services;
+use crate::config::Config;
+use crate::queue::Queue;
 use crate::sieve::scripts::ScriptStore;
 use crate::sieve::{self, Action, Envelope, Limits, MessageView};
 use crate::store::Folder;
 use crate::store::names::MailboxName;
 
 use super::DeliveryError;
+
+/// The shared handles Sieve delivery uses, borrowed from the server's services by the
+/// caller (`Services::sieve_env`): storage for keep/fileinto, the queue for redirect,
+/// vacation and reject notices, SRS for redirected senders, DKIM for generated replies.
+pub struct SieveEnv<'a> {
+    pub config: &'a Config,
+    pub store: &'a crate::store::Store,
+    pub queue: &'a Queue,
+    pub srs: Option<&'a super::srs::Srs>,
+    pub dkim: &'a super::dkim::KeyCache,
+}
 
 /// One local recipient: the account and the address the message was sent to.
 #[derive(Debug, Clone)]
@@ -42,19 +54,19 @@ enum Store {
 /// running their scripts. `return_path` is prepended to stored copies. Stops at the first
 /// storage failure (the caller answers 4xx; nothing is acknowledged).
 pub async fn deliver(
-    svc: &Services,
+    env: &SieveEnv<'_>,
     rcpts: &[LocalRcpt],
     default_folder: &'static str,
     mail_from: &str,
     return_path: &str,
     stored: &[u8],
 ) -> Result<Filtered, DeliveryError> {
-    let scripts = ScriptStore::new(&svc.config.data_dir);
+    let scripts = ScriptStore::new(&env.config.data_dir);
     let mut out = Filtered::default();
     let mut local = return_path.as_bytes().to_vec();
     local.extend_from_slice(stored);
     for r in rcpts {
-        let outcome = run_script(svc, &scripts, r, mail_from, &local);
+        let outcome = run_script(env, &scripts, r, mail_from, &local);
         let mut stores = Vec::new();
         for a in &outcome.actions {
             match a {
@@ -67,11 +79,11 @@ pub async fn deliver(
                 } => stores.push(Store::Mailbox(mailbox.clone(), *create, flags.clone())),
                 Action::Discard => {}
                 Action::Redirect { addr, .. } => {
-                    let from = match &svc.srs {
+                    let from = match env.srs {
                         Some(srs) => srs.forward(mail_from, crate::clock::unix_now()),
                         None => mail_from.to_string(),
                     };
-                    if let Err(e) = svc
+                    if let Err(e) = env
                         .queue
                         .enqueue(&from, std::slice::from_ref(addr), outgoing(stored.to_vec()))
                         .await
@@ -81,10 +93,10 @@ pub async fn deliver(
                     }
                 }
                 Action::Reject { reason, .. } => out.rejects.push((r.user.clone(), reason.clone())),
-                Action::Vacation(v) => vacation(svc, &scripts, r, mail_from, &local, v).await,
+                Action::Vacation(v) => vacation(env, &scripts, r, mail_from, &local, v).await,
             }
         }
-        let store = svc.store.clone();
+        let store = env.store.clone();
         let (user, msg) = (r.user.clone(), local.clone());
         tokio::task::spawn_blocking(move || {
             let default = if default_folder.is_empty() {
@@ -136,7 +148,7 @@ pub async fn deliver(
 }
 
 fn run_script(
-    svc: &Services,
+    env: &SieveEnv<'_>,
     scripts: &ScriptStore,
     r: &LocalRcpt,
     mail_from: &str,
@@ -163,17 +175,17 @@ fn run_script(
             return keep();
         }
     };
-    let env = Envelope {
+    let envelope = Envelope {
         from: mail_from.to_string(),
         to: r.address.clone(),
     };
-    let store = &svc.store;
+    let store = env.store;
     let exists = |m: &str| {
         MailboxName::from_utf8_wire(m.as_bytes())
             .is_ok_and(|mb| mb == MailboxName::Inbox || store.mailbox_exists(&r.user, &mb))
     };
     let ctx = sieve::interp::Context {
-        envelope: &env,
+        envelope: &envelope,
         mailbox_exists: &exists,
         now: crate::clock::unix_now(),
     };
@@ -186,7 +198,7 @@ fn run_script(
 }
 
 async fn vacation(
-    svc: &Services,
+    env: &SieveEnv<'_>,
     scripts: &ScriptStore,
     r: &LocalRcpt,
     mail_from: &str,
@@ -212,8 +224,8 @@ async fn vacation(
             return;
         }
     }
-    let reply = super::vacation::reply(&view, v, &r.user, mail_from, &svc.config.hostname, now);
-    let signed = match svc.dkim.sign(&svc.config, &reply) {
+    let reply = super::vacation::reply(&view, v, &r.user, mail_from, &env.config.hostname, now);
+    let signed = match env.dkim.sign(env.config, &reply) {
         Ok(sig) => {
             let mut s = sig.into_bytes();
             s.extend_from_slice(&reply);
@@ -225,7 +237,7 @@ async fn vacation(
         }
     };
     // RFC 3834 §3.3: an automatic response goes from the null reverse-path.
-    if let Err(e) = svc
+    if let Err(e) = env
         .queue
         .enqueue("", &[mail_from.to_string()], outgoing(signed))
         .await
@@ -238,7 +250,7 @@ async fn vacation(
 /// (from the null reverse-path, marked auto-replied), carrying the script's reason and the
 /// original header section.
 pub async fn reject_notice(
-    svc: &Services,
+    env: &SieveEnv<'_>,
     mail_from: &str,
     user: &str,
     reason: &str,
@@ -247,7 +259,7 @@ pub async fn reject_notice(
     if mail_from.is_empty() {
         return;
     }
-    let cfg = &svc.config;
+    let cfg = env.config;
     let date = chrono::DateTime::from_timestamp(crate::clock::unix_now(), 0)
         .unwrap_or_default()
         .to_rfc2822();
@@ -264,11 +276,11 @@ pub async fn reject_notice(
     )
     .into_bytes();
     m.extend_from_slice(&crate::queue::dsn::header_section(original));
-    let signed = match svc.dkim.sign(cfg, &m) {
+    let signed = match env.dkim.sign(cfg, &m) {
         Ok(sig) => [sig.into_bytes(), m].concat(),
         Err(_) => m,
     };
-    if let Err(e) = svc
+    if let Err(e) = env
         .queue
         .enqueue("", &[mail_from.to_string()], outgoing(signed))
         .await

@@ -9,6 +9,7 @@ pub mod client;
 pub mod dane;
 pub mod mta_sts;
 pub mod mx;
+pub mod payload;
 pub mod relay;
 pub mod reply;
 pub mod session_cache;
