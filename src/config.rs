@@ -86,6 +86,8 @@ pub struct Listen {
     pub https: Vec<SocketAddr>,
     /// Prometheus `/metrics`; off unless set (opt-in, keep it on loopback).
     pub metrics: Vec<SocketAddr>,
+    /// ManageSieve (RFC 5804, port 4190): users manage their Sieve scripts. Off unless set.
+    pub managesieve: Vec<SocketAddr>,
 }
 
 impl Default for Listen {
@@ -100,6 +102,7 @@ impl Default for Listen {
             http: a("[::]:80"),
             https: vec![],
             metrics: vec![],
+            managesieve: vec![],
         }
     }
 }
@@ -515,6 +518,7 @@ submission = ["[::]:587"]      # mail clients sending (STARTTLS)
 submissions = ["[::]:465"]     # mail clients sending (implicit TLS)
 imap = ["[::]:143"]            # mail clients reading (STARTTLS)
 imaps = ["[::]:993"]           # mail clients reading (implicit TLS)
+# managesieve = ["[::]:4190"]   # Sieve filter management (RFC 5804, STARTTLS); off unless set
 http = ["[::]:80"]             # ACME HTTP-01, autoconfig, MTA-STS
 # https = ["[::]:443"]         # MTA-STS policy over HTTPS, ACME TLS-ALPN-01
 # metrics = ["127.0.0.1:9100"] # Prometheus /metrics (opt-in)

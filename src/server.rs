@@ -46,6 +46,11 @@ pub async fn start(svc: &Arc<Services>) -> anyhow::Result<()> {
         tracing::info!("imaps listening on {addr}");
         crate::imap::spawn_listener(svc.clone(), l, true);
     }
+    for &addr in &cfg.listen.managesieve {
+        let l = bind(addr, "managesieve").await?;
+        tracing::info!("managesieve listening on {addr}");
+        crate::managesieve::spawn_listener(svc.clone(), l);
+    }
     for &addr in &cfg.listen.http {
         let l = bind(addr, "http").await?;
         tracing::info!("http listening on {addr}");

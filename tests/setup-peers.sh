@@ -26,7 +26,8 @@ done
 # Pinned versions: change them here only.
 CARGO_DEB_VERSION=3.8.0
 PIP_PINS=(dkimpy==1.1.8 dnspython==2.9.2 pynacl==1.6.2
-          deltachat-rpc-server==2.65.0 deltachat-rpc-client==2.65.0)
+          deltachat-rpc-server==2.65.0 deltachat-rpc-client==2.65.0
+          sievelib==1.4.1)
 
 ok() { "$@" >/dev/null 2>&1; }
 prints() { # prints NEEDLE CMD ARGS…: the command succeeds and its output contains NEEDLE
@@ -66,6 +67,10 @@ APT=(
   "ca-certificates|test -s /etc/ssl/certs/ca-certificates.crt"
   # the IMAP baseline of tests/bench; dig for DNS debugging
   "dovecot-imapd|ok dovecot --version"
+  # Pigeonhole's sieve-test, the reference of tests/sieve_differential.rs
+  "dovecot-sieve|test -x /usr/bin/sieve-test"
+  # a ManageSieve client (tests/managesieve_clients.rs; sievelib is the other, from PyPI)
+  "sieve-connect|ok test -x /usr/bin/sieve-connect"
   "dnsutils|ok dig -v"
   # contrib/fail2ban checked with fail2ban-regex and fail2ban-client (tests/ops_contrib.rs)
   "fail2ban|ok fail2ban-regex --version && test -f /etc/fail2ban/jail.conf"

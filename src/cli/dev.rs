@@ -28,6 +28,7 @@ submission = ["127.0.0.1:2587"]
 submissions = ["127.0.0.1:2465"]
 imap = ["127.0.0.1:2143"]
 imaps = ["127.0.0.1:2993"]
+managesieve = ["127.0.0.1:24190"]
 http = ["127.0.0.1:2080"]
 [tls]
 source = "self-signed"

@@ -250,6 +250,14 @@ pub fn render(config: &Config, public: &PublicAddresses) -> String {
     ] {
         rr(&name, "SRV", &data);
     }
+    // RFC 5804 §1.8: where Sieve clients find ManageSieve; only when it listens.
+    if let Some(p) = ports.managesieve {
+        rr(
+            &fqdn(&format!("_sieve._tcp.{}", config.domain)),
+            "SRV",
+            &format!("0 1 {p} {h}"),
+        );
+    }
     // Thunderbird looks up autoconfig.DOMAIN before anything else.
     rr(&fqdn(&format!("autoconfig.{}", config.domain)), "CNAME", &h);
 
@@ -402,7 +410,7 @@ mod tests {
 
     #[test]
     fn records_present() {
-        let c = cfg("[listen]\nimap=[]");
+        let c = cfg("[listen]\nimap=[]\nmanagesieve=[\"[::]:4190\"]");
         let z = render(
             &c,
             &PublicAddresses {
@@ -422,6 +430,7 @@ mod tests {
             "_submission._tcp.example.com.            3600 IN SRV   10 1 587 mail.example.com.",
             "_imaps._tcp.example.com.                 3600 IN SRV   0 1 993 mail.example.com.",
             "_imap._tcp.example.com.                  3600 IN SRV   0 0 0 .",
+            "_sieve._tcp.example.com.                 3600 IN SRV   0 1 4190 mail.example.com.",
             "autoconfig.example.com.",
             "; PTR",
         ] {

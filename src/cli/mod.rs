@@ -11,9 +11,11 @@ mod manuals;
 mod password;
 mod queue;
 mod sendmail;
+mod sieve;
 mod spam;
 mod tls;
 mod users;
+mod vacation;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +68,11 @@ pub enum Command {
     Spam(spam::SpamCmd),
     /// sendmail(8)-compatible submission from stdin (-t, -f, -i, -F, recipients).
     Sendmail(sendmail::SendmailArgs),
+    /// Sieve filtering scripts: list, get, put, activate, delete; test a script on a message.
+    #[command(subcommand)]
+    Sieve(sieve::SieveCmd),
+    /// Set (or with --off remove) an out-of-office reply, without writing Sieve.
+    Vacation(vacation::VacationArgs),
     /// Print the shell completion script for bash, zsh or fish.
     Completions(manuals::CompletionsArgs),
     /// Write the man pages and completion files into a directory (for packaging).
@@ -203,6 +210,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sendmail(args) => sendmail::run(&load(path)?, args),
         Command::Completions(args) => manuals::completions(args),
         Command::Manuals(args) => manuals::write_all(args),
+        Command::Sieve(cmd) => sieve::run(path, cmd),
+        Command::Vacation(args) => vacation::run(&load(path)?, args),
     }
 }
 

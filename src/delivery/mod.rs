@@ -5,6 +5,8 @@
 pub mod dkim;
 mod local;
 pub mod relay;
+pub mod sieve;
 pub mod srs;
+pub mod vacation;
 
 pub use local::{DeliveryError, Plan, deliver_local, plan};

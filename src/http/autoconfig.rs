@@ -18,6 +18,8 @@ pub struct ClientPorts {
     pub submissions: Option<u16>,
     /// Submission with STARTTLS (587, RFC 6409).
     pub submission: Option<u16>,
+    /// ManageSieve (4190, RFC 5804), when it listens.
+    pub managesieve: Option<u16>,
 }
 
 /// The port clients reach a service on: that of the first listener bound to a public (non
@@ -39,6 +41,7 @@ impl ClientPorts {
             imap: public_port(&l.imap),
             submissions: public_port(&l.submissions),
             submission: public_port(&l.submission),
+            managesieve: public_port(&l.managesieve),
         }
     }
 }

@@ -184,20 +184,85 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
             junk: vec![],
         }
     };
-    let return_path = headers::return_path(&tx.mail_from);
-    let local = stored.with_prepended(return_path.as_bytes());
-    if let Err(e) = delivery::deliver_local(&svc.store, &sorted.inbox, folder, local).await {
-        tracing::error!(id, "local delivery failed: {e}");
-        return temp_local(&e);
-    }
+    // Each user's Sieve script runs after that verdict and sees it: a junk copy carries the
+    // junk filter's header and defaults to Junk.
+    let mut groups = vec![(sorted.inbox.clone(), folder, stored.with_prepended(b""))];
     for (user, finding) in &sorted.junk {
-        let lines = format!("{return_path}{}: {finding}\r\n", inbound::SPAM_HEADER);
-        let copy = stored.with_prepended(lines.as_bytes());
-        if let Err(e) =
-            delivery::deliver_local(&svc.store, std::slice::from_ref(user), "Junk", copy).await
-        {
+        let line = format!("{}: {finding}\r\n", inbound::SPAM_HEADER);
+        groups.push((
+            vec![user.clone()],
+            "Junk",
+            stored.with_prepended(line.as_bytes()),
+        ));
+    }
+    filtered_delivery(ctx, tx, plan, id, groups).await
+}
+
+/// Local delivery, per group of (users, default folder, message as stored). Users without
+/// an active Sieve script get the message streamed into the folder as it is; the others
+/// through their script (`delivery::sieve`). A reject from every local recipient, with
+/// nothing else to deliver, is refused here, before any 250 (RFC 5429 §2.1: 550 5.7.1 with
+/// the script's reason); otherwise a rejecting user's copy is dropped and the sender gets a
+/// notice.
+async fn filtered_delivery(
+    ctx: &Context<'_>,
+    tx: &Transaction,
+    plan: &Plan,
+    id: &str,
+    groups: Vec<(Vec<String>, &'static str, crate::spool::Outgoing)>,
+) -> Reply {
+    let svc = ctx.svc;
+    let rp = headers::return_path(&tx.mail_from);
+    let scripts = crate::sieve::scripts::ScriptStore::new(&svc.config.data_dir);
+    let mut rejects = Vec::new();
+    let mut total = 0;
+    for (users, folder, stored) in groups {
+        total += users.len();
+        let (filtered, plain): (Vec<String>, Vec<String>) = users
+            .into_iter()
+            .partition(|u| scripts.active_name(u).ok().flatten().is_some());
+        let local = stored.with_prepended(rp.as_bytes());
+        if let Err(e) = delivery::deliver_local(&svc.store, &plain, folder, local).await {
             tracing::error!(id, "local delivery failed: {e}");
             return temp_local(&e);
+        }
+        if filtered.is_empty() {
+            continue;
+        }
+        let rcpts: Vec<delivery::sieve::LocalRcpt> = filtered
+            .iter()
+            .map(|u| delivery::sieve::LocalRcpt {
+                user: u.clone(),
+                address: tx
+                    .rcpts
+                    .iter()
+                    .find(|r| r.users.contains(u))
+                    .map_or_else(|| u.clone(), |r| r.address.clone()),
+            })
+            .collect();
+        // A script reads the whole message (body tests), so it is held in memory here.
+        let bytes = stored.to_vec();
+        match delivery::sieve::deliver(svc, &rcpts, folder, &tx.mail_from, &rp, &bytes).await {
+            Ok(f) => rejects.extend(f.rejects.into_iter().map(|r| (r, bytes.clone()))),
+            Err(e) => {
+                tracing::error!(id, "local delivery failed: {e}");
+                return temp_local(&e);
+            }
+        }
+    }
+    if !rejects.is_empty() {
+        if rejects.len() == total && plan.remote.is_empty() {
+            let reason: String = rejects[0]
+                .0
+                .1
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(400)
+                .collect();
+            return Reply::new(550, "5.7.1", reason.trim().to_string());
+        }
+        for ((user, reason), stored) in &rejects {
+            delivery::sieve::reject_notice(svc, &tx.mail_from, user, reason, stored).await;
         }
     }
     ok(id)
@@ -230,12 +295,15 @@ async fn submission_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, i
             return temp_queue(&e);
         }
     }
-    let local = msg.with_prepended(headers::return_path(&tx.mail_from).as_bytes());
-    if let Err(e) = delivery::deliver_local(&svc.store, &plan.users, "", local).await {
-        tracing::error!(id, "local delivery failed: {e}");
-        return temp_local(&e);
-    }
-    ok(id)
+    let users = plan.users.clone();
+    filtered_delivery(
+        ctx,
+        tx,
+        plan,
+        id,
+        vec![(users, "", msg.with_prepended(b""))],
+    )
+    .await
 }
 
 #[cfg(test)]

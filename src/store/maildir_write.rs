@@ -46,6 +46,30 @@ pub fn deliver_to_maildir(maildir: &Path, message: &[u8]) -> io::Result<PathBuf>
     Ok(dst)
 }
 
+/// Like [`deliver_to_maildir`], with Maildir flag letters (`"FS"`): the message goes straight
+/// into `cur/` as `NAME:2,FLAGS` (flags sorted), as a client that had read it would leave it.
+/// Empty `flags` is plain delivery into `new/`.
+pub fn deliver_to_maildir_flagged(
+    maildir: &Path,
+    message: &[u8],
+    flags: &str,
+) -> io::Result<PathBuf> {
+    if flags.is_empty() {
+        return deliver_to_maildir(maildir, message);
+    }
+    let mut f: Vec<char> = flags.chars().filter(|c| c.is_ascii_uppercase()).collect();
+    f.sort_unstable();
+    f.dedup();
+    let f: String = f.into_iter().collect();
+    let dst = maildir
+        .join("cur")
+        .join(format!("{}:2,{f}", unique_name(message.len())));
+    Durable::new(&dst)
+        .tmp_in(&maildir.join("tmp"))
+        .write(message)?;
+    Ok(dst)
+}
+
 /// Write a message of `size` octets, produced by `fill` (streamed from the spool), into
 /// `maildir/new/` durably; returns the final path.
 pub fn deliver_to_maildir_with(

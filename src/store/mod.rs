@@ -191,6 +191,33 @@ impl Store {
         Ok(path)
     }
 
+    /// Deliver durably into an existing mailbox named as IMAP names it (Sieve `fileinto`,
+    /// `keep`), with IMAP system flags (`\\Seen`…); other names (keywords) are not kept.
+    pub fn deliver_mailbox(
+        &self,
+        user: &str,
+        name: &MailboxName,
+        message: &[u8],
+        imap_flags: &[String],
+    ) -> io::Result<PathBuf> {
+        if !self.mailbox_exists(user, &MailboxName::Inbox) {
+            self.ensure_user(user)?;
+        }
+        let system = imap_flags
+            .iter()
+            .filter_map(|f| flags::system_flag(f))
+            .fold(0, |a, b| a | b);
+        let info = flags::Flags {
+            system,
+            keywords: 0,
+        }
+        .to_info();
+        let dir = self.mailbox_dir(user, name)?;
+        let path = maildir_write::deliver_to_maildir_flagged(&dir, message, &info)?;
+        self.hub.notify(&dir);
+        Ok(path)
+    }
+
     /// Open a mailbox through the change hub (shared with every other session on it).
     pub fn mailbox(&self, user: &str, name: &MailboxName) -> io::Result<Arc<Mailbox>> {
         let dir = self.mailbox_dir(user, name)?;

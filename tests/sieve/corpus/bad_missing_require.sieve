@@ -1,0 +1,2 @@
+# fileinto without require "fileinto".
+fileinto "A";

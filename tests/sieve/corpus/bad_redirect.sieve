@@ -1,0 +1,2 @@
+# Not an address.
+redirect "not an address";

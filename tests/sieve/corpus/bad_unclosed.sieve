@@ -1,0 +1,3 @@
+require "fileinto";
+if header :is "Subject" "x" {
+  fileinto "A";

@@ -1,0 +1,1 @@
+# No commands: only the implicit keep.

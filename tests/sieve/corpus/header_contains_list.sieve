@@ -1,0 +1,2 @@
+require "fileinto";
+if header :contains ["To", "Cc"] ["carol", "team@"] { fileinto "Team"; }

@@ -1,0 +1,3 @@
+redirect "archive@backup.example";
+redirect "archive@backup.example";
+redirect "second@backup.example";

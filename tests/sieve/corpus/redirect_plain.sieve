@@ -1,0 +1,1 @@
+redirect "archive@backup.example";

@@ -1,0 +1,4 @@
+require "fileinto";
+if header :contains "Subject" "\"" { fileinto "Quote"; }
+if header :matches "Subject" "\\[dev\\] *" { fileinto "Bracket"; }
+fileinto "Back\\slash";

@@ -1,0 +1,2 @@
+require "vacation";
+vacation :days 5 :subject "Away" "I am away until Monday.";
