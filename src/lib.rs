@@ -29,5 +29,6 @@ pub mod spam;
 pub mod spool;
 pub mod store;
 pub mod tls;
+pub mod tlsrpt;
 
 pub use services::Services;

@@ -67,6 +67,7 @@ pub async fn start(svc: &Arc<Services>) -> anyhow::Result<()> {
         crate::http::spawn_listener(svc.clone(), l, crate::http::Kind::Metrics);
     }
     crate::queue::scheduler::spawn_scheduler(svc.clone());
+    crate::tlsrpt::task::spawn(svc.clone());
     crate::tls::spawn_maintenance(crate::tls::Maintenance {
         config: svc.config.clone(),
         tls: svc.tls.clone(),

@@ -44,6 +44,8 @@ pub struct Services {
     pub outbound_roots: crate::outbound::tls::Roots,
     /// Our DKIM signing keys, loaded (or created) on first use.
     pub dkim: crate::delivery::dkim::KeyCache,
+    /// Counts of outbound TLS outcomes for TLS reports (RFC 8460), persisted in data_dir.
+    pub tlsrpt: Arc<crate::tlsrpt::Store>,
     /// The junk-filter databases of recently classified users, reloaded when their file
     /// changes.
     pub junk_dbs: Arc<crate::spam::DbCache>,
@@ -96,6 +98,10 @@ impl Services {
         );
         let mta_sts = crate::outbound::mta_sts::PolicyCache::open(&config.data_dir);
         let outbound_roots = crate::outbound::tls::Roots::new(&config.outbound.ca_file);
+        let tlsrpt = Arc::new(crate::tlsrpt::Store::open(
+            &config.data_dir,
+            config.outbound.tlsrpt_period_secs,
+        ));
         // Keep one and a half largest messages free for the final copies (Postfix's
         // queue_minfree rule), whatever the spooled bodies of other connections take.
         let spool = crate::spool::Spool::open(&config.data_dir)
@@ -118,6 +124,7 @@ impl Services {
             mta_sts,
             outbound_roots,
             dkim: crate::delivery::dkim::KeyCache::default(),
+            tlsrpt,
             junk_dbs: Arc::default(),
             spool,
         }))
@@ -134,6 +141,7 @@ impl Services {
             roots: &self.outbound_roots,
             metrics: &self.metrics,
             shutdown: &self.shutdown,
+            tlsrpt: &self.tlsrpt,
         }
     }
 }

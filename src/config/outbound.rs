@@ -41,6 +41,11 @@ pub struct Outbound {
     /// Needs a validating resolver on this machine in `[dns].nameservers` (its AD bit is
     /// trusted); otherwise DANE stays off, with a note in the log at start.
     pub dane: bool,
+    /// Send SMTP TLS reports (RFC 8460) once a day to the domains we delivered to that ask
+    /// for them (`_smtp._tls` TXT with a `mailto:` rua).
+    pub tlsrpt: bool,
+    /// Length of a TLS reporting period in seconds (a UTC day). Only tests change this.
+    pub tlsrpt_period_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +72,8 @@ impl Default for Outbound {
             relay_password_file: PathBuf::new(),
             relay_domains: BTreeMap::new(),
             dane: true,
+            tlsrpt: true,
+            tlsrpt_period_secs: 86400,
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct Env<'a> {
     pub roots: &'a tls::Roots,
     pub metrics: &'a crate::metrics::Metrics,
     pub shutdown: &'a tokio_util::sync::CancellationToken,
+    /// Where each TLS outcome is counted for TLS reports (RFC 8460).
+    pub tlsrpt: &'a crate::tlsrpt::Store,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,12 +116,21 @@ pub async fn deliver_domain(
     } else {
         mta_sts::policy_for(svc, domain).await
     };
+    // What TLS reports (RFC 8460 §4.4) say the domain's policy was, for hosts without DANE.
+    let report_policy = match &sts {
+        Ok(Some(p)) if p.mode != mta_sts::Mode::None => crate::tlsrpt::Policy::sts(p),
+        _ => crate::tlsrpt::Policy::none(),
+    };
     match sts {
         Ok(Some(p)) if p.mode == mta_sts::Mode::Enforce => {
+            let first_mx = hosts.first().map(|h| h.name.clone());
             hosts.retain(|h| p.matches_mx(&h.name));
             policy.require_valid = true;
             if hosts.is_empty() {
                 let why = format!("no MX host of {domain} matches its MTA-STS policy");
+                let first = first_mx.as_deref();
+                svc.tlsrpt
+                    .sts_mx_mismatch(domain, &report_policy, first, &why);
                 tracing::info!(queue_id, domain, "deferred: {why} (mx: {:?})", p.mx);
                 return all(RcptOutcome::ours(Kind::Transient, "4.7.5", why));
             }
@@ -131,6 +142,7 @@ pub async fn deliver_domain(
         Err(e) => {
             // RFC 8461 §5.1: a policy that cannot be fetched is treated as none (no cached one).
             tracing::info!(domain, "MTA-STS policy fetch failed: {e}");
+            svc.tlsrpt.sts_fetch_failed(domain, &e);
         }
     }
     let tx = Transaction {
@@ -160,6 +172,7 @@ pub async fn deliver_domain(
                     tracing::info!(queue_id, domain, mx = %host.name, "skipping the host: {}", crate::logsafe::UntrustedText(e));
                     last_error = format!("{}: DANE: {e}", host.name);
                     last_status = "4.7.5".into();
+                    svc.tlsrpt.tlsa_lookup_failed(domain, &host.name, ip, e);
                     break;
                 }
                 Some((_, dane::HostDane::Required(r))) => Some(r),
@@ -172,6 +185,15 @@ pub async fn deliver_domain(
             };
             let (attempt, info) =
                 client::attempt(&host.name, ip, port, &tx, host_policy, requirement).await;
+            svc.tlsrpt.attempt(
+                domain,
+                &report_policy,
+                requirement,
+                &host.name,
+                ip,
+                &attempt,
+                &info,
+            );
             let remote = Some(format!("{} [{}]", host.name, ip));
             match attempt {
                 Attempt::Done(results) => {

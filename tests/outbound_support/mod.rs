@@ -2,6 +2,8 @@
 //! and a tiny scripted SMTP sink as receiving MX hosts.
 #![allow(dead_code)]
 
+pub mod dnssec;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
