@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod log;
 mod outbound;
 pub use crate::spam::settings::{RspamdFailure, Spam, SpamAction};
+pub use log::{Log, LogFormat};
 pub use outbound::{Outbound, RelayTls};
 
 /// Where the config lives unless `--config` or `$POSTERN_CONFIG` says otherwise.
@@ -41,6 +43,9 @@ pub struct Config {
     pub hostname: String,
     /// Everything postern keeps: accounts, mail, queue, keys, certificates.
     pub data_dir: PathBuf,
+    /// `[log]`: the log's format.
+    #[serde(default)]
+    pub log: Log,
     #[serde(default)]
     pub listen: Listen,
     #[serde(default)]

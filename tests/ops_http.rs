@@ -161,7 +161,7 @@ for line in body.splitlines():
     if line.startswith("#"):
         assert re.match(r"^# (HELP|TYPE) postern_[a-z_]+ .+$", line), line
         continue
-    m = re.match(r'^(postern_[a-z_]+)(\{{[a-z_]+="[a-z_]+"\}})? (-?[0-9]+)$', line)
+    m = re.match(r'^(postern_[a-z_]+)(\{{[a-z_]+="[a-z0-9_.-]+"\}})? (-?[0-9]+)$', line)
     assert m, line
     samples[m.group(1) + (m.group(2) or "")] = int(m.group(3))
 for name in ["postern_messages_received_total", "postern_messages_sent_total",
@@ -176,6 +176,9 @@ assert samples["postern_messages_received_total"] >= 1, body
 assert sum(v for k, v in samples.items() if k.startswith("postern_inbound_dmarc_total{{")) >= 1, body
 assert samples["postern_auth_failures_total"] >= 1, body
 assert samples["postern_certificate_expiry_timestamp_seconds"] > time.time(), body
+# tls.source = "self-signed": flagged per name, and no ACME failures.
+assert samples['postern_tls_self_signed{{name="mail.example.test"}}'] == 1, body
+assert samples["postern_acme_failures_total"] == 0, body
 st, _, _ = get("http://127.0.0.1:{metrics}/mail/config-v1.1.xml")
 assert st == 404, st
 st, _, _ = get("http://127.0.0.1:{http}/metrics")
@@ -270,4 +273,57 @@ fn closed_by_server(r: &mut Raw) -> bool {
         Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
         Ok(_) => false,
     }
+}
+
+/// Issue 20, item 12: while ACME fails, /metrics says so (failure counter, last failure time,
+/// `postern_tls_self_signed 1`) and does not export the stand-in's far-off expiry as the
+/// certificate's expiry, so an expiry alert cannot be silenced by it.
+#[test]
+fn metrics_show_acme_failures_and_the_self_signed_stand_in() {
+    let closed = free_port();
+    let mut p = Postern::start_with(Setup {
+        tls: Some(format!(
+            "[tls]\nsource = \"acme\"\nacme_directory = \"https://127.0.0.1:{closed}/dir\"\nacme_extra_names = []\n"
+        )),
+        ..Setup::default()
+    });
+    p.stop();
+    let metrics = free_port();
+    let text = std::fs::read_to_string(&p.config).unwrap().replacen(
+        "[listen]\n",
+        &format!("[listen]\nmetrics = [\"127.0.0.1:{metrics}\"]\n"),
+        1,
+    );
+    std::fs::write(&p.config, text).unwrap();
+    p.spawn();
+    p.wait_port(metrics);
+    assert!(
+        p.wait_log(
+            "cannot use the ACME directory",
+            std::time::Duration::from_secs(30)
+        ),
+        "{}",
+        p.log()
+    );
+    let out = py(
+        &p,
+        &format!(
+            r##"
+import re, time
+st, ct, body = get("http://127.0.0.1:{metrics}/metrics")
+assert st == 200, st
+samples = {{}}
+for line in body.splitlines():
+    if not line.startswith("#"):
+        k, v = line.rsplit(" ", 1)
+        samples[k] = int(v)
+assert samples["postern_acme_failures_total"] >= 1, body
+assert time.time() - 300 < samples["postern_acme_last_failure_timestamp_seconds"] <= time.time() + 1, body
+assert samples['postern_tls_self_signed{{name="mail.example.test"}}'] == 1, body
+assert "postern_certificate_expiry_timestamp_seconds" not in body, body
+print("ok")
+"##
+        ),
+    );
+    assert_eq!(out.trim(), "ok");
 }

@@ -117,7 +117,10 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    init_logging();
+    // `serve` logs in its config's `[log] format`, so it starts logging once that is loaded.
+    if !matches!(cli.command, Command::Serve) {
+        init_logging(crate::config::LogFormat::Text);
+    }
     // `dev` runs on its own built-in config: a --config given to it would be silently unused.
     if matches!(cli.command, Command::Dev(_))
         && matches.value_source("config") == Some(clap::parser::ValueSource::CommandLine)
@@ -153,7 +156,7 @@ pub fn one_line(e: &anyhow::Error) -> String {
     out
 }
 
-fn init_logging() {
+fn init_logging(format: crate::config::LogFormat) {
     use tracing_subscriber::EnvFilter;
     let mut spec = std::env::var("POSTERN_LOG").unwrap_or_else(|_| "info".into());
     // rustls warns (without naming the peer) about every client that sends an IP address as
@@ -163,12 +166,18 @@ fn init_logging() {
         spec.push_str(",rustls=error");
     }
     let filter = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("info,rustls=error"));
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        crate::config::LogFormat::Text => fmt
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
+            .try_init(),
+        // One JSON object per line: timestamp, level, target, message and the event's fields
+        // at the top level (flattened), never ANSI colours.
+        crate::config::LogFormat::Json => fmt.json().flatten_event(true).try_init(),
+    };
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -177,6 +186,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init(args) => init::run(path, args),
         Command::Serve => {
             let config = Config::load(path)?;
+            init_logging(config.log.format);
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
             let _lock = data_dir::ServerLock::take(&config.data_dir)?;

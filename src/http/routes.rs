@@ -65,12 +65,19 @@ pub fn route(ctx: &Context<'_>, kind: Kind, method: &Method, uri: &Uri) -> Respo
     let path = uri.path();
     if kind == Kind::Metrics {
         return if path == METRICS_PATH {
-            let cert_not_after =
-                crate::tls::CertInfo::of(&ctx.tls.resolver().current()).map(|c| c.not_after);
+            let served = crate::tls::CertInfo::of(&ctx.tls.resolver().current()).map(|c| {
+                crate::metrics::ServedCert {
+                    stand_in: c.self_signed
+                        && ctx.config.tls.source == crate::config::TlsSource::Acme,
+                    self_signed: c.self_signed,
+                    not_after: c.not_after,
+                    names: c.names,
+                }
+            });
             no_store(respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                ctx.metrics.render_prometheus(cert_not_after)
+                ctx.metrics.render_prometheus(served.as_ref())
                     + ctx.extra_metrics.as_deref().unwrap_or(""),
             ))
         } else {

@@ -91,8 +91,10 @@ impl Envelope {
     }
 }
 
-/// Queue ids: time-ordered, unique across processes, safe as file names.
-fn new_id() -> String {
+/// Queue ids: time-ordered, unique across processes, safe as file names. The SMTP
+/// transaction takes one before it enqueues, so the id in its 250 reply, its log line and
+/// `postern queue list/show` is the same (issue 20, item 10).
+pub fn new_id() -> String {
     use rand::Rng;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -152,10 +154,24 @@ impl Queue {
         rcpts: &[String],
         message: crate::spool::Outgoing,
     ) -> Result<String, QueueError> {
+        self.enqueue_as(new_id(), mail_from, rcpts, message).await
+    }
+
+    /// `enqueue` under an id from `new_id` that the caller already announced (the SMTP
+    /// transaction's id). Refused if that id is queued already.
+    pub async fn enqueue_as(
+        &self,
+        id: String,
+        mail_from: &str,
+        rcpts: &[String],
+        message: crate::spool::Outgoing,
+    ) -> Result<String, QueueError> {
         let spool = self.spool.clone();
         let (from, rcpts) = (mail_from.to_string(), rcpts.to_vec());
         let id = tokio::task::spawn_blocking(move || {
-            spool.enqueue_with(&from, &rcpts, message.len() as u64, |f| message.write_to(f))
+            spool.enqueue_id(id, &from, &rcpts, message.len() as u64, |f| {
+                message.write_to(f)
+            })
         })
         .await
         .map_err(|e| QueueError::Other(format!("enqueue task failed: {e}")))??;
@@ -216,10 +232,25 @@ impl Spool {
         size: u64,
         fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
     ) -> Result<String, QueueError> {
+        self.enqueue_id(new_id(), mail_from, rcpts, size, fill)
+    }
+
+    fn enqueue_id(
+        &self,
+        id: String,
+        mail_from: &str,
+        rcpts: &[String],
+        size: u64,
+        fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<String, QueueError> {
         if rcpts.is_empty() {
             return Err(QueueError::Other("no recipients".into()));
         }
-        let id = new_id();
+        if !valid_id(&id) || self.msg_path(&id).exists() || self.env_path(&id).exists() {
+            return Err(QueueError::Other(format!(
+                "queue id {id:?} is taken or invalid"
+            )));
+        }
         let now = crate::clock::unix_now();
         let env = Envelope {
             id: id.clone(),

@@ -27,7 +27,9 @@ pub struct Context<'a> {
 
 /// Deliver the transaction; returns the reply for the end of DATA. Logs one line.
 pub async fn finish(ctx: &Context<'_>, tx: &Transaction) -> Reply {
-    let id = headers::transaction_id();
+    // The queue's id format, and the queue id itself when a copy is queued: one id in the
+    // 250 reply, the Received header, this log line and `postern queue list/show`.
+    let id = crate::queue::new_id();
     let plan = delivery::plan(tx.rcpts.iter().map(|r| (&r.users[..], &r.remote[..])));
     let reply = match ctx.mode {
         Mode::Mx => inbound_delivery(ctx, tx, &plan, &id).await,
@@ -38,9 +40,14 @@ pub async fn finish(ctx: &Context<'_>, tx: &Transaction) -> Reply {
     let m = &ctx.svc.metrics;
     // One line per transaction: info when accepted, warn when refused.
     let line = format!(
-        "smtp transaction: service={} peer={} id={id} message_id={} helo={} user={} from=<{}> rcpts={rcpts:?} size={} result=\"{}\"",
+        "smtp transaction: service={} peer={} id={id} queued={} message_id={} helo={} user={} from=<{}> rcpts={rcpts:?} size={} result=\"{}\"",
         ctx.mode.service(),
         ctx.peer,
+        if reply.is_positive() {
+            plan.remote.len()
+        } else {
+            0
+        },
         Untrusted(&msgid),
         Untrusted(&tx.helo),
         tx.auth_user.as_deref().unwrap_or("-"),
@@ -153,7 +160,7 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
     if !plan.remote.is_empty()
         && let Err(e) = svc
             .queue
-            .enqueue(&forward_from, &plan.remote, stored.clone())
+            .enqueue_as(id.to_string(), &forward_from, &plan.remote, stored.clone())
             .await
     {
         tracing::warn!(id, "enqueue of forwarded copy failed: {e}");
@@ -282,7 +289,11 @@ async fn submission_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, i
             }
         };
         let signed = msg.with_prepended(signature.as_bytes());
-        if let Err(e) = svc.queue.enqueue(&tx.mail_from, &plan.remote, signed).await {
+        if let Err(e) = svc
+            .queue
+            .enqueue_as(id.to_string(), &tx.mail_from, &plan.remote, signed)
+            .await
+        {
             tracing::warn!(id, "enqueue failed: {e}");
             return temp_queue(&e);
         }

@@ -94,6 +94,8 @@ pub struct CertInfo {
     pub serial: String,
     pub not_before: i64,
     pub not_after: i64,
+    /// Issuer and subject are the same name: self-signed (the stand-in, `postern dev`).
+    pub self_signed: bool,
 }
 
 impl CertInfo {
@@ -121,6 +123,7 @@ impl CertInfo {
             serial: x.raw_serial_as_string(),
             not_before: x.validity().not_before.timestamp(),
             not_after: x.validity().not_after.timestamp(),
+            self_signed: x.issuer().as_raw() == x.subject().as_raw(),
         })
     }
 }

@@ -174,9 +174,11 @@ pub fn install(
 
 fn publish_expiry(metrics: &crate::metrics::Metrics, ck: &rustls::sign::CertifiedKey) {
     if let Some(info) = CertInfo::of(ck) {
+        // A self-signed certificate's far-off expiry is not published as the expiry to watch.
+        let t = if info.self_signed { 0 } else { info.not_after };
         metrics
             .cert_not_after
-            .store(info.not_after, std::sync::atomic::Ordering::Relaxed);
+            .store(t, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -368,6 +368,10 @@ impl Maintainer {
             }
             Err(e) => {
                 self.failures += 1;
+                let m = &self.svc.metrics;
+                crate::metrics::Metrics::inc(&m.acme_failures);
+                m.acme_last_failure
+                    .store(now, std::sync::atomic::Ordering::Relaxed);
                 let delay = schedule::backoff(self.failures);
                 self.retry_at = Some(now + delay.as_secs() as i64);
                 let serving = match &self.current {
