@@ -159,9 +159,9 @@ assert st == 200 and ct.startswith("text/plain"), (st, ct)
 samples = {{}}
 for line in body.splitlines():
     if line.startswith("#"):
-        assert re.match(r"^# (HELP|TYPE) postern_[a-z_]+ .+$", line), line
+        assert re.match(r"^# (HELP|TYPE) postern_[a-z0-9_]+ .+$", line), line
         continue
-    m = re.match(r'^(postern_[a-z_]+)(\{{[a-z_]+="[a-z0-9_.-]+"\}})? (-?[0-9]+)$', line)
+    m = re.match(r'^(postern_[a-z0-9_]+)(\{{[a-z_]+="[a-z0-9_.-]+"\}})? (-?[0-9]+)$', line)
     assert m, line
     samples[m.group(1) + (m.group(2) or "")] = int(m.group(3))
 for name in ["postern_messages_received_total", "postern_messages_sent_total",

@@ -20,7 +20,7 @@ impl Directory for FullDir {
 #[test]
 fn full_mailbox_is_452_4_2_2_for_that_recipient_only() {
     let mut s = mx();
-    let mut c = |s: &mut Session, l: &str| s.line(format!("{l}\r\n").as_bytes(), &FullDir);
+    let c = |s: &mut Session, l: &str| s.line(format!("{l}\r\n").as_bytes(), &FullDir);
     assert_eq!(code(&c(&mut s, "MAIL FROM:<a@remote.org>")), 250);
     let a = c(&mut s, "RCPT TO:<bob@example.com>");
     assert_eq!(
