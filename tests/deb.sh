@@ -13,7 +13,7 @@ SUDO=()
 fail() { echo "tests/deb.sh: FAILED: $*" >&2; exit 1; }
 step() { echo "tests/deb.sh: $*" >&2; }
 
-if dpkg-query -W -f='${Status}' postern 2>/dev/null | grep -q installed || [ -e /var/lib/postern ]; then
+if dpkg-query -W -f='${Status}' postern 2>/dev/null | grep installed >/dev/null || [ -e /var/lib/postern ]; then
   fail "postern is installed or /var/lib/postern exists here; this test installs and purges the package"
 fi
 
@@ -48,9 +48,13 @@ version=$(/usr/bin/postern --version)
   --hostname mail.example.org --data-dir "$tmp/data" >"$tmp/init.out" 2>&1 ||
   { cat "$tmp/init.out" >&2; fail "postern init"; }
 grep -q 'IN MX    10 mail.example.org.' "$tmp/init.out" || fail "init printed no MX record"
-/usr/bin/postern check --help | grep -q 'Usage: postern check' || fail "postern check --help"
+# Captured first: `cmd | grep -q` closes the pipe at the first match, and the writer then
+# fails with EPIPE, which pipefail turns into a failure.
+out=$(/usr/bin/postern check --help) || fail "postern check --help"
+grep -q 'Usage: postern check' <<<"$out" || fail "postern check --help"
 [ "$(readlink -f /usr/sbin/sendmail)" = /usr/bin/postern ] || fail "/usr/sbin/sendmail is not postern"
-/usr/sbin/sendmail --help | grep -q 'sendmail' || fail "sendmail --help"
+out=$(/usr/sbin/sendmail --help) || fail "sendmail --help"
+grep -q 'sendmail' <<<"$out" || fail "sendmail --help"
 
 step "checking files, user and data directory"
 files=$(dpkg -L postern)
@@ -68,10 +72,10 @@ grep -q '^ExecStart=/usr/bin/postern serve' "$unit" || fail "$unit does not run 
 if command -v systemd-analyze >/dev/null; then
   systemd-analyze verify "$unit" 2>"$tmp/verify" || { cat "$tmp/verify" >&2; fail "systemd-analyze verify"; }
 fi
-dpkg-query -W -f='${Conffiles}' postern | grep -q ' /etc/postern/postern.example.toml ' ||
+dpkg-query -W -f='${Conffiles}' postern | grep ' /etc/postern/postern.example.toml ' >/dev/null ||
   fail "postern.example.toml is not a conffile"
-zcat /usr/share/man/man5/postern.toml.5.gz | grep -q 'data_dir' || fail "postern.toml(5) lacks data_dir"
-getent passwd postern | grep -q ':/var/lib/postern:/usr/sbin/nologin$' || fail "no postern system user"
+zcat /usr/share/man/man5/postern.toml.5.gz | grep 'data_dir' >/dev/null || fail "postern.toml(5) lacks data_dir"
+getent passwd postern | grep ':/var/lib/postern:/usr/sbin/nologin$' >/dev/null || fail "no postern system user"
 [ "$(stat -c '%U:%G %a' /var/lib/postern)" = "postern:postern 750" ] ||
   fail "/var/lib/postern is $(stat -c '%U:%G %a' /var/lib/postern), not postern:postern 750"
 systemctl is-enabled postern >/dev/null 2>&1 && fail "the service was enabled without a config"
