@@ -7,80 +7,13 @@ use common::*;
 
 use std::net::UdpSocket;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const RCPT: &str = "user@example.test";
 const AUTHSERV: &str = "mail.example.test";
 
-/// dnsmasq on a free loopback port serving only the given records (and NXDOMAIN for any
-/// other name under .test). Killed on drop.
-struct TestDns {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl TestDns {
-    fn start(records: &str) -> TestDns {
-        // free_port() checks TCP only; if the UDP side is taken dnsmasq exits: try another.
-        for _ in 0..5 {
-            if let Some(dns) = Self::try_start(records, free_port()) {
-                return dns;
-            }
-        }
-        panic!("dnsmasq did not start");
-    }
-
-    fn try_start(records: &str, port: u16) -> Option<TestDns> {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("dnsmasq.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port={port}\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\n\
-                 local=/test/\nlocal=/in-addr.arpa/\n{records}\n"
-            ),
-        )
-        .unwrap();
-        let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
-            .unwrap()
-            .trim()
-            .to_string();
-        peers::dnsmasq().essential();
-        let child = Command::new("dnsmasq")
-            .arg("-k")
-            .arg("-C")
-            .arg(&conf)
-            .arg("--pid-file=")
-            .arg(format!("--user={user}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq (apt-get install dnsmasq-base)");
-        let mut dns = TestDns {
-            child,
-            port,
-            _dir: dir,
-        };
-        // Ready when it answers a TCP connection (it serves TCP and UDP on the same port).
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if std::time::Instant::now() > deadline || matches!(dns.child.try_wait(), Ok(Some(_))) {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(dns)
-    }
-}
-
-impl Drop for TestDns {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::dnsmasq::TestDns;
 
 /// An RSA-2048 DKIM key made with openssl: the PEM for dkimpy and the p= value.
 struct Key {
