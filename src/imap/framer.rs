@@ -92,6 +92,23 @@ impl Framer {
         }
     }
 
+    /// Give back buffer memory between commands: with nothing held and nothing of the next
+    /// command parsed, a fresh Fragmentizer is in the same state as the used one, whose
+    /// buffers keep the capacity of the largest command so far (a 200 KiB APPEND would
+    /// otherwise stay with an idle connection). Cheap; called whenever the session waits.
+    pub fn shrink(&mut self) {
+        let at_rest = self.streaming.is_none()
+            && self.pos == self.held.len()
+            && self.expect == Expect::Line
+            && !self.replaying
+            && self.frag.message_bytes().is_empty();
+        if at_rest {
+            self.held = Vec::new();
+            self.pos = 0;
+            self.frag = Fragmentizer::new(self.max_message);
+        }
+    }
+
     /// The next fragment, feeding the Fragmentizer from the held input as it asks for more.
     pub fn progress(&mut self) -> Option<FragmentInfo> {
         loop {
@@ -330,6 +347,38 @@ mod tests {
             cmds,
             vec![b"a APPEND INBOX {0+}\r\n {10+}\r\nb LOGOUT\r\n\r\n".to_vec()]
         );
+    }
+
+    #[test]
+    fn shrink_between_and_inside_commands_keeps_the_framing() {
+        // The session shrinks whenever it waits for input: between commands (buffers
+        // dropped) and in the middle of one (nothing may be lost then).
+        let mut f = Framer::new(1 << 20);
+        let big = vec![b'q'; 100_000];
+        let mut input = format!("a SEARCH TEXT {{{}+}}\r\n", big.len()).into_bytes();
+        input.extend_from_slice(&big);
+        input.extend_from_slice(b"\r\nb NOOP\r\nc LOG");
+        let mut cmds = Vec::new();
+        let feed = |f: &mut Framer, bytes: &[u8], cmds: &mut Vec<Vec<u8>>| {
+            f.input(bytes);
+            while let Some(_fi) = f.progress() {
+                if f.is_message_complete() {
+                    cmds.push(f.message_bytes().to_vec());
+                }
+            }
+            f.shrink();
+        };
+        for c in input.chunks(7_000) {
+            feed(&mut f, c, &mut cmds);
+        }
+        assert_eq!(cmds.len(), 2);
+        assert_eq!(cmds[0].len(), big.len() + 26);
+        assert_eq!(cmds[1], b"b NOOP\r\n");
+        feed(&mut f, b"OUT\r\n", &mut cmds);
+        assert_eq!(cmds[2], b"c LOGOUT\r\n");
+        // At rest now: the buffers of the big command are gone.
+        assert_eq!(f.held.capacity(), 0);
+        assert!(f.frag.message_bytes().is_empty());
     }
 
     #[test]

@@ -141,6 +141,12 @@ async fn idle_sync(sess: Session) -> Option<(Session, Vec<u8>)> {
     .ok()
 }
 
+/// Read buffer of a connection: it starts small (what an idle connection keeps, beside its
+/// TLS state), doubles while reads fill it (bulk input such as an APPEND) up to `READ_MAX`,
+/// and goes back to `READ_MIN` when the session waits after small reads.
+const READ_MIN: usize = 4 * 1024;
+const READ_MAX: usize = 64 * 1024;
+
 /// Slowest input that still counts as progress: each MIN_RATE bytes received add a second to
 /// the command deadline (a trickle of a byte every few seconds earns nothing).
 const MIN_RATE: u64 = 1024;
@@ -197,7 +203,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
     // Bytes that do arrive buy time at MIN_RATE, so a slow but honest APPEND still finishes.
     let mut deadline = tokio::time::Instant::now() + limit(&sess);
     let mut received: u64 = 0;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; READ_MIN];
+    let mut last_read = 0;
     // COMPRESS=DEFLATE (RFC 4978), once the session has said OK to it.
     let mut z: Option<compress::Deflate> = None;
     loop {
@@ -229,6 +236,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
             }
             Step::NeedInput | Step::Idle => {
                 let _ = stream.flush().await;
+                if buf.len() > READ_MIN && last_read < buf.len() / 4 {
+                    // The bulk input is over: an idle connection keeps only the small buffer.
+                    buf = vec![0u8; READ_MIN];
+                }
                 let mut watch = if st == Step::Idle {
                     sess.idle_watch()
                 } else {
@@ -252,6 +263,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
                         Wake::Input(Ok(0)) | Wake::Input(Err(_)) => return Outcome::Done,
                         Wake::Input(Ok(n)) => {
                             received += n as u64;
+                            last_read = n;
                             match z.as_mut().map(|z| z.inflate(&buf[..n])) {
                                 None => sess.input(&buf[..n]),
                                 Some(Ok(plain)) => sess.input(&plain),
@@ -265,6 +277,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
                                     .await;
                                     return Outcome::Done;
                                 }
+                            }
+                            if n == buf.len() && buf.len() < READ_MAX {
+                                // Bulk input (an APPEND): read in larger pieces.
+                                buf = vec![0u8; buf.len() * 2];
                             }
                             break;
                         }

@@ -374,6 +374,7 @@ impl Session {
                 None => {}
             }
             let Some(fi) = self.frag.progress() else {
+                self.frag.shrink();
                 return if self.is_idle() {
                     Step::Idle
                 } else {
