@@ -3,11 +3,13 @@
 //! UIDs only (`store::Changes`); turning its changes into untagged EXPUNGE/EXISTS/RECENT/
 //! FETCH responses, in the order and at the moments RFC 3501 §7.4.1 allows, happens here.
 
-use std::collections::HashSet;
 use std::io;
 
 use crate::store::Mailbox;
 use crate::store::flags::Flags;
+pub use recent::RecentSet;
+
+mod recent;
 
 /// One session's picture of a selected mailbox.
 #[derive(Debug, Default, Clone)]
@@ -17,7 +19,7 @@ pub struct View {
     /// The mailbox's HIGHESTMODSEQ when this view last synced (0: never).
     pub modseq: u64,
     /// UIDs that are \Recent for this session (RFC 3501 §2.3.2).
-    pub recent: HashSet<u32>,
+    pub recent: RecentSet,
 }
 
 /// What a session learns when it syncs its view (RFC 3501 §7: untagged EXISTS/EXPUNGE/FETCH).
@@ -51,9 +53,10 @@ impl View {
         }
         let mut new_recent = 0;
         for (uid, recent) in &ch.added {
+            let prev = self.uids.last().copied();
             self.uids.push(*uid);
             if *recent {
-                self.recent.insert(*uid);
+                self.recent.push(prev, *uid);
                 new_recent += 1;
             }
         }
