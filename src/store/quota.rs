@@ -42,7 +42,7 @@ impl Mailbox {
     }
 
     fn msg_size(&self, m: &super::mailbox::Msg) -> u64 {
-        size_in_name(&m.base).unwrap_or_else(|| {
+        size_in_name(m.base()).unwrap_or_else(|| {
             std::fs::metadata(self.path_of(m))
                 .map(|md| md.len())
                 .unwrap_or(0)

@@ -74,10 +74,8 @@ impl Index {
             self.uidnext += 1;
             self.modseq += 1;
             lines.push_str(&uidlist::entry_line(uid, self.modseq, flags, &base));
-            self.by_base.insert(base.clone(), uid);
             self.msgs.push(Msg {
                 uid,
-                base,
                 file,
                 in_new,
                 flags,
@@ -103,7 +101,7 @@ impl Index {
         let mut text = uidlist::header(self.uidvalidity, self.uidnext, self.modseq, &self.expunged);
         text.reserve(self.msgs.len() * 56);
         for m in &self.msgs {
-            text.push_str(&uidlist::entry_line(m.uid, m.modseq, m.flags, &m.base));
+            text.push_str(&uidlist::entry_line(m.uid, m.modseq, m.flags, m.base()));
         }
         write_atomic(&dir.join(UIDLIST), text.as_bytes(), 0o600)?;
         self.log_lines = 0;
@@ -143,7 +141,7 @@ impl Index {
         let mut lines = String::new();
         let mut n_lines = 0;
         for m in &mut self.msgs {
-            match found.remove(&m.base) {
+            match found.remove(m.base()) {
                 None => gone.push(m.uid),
                 Some((file, in_new)) => {
                     if file != m.file || in_new != m.in_new {
@@ -181,7 +179,7 @@ impl Index {
             }
         }
         if !known.is_empty() {
-            for (uid, base, file, in_new) in known {
+            for (uid, _, file, in_new) in known {
                 let flags = file_flags(&file, in_new);
                 // Keep the recorded modseq unless the flags changed while we were not
                 // looking (another program, or a crash between a rename and its record).
@@ -196,7 +194,6 @@ impl Index {
                 };
                 self.msgs.push(Msg {
                     uid,
-                    base,
                     file,
                     in_new,
                     flags,
@@ -245,7 +242,7 @@ impl Index {
     pub(super) fn move_new_to_cur(&mut self, dir: &Path) {
         let mut moved = false;
         for m in self.msgs.iter_mut().filter(|m| m.in_new) {
-            let file = format!("{}:2,{}", m.base, m.flags.to_info());
+            let file = format!("{}:2,{}", m.base(), m.flags.to_info());
             if fs::rename(dir.join("new").join(&*m.file), dir.join("cur").join(&file)).is_ok() {
                 m.file = file.into();
                 m.in_new = false;

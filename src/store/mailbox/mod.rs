@@ -49,9 +49,8 @@ const CACHE_MAX: usize = 20_000;
 #[derive(Debug, Clone)]
 pub struct Msg {
     pub uid: u32,
-    /// Maildir base name (file name up to the `:`).
-    pub base: Box<str>,
-    /// Current file name inside new/ or cur/.
+    /// Current file name inside new/ or cur/ (the base name, then `:2,` and the flags). The
+    /// base name is not kept apart: one string a message is what a large mailbox can afford.
     pub file: Box<str>,
     pub in_new: bool,
     pub flags: Flags,
@@ -74,6 +73,7 @@ pub struct Index {
     pub modseq: u64,
     /// UIDs expunged per modseq, for QRESYNC's VANISHED (EARLIER).
     pub expunged: Expunged,
+    /// Base name to UID as the UID list recorded them (emptied by the first scan).
     by_base: HashMap<Box<str>, u32>,
     /// What the UID list said about each message at open (emptied by the first scan).
     recorded: HashMap<u32, Recorded>,
@@ -169,7 +169,11 @@ impl Mailbox {
         {
             let mut ix = mb.lock();
             ix.scan(&mb.dir, true)?;
+            // Both only serve the first scan: afterwards every file the UID list named is in
+            // `msgs` or was expunged, and a later scan matches files against `msgs`. (A map of
+            // base names would cost ~100 bytes a message in a large mailbox.)
             ix.recorded = HashMap::new();
+            ix.by_base = HashMap::new();
             // Also for an empty mailbox without a UID list: its UIDVALIDITY is fixed now, so
             // the one a client sees first (and resyncs with, RFC 7162 §3.2.5) stays valid.
             if ix.needs_rewrite {
@@ -238,6 +242,13 @@ impl Mailbox {
         if ix.find(uid).is_some() {
             ix.cache.insert(uid, p);
         }
+    }
+}
+
+impl Msg {
+    /// Maildir base name (the file name up to the `:`).
+    pub fn base(&self) -> &str {
+        self.file.split(':').next().unwrap_or(&self.file)
     }
 }
 

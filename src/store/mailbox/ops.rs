@@ -173,7 +173,7 @@ impl Mailbox {
             }
             let m = &ix.msgs[pos];
             let from = self.path_of(m);
-            let file = format!("{}:2,{}", m.base, new.to_info());
+            let file = format!("{}:2,{}", m.base(), new.to_info());
             let to = self.dir.join("cur").join(&file);
             match fs::rename(&from, &to) {
                 Ok(()) => {}
