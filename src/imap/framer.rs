@@ -372,7 +372,7 @@ mod tests {
             feed(&mut f, c, &mut cmds);
         }
         assert_eq!(cmds.len(), 2);
-        assert_eq!(cmds[0].len(), big.len() + 26);
+        assert_eq!(cmds[0].len(), big.len() + 27);
         assert_eq!(cmds[1], b"b NOOP\r\n");
         feed(&mut f, b"OUT\r\n", &mut cmds);
         assert_eq!(cmds[2], b"c LOGOUT\r\n");
