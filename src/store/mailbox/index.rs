@@ -61,7 +61,7 @@ impl Index {
     pub(super) fn add(
         &mut self,
         dir: &Path,
-        entries: Vec<(Box<str>, Box<str>, bool, Flags)>,
+        entries: Vec<(Box<str>, bool, Flags)>,
     ) -> io::Result<Vec<u32>> {
         let mut lines = String::new();
         let mut uids = Vec::new();
@@ -69,11 +69,12 @@ impl Index {
         if first {
             self.uidvalidity = new_uidvalidity();
         }
-        for (base, file, in_new, flags) in entries {
+        for (file, in_new, flags) in entries {
             let uid = self.uidnext;
             self.uidnext += 1;
             self.modseq += 1;
-            lines.push_str(&uidlist::entry_line(uid, self.modseq, flags, &base));
+            let base = file.split(':').next().unwrap_or(&file);
+            lines.push_str(&uidlist::entry_line(uid, self.modseq, flags, base));
             self.msgs.push(Msg {
                 uid,
                 file,
@@ -118,21 +119,34 @@ impl Index {
             return Ok(false);
         }
         self.adopt_disk_keywords(dir);
-        let mut found: HashMap<Box<str>, (Box<str>, bool)> =
-            HashMap::with_capacity(self.msgs.len() + 16);
+        // Every name goes into one buffer and the map borrows from it: a scan of a large
+        // mailbox makes a few big allocations, not two small ones a file, which would be
+        // left as holes between the names the index keeps (memory the allocator cannot
+        // give back). Only names that are new or changed are copied out.
+        let mut names = String::with_capacity(self.msgs.len() * 48 + 1024);
+        let mut spans: Vec<(usize, usize, bool)> = Vec::with_capacity(self.msgs.len() + 16);
         for (sub, in_new) in [("cur", false), ("new", true)] {
             for e in fs::read_dir(dir.join(sub))? {
                 let e = e?;
-                let Ok(name) = e.file_name().into_string() else {
+                let name = e.file_name();
+                let Some(name) = name.to_str() else {
                     continue;
                 };
                 if name.starts_with('.') {
                     continue;
                 }
-                let base = name.split(':').next().unwrap_or(&name);
-                found.insert(base.into(), (name.as_str().into(), in_new));
+                let start = names.len();
+                names.push_str(name);
+                spans.push((start, names.len(), in_new));
             }
         }
+        let mut found: HashMap<&str, (&str, bool)> = HashMap::with_capacity(spans.len());
+        for &(start, end, in_new) in &spans {
+            let name = &names[start..end];
+            let base = name.split(':').next().unwrap_or(name);
+            found.insert(base, (name, in_new));
+        }
+        drop(spans);
         let mut changed = false;
         let mut gone = Vec::new();
         let mut modseq = self.modseq;
@@ -144,8 +158,8 @@ impl Index {
             match found.remove(m.base()) {
                 None => gone.push(m.uid),
                 Some((file, in_new)) => {
-                    if file != m.file || in_new != m.in_new {
-                        let flags = file_flags(&file, in_new);
+                    if file != &*m.file || in_new != m.in_new {
+                        let flags = file_flags(file, in_new);
                         if flags != m.flags {
                             modseq += 1;
                             m.modseq = modseq;
@@ -153,7 +167,7 @@ impl Index {
                             lines.push_str(&uidlist::change_line(m.uid, modseq, flags));
                             n_lines += 1;
                         }
-                        m.file = file;
+                        m.file = file.into();
                         m.in_new = in_new;
                         changed = true;
                     }
@@ -170,16 +184,16 @@ impl Index {
             self.record(dir, &lines, n_lines)?;
         }
         // Files known to the UID list but not yet in memory (first load) keep their UIDs.
-        let mut fresh: Vec<(Box<str>, Box<str>, bool)> = Vec::new();
-        let mut known: Vec<(u32, Box<str>, Box<str>, bool)> = Vec::new();
+        let mut fresh: Vec<(&str, &str, bool)> = Vec::new();
+        let mut known: Vec<(u32, Box<str>, bool)> = Vec::new();
         for (base, (file, in_new)) in found {
-            match self.by_base.get(&base) {
-                Some(uid) if self.pos(*uid).is_none() => known.push((*uid, base, file, in_new)),
+            match self.by_base.get(base) {
+                Some(uid) if self.pos(*uid).is_none() => known.push((*uid, file.into(), in_new)),
                 _ => fresh.push((base, file, in_new)),
             }
         }
         if !known.is_empty() {
-            for (uid, _, file, in_new) in known {
+            for (uid, file, in_new) in known {
                 let flags = file_flags(&file, in_new);
                 // Keep the recorded modseq unless the flags changed while we were not
                 // looking (another program, or a crash between a rename and its record).
@@ -208,10 +222,7 @@ impl Index {
             fresh.sort();
             let entries = fresh
                 .into_iter()
-                .map(|(base, file, in_new)| {
-                    let flags = file_flags(&file, in_new);
-                    (base, file, in_new, flags)
-                })
+                .map(|(_, file, in_new)| (file.into(), in_new, file_flags(file, in_new)))
                 .collect();
             self.add(dir, entries)?;
             changed = true;

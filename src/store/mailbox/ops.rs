@@ -52,7 +52,7 @@ impl Mailbox {
             .tmp_in(&self.dir.join("tmp"))
             .mtime(internal_date)
             .write_with(fill)?;
-        let uid = ix.add(&self.dir, vec![(base.into(), file.into(), false, flags)])?[0];
+        let uid = ix.add(&self.dir, vec![(file.into(), false, flags)])?[0];
         let v = ix.uidvalidity;
         drop(ix);
         self.notify();
@@ -106,7 +106,7 @@ impl Mailbox {
                     }
                 }
                 placed.push(dst);
-                entries.push((base.into(), file.into(), false, flags));
+                entries.push((file.into(), false, flags));
                 done_src.push(uid);
             }
             fsync_dir(&dest.dir.join("cur"))?;
