@@ -9,7 +9,8 @@ Modes
       a warm-up first opens --warmup sessions the same way (one account, so the server's
       auth cache is warm and Argon2 has run) and closes them; the base is taken after that.
       With --messages M the INBOX holds M messages and each session runs FETCH 1:* (FLAGS UID)
-      before its IDLE (a client syncing first).
+      before its IDLE (a client syncing first). With --append-kib K each session first
+      APPENDs a K KiB message (what a large command leaves behind in an idle session).
       JSON: {"mode","server","sessions","pss_base_kib","pss_kib","pss_delta_per_session_kib",
              "rss_base_kib","rss_kib","rss_delta_per_session_kib","threads"}
   --mode big --messages 100000
@@ -145,8 +146,17 @@ class Conn:
                 return lines, l
             lines.append(l)
 
-    def login_select_idle(self, user, password, fetch=False):
+    def login_select_idle(self, user, password, fetch=False, append_kib=0):
         self.cmd(f'LOGIN "{user}" "{password}"')
+        if append_kib:
+            body = b"Subject: bulk\r\n\r\n" + (b"x" * 76 + b"\r\n") * (append_kib * 1024 // 78)
+            self.n += 1
+            tag = b"t%d" % self.n
+            self.s.sendall(tag + b" APPEND INBOX {%d+}\r\n" % len(body) + body + b"\r\n")
+            while not (l := self.line()).startswith(tag + b" "):
+                pass
+            if not l.startswith(tag + b" OK"):
+                raise RuntimeError(f"APPEND: {l!r}")
         self.cmd("SELECT INBOX")
         if fetch:
             self.cmd("FETCH 1:* (FLAGS UID)")
@@ -323,7 +333,7 @@ def run_idle(srv, args):
     warm = []
     for _ in range(args.warmup):
         c = Conn(host, srv.port, srv.tls)
-        c.login_select_idle(args.user, args.password, args.messages > 0)
+        c.login_select_idle(args.user, args.password, args.messages > 0, args.append_kib)
         warm.append(c)
     for c in warm:
         c.s.sendall(b"DONE\r\n")
@@ -334,13 +344,14 @@ def run_idle(srv, args):
     t0 = time.time()
     for i in range(args.sessions):
         c = Conn(host, srv.port, srv.tls)
-        c.login_select_idle(args.user, args.password, args.messages > 0)
+        c.login_select_idle(args.user, args.password, args.messages > 0, args.append_kib)
         conns.append(c)
         if (i + 1) % 100 == 0:
             log(f"  {i + 1} sessions idling ({time.time() - t0:.1f} s)")
     now = settle(srv.pid, 2.0)
     n = args.sessions
     res = {"mode": "idle", "server": srv.name, "tls": srv.tls, "sessions": n, "messages": args.messages,
+           "append_kib": args.append_kib,
            "pss_base_kib": base["Pss"], "pss_kib": now["Pss"],
            "pss_delta_per_session_kib": round((now["Pss"] - base["Pss"]) / n, 1),
            "rss_base_kib": base["Rss"], "rss_kib": now["Rss"],
@@ -425,6 +436,9 @@ def main():
     ap.add_argument("--messages", type=int, default=None,
                     help="big: messages in INBOX (100000); idle: messages in INBOX (0), each session "
                          "then runs FETCH 1:* (FLAGS UID) before its IDLE, as a client syncing first")
+    ap.add_argument("--append-kib", type=int, default=0,
+                    help="idle: each session first APPENDs a message of this size (a client that "
+                         "sent a large command before it went idle)")
     ap.add_argument("--tls", dest="tls", action="store_true", default=None, help="IMAPS (default for idle)")
     ap.add_argument("--no-tls", dest="tls", action="store_false")
     ap.add_argument("--host", default="127.0.0.1")
