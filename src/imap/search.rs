@@ -103,18 +103,49 @@ fn header_text(data: &[u8], name: &str) -> String {
     out
 }
 
-fn body_text(data: &[u8]) -> String {
-    let Some(m) = MessageParser::default().parse(data) else {
-        return String::new();
-    };
+/// The text BODY searches (RFC 3501 §6.4.4 "in the body of the message"): the charset-decoded
+/// text parts as mail-parser reads them, then every `text/*` part of the MIME tree, nested
+/// message/rfc822 parts included, with its Content-Transfer-Encoding undone. With `headers`
+/// (for TEXT) the header blocks of every entity below the top, MIME part headers and
+/// embedded messages' headers, are added too: they are part of the message's text.
+fn body_text(data: &[u8], headers: bool) -> String {
     let mut out = String::new();
-    for i in 0..m.text_body.len().max(m.html_body.len()) {
-        if let Some(t) = m.body_text(i) {
-            out.push_str(&t);
-            out.push('\n');
+    if let Some(m) = MessageParser::default().parse(data) {
+        for i in 0..m.text_body.len().max(m.html_body.len()) {
+            if let Some(t) = m.body_text(i) {
+                out.push_str(&t);
+                out.push('\n');
+            }
         }
     }
+    let root = super::mime::parse(data);
+    part_text(&root, data, headers, true, &mut out);
     out
+}
+
+fn part_text(p: &super::mime::Part, data: &[u8], headers: bool, top: bool, out: &mut String) {
+    let header = data.get(p.header.0..p.header.1).unwrap_or_default();
+    if headers && !top {
+        out.push_str(&String::from_utf8_lossy(header));
+    }
+    if let Some(m) = &p.message {
+        if headers {
+            out.push_str(&String::from_utf8_lossy(
+                data.get(m.header.0..m.header.1).unwrap_or_default(),
+            ));
+        }
+        // Its header was added just above: `top` keeps it from being added twice.
+        part_text(m, data, headers, true, out);
+    } else if !p.children.is_empty() {
+        for c in &p.children {
+            part_text(c, data, headers, false, out);
+        }
+    } else if p.ctype.eq_ignore_ascii_case("text") {
+        let body = data.get(p.body.0..p.body.1).unwrap_or_default();
+        let decoded = super::command::fetch::decode_cte(header, body);
+        out.push_str(&String::from_utf8_lossy(decoded.as_deref().unwrap_or(body)));
+        out.push('\n');
+    }
 }
 
 fn date(d: &imap_codec::imap_types::datetime::NaiveDate) -> NaiveDate {
@@ -188,12 +219,12 @@ pub fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>) -> bool {
         }
         K::Body(s) => c
             .data()
-            .is_some_and(|d| contains(&body_text(d), s.as_ref())),
+            .is_some_and(|d| contains(&body_text(d, false), s.as_ref())),
         K::Text(s) => c.data().is_some_and(|d| {
             let hend = super::mime::header_end(d, 0);
             contains(&String::from_utf8_lossy(&d[..hend]), s.as_ref())
                 || contains(&header_text_all(d), s.as_ref())
-                || contains(&body_text(d), s.as_ref())
+                || contains(&body_text(d, true), s.as_ref())
         }),
         K::ModSequence { modseq, .. } => c.modseq >= *modseq,
         #[allow(unreachable_patterns)]
@@ -257,5 +288,30 @@ fn within_mark(name: &[u8]) -> Option<bool> {
         Some(false)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 3501 §6.4.4: BODY looks in the body, TEXT in the header and body. Text parts of
+    /// any subtype are searched with their transfer encoding undone, and the entities of
+    /// embedded messages (their headers for TEXT) are part of the message.
+    #[test]
+    fn body_and_text_reach_every_part() {
+        let m = b"Subject: outer\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+            Content-Type: text/x-own; charset=us-ascii\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+            aGVsbG8gd29ybGQ=\r\n--b\r\nContent-Type: multipart/digest; boundary=\"d\"\r\n\r\n--d\r\n\r\n\
+            From: m1@example.com\r\nSubject: m1\r\n\r\nm1 body\r\n--d--\r\n--b--\r\n";
+        let m = &m[..];
+        let body = body_text(m, false);
+        assert!(contains(&body, b"hello world"), "{body}");
+        assert!(contains(&body, b"m1 body"), "{body}");
+        assert!(!contains(&body, b"From: m1"), "{body}");
+        let text = body_text(m, true);
+        assert!(contains(&text, b"From: m1@example.com"), "{text}");
+        assert!(contains(&text, b"charset=us-ascii"), "{text}");
+        assert!(contains(&text, b"hello world"), "{text}");
     }
 }

@@ -253,7 +253,7 @@ fn internal_date(t: SystemTime) -> String {
 
 /// Undo the part's Content-Transfer-Encoding (BINARY, RFC 3516).
 /// None for an encoding we cannot undo (answered NO [UNKNOWN-CTE], RFC 3516 §4.3).
-fn decode_cte(header: &[u8], body: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn decode_cte(header: &[u8], body: &[u8]) -> Option<Vec<u8>> {
     let cte = mime::header_value(header, "Content-Transfer-Encoding")
         .map(|v| String::from_utf8_lossy(&mime::unfold(v)).to_ascii_lowercase())
         .unwrap_or_default();
