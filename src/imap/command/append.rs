@@ -105,6 +105,7 @@ pub(crate) fn encode_nul_parts(data: &[u8]) -> Option<Vec<u8>> {
     if !data.contains(&0) {
         return None;
     }
+    let raw = data;
     let data = mime::to_crlf(data.to_vec());
     let root = mime::parse(&data);
     let mut leaves = Vec::new();
@@ -136,7 +137,9 @@ pub(crate) fn encode_nul_parts(data: &[u8]) -> Option<Vec<u8>> {
         };
         out.extend_from_slice(&block[kept.min(end)..end]);
         out.extend_from_slice(b"Content-Transfer-Encoding: base64\r\n\r\n");
-        let body = &data[p.body.0..p.body.1];
+        // The octets as the client sent them: binary content keeps its bare CRs and LFs
+        // (RFC 3516 §4.4), only the rest of the message gets CRLF line ends.
+        let body = &raw[raw_offset(raw, p.body.0)..raw_offset(raw, p.body.1)];
         let encoded = base64::engine::general_purpose::STANDARD.encode(body);
         // RFC 2045 §6.8: lines of at most 76 characters.
         for (i, line) in encoded.as_bytes().chunks(76).enumerate() {
@@ -149,6 +152,22 @@ pub(crate) fn encode_nul_parts(data: &[u8]) -> Option<Vec<u8>> {
     }
     out.extend_from_slice(&data[at..]);
     Some(out)
+}
+
+/// Where offset `norm` of `to_crlf(raw)` lies in `raw`.
+fn raw_offset(raw: &[u8], norm: usize) -> usize {
+    let mut n = 0;
+    for (i, &b) in raw.iter().enumerate() {
+        if n >= norm {
+            return i;
+        }
+        n += if b == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
+            2
+        } else {
+            1
+        };
+    }
+    raw.len()
 }
 
 fn nul_leaves<'a>(p: &'a Part, data: &[u8], out: &mut Vec<&'a Part>) {
@@ -191,5 +210,12 @@ mod tests {
             "{text}"
         );
         assert!(!got.contains(&0));
+        // Bare LFs of the binary body are kept as sent; the header gets CRLF.
+        let bare = b"Content-Transfer-Encoding: binary\n\n\x00-\xe4\n\r\n\n";
+        let got = encode_nul_parts(bare).unwrap();
+        assert_eq!(
+            got,
+            b"Content-Transfer-Encoding: base64\r\n\r\nAC3kCg0KCg=="
+        );
     }
 }
