@@ -208,6 +208,21 @@ ok(a.noop())
 d = ok(a.fetch('3', 'ENVELOPE'))[0]
 assert b'((NIL "@route" "user" "domain"))' in d, d
 assert b'((NIL NIL "group" NIL)(NIL NIL NIL NIL)(NIL NIL "group2" NIL)(NIL NIL NIL NIL))' in d, d
+# RFC 3501 §6.4.4: SUBJECT looks in the envelope's subject; a message without one does not
+# match even the empty string, and encoded words match by their decoded text only.
+ok(a.append('INBOX', None, None, b'Subject: =?iso-8859-1?q?RE:_C?=\r\n\r\nx\r\n'))
+ok(a.noop())
+assert ok(a.search(None, 'SUBJECT', '""')) == [b'4'], 'empty subject'
+assert ok(a.search(None, 'SUBJECT', '"re: c"')) == [b'4'], 'decoded'
+assert ok(a.search(None, 'SUBJECT', 'iso')) == [b''], 'raw'
+# A message another session expunged that this one was not told about (no EXPUNGE during
+# SEARCH, RFC 3501 §7.4.1) still has its sequence number: a set naming it matches it.
+b = conn()
+ok(b.select('INBOX'))
+ok(b.store('2', '+FLAGS', '(\\Deleted)'))
+ok(b.expunge())
+assert ok(a.search(None, '1:3')) == [b'1 2 3'], 'held-back expunge'
+assert ok(a.search(None, '2', 'SEEN')) == [b''], 'no flags to go by'
 print('ALL OK')
 "#,
         port = p.ports.imaps,

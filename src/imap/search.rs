@@ -94,9 +94,13 @@ fn header_text(data: &[u8], name: &str) -> String {
             }
             _ => {}
         }
-        // Keep the raw text too, so searches for undecoded forms match as well.
+        // Keep the raw text too, so searches for undecoded forms match as well; but not
+        // when it holds encoded words (RFC 2047): "iso" or "utf-8" would then match every
+        // encoded subject, which the decoded text does not contain.
         out.push(' ');
-        if let Some(raw) = super::mime::header_value(&data[..hend], name) {
+        if let Some(raw) = super::mime::header_value(&data[..hend], name)
+            && !raw.windows(2).any(|w| w == b"=?")
+        {
             out.push_str(&String::from_utf8_lossy(raw));
         }
     }
@@ -250,9 +254,47 @@ fn has_keyword(c: &Candidate<'_>, k: &str) -> bool {
         .any(|(i, n)| n.eq_ignore_ascii_case(k) && c.flags.keywords & (1 << i) != 0)
 }
 
+/// RFC 3501 §6.4.4: FROM, SUBJECT, … look in the envelope's field, so a message without
+/// that field never matches, not even the empty string.
 fn header_matches(c: &mut Candidate<'_>, name: &str, needle: &[u8]) -> bool {
-    c.data()
-        .is_some_and(|d| contains(&header_text(d, name), needle))
+    c.data().is_some_and(|d| {
+        let hend = super::mime::header_end(d, 0);
+        super::mime::header_value(&d[..hend], name).is_some()
+            && contains(&header_text(d, name), needle)
+    })
+}
+
+/// The answer for a message another session expunged and this one has not been told about
+/// (RFC 3501 §7.4.1 allows no EXPUNGE during SEARCH, so its sequence number still stands):
+/// Some only when the key is decided by what the session still knows, the sequence number
+/// and UID; None when it needs the message's flags or content, which are gone. Such a
+/// message is reported only on a definite Some(true) (RFC 2180 §4.1 leaves the server that
+/// choice for messages it can no longer read).
+pub fn matches_without_message(key: &SearchKey<'_>, c: &Candidate<'_>) -> Option<bool> {
+    use SearchKey as K;
+    match key {
+        K::All => Some(true),
+        K::SequenceSet(s) => Some(super::seqset::contains(s, c.seq, c.max_seq)),
+        K::Uid(s) => Some(super::seqset::contains(s, c.uid, c.max_uid)),
+        K::Not(k) => matches_without_message(k, c).map(|b| !b),
+        K::And(keys) => {
+            let mut all = Some(true);
+            for k in keys.as_ref() {
+                match matches_without_message(k, c) {
+                    Some(false) => return Some(false),
+                    Some(true) => {}
+                    None => all = None,
+                }
+            }
+            all
+        }
+        K::Or(a, b) => match (matches_without_message(a, c), matches_without_message(b, c)) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Does a key need message content (to decide whether to read files)?
@@ -313,5 +355,49 @@ mod tests {
         assert!(contains(&text, b"From: m1@example.com"), "{text}");
         assert!(contains(&text, b"charset=us-ascii"), "{text}");
         assert!(contains(&text, b"hello world"), "{text}");
+    }
+
+    #[test]
+    fn header_keys_match_decoded_text_of_present_fields() {
+        let m = b"Subject: =?iso-8859-1?q?RE:_C?=\r\n\r\nbody\r\n";
+        assert!(contains(&header_text(m, "Subject"), b"re: c"));
+        assert!(!contains(&header_text(m, "Subject"), b"iso"));
+        let plain = b"Subject: plain words\r\n\r\nbody\r\n";
+        assert!(contains(&header_text(plain, "Subject"), b"WORDS"));
+    }
+
+    /// A message expunged elsewhere but still in this session's view: decided only on
+    /// what the session knows (sequence number, UID).
+    #[test]
+    fn expunged_messages_match_on_numbers_only() {
+        use imap_codec::CommandCodec;
+        use imap_codec::decode::Decoder;
+        use imap_codec::imap_types::command::CommandBody;
+        let c = Candidate {
+            seq: 5,
+            uid: 50,
+            flags: Flags::default(),
+            keywords: &[],
+            recent: false,
+            modseq: 0,
+            path: PathBuf::new(),
+            max_seq: 9,
+            max_uid: 90,
+            content: Some(None),
+        };
+        let eval = |s: &str| {
+            let line = format!("a SEARCH {s}\r\n");
+            let (_, cmd) = CommandCodec::default().decode(line.as_bytes()).unwrap();
+            let CommandBody::Search { criteria, .. } = cmd.body else {
+                panic!("not a SEARCH");
+            };
+            matches_without_message(&SearchKey::And(criteria), &c)
+        };
+        assert_eq!(eval("1:3,5"), Some(true));
+        assert_eq!(eval("UID 1:40 SEEN"), Some(false));
+        assert_eq!(eval("5 SEEN"), None);
+        assert_eq!(eval("OR 5 SUBJECT x"), Some(true));
+        assert_eq!(eval("NOT 4"), Some(true));
+        assert_eq!(eval("SMALLER 10"), None);
     }
 }
