@@ -10,6 +10,8 @@
 #   IMAPTEST_REPO  git URL or path to clone from (default https://github.com/dovecot/imaptest)
 #   LOG_DIR        where the full outputs are kept (default /tmp/postern-imaptest-logs)
 #   STRESS_SECS    stress run length (default 30)
+#   STRESS_ARGS    more imaptest arguments for the stress run, e.g.
+#                  "users=5 qresync copy=30,5 search=30" or "logout=0 random"
 #   PORT           IMAP port of an already running server to test instead of starting postern
 #                  (e.g. Dovecot for a baseline); then USER_FMT/PASS give the accounts.
 #
@@ -121,7 +123,7 @@ if [ "$mode" != scripted ]; then
   python3 "$here/mkmbox.py" "$IMAPTEST_DIR/src/tests" "$tmp/stress.mbox"
   echo "== imaptest stress: 10 clients, 20 accounts, ${STRESS_SECS}s on port $PORT"
   "$IMAPTEST" host=127.0.0.1 port="$PORT" user="$USER_FMT" pass="$PASS" users=20 clients=10 \
-    secs="$STRESS_SECS" mbox="$tmp/stress.mbox" >"$logs/stress.log" 2>&1 || true
+    secs="$STRESS_SECS" mbox="$tmp/stress.mbox" ${STRESS_ARGS:-} >"$logs/stress.log" 2>&1 || true
   grep -E '^(Error|Warning|Panic|Fatal)' "$logs/stress.log" | sort | uniq -c | sort -rn | head -40 || true
   tail -n 4 "$logs/stress.log"
   errors=$(grep -c '^Error:' "$logs/stress.log" || true)
