@@ -163,7 +163,7 @@ mod tests {
         assert_eq!(p.imap, None);
         assert_eq!(p.submissions, Some(2465));
         let x = render_autoconfig(&c, None);
-        assert!(!x.contains("STARTTLS"));
+        assert!(!x.contains("<socketType>STARTTLS"));
     }
 
     #[test]
