@@ -21,6 +21,10 @@ if header :is "Subject" "reject me" {
     reject "Not wanted here.";
     stop;
 }
+if header :is "Subject" "loop" {
+    redirect "friend@example.test";
+    stop;
+}
 if header :is "Subject" "broken" {
     fileinto "NoSuchBox";
 }
@@ -38,7 +42,11 @@ fn cli_ok(p: &Postern, args: &[&str], stdin: Option<&str>) {
 fn install(p: &Postern, user: &str, script: &str) {
     let file = p.dir.path().join(format!("{user}.sieve"));
     std::fs::write(&file, script).unwrap();
-    cli_ok(p, &["sieve", "put", user, "main", file.to_str().unwrap()], None);
+    cli_ok(
+        p,
+        &["sieve", "put", user, "main", file.to_str().unwrap()],
+        None,
+    );
     cli_ok(p, &["sieve", "activate", user, "main"], None);
 }
 
@@ -77,7 +85,12 @@ fn every_local_path_runs_the_script() {
     install(&p, "friend@example.test", "redirect \"me@example.test\";\n");
 
     // 1. sendmail to a local user: filed by the script, with its flags and keyword.
-    sendmail(&p, "boss@example.test", "me@example.test", "tagged by sendmail");
+    sendmail(
+        &p,
+        "boss@example.test",
+        "me@example.test",
+        "tagged by sendmail",
+    );
     assert_eq!(p.messages("me@example.test", "Tagged").len(), 1);
     assert!(p.messages("me@example.test", "").is_empty());
 
@@ -90,7 +103,11 @@ fn every_local_path_runs_the_script() {
         "tagged via redirect",
     );
     let tagged = p.wait_messages("me@example.test", "Tagged", 2, Duration::from_secs(30));
-    assert_eq!(tagged.len(), 2, "the redirected copy did not arrive through the queue");
+    assert_eq!(
+        tagged.len(),
+        2,
+        "the redirected copy did not arrive through the queue"
+    );
     assert!(p.messages("friend@example.test", "").is_empty());
 
     // IMAP shows the keyword in FLAGS (the announcement) and on both messages.
@@ -107,7 +124,10 @@ for x in d: print("MSG", x.decode())
 "#,
         port = p.ports.imap
     ));
-    assert!(imap.contains("FLAGS [b'(") && imap.contains("$Work"), "{imap}");
+    assert!(
+        imap.contains("FLAGS [b'(") && imap.contains("$Work"),
+        "{imap}"
+    );
     let msgs: Vec<&str> = imap.lines().filter(|l| l.starts_with("MSG")).collect();
     assert_eq!(msgs.len(), 2, "{imap}");
     for m in msgs {
@@ -158,7 +178,31 @@ for x in d: print("MSG", x.decode())
     assert_eq!(notices.len(), 1, "{inbox:?}");
     assert!(notices[0].contains("NoSuchBox"), "{}", notices[0]);
 
+    // 5. A redirect loop through the queue (me -> friend -> me) stops at the second pass
+    //    through my script: the message is kept in my INBOX, once.
+    sendmail(&p, "boss@example.test", "me@example.test", "loop");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let looped = loop {
+        let n = p
+            .messages("me@example.test", "")
+            .iter()
+            .filter(|m| String::from_utf8_lossy(m).contains("\r\nSubject: loop\r\n"))
+            .count();
+        if n > 0 || std::time::Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(looped, 1, "the looping message was not kept once");
+    assert!(p.messages("friend@example.test", "").is_empty());
+
     // Nothing else arrived anywhere (the DSN went to boss only, once).
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(p.messages("boss@example.test", "").len(), 1);
+    let loops = p
+        .messages("me@example.test", "")
+        .iter()
+        .filter(|m| String::from_utf8_lossy(m).contains("\r\nSubject: loop\r\n"))
+        .count();
+    assert_eq!(loops, 1);
 }

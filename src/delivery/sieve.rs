@@ -53,6 +53,30 @@ pub struct Filtered {
     pub rejects: Vec<Reject>,
 }
 
+/// Marks each copy a script redirects, naming the user whose script sent it on (as
+/// Pigeonhole does). Redirected mail to a local address comes back through the queue and
+/// that user's script: RFC 5228 §4.2 asks implementations to stop loops, which these
+/// headers do (`redirect_loop`).
+const REDIRECTED_FROM: &str = "X-Sieve-Redirected-From";
+
+/// At most this many redirect hops through our scripts.
+const MAX_REDIRECT_HOPS: usize = 8;
+
+/// Why `user`'s script may not redirect this message again, if it may not: it already went
+/// through this user's redirect (a loop), or through too many.
+fn redirect_loop(msg: &[u8], user: &str) -> Option<&'static str> {
+    let view = MessageView::new(msg);
+    let hops = view.header_values(&REDIRECTED_FROM.to_ascii_lowercase());
+    let me = format!("<{}>", user.to_ascii_lowercase());
+    if hops.iter().any(|h| h.trim().to_ascii_lowercase() == me) {
+        Some("the message was already redirected by this user's script (loop)")
+    } else if hops.len() >= MAX_REDIRECT_HOPS {
+        Some("too many redirects")
+    } else {
+        None
+    }
+}
+
 /// How long one script error is reported once (the log has every occurrence).
 const ERROR_NOTICE_PERIOD: u64 = 86_400;
 
@@ -98,13 +122,21 @@ pub async fn deliver(
                 } => stores.push(Store::Mailbox(mailbox.clone(), *create, flags.clone())),
                 Action::Discard => {}
                 Action::Redirect { addr, .. } => {
+                    if let Some(why) = redirect_loop(stored, &r.user) {
+                        tracing::warn!(user = %r.user, "sieve redirect to {addr} refused ({why}); keeping");
+                        errors.push(format!("redirect \"{addr}\" refused: {why}"));
+                        stores.push(Store::Default(Vec::new()));
+                        continue;
+                    }
                     let from = match env.srs {
                         Some(srs) => srs.forward(mail_from, crate::clock::unix_now()),
                         None => mail_from.to_string(),
                     };
+                    let mut copy = format!("{REDIRECTED_FROM}: <{}>\r\n", r.user).into_bytes();
+                    copy.extend_from_slice(stored);
                     if let Err(e) = env
                         .queue
-                        .enqueue(&from, std::slice::from_ref(addr), outgoing(stored.to_vec()))
+                        .enqueue(&from, std::slice::from_ref(addr), outgoing(copy))
                         .await
                     {
                         tracing::warn!(user = %r.user, "sieve redirect to {addr} could not be queued: {e}; keeping");
@@ -365,5 +397,27 @@ pub async fn reject_notice(env: &SieveEnv<'_>, mail_from: &str, reject: &Reject,
             tracing::info!(user = %reject.user, dsn_id = id, "sieve reject: DSN queued for <{mail_from}>")
         }
         Err(e) => tracing::warn!(user = %reject.user, "sieve reject DSN could not be queued: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_loops_are_stopped() {
+        let fresh = b"Subject: x\r\n\r\nb";
+        assert_eq!(redirect_loop(fresh, "a@example.com"), None);
+        let once = b"X-Sieve-Redirected-From: <b@example.com>\r\nX-Sieve-Redirected-From: <A@example.com>\r\nSubject: x\r\n\r\nb";
+        assert!(redirect_loop(once, "a@example.com").is_some());
+        assert_eq!(redirect_loop(once, "c@example.com"), None);
+        let many: Vec<u8> = (0..MAX_REDIRECT_HOPS)
+            .flat_map(|i| format!("X-Sieve-Redirected-From: <u{i}@example.com>\r\n").into_bytes())
+            .chain(b"\r\nb".iter().copied())
+            .collect();
+        assert_eq!(
+            redirect_loop(&many, "c@example.com"),
+            Some("too many redirects")
+        );
     }
 }
