@@ -157,6 +157,26 @@ for x in d: print("MSG", x.decode())
             .all(|m| !String::from_utf8_lossy(m).contains("Subject: reject me"))
     );
 
+    // 3b. The same reject met in the queue scheduler (friend's redirect reaches my script
+    //     there): the recipient fails with 5.7.1 and the scheduler's DSN goes to boss.
+    sendmail(&p, "boss@example.test", "friend@example.test", "reject me");
+    let got = p.wait_messages("boss@example.test", "", 2, Duration::from_secs(30));
+    assert_eq!(got.len(), 2, "no DSN for the reject met in the queue");
+    let dsn2 = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .find(|m| m != &dsn)
+        .unwrap();
+    for want in [
+        "Content-Type: message/delivery-status",
+        "Final-Recipient: rfc822; me@example.test",
+        "Action: failed",
+        "Status: 5.7.1",
+        "Not wanted here.",
+    ] {
+        assert!(dsn2.contains(want), "missing {want:?} in\n{dsn2}");
+    }
+
     // 4. A runtime error (fileinto a missing mailbox): kept in INBOX, and one notice that
     //    names the script and the error, however often it happens in a day.
     sendmail(&p, "boss@example.test", "me@example.test", "broken");
@@ -196,9 +216,9 @@ for x in d: print("MSG", x.decode())
     assert_eq!(looped, 1, "the looping message was not kept once");
     assert!(p.messages("friend@example.test", "").is_empty());
 
-    // Nothing else arrived anywhere (the DSN went to boss only, once).
+    // Nothing else arrived anywhere (each DSN went to boss only, once).
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(p.messages("boss@example.test", "").len(), 1);
+    assert_eq!(p.messages("boss@example.test", "").len(), 2);
     let loops = p
         .messages("me@example.test", "")
         .iter()
