@@ -53,6 +53,24 @@ pub struct Filtered {
     pub rejects: Vec<Reject>,
 }
 
+/// An error without its quoted parts (mailbox names, addresses, expanded variables), so
+/// one mistake met with many messages counts as one error for the daily notice.
+fn error_kind(e: &str) -> String {
+    let mut out = String::new();
+    let mut quoted = false;
+    for c in e.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Marks each copy a script redirects, naming the user whose script sent it on (as
 /// Pigeonhole does). Redirected mail to a local address comes back through the queue and
 /// that user's script: RFC 5228 §4.2 asks implementations to stop loops, which these
@@ -226,7 +244,8 @@ async fn error_notice(
     let notice = super::sieve_notices::error_notice(
         env.config, &r.user, script, errors, msg, mail_from, now,
     );
-    let key = format!("{script}\t{}", errors.join("; "));
+    let kinds: Vec<String> = errors.iter().map(|e| error_kind(e)).collect();
+    let key = format!("{script}\t{}", kinds.join("; "));
     let scripts = ScriptStore::new(&env.config.data_dir);
     let (store, user) = (env.store.clone(), r.user.clone());
     let res = tokio::task::spawn_blocking(move || -> Result<bool, String> {
@@ -403,6 +422,18 @@ pub async fn reject_notice(env: &SieveEnv<'_>, mail_from: &str, reject: &Reject,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_kinds_ignore_quoted_parts() {
+        assert_eq!(
+            error_kind("fileinto \"a@x\": no such mailbox"),
+            error_kind("fileinto \"b@y\": no such mailbox")
+        );
+        assert_ne!(
+            error_kind("fileinto \"a\": no such mailbox"),
+            error_kind("redirect \"a\" refused: loop")
+        );
+    }
 
     #[test]
     fn redirect_loops_are_stopped() {
