@@ -380,6 +380,23 @@ fn checks_come_before_the_password_prompt() {
 }
 
 #[test]
+fn a_user_address_must_be_one_a_client_can_log_in_with() {
+    let p = Postern::start();
+    let out = p.cli(&["user", "add", "Jörg@example.test", "--generate"], None);
+    fails_with(
+        &out,
+        "jörg@example.test cannot be a user: the part before @ must be ASCII, as a login name",
+    );
+    let out = p.cli(&["user", "list"], None);
+    assert!(!stdout(&out).contains("rg@"), "nothing was added");
+    // Such an address may still receive mail as an alias of an ASCII user.
+    p.add_user("joerg@example.test", "pw");
+    p.add_alias("jörg@example.test", &["joerg@example.test"]);
+    let out = p.cli(&["user", "add", "\"q\"@example.test", "--generate"], None);
+    fails_with(&out, "uses a source route, quoting or relay syntax");
+}
+
+#[test]
 fn errors_say_each_cause_once() {
     let dir = tempfile::tempdir().unwrap();
     let out = cli_in(
@@ -453,6 +470,30 @@ fn dev_refuses_a_config_it_would_ignore() {
         "`postern dev` uses its own config (DATA_DIR/postern.toml) and ignores --config",
     );
     assert!(!dir.path().join("devdata").exists());
+    // Given after the subcommand too; and `dev --help` does not offer it.
+    let out = run_with_stdin(
+        Command::new(BIN).current_dir(dir.path()).args([
+            "dev",
+            "--data-dir",
+            "devdata",
+            "--config",
+            "my.toml",
+        ]),
+        None,
+    );
+    fails_with(&out, "`postern dev` uses its own config");
+    assert!(!dir.path().join("devdata").exists());
+    let out = run_with_stdin(Command::new(BIN).args(["dev", "--help"]), None);
+    let h = stdout(&out);
+    assert!(
+        !h.lines().any(|l| l.trim_start().starts_with("--config")),
+        "{h}"
+    );
+    // Item 14: dev does not hold outbound mail, and says so plainly.
+    assert!(
+        h.contains("Mail to any other address is NOT held: it is queued and really sent to that domain's MX on port 25"),
+        "{h}"
+    );
 }
 
 #[test]

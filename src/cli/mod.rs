@@ -52,6 +52,12 @@ pub enum Command {
     /// Run the server until SIGTERM/SIGINT.
     Serve,
     /// A complete local instance on 127.0.0.1 high ports: no root, no DNS.
+    ///
+    /// Creates the user dev@localhost (its password is printed once) and keeps mail, keys and
+    /// its own config in --data-dir (DATA_DIR/postern.toml; --config is refused). Mail to
+    /// localhost addresses is delivered locally. Mail to any other address is NOT held: it is
+    /// queued and really sent to that domain's MX on port 25. See it with
+    /// `postern --config DATA_DIR/postern.toml queue list`; drop it with `queue del ID`.
     Dev(dev::DevArgs),
     /// Manage users.
     #[command(subcommand)]
@@ -122,8 +128,11 @@ pub fn main() -> ExitCode {
         init_logging(crate::config::LogFormat::Text);
     }
     // `dev` runs on its own built-in config: a --config given to it would be silently unused.
+    let given = |m: &clap::ArgMatches| {
+        m.value_source("config") == Some(clap::parser::ValueSource::CommandLine)
+    };
     if matches!(cli.command, Command::Dev(_))
-        && matches.value_source("config") == Some(clap::parser::ValueSource::CommandLine)
+        && (given(&matches) || matches.subcommand_matches("dev").is_some_and(given))
     {
         eprintln!(
             "postern: error: `postern dev` uses its own config (DATA_DIR/postern.toml) and ignores --config; leave it out, or run `postern --config FILE serve`"
