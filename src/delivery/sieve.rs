@@ -52,9 +52,12 @@ enum Store {
 
 /// Deliver `stored` (the message as we keep it, without Return-Path) to every recipient,
 /// running their scripts. `return_path` is prepended to stored copies. Stops at the first
-/// storage failure (the caller answers 4xx; nothing is acknowledged).
+/// storage failure (the caller answers 4xx; nothing is acknowledged). `cause` is the id of the
+/// transaction (its 250 and log line): every message a script queues (redirect, vacation)
+/// gets an id of its own, logged beside it.
 pub async fn deliver(
     env: &SieveEnv<'_>,
+    cause: &str,
     rcpts: &[LocalRcpt],
     default_folder: &'static str,
     mail_from: &str,
@@ -83,17 +86,25 @@ pub async fn deliver(
                         Some(srs) => srs.forward(mail_from, crate::clock::unix_now()),
                         None => mail_from.to_string(),
                     };
-                    if let Err(e) = env
+                    match env
                         .queue
                         .enqueue(&from, std::slice::from_ref(addr), outgoing(stored.to_vec()))
                         .await
                     {
-                        tracing::warn!(user = %r.user, "sieve redirect to {addr} could not be queued: {e}; keeping");
-                        stores.push(Store::Default(Vec::new()));
+                        Ok(id) => tracing::info!(
+                            id, cause, user = %r.user,
+                            "sieve redirect of {cause} to <{addr}> queued as {id}"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(cause, user = %r.user, "sieve redirect to {addr} could not be queued: {e}; keeping");
+                            stores.push(Store::Default(Vec::new()));
+                        }
                     }
                 }
                 Action::Reject { reason, .. } => out.rejects.push((r.user.clone(), reason.clone())),
-                Action::Vacation(v) => vacation(env, &scripts, r, mail_from, &local, v).await,
+                Action::Vacation(v) => {
+                    vacation(env, cause, &scripts, r, mail_from, &local, v).await
+                }
             }
         }
         let store = env.store.clone();
@@ -199,6 +210,7 @@ fn run_script(
 
 async fn vacation(
     env: &SieveEnv<'_>,
+    cause: &str,
     scripts: &ScriptStore,
     r: &LocalRcpt,
     mail_from: &str,
@@ -237,12 +249,16 @@ async fn vacation(
         }
     };
     // RFC 3834 §3.3: an automatic response goes from the null reverse-path.
-    if let Err(e) = env
+    match env
         .queue
         .enqueue("", &[mail_from.to_string()], outgoing(signed))
         .await
     {
-        tracing::warn!(user = %r.user, "vacation reply could not be queued: {e}");
+        Ok(id) => tracing::info!(
+            id, cause, user = %r.user,
+            "vacation reply to <{mail_from}> for {cause} queued as {id}"
+        ),
+        Err(e) => tracing::warn!(cause, user = %r.user, "vacation reply could not be queued: {e}"),
     }
 }
 
@@ -251,6 +267,7 @@ async fn vacation(
 /// original header section.
 pub async fn reject_notice(
     env: &SieveEnv<'_>,
+    cause: &str,
     mail_from: &str,
     user: &str,
     reason: &str,
@@ -280,11 +297,15 @@ pub async fn reject_notice(
         Ok(sig) => [sig.into_bytes(), m].concat(),
         Err(_) => m,
     };
-    if let Err(e) = env
+    match env
         .queue
         .enqueue("", &[mail_from.to_string()], outgoing(signed))
         .await
     {
-        tracing::warn!(%user, "sieve reject notice could not be queued: {e}");
+        Ok(id) => tracing::info!(
+            id, cause, %user,
+            "sieve reject notice to <{mail_from}> for {cause} queued as {id}"
+        ),
+        Err(e) => tracing::warn!(cause, %user, "sieve reject notice could not be queued: {e}"),
     }
 }
