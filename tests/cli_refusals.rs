@@ -123,6 +123,24 @@ fn read_only_commands_create_nothing_and_say_why() {
 }
 
 #[test]
+fn dns_fails_when_it_cannot_read_the_dkim_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("dkim")).unwrap();
+    std::fs::write(data.join("dkim/rsa.pem"), "not a PEM key\n").unwrap();
+    let cfg = config(dir.path(), &data.display().to_string());
+    let out = cli_in(dir.path(), &cfg, &["dns"], None);
+    fails_with(
+        &out,
+        &format!(
+            "the records above lack DKIM: cannot read DKIM key {}/dkim/rsa.pem",
+            data.display()
+        ),
+    );
+    assert!(stdout(&out).contains(" IN MX "), "{}", stdout(&out));
+}
+
+#[test]
 fn init_wants_a_fully_qualified_hostname() {
     let dir = tempfile::tempdir().unwrap();
     for (host, needle) in [
@@ -276,8 +294,18 @@ fn removing_postmaster_is_warned_about() {
         e.contains("warning: postmaster@example.test now reaches nobody; every mail domain must accept it (RFC 5321 §4.5.1)"),
         "{e}"
     );
+    assert!(
+        e.contains("the DMARC and TLS reports this domain's DNS records ask for go to it"),
+        "{e}"
+    );
     // abuse@ still reaches bob: no word about it.
     assert!(!e.contains("abuse@"), "{e}");
+    let out = p.cli(&["alias", "del", "abuse@example.test"], None);
+    let e = stderr(&out);
+    assert!(
+        e.contains("warning: abuse@example.test now reaches nobody; every mail domain must accept it (RFC 2142), and complaints about mail from this domain go to it"),
+        "{e}"
+    );
 }
 
 #[test]
