@@ -422,6 +422,11 @@ fn a_user_address_must_be_one_a_client_can_log_in_with() {
     p.add_alias("jörg@example.test", &["joerg@example.test"]);
     let out = p.cli(&["user", "add", "\"q\"@example.test", "--generate"], None);
     fails_with(&out, "uses a source route, quoting or relay syntax");
+    let out = p.cli(&["user", "add", "a;b@example.test", "--generate"], None);
+    fails_with(
+        &out,
+        "a;b@example.test cannot be a user: a client could not log in with it (it holds a space, quote, bracket or one of",
+    );
 }
 
 #[test]

@@ -51,7 +51,10 @@ pub enum AccountError {
     )]
     NonAsciiLogin(String),
     #[error("{address} cannot be a user: a client could not log in with it ({reason})")]
-    NotALogin { address: String, reason: BadName },
+    NotALogin {
+        address: String,
+        reason: &'static str,
+    },
 }
 
 /// Where mail for one recipient address goes.
@@ -297,13 +300,20 @@ impl Accounts {
         match canonical_login(&addr, &self.domain) {
             Ok(login) if login == addr => Ok(addr),
             Err(BadName::NonAscii) => Err(AccountError::NonAsciiLogin(addr)),
-            Err(reason) => Err(AccountError::NotALogin {
+            Err(bad) => Err(AccountError::NotALogin {
                 address: addr,
-                reason,
+                reason: match bad {
+                    BadName::Empty | BadName::TooLong => "too long for a login name",
+                    BadName::Forbidden => {
+                        "it holds a space, quote, bracket or one of ( ) , ; : [ ] < >"
+                    }
+                    BadName::LocalPart => "the part before @ is not a plain login name",
+                    _ => "its domain is not one a login name can carry",
+                },
             }),
             Ok(_) => Err(AccountError::NotALogin {
                 address: addr,
-                reason: BadName::Domain,
+                reason: "a login name would be spelled differently",
             }),
         }
     }
