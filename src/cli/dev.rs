@@ -14,6 +14,10 @@ pub struct DevArgs {
     /// Where the dev instance keeps its data.
     #[arg(long, default_value = "postern-dev")]
     pub data_dir: PathBuf,
+    /// Refused (dev writes its own config), and hidden so `dev --help` does not offer it: an
+    /// argument of the subcommand's own shadows the global `--config` there.
+    #[arg(long, hide = true)]
+    pub config: Option<PathBuf>,
 }
 
 /// The dev config: loopback only, high ports, self-signed certificate.
@@ -77,7 +81,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         data_dir.display()
     );
     println!(
-        "note: mail to addresses outside localhost is queued and really sent to their MX on port 25; see it with `postern --config {} queue list`",
+        "note: mail to addresses outside localhost is NOT held: it is queued and really sent to their MX on port 25; see it with `postern --config {} queue list`",
         data_dir.join("postern.toml").display()
     );
     super::runtime()?.block_on(crate::server::run(config))

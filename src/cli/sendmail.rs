@@ -322,13 +322,16 @@ fn deliver_local(
         .build()
         .context("sendmail: cannot start the async runtime")?;
     let return_path = format!("Return-Path: <{mail_from}>\r\n");
+    // One id for this local delivery, so what the scripts queue (redirects, vacation
+    // replies, reject DSNs) names the delivery that caused it.
+    let id = crate::queue::new_id();
     rt.block_on(async {
         let filtered =
-            crate::delivery::sieve::deliver(&env, rcpts, "", mail_from, &return_path, message)
+            crate::delivery::sieve::deliver(&env, &id, rcpts, "", mail_from, &return_path, message)
                 .await
                 .context("sendmail: local delivery failed")?;
         for r in &filtered.rejects {
-            crate::delivery::sieve::reject_notice(&env, mail_from, r, message).await;
+            crate::delivery::sieve::reject_notice(&env, &id, mail_from, r, message).await;
         }
         anyhow::Ok(())
     })

@@ -112,9 +112,12 @@ enum Store {
 
 /// Deliver `stored` (the message as we keep it, without Return-Path) to every recipient,
 /// running their scripts. `return_path` is prepended to stored copies. Stops at the first
-/// storage failure (the caller answers 4xx; nothing is acknowledged).
+/// storage failure (the caller answers 4xx; nothing is acknowledged). `cause` is the id of the
+/// transaction (its 250 and log line): every message a script queues (redirect, vacation)
+/// gets an id of its own, logged beside it.
 pub async fn deliver(
     env: &SieveEnv<'_>,
+    cause: &str,
     rcpts: &[LocalRcpt],
     default_folder: &'static str,
     mail_from: &str,
@@ -152,13 +155,19 @@ pub async fn deliver(
                     };
                     let mut copy = format!("{REDIRECTED_FROM}: <{}>\r\n", r.user).into_bytes();
                     copy.extend_from_slice(stored);
-                    if let Err(e) = env
+                    match env
                         .queue
                         .enqueue(&from, std::slice::from_ref(addr), outgoing(copy))
                         .await
                     {
-                        tracing::warn!(user = %r.user, "sieve redirect to {addr} could not be queued: {e}; keeping");
-                        stores.push(Store::Default(Vec::new()));
+                        Ok(id) => tracing::info!(
+                            id, cause, user = %r.user,
+                            "sieve redirect of {cause} to <{addr}> queued as {id}"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(cause, user = %r.user, "sieve redirect to {addr} could not be queued: {e}; keeping");
+                            stores.push(Store::Default(Vec::new()));
+                        }
                     }
                 }
                 Action::Reject { reason, .. } => out.rejects.push(Reject {
@@ -166,7 +175,7 @@ pub async fn deliver(
                     address: r.address.clone(),
                     reason: reason.clone(),
                 }),
-                Action::Vacation(v) => vacation(env, r, mail_from, &local, v).await,
+                Action::Vacation(v) => vacation(env, cause, r, mail_from, &local, v).await,
             }
         }
         let store = env.store.clone();
@@ -324,6 +333,7 @@ fn run_script(
 
 async fn vacation(
     env: &SieveEnv<'_>,
+    cause: &str,
     r: &LocalRcpt,
     mail_from: &str,
     msg: &[u8],
@@ -376,20 +386,31 @@ async fn vacation(
         }
     };
     // RFC 3834 §3.3: an automatic response goes from the null reverse-path.
-    if let Err(e) = env
+    match env
         .queue
         .enqueue("", &[mail_from.to_string()], outgoing(signed))
         .await
     {
-        tracing::warn!(user = %r.user, "vacation reply could not be queued: {e}");
+        Ok(id) => tracing::info!(
+            id, cause, user = %r.user,
+            "vacation reply to <{mail_from}> for {cause} queued as {id}"
+        ),
+        Err(e) => tracing::warn!(cause, user = %r.user, "vacation reply could not be queued: {e}"),
     }
 }
 
 /// RFC 5429 §2.1: after the message was accepted, a reject becomes a delivery status
 /// notification to the envelope sender (`sieve_notices::reject_dsn`: multipart/report,
 /// Action: failed, Status: 5.7.1), from the null reverse-path, DKIM-signed. Never to the
-/// null sender (a bounce is not answered with another).
-pub async fn reject_notice(env: &SieveEnv<'_>, mail_from: &str, reject: &Reject, original: &[u8]) {
+/// null sender (a bounce is not answered with another). `cause` is the id of the
+/// transaction or queue entry that carried the message, logged beside the DSN's own id.
+pub async fn reject_notice(
+    env: &SieveEnv<'_>,
+    cause: &str,
+    mail_from: &str,
+    reject: &Reject,
+    original: &[u8],
+) {
     if mail_from.is_empty() {
         tracing::info!(user = %reject.user, "sieve reject of a null-sender message: no DSN");
         return;
@@ -412,10 +433,13 @@ pub async fn reject_notice(env: &SieveEnv<'_>, mail_from: &str, reject: &Reject,
         .enqueue("", &[mail_from.to_string()], outgoing(signed))
         .await
     {
-        Ok(id) => {
-            tracing::info!(user = %reject.user, dsn_id = id, "sieve reject: DSN queued for <{mail_from}>")
+        Ok(id) => tracing::info!(
+            id, cause, user = %reject.user,
+            "sieve reject DSN to <{mail_from}> for {cause} queued as {id}"
+        ),
+        Err(e) => {
+            tracing::warn!(cause, user = %reject.user, "sieve reject DSN could not be queued: {e}")
         }
-        Err(e) => tracing::warn!(user = %reject.user, "sieve reject DSN could not be queued: {e}"),
     }
 }
 

@@ -545,8 +545,16 @@ async fn deliver_local(
     // Return-Path records the envelope sender at final delivery (RFC 5321 §4.4).
     let rp = format!("Return-Path: <{}>\r\n", env.mail_from);
     let sieve_env = svc.sieve_env();
-    match crate::delivery::sieve::deliver(&sieve_env, &rcpts, "", &env.mail_from, &rp, message)
-        .await
+    match crate::delivery::sieve::deliver(
+        &sieve_env,
+        &env.id,
+        &rcpts,
+        "",
+        &env.mail_from,
+        &rp,
+        message,
+    )
+    .await
     {
         Ok(f) if !f.rejects.is_empty() && f.rejects.len() == users.len() => {
             let reason: String = f.rejects[0]
@@ -567,7 +575,14 @@ async fn deliver_local(
         }
         Ok(f) => {
             for r in &f.rejects {
-                crate::delivery::sieve::reject_notice(&sieve_env, &env.mail_from, r, message).await;
+                crate::delivery::sieve::reject_notice(
+                    &sieve_env,
+                    &env.id,
+                    &env.mail_from,
+                    r,
+                    message,
+                )
+                .await;
             }
             tracing::info!(queue_id = %env.id, rcpt = %addr, users = ?users, "delivered locally");
             outcome(Kind::Delivered, "2.0.0", "delivered to mailbox".into())

@@ -242,8 +242,16 @@ async fn filtered_delivery(
             .collect();
         // A script reads the whole message (body tests), so it is held in memory here.
         let bytes = stored.to_vec();
-        match delivery::sieve::deliver(&svc.sieve_env(), &rcpts, folder, &tx.mail_from, &rp, &bytes)
-            .await
+        match delivery::sieve::deliver(
+            &svc.sieve_env(),
+            id,
+            &rcpts,
+            folder,
+            &tx.mail_from,
+            &rp,
+            &bytes,
+        )
+        .await
         {
             Ok(f) => rejects.extend(f.rejects.into_iter().map(|r| (r, bytes.clone()))),
             Err(e) => {
@@ -264,7 +272,8 @@ async fn filtered_delivery(
             return Reply::new(550, "5.7.1", reason.trim().to_string());
         }
         for (reject, stored) in &rejects {
-            delivery::sieve::reject_notice(&svc.sieve_env(), &tx.mail_from, reject, stored).await;
+            delivery::sieve::reject_notice(&svc.sieve_env(), id, &tx.mail_from, reject, stored)
+                .await;
         }
     }
     ok(id)
