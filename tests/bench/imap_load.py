@@ -2,14 +2,15 @@
 """Stand-in IMAP load driver (the `perfimap` branch brings the real one, same CLI).
 
 N clients, each holding logged-in sessions on its share of the accounts (account n goes to
-client n % clients), run a mixed workload for a fixed time, one command at a time per client:
+client n % clients; `{n}` in --user-fmt is 0-based, as in the real driver), run a mixed workload for a fixed time, one command at a time per client:
 SELECT, FETCH (flags + envelope, or header fields), STORE, APPEND, EXPUNGE, LIST, STATUS.
 Logins happen before the clock starts. Prints the operation count and rate.
 
     python3 tests/bench/imap_load.py --host 127.0.0.1 --port 143 --user-fmt 'u{n}@example.test' \
         --password pw --accounts 20 --clients 10 --seconds 20 --seed 1 --json
 
-Accounts are numbered 1..accounts. Each needs an INBOX and an `Archive` folder.
+The accounts u0..u(N-1) need an INBOX (bench.py seeds 200 messages) and a `Trash` folder.
+JSON fields as the real driver's: ops, seconds, ops_per_s, per_op {name: {ops}}.
 """
 import argparse, asyncio, json, random, re, ssl, sys, time
 
@@ -89,7 +90,7 @@ async def one_op(s, rnd, stats):
     elif op == "list":
         await s.cmd(b'LIST "" "*"')
     else:
-        await s.cmd(b"STATUS Archive (MESSAGES UNSEEN UIDNEXT)")
+        await s.cmd(b"STATUS Trash (MESSAGES UNSEEN UIDNEXT)")
     stats[op] = stats.get(op, 0) + 1
 
 
@@ -100,11 +101,11 @@ async def client(sessions, rnd, end, stats):
 
 async def run(a):
     sessions = {}
-    for n in range(1, a.accounts + 1):
+    for n in range(a.accounts):
         s = await Session.open(a.host, a.port, a.tls)
         await s.cmd(b'LOGIN "%s" "%s"' % (a.user_fmt.format(n=n).encode(), a.password.encode()))
         await s.cmd(b"SELECT INBOX")
-        sessions.setdefault((n - 1) % a.clients, []).append(s)
+        sessions.setdefault(n % a.clients, []).append(s)
     stats = {}
     t0 = time.monotonic()
     end = t0 + a.seconds
@@ -115,7 +116,8 @@ async def run(a):
         for s in ss:
             s.w.close()
     ops = sum(stats.values())
-    return {"ops": ops, "seconds": elapsed, "ops_per_sec": ops / elapsed, "by_op": stats,
+    return {"ops": ops, "seconds": elapsed, "ops_per_s": ops / elapsed,
+            "per_op": {k: {"ops": v} for k, v in stats.items()},
             "clients": len(sessions), "accounts": a.accounts, "driver": "stand-in"}
 
 
@@ -133,7 +135,7 @@ def main():
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     res = asyncio.run(run(a))
-    print(json.dumps(res) if a.json else f"{res['ops']} ops in {res['seconds']:.1f} s: {res['ops_per_sec']:.0f} ops/s")
+    print(json.dumps(res) if a.json else f"{res['ops']} ops in {res['seconds']:.1f} s: {res['ops_per_s']:.0f} ops/s")
 
 
 if __name__ == "__main__":
