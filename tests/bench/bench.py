@@ -625,7 +625,7 @@ def main(argv):
 
 def section(a, argv, rows, results, notes, started, load0, load1, seconds):
     commit = git("rev-parse", "--short", "HEAD") or "?"
-    if git("status", "--porcelain", "--untracked-files=no"):
+    if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!BENCHMARKS.md"):
         commit += " + uncommitted changes"
     pf, dv = versions()
     which = "All rows" if rows == set(ALL_ROWS) else "Rows " + ",".join(sorted(rows))
