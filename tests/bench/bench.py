@@ -39,8 +39,11 @@ ALL_ROWS = ["fsync", "inbound", "outbound", "imap", "idle", "big"]
 FOLDERS = ("Sent", "Drafts", "Trash", "Junk", "Archive")
 
 
+T0 = time.monotonic()
+
+
 def log(msg):
-    print(f"bench: {msg}", file=sys.stderr, flush=True)
+    print(f"bench: {time.monotonic() - T0:6.1f} s: {msg}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- results and the table
@@ -478,6 +481,7 @@ def idle_rows(ctx):
         for srv, series, port, pid in ((pt, row.postern, lambda: pt.imaps, lambda: pt.pid()),
                                        (dv, row.baseline, lambda: dv.imaps, lambda: dv.pid())):
             srv.start()
+            log(f"idle: {type(srv).__name__} started")
             res = driver("imap_mem.py", "--mode", "idle", "--server", "external", "--host", "127.0.0.1",
                          "--port", port(), "--tls", "--user", "user@example.test", "--password", S.PASSWORD,
                          "--pid", pid(), "--sessions", a.idle_sessions, "--warmup", 20, "--messages", a.imap_messages)
@@ -509,6 +513,7 @@ def big_rows(ctx):
         for srv, series, port, pid in ((pt, row.postern, lambda: pt.imap, lambda: pt.pid()),
                                        (dv, row.baseline, lambda: dv.port, lambda: dv.pid())):
             srv.start()
+            log(f"big: {type(srv).__name__} started")
             res = driver("imap_mem.py", "--mode", "big", "--server", "external", "--host", "127.0.0.1",
                          "--port", port(), "--no-tls", "--user", "user@example.test", "--password", S.PASSWORD,
                          "--messages", a.mailbox, "--pid", pid())
@@ -608,7 +613,9 @@ def main(argv):
                 results += r; ctx.notes += n
     finally:
         S.stop_all()
+        log("removing the temporary directory")
         shutil.rmtree(ctx.tmp, ignore_errors=True)
+        log("removed")
     load1 = os.getloadavg()
     if getattr(ctx, "mem_driver", None) == "stand-in":
         ctx.notes.append("memory rows: tests/bench/imap_mem.py was the stand-in driver")
