@@ -73,7 +73,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         crate::fsutil::write_atomic(&cfg_path, toml::to_string(&config)?.as_bytes(), 0o644)?;
     }
     println!(
-        "postern dev: smtp 127.0.0.1:2525, submission 2587/2465, imap 2143/2993, pop3 2110/2995, http 2080; data in {}",
+        "postern dev: smtp 127.0.0.1:2525, submission 2587/2465, imap 2143/2993, pop3 2110/2995, managesieve 24190, http 2080; data in {}",
         data_dir.display()
     );
     println!(

@@ -410,7 +410,7 @@ mod tests {
 
     #[test]
     fn records_present() {
-        let c = cfg("[listen]\nimap=[]\nmanagesieve=[\"[::]:4190\"]");
+        let c = cfg("[listen]\nimap=[]"); // ManageSieve on by default: _sieve._tcp
         let z = render(
             &c,
             &PublicAddresses {
