@@ -84,7 +84,7 @@ class Postern:
         with open(self.cfg, "w") as f:
             f.write(f'domain = "example.test"\nhostname = "mail.example.test"\ndata_dir = "{self.dir}/data"\n'
                     f'[listen]\nsmtp = ["127.0.0.1:{self.smtp}"]\nsubmission = []\nsubmissions = []\n'
-                    f'imap = ["127.0.0.1:{self.imap}"]\nimaps = ["127.0.0.1:{self.imaps}"]\nhttp = []\n'
+                    f'imap = ["127.0.0.1:{self.imap}"]\nimaps = ["127.0.0.1:{self.imaps}"]\nhttp = []\nmanagesieve = []\n'
                     f'[tls]\nsource = "self-signed"\n'
                     f'[inbound]\nverify = {"true" if verify else "false"}\n[imap]\nallow_plaintext_auth = true\n'
                     f'[limits]\nmax_connections = 5000\nmax_connections_per_ip = 5000\n'
