@@ -297,7 +297,7 @@ def inbound_rows(ctx):
              "Maildir (postern delivers before its 250, Postfix after); the same DKIM-signed message "
              "(`smtp-source -F`, HELO mail.sender.test, MAIL FROM sender@sender.test). Postfix 3.7 as "
              "configured checks no SPF, DKIM or DMARC (it has none built in); its smtpd does the "
-             "client's reverse and forward name lookup (iprev-like, answered from /etc/hosts, not "
+             "client's reverse and forward name lookup (iprev-like, through the system resolver, not "
              "dnsmasq) and reject_unauth_destination."]
     return rows, notes
 
