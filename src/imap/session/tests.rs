@@ -613,6 +613,7 @@ mod conformance;
 #[cfg(test)]
 mod limits;
 mod model;
+mod subscriptions;
 
 #[test]
 fn unauthenticate_returns_to_the_start() {
