@@ -613,6 +613,7 @@ mod conformance;
 #[cfg(test)]
 mod limits;
 mod model;
+mod status_size;
 mod subscriptions;
 
 #[test]
