@@ -1,11 +1,13 @@
 //! QUOTA (RFC 9208) against the real binary: Python imaplib reads the figures and meets
-//! NO [OVERQUOTA]; Python smtplib meets 452 4.2.2 for a full mailbox on port 25.
+//! NO [OVERQUOTA]; Python smtplib meets 452 4.2.2 for a full mailbox on port 25, at RCPT or
+//! after DATA with the real size (`delivery::quota`).
 mod common;
 
 use common::*;
 
 const USER: &str = "alice@example.test";
 const PASS: &str = "correct horse battery";
+const OTHER: &str = "bob@example.test";
 
 #[test]
 fn quota_figures_and_enforcement_over_imap_and_smtp() {
@@ -14,6 +16,7 @@ fn quota_figures_and_enforcement_over_imap_and_smtp() {
         ..Setup::default()
     });
     p.add_user(USER, PASS);
+    p.add_user(OTHER, PASS);
     let script = format!(
         r#"
 import imaplib, smtplib, ssl
@@ -53,19 +56,44 @@ typ, d = s._simple_command('SETQUOTA', '""', '(STORAGE 100000)')
 assert typ == 'NO' and b'[NOPERM]' in d[0], (typ, d)
 typ, d = s.getquota('"other"')
 assert typ == 'NO', (typ, d)
-# Below the limit SMTP still delivers (8000 + 3000: the quota is soft by one message) ...
+# Below the limit RCPT is accepted, but after DATA the real size counts: 8000 + 3000 is
+# over, and the one recipient's mailbox is full: 452 4.2.2, nothing stored.
 c = smtplib.SMTP('127.0.0.1', {smtp})
 c.ehlo('client.remote.test')
 r = c.mail('a@remote.test'); assert r[0] == 250, r
 r = c.rcpt('{USER}'); assert r[0] == 250, r
+code, text = c.data(msg(3000))
+assert code == 452 and text.startswith(b'4.2.2'), (code, text)
+# Larger than the whole quota: it can never fit, 552 5.2.2.
+r = c.mail('a@remote.test'); assert r[0] == 250, r
+r = c.rcpt('{USER}'); assert r[0] == 250, r
+code, text = c.data(msg(7000) * 2)
+assert code == 552 and text.startswith(b'5.2.2'), (code, text)
+# Two recipients, one over quota with this message: the other gets it, 250, and the
+# sender is told about the first in a DSN.
+r = c.mail('a@remote.test'); assert r[0] == 250, r
+r = c.rcpt('{USER}'); assert r[0] == 250, r
+r = c.rcpt('{OTHER}'); assert r[0] == 250, r
 r = c.data(msg(3000)); assert r[0] == 250, r
+# Fits: delivered.
+r = c.mail('a@remote.test'); assert r[0] == 250, r
+r = c.rcpt('{USER}'); assert r[0] == 250, r
+r = c.data(msg(1000)); assert r[0] == 250, r
+# Fill the quota to the octet with APPEND (STATUS SIZE gives exact usage) ...
+used = 0
+for l in ok(s.list()):
+    mb = l.rsplit(b' ', 1)[1].strip(b'"').decode()
+    d = ok(s.status(mb, '(SIZE)'))[0]
+    used += int(d.rsplit(b'SIZE ', 1)[1].rstrip(b')'))
+head = b'Subject: fill\r\n\r\n'
+ok(s.append('INBOX', None, None, head + b'f' * (10240 - used - len(head))))
 # ... then the mailbox is full: 452 4.2.2 at RCPT.
 r = c.mail('a@remote.test'); assert r[0] == 250, r
 code, text = c.rcpt('{USER}')
 assert code == 452 and text.startswith(b'4.2.2'), (code, text)
 c.quit()
 ok(s.select('INBOX'))
-assert ok(s.search(None, 'ALL'))[0] == b'1'
+assert ok(s.search(None, 'ALL'))[0] == b'1 2', ok(s.search(None, 'ALL'))
 s.logout()
 print('ALL OK')
 "#,
@@ -74,6 +102,12 @@ print('ALL OK')
     );
     let out = python(&script);
     assert!(out.contains("ALL OK"), "{out}");
+    assert_eq!(p.messages(OTHER, "").len(), 1);
+    assert!(
+        p.wait_log("over quota: DSN queued", std::time::Duration::from_secs(10)),
+        "{}",
+        p.log()
+    );
 }
 
 /// Without a limit QUOTA is advertised, but no mailbox has a quota root (RFC 9208 §4.3).

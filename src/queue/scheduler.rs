@@ -492,6 +492,23 @@ async fn deliver_local(
                 // Return-Path records the envelope sender at final delivery (RFC 5321 §4.4).
                 let mut bytes = format!("Return-Path: <{from}>\r\n").into_bytes();
                 bytes.extend_from_slice(&msg);
+                // The quota holds here too (`delivery::quota`): a full mailbox is a
+                // persistent transient failure (RFC 3463 §3.3 X.2.2), retried until the
+                // queue gives up and reports it. Checked before any copy is stored, so a
+                // retry duplicates nothing.
+                let wanted: Vec<(String, u64)> = users
+                    .iter()
+                    .map(|u| (u.clone(), bytes.len() as u64))
+                    .collect();
+                let limit = svc2.config.limits.mailbox_quota;
+                let over = crate::delivery::quota::over_quota_blocking(&svc2.store, limit, &wanted);
+                if !over.is_empty() {
+                    return Ok(outcome(
+                        Kind::Transient,
+                        "4.2.2",
+                        format!("452 4.2.2 <{addr2}>: mailbox full (quota exceeded)"),
+                    ));
+                }
                 for u in &users {
                     svc2.store
                         .deliver(u, Folder::Inbox, &bytes)

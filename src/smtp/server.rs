@@ -366,6 +366,12 @@ impl Conn {
                     (&self.svc.store, self.svc.config.limits.mailbox_quota),
                 );
                 let (verb, action) = match line {
+                    // RCPT resolves the account and sums the mailbox's usage for the quota:
+                    // file system reads, kept off the async workers' hands.
+                    Line::Complete(l) if command_verb(&l) == "RCPT" => (
+                        String::from("RCPT"),
+                        crate::inbound::cpu_bound(|| self.session.line(&l, &dir)),
+                    ),
                     Line::Complete(l) => (command_verb(&l), self.session.line(&l, &dir)),
                     Line::TooLong => (String::from("(too long)"), self.session.line_too_long()),
                 };
