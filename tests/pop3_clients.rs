@@ -323,7 +323,9 @@ for connect in (pop_ssl, pop_stls):
         assert e.args[0].startswith(b'-ERR [IN-USE]'), e
 a.quit()
 b = pop_stls()
-b.sock.close()  # gone without QUIT
+import socket
+b.sock.shutdown(socket.SHUT_RDWR)  # gone without QUIT
+b.close()
 for _ in range(50):
     try:
         c = pop_ssl(); break
