@@ -141,3 +141,57 @@ print('ALL OK')
     let out = python(&script);
     assert!(out.contains("ALL OK"), "{out}");
 }
+
+/// Local delivery that does not answer an SMTP client (`postern sendmail`, the queue's
+/// local recipients) checks the quota too: a full mailbox defers the copy in the queue
+/// (452 4.2.2, retried), which delivers it once there is room.
+#[test]
+fn queued_local_delivery_waits_for_room() {
+    let p = Postern::start_with(Setup {
+        extra: "[limits]\nmailbox_quota = 4096\n".into(),
+        ..Setup::default()
+    });
+    p.add_user(USER, PASS);
+    // About 2.3 KB stored straight away, 3.6 KB through the queue (DKIM-signed): each
+    // fits in 4 KiB alone, two do not.
+    let body = "x".repeat(2200);
+    let first = format!("Subject: first\n\n{body}\n");
+    let out = p.cli(&["sendmail", USER], Some(&first));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(p.messages(USER, "").len(), 1);
+    // No room for a second one: not stored, queued; the queue finds the mailbox full too.
+    let second = format!("Subject: second\n\n{body}\n");
+    let out = p.cli(&["sendmail", USER], Some(&second));
+    assert!(out.status.success(), "{out:?}");
+    let list = || String::from_utf8_lossy(&p.cli(&["queue", "list"], None).stdout).into_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !list().contains("4.2.2") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let l = list();
+    assert!(l.contains("4.2.2") && l.contains(USER), "{l}\n{}", p.log());
+    assert_eq!(p.messages(USER, "").len(), 1);
+    // The user makes room over IMAP; the retry delivers it.
+    let script = format!(
+        r#"
+import imaplib, ssl
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = imaplib.IMAP4_SSL('127.0.0.1', {imaps}, ssl_context=ctx)
+s.login('{USER}', '{PASS}')
+s.select('INBOX')
+s.store('1', '+FLAGS', '\\Deleted')
+assert s.expunge()[0] == 'OK'
+s.logout()
+print('ALL OK')
+"#,
+        imaps = p.ports.imaps,
+    );
+    assert!(python(&script).contains("ALL OK"));
+    let out = p.cli(&["queue", "retry", "--all"], None);
+    assert!(out.status.success(), "{out:?}");
+    let got = p.wait_messages(USER, "", 1, std::time::Duration::from_secs(15));
+    assert_eq!(got.len(), 1, "{}\n{}", list(), p.log());
+    assert!(String::from_utf8_lossy(&got[0]).contains("Subject: second"));
+}

@@ -1,7 +1,8 @@
 //! `postern sendmail`: the sendmail(8) command line that cron, mail(1) and system tools use.
 //! Reads the message on stdin, adds Message-ID/Date/From when missing (RFC 5322 §3.6,
-//! RFC 6409 §8), delivers local recipients into their Maildir, DKIM-signs and queues the
-//! rest in `data_dir/queue` (a running server picks it up within a second).
+//! RFC 6409 §8), delivers local recipients into their Maildir (through the queue when over
+//! quota), DKIM-signs and queues the rest in `data_dir/queue` (a running server picks it up
+//! within a second).
 //!
 //! Options understood: `-t` (recipients from To/Cc/Bcc, Bcc removed; added to those given as
 //! arguments, as Postfix does), `-f ADDR`/`-r ADDR` (envelope sender), `-F NAME` (full name
@@ -319,7 +320,22 @@ pub fn run(config: &Config, args: SendmailArgs) -> anyhow::Result<()> {
     }
     local_users.sort();
     local_users.dedup();
+    // A mailbox over quota with this message (`delivery::quota`) gets its copy through the
+    // queue, which retries it (452 4.2.2) until there is room or reports it to the sender:
+    // cron's mail is not lost, and no error is printed for a temporary condition.
+    let size = format!("Return-Path: <{}>\r\n", p.mail_from).len() + p.message.len();
+    let wanted: Vec<(String, u64)> = local_users
+        .iter()
+        .map(|u| (u.clone(), size as u64))
+        .collect();
+    let over =
+        crate::delivery::quota::over_quota_blocking(&store, config.limits.mailbox_quota, &wanted);
     for u in &local_users {
+        if over.contains(u) {
+            tracing::info!("sendmail: {u} is over quota: queued");
+            remote.push(u.clone());
+            continue;
+        }
         let mut bytes = format!("Return-Path: <{}>\r\n", p.mail_from).into_bytes();
         bytes.extend_from_slice(&p.message);
         store
@@ -337,7 +353,7 @@ pub fn run(config: &Config, args: SendmailArgs) -> anyhow::Result<()> {
         let id = q.enqueue_blocking(&p.mail_from, &remote, &signed)?;
         tracing::debug!(
             queue_id = id,
-            "sendmail: queued for {} remote recipient(s)",
+            "sendmail: queued for {} recipient(s)",
             remote.len()
         );
     }

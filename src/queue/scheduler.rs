@@ -502,6 +502,14 @@ async fn deliver_local(
                     .collect();
                 let limit = svc2.config.limits.mailbox_quota;
                 let over = crate::delivery::quota::over_quota_blocking(&svc2.store, limit, &wanted);
+                if limit != 0 && bytes.len() as u64 > limit {
+                    // It can never fit: waiting for room would only delay the bounce.
+                    return Ok(outcome(
+                        Kind::Permanent,
+                        "5.2.2",
+                        format!("552 5.2.2 <{addr2}>: message larger than the mailbox quota"),
+                    ));
+                }
                 if !over.is_empty() {
                     return Ok(outcome(
                         Kind::Transient,
