@@ -75,6 +75,12 @@ r = c.mail('a@remote.test'); assert r[0] == 250, r
 r = c.rcpt('{USER}'); assert r[0] == 250, r
 r = c.rcpt('{OTHER}'); assert r[0] == 250, r
 r = c.data(msg(3000)); assert r[0] == 250, r
+# The same on submission, from a local sender: the DSN comes back to its INBOX.
+sub = smtplib.SMTP_SSL('127.0.0.1', {submissions}, context=ctx, timeout=30)
+sub.login('{OTHER}', '{PASS}')
+own = b'From: {OTHER}\r\nSubject: to both\r\n\r\n' + (b'y' * 70 + b'\r\n') * 45
+assert sub.sendmail('{OTHER}', ['{USER}', '{OTHER}'], own) == dict()
+sub.quit()
 # Fits: delivered.
 r = c.mail('a@remote.test'); assert r[0] == 250, r
 r = c.rcpt('{USER}'); assert r[0] == 250, r
@@ -99,10 +105,25 @@ print('ALL OK')
 "#,
         imaps = p.ports.imaps,
         smtp = p.ports.smtp,
+        submissions = p.ports.submissions,
     );
     let out = python(&script);
     assert!(out.contains("ALL OK"), "{out}");
-    assert_eq!(p.messages(OTHER, "").len(), 1);
+    // bob: the port 25 copy, his own submitted copy, and the DSN about alice (RFC 3464).
+    let got = p.wait_messages(OTHER, "", 3, std::time::Duration::from_secs(15));
+    assert_eq!(got.len(), 3, "{}", p.log());
+    let dsn = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .find(|m| m.contains("message/delivery-status"))
+        .expect("a DSN");
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; alice@example.test")
+            && dsn.contains("Action: failed")
+            && dsn.contains("Status: 5.2.2")
+            && dsn.contains("Subject: to both"),
+        "{dsn}"
+    );
     assert!(
         p.wait_log("over quota: DSN queued", std::time::Duration::from_secs(10)),
         "{}",
