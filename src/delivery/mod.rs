@@ -7,6 +7,7 @@ mod local;
 pub mod quota;
 pub mod relay;
 pub mod sieve;
+mod sieve_notices;
 pub mod srs;
 pub mod vacation;
 
