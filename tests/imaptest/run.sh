@@ -82,6 +82,7 @@ imaps = []
 pop3 = []
 pop3s = []
 http = []
+managesieve = []
 [tls]
 source = "self-signed"
 [imap]
@@ -101,6 +102,11 @@ EOF
   pid=$!
   for _ in $(seq 100); do
     python3 -c "import socket; socket.create_connection(('127.0.0.1',$PORT))" 2>/dev/null && break
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "postern did not start:" >&2
+      cat "$logs/postern.log" >&2
+      exit 2
+    fi
     sleep 0.1
   done
   USER_FMT="u%d@example.test"
