@@ -9,8 +9,9 @@
 //! or `queue retry` reaches a running server without any signal.
 
 pub mod dsn;
-pub mod group_commit;
 pub mod scheduler;
+
+pub use crate::fsutil::group_commit;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -117,6 +118,9 @@ pub struct Queue {
     spool: Spool,
     /// Wakes the scheduler when this process enqueues.
     wake: tokio::sync::Notify,
+    /// Ids this process enqueued since the scheduler last looked: it takes them without
+    /// rescanning `env/` (the rescan, once a second, finds everything else).
+    fresh: std::sync::Mutex<Vec<String>>,
 }
 
 impl std::ops::Deref for Queue {
@@ -133,15 +137,22 @@ impl Queue {
         std::fs::create_dir_all(dir.join("env"))?;
         Ok(Queue {
             spool: Spool {
+                msg_sync: Arc::new(group_commit::DirSync::new(dir.join("msg"))),
                 env_sync: Arc::new(group_commit::DirSync::new(dir.join("env"))),
                 dir,
             },
             wake: tokio::sync::Notify::new(),
+            fresh: std::sync::Mutex::new(Vec::new()),
         })
     }
 
     pub(crate) fn wake(&self) -> &tokio::sync::Notify {
         &self.wake
+    }
+
+    /// The ids enqueued by this process since the last call.
+    pub(crate) fn take_fresh(&self) -> Vec<String> {
+        std::mem::take(&mut *self.fresh.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Store a message for remote delivery. When this returns Ok, the message and its
@@ -175,6 +186,10 @@ impl Queue {
         })
         .await
         .map_err(|e| QueueError::Other(format!("enqueue task failed: {e}")))??;
+        self.fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(id.clone());
         self.wake.notify_one();
         Ok(id)
     }
@@ -185,7 +200,9 @@ impl Queue {
 #[derive(Debug, Clone)]
 pub struct Spool {
     dir: PathBuf,
-    /// Group commit of `env/` after removals (see `group_commit`).
+    /// Group commit of `msg/` after enqueues (see `group_commit`).
+    msg_sync: Arc<group_commit::DirSync>,
+    /// Group commit of `env/` after enqueues and removals.
     env_sync: Arc<group_commit::DirSync>,
 }
 
@@ -272,13 +289,34 @@ impl Spool {
                 .collect(),
             delay_notified: false,
         };
-        // Message first: an envelope must never name a message that is not on disk.
-        crate::fsutil::Durable::new(&self.msg_path(&id)).write_with(fill)?;
-        if let Err(e) = self.write_env(&env) {
-            let _ = std::fs::remove_file(self.msg_path(&id));
+        // Message first: an envelope must never name a message that is not on disk. The
+        // directory fsyncs are shared with the enqueues running at the same time (group
+        // commit); each still waits for one that started after its own rename.
+        let msg = self.msg_path(&id);
+        crate::fsutil::Durable::new(&msg)
+            .defer_dir_sync()
+            .write_with(fill)?;
+        if let Err(e) = self.msg_sync.sync() {
+            let _ = std::fs::remove_file(&msg);
+            return Err(e.into());
+        }
+        if let Err(e) = self.write_env_grouped(&env) {
+            let _ = std::fs::remove_file(self.env_path(&id));
+            let _ = std::fs::remove_file(&msg);
             return Err(e);
         }
         Ok(id)
+    }
+
+    /// A new envelope, durable once its `env/` fsync (shared, `group_commit`) is done.
+    fn write_env_grouped(&self, env: &Envelope) -> Result<(), QueueError> {
+        let json = serde_json::to_vec_pretty(env)
+            .map_err(|e| QueueError::Other(format!("envelope encoding: {e}")))?;
+        crate::fsutil::Durable::new(&self.env_path(&env.id))
+            .defer_dir_sync()
+            .write(&json)?;
+        self.env_sync.sync()?;
+        Ok(())
     }
 
     fn write_env(&self, env: &Envelope) -> Result<(), QueueError> {
@@ -392,7 +430,7 @@ impl Spool {
         result
     }
 
-    /// Directory fsyncs of `env/` made by removals so far (figures, tests).
+    /// Directory fsyncs of `env/` made by enqueues and removals so far (figures, tests).
     pub fn removal_syncs(&self) -> u64 {
         self.env_sync.syncs()
     }

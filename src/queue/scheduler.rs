@@ -70,9 +70,30 @@ impl Scheduler {
         }
         // Envelope cache: re-read a file only when its mtime changed.
         let mut cache: HashMap<String, (SystemTime, Envelope)> = HashMap::new();
+        let mut last_scan: Option<tokio::time::Instant> = None;
         loop {
             let now = crate::clock::unix_now();
             let mut due = Vec::new();
+            // Woken by our own enqueues: take those ids and leave `env/` alone (a rescan per
+            // wake-up costs a stat of every queued envelope, per message under load). The
+            // full rescan still runs every RESCAN for the CLI's and the retries' work.
+            let fresh = q.take_fresh();
+            if last_scan.is_some_and(|t| t.elapsed() < RESCAN) {
+                for id in fresh {
+                    match q.load(&id) {
+                        Ok(Some(env)) if self.needs_work(&env, now) => due.push(id),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!("queue: cannot read envelope {id}: {e}"),
+                    }
+                }
+                self.start(due);
+                self.idle().await;
+                if self.svc.shutdown.is_cancelled() {
+                    break;
+                }
+                continue;
+            }
+            last_scan = Some(tokio::time::Instant::now());
             let mut seen = HashSet::new();
             match std::fs::read_dir(q.dir().join("env")) {
                 Ok(rd) => {
@@ -114,24 +135,36 @@ impl Scheduler {
                 .metrics
                 .queue_size
                 .store(seen.len() as i64, Ordering::Relaxed);
-            for id in due {
-                if !self.inflight.lock().unwrap().insert(id.clone()) {
-                    continue;
-                }
-                let me = self.clone();
-                self.svc.tasks.spawn(async move {
-                    me.process(&id).await;
-                    me.inflight.lock().unwrap().remove(&id);
-                    me.svc.queue.wake().notify_one();
-                });
-            }
-            tokio::select! {
-                _ = self.svc.shutdown.cancelled() => break,
-                _ = q.wake().notified() => {}
-                _ = tokio::time::sleep(RESCAN) => {}
+            self.start(due);
+            self.idle().await;
+            if self.svc.shutdown.is_cancelled() {
+                break;
             }
         }
         tracing::debug!("queue scheduler stopped");
+    }
+
+    /// Start a task for each due id not already in flight.
+    fn start(self: &Arc<Self>, due: Vec<String>) {
+        for id in due {
+            if !self.inflight.lock().unwrap().insert(id.clone()) {
+                continue;
+            }
+            let me = self.clone();
+            self.svc.tasks.spawn(async move {
+                me.process(&id).await;
+                me.inflight.lock().unwrap().remove(&id);
+            });
+        }
+    }
+
+    /// Wait for an enqueue, the next rescan, or shutdown.
+    async fn idle(&self) {
+        tokio::select! {
+            _ = self.svc.shutdown.cancelled() => {}
+            _ = self.svc.queue.wake().notified() => {}
+            _ = tokio::time::sleep(RESCAN) => {}
+        }
     }
 
     fn needs_work(&self, env: &Envelope, now: i64) -> bool {

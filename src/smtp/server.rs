@@ -15,9 +15,10 @@ use super::Mode;
 use super::data::{DataDecoder, DataError};
 use super::line::{Line, LineReader};
 use super::reply::{Reply, std_replies};
-use super::session::{Action, Directory, Session, SessionConfig, finish_body};
+use super::session::{Action, Directory, Event, Session, SessionConfig, finish_body};
 use super::transaction::{self, Context};
 use crate::accounts::{Accounts, Recipient};
+use crate::inbound::EarlyChecks;
 use crate::inbound::dnsbl::ClientCheck;
 use crate::logsafe::{Untrusted, UntrustedText};
 use crate::metrics::Metrics;
@@ -180,6 +181,11 @@ async fn handle(
         out: Vec::new(),
         tls_info: None,
         session: Session::new(session_config(&svc, mode)),
+        early: if mode == Mode::Mx && svc.config.inbound.verify {
+            EarlyChecks::start(&svc.authenticator, &svc.config.hostname, peer.ip())
+        } else {
+            EarlyChecks::off(peer.ip())
+        },
         dnsbl: if mode == Mode::Mx {
             ClientCheck::start(
                 &svc.config.spam,
@@ -260,6 +266,8 @@ struct Conn {
     session: Session,
     /// DNS blocklist lookups for the client (port 25), awaited at the first RCPT.
     dnsbl: ClientCheck,
+    /// iprev and SPF (port 25), run while the transaction arrives, awaited after DATA.
+    early: EarlyChecks,
 }
 
 /// How a connection ended (for the disconnect log line).
@@ -379,6 +387,9 @@ impl Conn {
                         UntrustedText(&r.to_string())
                     );
                 }
+                if let Some(Event::MailFrom { helo, mail_from }) = self.session.take_event() {
+                    self.early.mail_from(&helo, &mail_from);
+                }
                 if self.act(action).await? {
                     self.flush().await?;
                     return Ok(());
@@ -454,14 +465,16 @@ impl Conn {
                     self.session.auth_result(result)
                 }
                 Action::Deliver(tx) => {
+                    let early = self.early.results(&tx.helo, &tx.mail_from).await;
                     let ctx = Context {
                         svc: &self.svc,
                         mode: self.mode,
                         peer: self.peer,
                         tls: self.tls_info.as_deref(),
                         dnsbl_junk: self.dnsbl.junk_listing(),
+                        early,
                     };
-                    let reply = transaction::finish(&ctx, &tx).await;
+                    let reply = transaction::finish(ctx, &tx).await;
                     self.session.delivered(reply)
                 }
             };

@@ -717,4 +717,5 @@ fn listed_client_is_refused_at_rcpt_except_srs_bounces() {
     assert_eq!(code(&listed(&mut s, "RCPT TO:<bob@example.com>")), 250);
 }
 
+mod events;
 mod quota;
