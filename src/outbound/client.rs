@@ -17,7 +17,7 @@ use super::reply::{Reply, ReplyError, ReplyParser};
 use super::session_cache::{Key, SessionCache};
 
 // The DATA payload rules live in `payload`; re-exported here, where callers have found them.
-pub use super::payload::{data_payload, needs_smtputf8};
+pub use super::payload::{DataEncoder, data_payload, needs_smtputf8};
 
 /// RFC 5321 §4.5.3.2 timeouts.
 pub mod timeouts {
@@ -50,6 +50,10 @@ pub enum ClientError {
     Protocol(#[from] ReplyError),
     #[error("TLS handshake failed: {0}")]
     Tls(String),
+    /// A reused session did not answer its RSET with 250: it is dropped, and the message
+    /// goes on another session (nothing was accepted on this one).
+    #[error("the reused session is gone")]
+    Stale,
 }
 
 enum Conn {
@@ -304,14 +308,28 @@ pub async fn attempt(
     if let Some(cache) = tx.sessions {
         while let Some((mut c, caps, opened)) = cache.take(&key, policy, dane) {
             // RFC 5321 §4.1.1.5: RSET starts the next transaction from a clean state, and
-            // shows the idle session is still alive; a dead one is dropped, nothing was sent.
-            match c.command("RSET", RSET_PROBE, "RSET reply").await {
-                Ok(r) if r.code == 250 => {
-                    tracing::debug!(host, %ip, "reusing an open session");
-                    c.info.reused = true;
-                    return transact(c, host, ip, tx, caps, Some((cache, key, opened))).await;
+            // shows the idle session is still alive; a dead one is dropped, nothing was
+            // accepted on it. With PIPELINING the RSET leads the MAIL/RCPT/DATA batch
+            // (RFC 2920 §3.1 lets RSET go anywhere in a group), saving a round trip per
+            // message; without, it is a probe of its own.
+            let pipelined = has(&caps, "PIPELINING");
+            if !pipelined {
+                match c.command("RSET", RSET_PROBE, "RSET reply").await {
+                    Ok(r) if r.code == 250 => {}
+                    _ => {
+                        tracing::debug!(host, %ip, "cached session is gone; trying another");
+                        continue;
+                    }
                 }
-                _ => tracing::debug!(host, %ip, "cached session is gone; trying another"),
+            }
+            c.info.reused = true;
+            let keep = Some((cache, key.clone(), opened));
+            match transact(c, host, ip, tx, caps, keep, pipelined).await {
+                Some(done) => {
+                    tracing::debug!(host, %ip, "reused an open session");
+                    return done;
+                }
+                None => tracing::debug!(host, %ip, "cached session is gone; trying another"),
             }
         }
     }
@@ -325,7 +343,14 @@ pub async fn attempt(
         Ok(Ok(caps)) => {
             c.info.reused = false;
             let keep = tx.sessions.map(|s| (s, key, opened));
-            return transact(c, host, ip, tx, caps, keep).await;
+            // A fresh session has no RSET to fail, so there is always an outcome.
+            if let Some(done) = transact(c, host, ip, tx, caps, keep, false).await {
+                return done;
+            }
+            return (
+                Attempt::TryNext(format!("{host} [{ip}]: session lost")),
+                Info::default(),
+            );
         }
         Ok(Err(stop)) => stop,
         Err(e) => Attempt::TryNext(format!("{host} [{ip}]: {e}")),
@@ -338,7 +363,9 @@ pub async fn attempt(
 const RSET_PROBE: Duration = Duration::from_secs(10);
 
 /// One transaction on an open session; then keep the session (if `keep` and it ended
-/// cleanly) or QUIT. A failure only concerns this message's recipients.
+/// cleanly) or QUIT. A failure only concerns this message's recipients. `rset`: pipeline
+/// an RSET in front (a reused session); None when that RSET failed (the session is
+/// dropped without a word, and nothing was accepted on it).
 async fn transact(
     mut c: Client,
     host: &str,
@@ -346,14 +373,16 @@ async fn transact(
     tx: &Transaction<'_>,
     caps: Caps,
     keep: Option<(&Arc<SessionCache>, Key, std::time::Instant)>,
-) -> (Attempt, Info) {
-    let result = run(&mut c, host, tx, &caps).await;
+    rset: bool,
+) -> Option<(Attempt, Info)> {
+    let result = run(&mut c, host, tx, &caps, rset).await;
     let info = c.info.clone();
     let out = match result {
         Ok(a) => a,
+        Err(ClientError::Stale) => return None,
         Err(e) => {
             quit(&mut c).await;
-            return (Attempt::TryNext(format!("{host} [{ip}]: {e}")), info);
+            return Some((Attempt::TryNext(format!("{host} [{ip}]: {e}")), info));
         }
     };
     // Reusable: the transaction ran to its end and the server did not announce closing
@@ -368,7 +397,7 @@ async fn transact(
         Some((cache, key, opened)) if clean => cache.put(key, c, caps, opened),
         _ => quit(&mut c).await,
     }
-    (out, info)
+    Some((out, info))
 }
 
 async fn ehlo(c: &mut Client, name: &str) -> Result<Result<Reply, Reply>, ClientError> {
@@ -500,12 +529,35 @@ pub async fn open_session(
     Ok(Ok(caps))
 }
 
-/// One transaction (MAIL, RCPT, DATA) on an open session.
+/// Octets of the message encoded per write (the wire form may be a little longer).
+const DATA_BLOCK: usize = 64 * 1024;
+
+/// The message after a 354: canonicalised and dot-stuffed (`DataEncoder`, the same
+/// transformation as `data_payload`) block by block from the (mapped) queue file, so no
+/// second copy of the whole message is made; a small message goes out in one write.
+async fn send_data(c: &mut Client, message: &[u8]) -> Result<(), ClientError> {
+    let mut enc = DataEncoder::new();
+    let mut buf = Vec::with_capacity(message.len().min(DATA_BLOCK) + DATA_BLOCK / 32 + 8);
+    let mut blocks = message.chunks(DATA_BLOCK).peekable();
+    while let Some(block) = blocks.next() {
+        enc.push(block, &mut buf);
+        if blocks.peek().is_some() {
+            c.send(&buf, timeouts::DATA_BLOCK, "data block").await?;
+            buf.clear();
+        }
+    }
+    enc.finish(&mut buf);
+    c.send(&buf, timeouts::DATA_BLOCK, "data block").await
+}
+
+/// One transaction (MAIL, RCPT, DATA) on an open session; with `rset` (only with
+/// PIPELINING) an RSET leads the batch and must be answered 250 (else `Stale`).
 async fn run(
     c: &mut Client,
     host: &str,
     tx: &Transaction<'_>,
     caps: &[(String, String)],
+    rset: bool,
 ) -> Result<Attempt, ClientError> {
     // MAIL parameters.
     let mut params = String::new();
@@ -549,13 +601,25 @@ async fn run(
     let data_reply;
     if has(caps, "PIPELINING") {
         // RFC 2920 §3.1: MAIL, RCPTs and DATA may go in one batch; replies come in order.
-        let mut batch = format!("{mail_cmd}\r\n");
+        let mut batch = if rset { "RSET\r\n" } else { "" }.to_string();
+        batch.push_str(&mail_cmd);
+        batch.push_str("\r\n");
         for r in &rcpt_cmds {
             batch.push_str(r);
             batch.push_str("\r\n");
         }
         batch.push_str("DATA\r\n");
-        c.send(batch.as_bytes(), timeouts::COMMAND, "MAIL").await?;
+        if rset {
+            // A write to a session the server closed may still succeed: the RSET reply
+            // (or its absence) tells.
+            let _ = c.send(batch.as_bytes(), RSET_PROBE, "RSET").await;
+            match c.read_reply(RSET_PROBE, "RSET reply").await {
+                Ok(r) if r.code == 250 => {}
+                _ => return Err(ClientError::Stale),
+            }
+        } else {
+            c.send(batch.as_bytes(), timeouts::COMMAND, "MAIL").await?;
+        }
         mail_reply = c.read_reply(timeouts::COMMAND, "MAIL reply").await?;
         for _ in &rcpt_cmds {
             let r = c.read_reply(timeouts::COMMAND, "RCPT reply").await?;
@@ -636,10 +700,7 @@ async fn run(
         let _ = c.read_reply(timeouts::DATA_END, "end of data").await;
         return Ok(Attempt::Done(rcpt_results));
     }
-    let payload = data_payload(tx.message);
-    for chunk in payload.chunks(64 * 1024) {
-        c.send(chunk, timeouts::DATA_BLOCK, "data block").await?;
-    }
+    send_data(c, tx.message).await?;
     let end = c.read_reply(timeouts::DATA_END, "end of data").await?;
     let final_result = if end.is_positive() {
         RcptResult::Accepted

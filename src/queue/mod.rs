@@ -92,6 +92,22 @@ impl Envelope {
     }
 }
 
+/// A queued message's octets (`Spool::body`): in memory, or a mapping of its file.
+pub enum Body {
+    Mem(Vec<u8>),
+    Map(memmap2::Mmap),
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Body::Mem(v) => v,
+            Body::Map(m) => m,
+        }
+    }
+}
+
 /// Queue ids: time-ordered, unique across processes, safe as file names. The SMTP
 /// transaction takes one before it enqueues, so the id in its 250 reply, its log line and
 /// `postern queue list/show` is the same (issue 20, item 10).
@@ -347,6 +363,27 @@ impl Spool {
         Ok(std::fs::read(self.msg_path(id))?)
     }
 
+    /// The message for delivery: read when small, mapped when larger than the SMTP spool's
+    /// threshold, so a large message is never copied onto the heap (the client dot-stuffs
+    /// it block by block from the mapping).
+    pub fn body(&self, id: &str) -> Result<Body, QueueError> {
+        if !valid_id(id) {
+            return Err(QueueError::Other(format!("bad queue id {id:?}")));
+        }
+        let mut f = File::open(self.msg_path(id))?;
+        let len = f.metadata()?.len();
+        if len <= crate::spool::THRESHOLD as u64 {
+            let mut v = Vec::with_capacity(len as usize);
+            std::io::Read::read_to_end(&mut f, &mut v)?;
+            return Ok(Body::Mem(v));
+        }
+        // SAFETY: a queue file is written once (temp file, fsync, rename) and never written
+        // or truncated afterwards, only unlinked, which leaves a mapping valid.
+        let map = unsafe { memmap2::Mmap::map(&f)? };
+        let _ = map.advise(memmap2::Advice::Sequential);
+        Ok(Body::Map(map))
+    }
+
     /// Read-modify-write one envelope under the lock. None if it is gone (delivered or
     /// deleted meanwhile): nothing is recreated.
     pub fn update(
@@ -516,6 +553,7 @@ mod tests {
             .unwrap();
         assert!(valid_id(&id));
         assert_eq!(q.message(&id).unwrap(), b"hi\r\n");
+        assert_eq!(&*q.body(&id).unwrap(), b"hi\r\n");
         let env = q.load(&id).unwrap().unwrap();
         assert_eq!(env.rcpts.len(), 2);
         q.update(&id, |e| {
@@ -525,6 +563,15 @@ mod tests {
         .unwrap();
         assert!(q.retry(&id).unwrap());
         let env = q.load(&id).unwrap().unwrap();
+        // A large message is mapped, with the same octets.
+        let big: Vec<u8> = (0..crate::spool::THRESHOLD + 10).map(|i| i as u8).collect();
+        let big_id = q
+            .enqueue_blocking("a@x", &["b@y.test".into()], &big)
+            .unwrap();
+        let body = q.body(&big_id).unwrap();
+        assert!(matches!(body, Body::Map(_)));
+        assert_eq!(&*body, &big[..]);
+        assert!(q.delete(&big_id).unwrap());
         assert_eq!(env.rcpts[0].status, RcptStatus::Delivered);
         assert_eq!(env.rcpts[1].next_attempt, 0);
         assert_eq!(q.ids().unwrap(), vec![id.clone()]);

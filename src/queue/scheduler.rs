@@ -210,7 +210,7 @@ impl Scheduler {
                 return;
             }
         };
-        let message = match q.message(id) {
+        let message = match q.body(id) {
             Ok(m) => Arc::new(m),
             Err(e) => {
                 tracing::error!(
@@ -488,7 +488,7 @@ async fn deliver_local(
     svc: &Arc<Services>,
     env: &Envelope,
     addr: &str,
-    message: &Arc<Vec<u8>>,
+    message: &Arc<super::Body>,
 ) -> RcptOutcome {
     let svc2 = svc.clone();
     let addr2 = addr.to_string();
