@@ -79,14 +79,10 @@ impl Scheduler {
             // full rescan still runs every RESCAN for the CLI's and the retries' work.
             let fresh = q.take_fresh();
             if last_scan.is_some_and(|t| t.elapsed() < RESCAN) {
-                for id in fresh {
-                    match q.load(&id) {
-                        Ok(Some(env)) if self.needs_work(&env, now) => due.push(id),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!("queue: cannot read envelope {id}: {e}"),
-                    }
+                // A fresh envelope is due at once (`process` reads it).
+                if !self.svc.shutdown.is_cancelled() {
+                    self.start(fresh);
                 }
-                self.start(due);
                 self.idle().await;
                 if self.svc.shutdown.is_cancelled() {
                     break;
@@ -224,6 +220,7 @@ impl Scheduler {
         let now = crate::clock::unix_now();
         let cfg = &svc.config.queue;
         let expires = env.created + cfg.max_age_secs as i64;
+        let mut removed = false;
         if now >= expires {
             let _ = q.update(id, |e| {
                 for r in e
@@ -255,7 +252,7 @@ impl Scheduler {
                 .partition(|a| svc.config.is_local_domain(&outbound::domain_of(a)));
             for addr in local {
                 let outcome = deliver_local(svc, &env, &addr, &message).await;
-                self.record(id, vec![addr], vec![outcome], expires).await;
+                removed |= self.record(id, vec![addr], vec![outcome], expires).await;
             }
             let mut by_domain: HashMap<String, Vec<String>> = HashMap::new();
             for a in remote {
@@ -294,37 +291,51 @@ impl Scheduler {
                         _ = svc.shutdown.cancelled() => None,
                         o = run => o,
                     };
-                    if let Some(outcomes) = outcomes {
-                        me.record(&id, rcpts, outcomes, expires).await;
+                    match outcomes {
+                        Some(outcomes) => me.record(&id, rcpts, outcomes, expires).await,
+                        None => false,
                     }
                 });
             }
-            while set.join_next().await.is_some() {}
+            while let Some(r) = set.join_next().await {
+                removed |= r.unwrap_or(false);
+            }
         }
-        self.finish(id, &message).await;
+        // A message the last outcome removed from the queue has nothing left to finish.
+        if !removed {
+            self.finish(id, &message).await;
+        }
     }
 
     /// Write the outcomes of one attempt into the envelope, on a blocking thread (the
-    /// removal of a finished message waits for a group-committed directory fsync).
+    /// removal of a finished message waits for a group-committed directory fsync). True
+    /// when this removed the message from the queue (nothing left to do).
     async fn record(
         self: &Arc<Self>,
         id: &str,
         rcpts: Vec<String>,
         outcomes: Vec<RcptOutcome>,
         expires: i64,
-    ) {
+    ) -> bool {
         let me = self.clone();
         let id = id.to_string();
         let res = tokio::task::spawn_blocking(move || {
             me.record_blocking(&id, &rcpts, &outcomes, expires)
         })
         .await;
-        if let Err(e) = res {
+        res.unwrap_or_else(|e| {
             tracing::error!("recording a delivery outcome failed: {e}");
-        }
+            false
+        })
     }
 
-    fn record_blocking(&self, id: &str, rcpts: &[String], outcomes: &[RcptOutcome], expires: i64) {
+    fn record_blocking(
+        &self,
+        id: &str,
+        rcpts: &[String],
+        outcomes: &[RcptOutcome],
+        expires: i64,
+    ) -> bool {
         let now = crate::clock::unix_now();
         let schedule = &self.svc.config.queue.retry_schedule_secs;
         let m = &self.svc.metrics;
@@ -361,22 +372,28 @@ impl Scheduler {
             }
         });
         match res {
-            Ok(Some((env, true))) => tracing::info!(
-                queue_id = id,
-                delivered = env
-                    .rcpts
-                    .iter()
-                    .filter(|r| r.status == RcptStatus::Delivered)
-                    .count(),
-                failed = env
-                    .rcpts
-                    .iter()
-                    .filter(|r| r.status == RcptStatus::Failed)
-                    .count(),
-                "done: removed from the queue"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::error!(queue_id = id, "cannot record delivery outcome: {e}"),
+            Ok(Some((env, true))) => {
+                tracing::info!(
+                    queue_id = id,
+                    delivered = env
+                        .rcpts
+                        .iter()
+                        .filter(|r| r.status == RcptStatus::Delivered)
+                        .count(),
+                    failed = env
+                        .rcpts
+                        .iter()
+                        .filter(|r| r.status == RcptStatus::Failed)
+                        .count(),
+                    "done: removed from the queue"
+                );
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::error!(queue_id = id, "cannot record delivery outcome: {e}");
+                false
+            }
         }
     }
 
