@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod dane;
+mod mail_tx;
 pub mod mta_sts;
 pub mod mx;
 pub mod payload;

@@ -73,7 +73,9 @@ def one_run(tmp, binary, row, n, wrap, dns, ttl):
         try:
             bench.wait_port(port)
             time.sleep(1)
+            elapsed = 0.0
             if n:
+                t0 = time.time()
                 rcpt = "user@example.test" if row == "inbound" else "fwd@example.test"
                 subprocess.run(["smtp-source", "-m", str(n), "-s", "10", "-l", "1024", "-M", "client.remote.test",
                                 "-f", "sender@remote.test", "-t", rcpt, f"127.0.0.1:{port}"], check=True)
@@ -82,7 +84,8 @@ def one_run(tmp, binary, row, n, wrap, dns, ttl):
                 while not done():
                     if time.time() > end:
                         raise RuntimeError("messages never arrived")
-                    time.sleep(0.05)
+                    time.sleep(0.01)
+                elapsed = time.time() - t0
                 time.sleep(0.5)
         finally:
             pids = [proc.pid]
@@ -96,6 +99,32 @@ def one_run(tmp, binary, row, n, wrap, dns, ttl):
             proc.wait(120)
     finally:
         sink.stop()
+    return elapsed
+
+
+def fsync_ceiling(tmp, n=2000, threads=10):
+    """The raw fsync ceiling (files/s): `threads` writers, each file 1 KiB written to tmp/,
+    fsynced, renamed into new/, and new/ fsynced, as a Maildir delivery does at best."""
+    import threading
+    d = tempfile.mkdtemp(dir=tmp)
+    os.makedirs(os.path.join(d, "tmp")); os.makedirs(os.path.join(d, "new"))
+    data = b"x" * 1024
+    def work(t):
+        dfd = os.open(os.path.join(d, "new"), os.O_RDONLY)
+        for i in range(n // threads):
+            src = os.path.join(d, "tmp", f"{t}.{i}")
+            fd = os.open(src, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, data); os.fsync(fd); os.close(fd)
+            os.rename(src, os.path.join(d, "new", f"{t}.{i}"))
+            os.fsync(dfd)
+        os.close(dfd)
+    t0 = time.time()
+    ts = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    rate = (n // threads * threads) / (time.time() - t0)
+    shutil.rmtree(d, ignore_errors=True)
+    return rate
 
 
 def strace_counts(path):
@@ -125,6 +154,8 @@ def main():
     ap.add_argument("--row", choices=["inbound", "outbound"], required=True)
     ap.add_argument("--messages", type=int, default=500)
     ap.add_argument("--ttl", type=int, default=0)
+    ap.add_argument("--rate", action="store_true",
+                    help="also time the messages untraced, between two fsync-ceiling runs")
     args = ap.parse_args()
     binary = os.path.abspath(args.bin)
     tmp = tempfile.mkdtemp(prefix="postern-counts-")
@@ -139,6 +170,10 @@ def main():
             one_run(tmp, binary, args.row, n, ("perf", "stat", "-x,", "-o", pf, "-e", "task-clock", "--"),
                     dns, args.ttl)
             res[n] = (strace_counts(st), perf_counts(pf))
+        if args.rate:
+            c1 = fsync_ceiling(tmp)
+            rate = args.messages / one_run(tmp, binary, args.row, args.messages, (), dns, args.ttl)
+            c2 = fsync_ceiling(tmp)
     finally:
         dns.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -154,6 +189,10 @@ def main():
     # Instructions would be the load-proof figure, but this VM exposes no hardware counters
     # (perf: <not supported>); CPU time is the next best (no waiting counted, but cache and
     # frequency effects of other load are).
+    if args.rate:
+        ceiling = (c1 + c2) / 2
+        print(f"  rate {rate:.0f} msg/s (first connection to last message stored/at the sink); fsync ceiling {c1:.0f} / {c2:.0f} files/s "
+              f"before/after: {100 * rate / ceiling:.0f} % of it")
     if "task-clock" in p1:
         print(f"  CPU time/msg {per(p0.get('task-clock', 0), p1['task-clock']):.3f} ms (perf stat task-clock)")
 
