@@ -31,6 +31,7 @@ class Dns:
         with open(conf, "w") as f:
             f.write(f"port={self.port}\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\n"
                     f"local=/test/\nlocal=/127.in-addr.arpa/\npid-file={d}/pid\nlocal-ttl={ttl}\n"
+                    f"log-queries\nlog-facility={d}/queries.log\n"
                     "mx-host=remote.test,mx.remote.test,10\nhost-record=mx.remote.test,127.0.0.1\n"
                     "host-record=client.remote.test,127.0.0.1\n"
                     "ptr-record=1.0.0.127.in-addr.arpa,client.remote.test\n"
@@ -40,6 +41,15 @@ class Dns:
         self.proc = subprocess.Popen(["dnsmasq", "-k", "-C", conf], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         bench.wait_port(self.port)
+        self.log = os.path.join(d, "queries.log")
+
+    def queries(self):
+        """DNS queries answered so far."""
+        try:
+            with open(self.log) as f:
+                return sum(1 for line in f if " query[" in line)
+        except OSError:
+            return 0
 
     def stop(self):
         self.proc.kill(); self.proc.wait()
@@ -156,16 +166,30 @@ def main():
     ap.add_argument("--ttl", type=int, default=0)
     ap.add_argument("--rate", action="store_true",
                     help="also time the messages untraced, between two fsync-ceiling runs")
+    ap.add_argument("--perf-record", metavar="FILE",
+                    help="only record a CPU profile of the server (perf record -g, dwarf stacks) into FILE")
     args = ap.parse_args()
     binary = os.path.abspath(args.bin)
     tmp = tempfile.mkdtemp(prefix="postern-counts-")
     os.chmod(tmp, 0o755)
     dns = Dns(tmp, args.ttl)
-    res = {}
+    res, queries = {}, {}
+    if args.perf_record:
+        try:
+            one_run(tmp, binary, args.row, args.messages,
+                    ("perf", "record", "-o", os.path.abspath(args.perf_record), "-F", "499", "-e", "cpu-clock",
+                     "-g", "--call-graph", "dwarf,16384", "--"), dns, args.ttl)
+        finally:
+            dns.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(f"profile in {args.perf_record}: perf report -i {args.perf_record} --no-children")
+        return
     try:
         for n in (0, args.messages):
             st = os.path.join(tmp, f"strace-{n}.txt")
+            q0 = dns.queries()
             one_run(tmp, binary, args.row, n, ("strace", "-f", "-c", "-o", st), dns, args.ttl)
+            queries[n] = dns.queries() - q0
             pf = os.path.join(tmp, f"perf-{n}.txt")
             one_run(tmp, binary, args.row, n, ("perf", "stat", "-x,", "-o", pf, "-e", "task-clock", "--"),
                     dns, args.ttl)
@@ -183,7 +207,8 @@ def main():
     total = per(sum(s0.values()), sum(s1.values()))
     fs = per(s0.get("fsync", 0) + s0.get("fdatasync", 0), s1.get("fsync", 0) + s1.get("fdatasync", 0))
     print(f"{args.row}: {n} messages, binary {args.bin}")
-    print(f"  syscalls/msg {total:.1f}   fsync+fdatasync/msg {fs:.2f}")
+    print(f"  syscalls/msg {total:.1f}   fsync+fdatasync/msg {fs:.2f}   DNS queries/msg "
+          f"{(queries[n] - queries[0]) / n:.2f} (dnsmasq log)")
     top = sorted(((per(s0.get(k, 0), v), k) for k, v in s1.items()), reverse=True)[:12]
     print("  top syscalls/msg: " + ", ".join(f"{k} {v:.1f}" for v, k in top))
     # Instructions would be the load-proof figure, but this VM exposes no hardware counters
