@@ -6,6 +6,7 @@ pub mod dkim;
 mod local;
 pub mod relay;
 pub mod sieve;
+mod sieve_notices;
 pub mod srs;
 pub mod vacation;
 

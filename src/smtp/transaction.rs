@@ -214,7 +214,7 @@ async fn inbound_delivery(
 /// through their script (`delivery::sieve`). A reject from every local recipient, with
 /// nothing else to deliver, is refused here, before any 250 (RFC 5429 §2.1: 550 5.7.1 with
 /// the script's reason); otherwise a rejecting user's copy is dropped and the sender gets a
-/// notice.
+/// DSN.
 async fn filtered_delivery(
     ctx: &Context<'_>,
     tx: &Transaction,
@@ -253,8 +253,16 @@ async fn filtered_delivery(
             .collect();
         // A script reads the whole message (body tests), so it is held in memory here.
         let bytes = stored.to_vec();
-        match delivery::sieve::deliver(&svc.sieve_env(), &rcpts, folder, &tx.mail_from, &rp, &bytes)
-            .await
+        match delivery::sieve::deliver(
+            &svc.sieve_env(),
+            id,
+            &rcpts,
+            folder,
+            &tx.mail_from,
+            &rp,
+            &bytes,
+        )
+        .await
         {
             Ok(f) => rejects.extend(f.rejects.into_iter().map(|r| (r, bytes.clone()))),
             Err(e) => {
@@ -267,15 +275,15 @@ async fn filtered_delivery(
         if rejects.len() == total && plan.remote.is_empty() {
             let reason: String = rejects[0]
                 .0
-                .1
+                .reason
                 .chars()
                 .map(|c| if c.is_control() { ' ' } else { c })
                 .take(400)
                 .collect();
             return Reply::new(550, "5.7.1", reason.trim().to_string());
         }
-        for ((user, reason), stored) in &rejects {
-            delivery::sieve::reject_notice(&svc.sieve_env(), &tx.mail_from, user, reason, stored)
+        for (reject, stored) in &rejects {
+            delivery::sieve::reject_notice(&svc.sieve_env(), id, &tx.mail_from, reject, stored)
                 .await;
         }
     }

@@ -86,7 +86,7 @@ class Postern:
         with open(self.cfg, "w") as f:
             f.write(f'domain = "example.test"\nhostname = "mail.example.test"\ndata_dir = "{self.dir}/data"\n'
                     f'[listen]\nsmtp = ["127.0.0.1:{self.smtp}"]\nsubmission = []\nsubmissions = []\n'
-                    f'imap = ["127.0.0.1:{self.imap}"]\nimaps = []\nhttp = []\n[tls]\nsource = "self-signed"\n'
+                    f'imap = ["127.0.0.1:{self.imap}"]\nimaps = []\nhttp = []\nmanagesieve = []\n[tls]\nsource = "self-signed"\n'
                     f'[inbound]\nverify = false\n[imap]\nallow_plaintext_auth = true\n[limits]\nmax_connections_per_ip = 1000\nmax_messages_per_connection = 100000\n{extra}')
         subprocess.run([POSTERN, "--config", self.cfg, "user", "add", "user@example.test", "--password-stdin",
                         "--allow-short-password"],
