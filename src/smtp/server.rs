@@ -514,8 +514,13 @@ impl Conn {
             let (used, done) = dec.feed(&pending);
             if done {
                 self.lines.unread(pending[used..].to_vec());
+                let body = dec.finish();
+                if !matches!(&body, Ok(w) if w.is_spilled()) {
+                    // Still in memory: nothing to flush or map, no thread hand-off.
+                    return Ok(finish_body(body));
+                }
                 // Mapping a spilled body is a little file I/O; keep it off the reactor.
-                let r = tokio::task::spawn_blocking(move || finish_body(dec.finish()))
+                let r = tokio::task::spawn_blocking(move || finish_body(body))
                     .await
                     .map_err(|_| "spool task failed")?;
                 return Ok(r);

@@ -64,7 +64,7 @@ def server(tmp, binary, row, dns_port, sink_port):
     with open(cfg, "w") as f:
         f.write(f'domain = "example.test"\nhostname = "mail.example.test"\ndata_dir = "{d}/data"\n'
                 f'[listen]\nsmtp = ["127.0.0.1:{smtp}"]\nsubmission = []\nsubmissions = []\n'
-                f'imap = ["127.0.0.1:{imap}"]\nimaps = []\nhttp = []\n[tls]\nsource = "self-signed"\n'
+                f'imap = ["127.0.0.1:{imap}"]\nimaps = []\nhttp = []\nmanagesieve = []\n[tls]\nsource = "self-signed"\n'
                 f'[inbound]\nverify = {verify}\n[limits]\nmax_connections_per_ip = 1000\n'
                 f'max_messages_per_connection = 100000\n[dns]\nnameservers = ["127.0.0.1:{dns_port}"]\n'
                 f'[outbound]\nport = {sink_port}\n')
