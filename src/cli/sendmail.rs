@@ -1,7 +1,8 @@
 //! `postern sendmail`: the sendmail(8) command line that cron, mail(1) and system tools use.
 //! Reads the message on stdin, adds Message-ID/Date/From when missing (RFC 5322 §3.6,
-//! RFC 6409 §8), delivers local recipients into their Maildir, DKIM-signs and queues the
-//! rest in `data_dir/queue` (a running server picks it up within a second).
+//! RFC 6409 §8), delivers local recipients into their Maildir (through the queue when over
+//! quota), DKIM-signs and queues the rest in `data_dir/queue` (a running server picks it up
+//! within a second).
 //!
 //! Options understood: `-t` (recipients from To/Cc/Bcc, Bcc removed; added to those given as
 //! arguments, as Postfix does), `-f ADDR`/`-r ADDR` (envelope sender), `-F NAME` (full name
@@ -372,6 +373,20 @@ pub fn run(config: &Config, args: SendmailArgs) -> anyhow::Result<()> {
             Recipient::Remote => remote.push(r.clone()),
         }
     }
+    // A mailbox over quota with this message (`delivery::quota`) gets its copy through the
+    // queue, which retries it (452 4.2.2) until there is room or reports it to the sender:
+    // cron's mail is not lost, and no error is printed for a temporary condition.
+    let size = (format!("Return-Path: <{}>\r\n", p.mail_from).len() + p.message.len()) as u64;
+    let wanted: Vec<(String, u64)> = local_users.iter().map(|l| (l.user.clone(), size)).collect();
+    let over =
+        crate::delivery::quota::over_quota_blocking(&store, config.limits.mailbox_quota, &wanted);
+    local_users.retain(|l| {
+        if over.contains(&l.user) {
+            tracing::info!("sendmail: {} is over quota: queued", l.user);
+            remote.push(l.user.clone());
+        }
+        !over.contains(&l.user)
+    });
     if !local_users.is_empty() {
         deliver_local(config, &store, &p.mail_from, &local_users, &p.message)?;
     }
@@ -386,7 +401,7 @@ pub fn run(config: &Config, args: SendmailArgs) -> anyhow::Result<()> {
         let id = q.enqueue_blocking(&p.mail_from, &remote, &signed)?;
         tracing::debug!(
             queue_id = id,
-            "sendmail: queued for {} remote recipient(s)",
+            "sendmail: queued for {} recipient(s)",
             remote.len()
         );
     }

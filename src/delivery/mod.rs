@@ -4,6 +4,7 @@
 
 pub mod dkim;
 mod local;
+pub mod quota;
 pub mod relay;
 pub mod sieve;
 mod sieve_notices;

@@ -180,7 +180,21 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
         match st {
             Step::Continue => continue,
             Step::Compress => {
-                z = Some(compress::Deflate::new());
+                // What the client sent right behind COMPRESS (in the same packet) is already
+                // deflated (RFC 4978 §3): it goes through the inflater too, not the parser.
+                let mut d = compress::Deflate::new();
+                let early = sess.take_unread();
+                match d.inflate(&early) {
+                    Ok(_) if early.is_empty() => {}
+                    Ok(plain) => sess.input(&plain),
+                    Err(e) => {
+                        tracing::debug!(peer = %sess.peer, "imap compress: {e}");
+                        let bye = d.deflate(format!("* BYE {e}\r\n").as_bytes());
+                        send(&mut stream, &bye).await;
+                        return Outcome::Done;
+                    }
+                }
+                z = Some(d);
                 continue;
             }
             Step::Close => {

@@ -5,6 +5,7 @@
 //! the `maildrop::Maildrop` trait.
 
 pub mod body;
+pub mod in_use;
 pub mod maildrop;
 pub mod session;
 
@@ -100,7 +101,11 @@ async fn login(
         let mut sess = sess;
         let mut out = Vec::new();
         let result = authenticate(&svc, ip, &creds).and_then(|user| {
-            StoreMaildrop::open(&svc.store, &user)
+            let Some(held) = svc.pop3_in_use.take(&user) else {
+                tracing::info!(peer = %ip, user = %user, "pop3 login refused: maildrop in use");
+                return Err(LoginError::InUse);
+            };
+            StoreMaildrop::open(&svc.store, &user, held)
                 .map(|m| {
                     tracing::info!(peer = %ip, user = %user, "pop3 login");
                     Box::new(m) as Box<dyn Maildrop>

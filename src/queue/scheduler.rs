@@ -543,6 +543,28 @@ async fn deliver_local(
         }
         match svc2.accounts.resolve(&addr2).map_err(|e| e.to_string())? {
             Recipient::Local { users, forward } => {
+                // The quota holds here too (`delivery::quota`): a full mailbox is a
+                // persistent transient failure (RFC 3463 §3.3 X.2.2), retried until the
+                // queue gives up and reports it. Checked before anything is stored or
+                // forwarded, so a retry duplicates nothing.
+                let size = (format!("Return-Path: <{from}>\r\n").len() + msg.len()) as u64;
+                let limit = svc2.config.limits.mailbox_quota;
+                if limit != 0 && size > limit {
+                    // It can never fit: waiting for room would only delay the bounce.
+                    return Ok(Err(outcome(
+                        Kind::Permanent,
+                        "5.2.2",
+                        format!("552 5.2.2 <{addr2}>: message larger than the mailbox quota"),
+                    )));
+                }
+                let wanted: Vec<(String, u64)> = users.iter().map(|u| (u.clone(), size)).collect();
+                if !crate::delivery::quota::over_quota_blocking(&svc2.store, limit, &wanted).is_empty() {
+                    return Ok(Err(outcome(
+                        Kind::Transient,
+                        "4.2.2",
+                        format!("452 4.2.2 <{addr2}>: mailbox full (quota exceeded)"),
+                    )));
+                }
                 if !forward.is_empty() {
                     // Forwarded copies carry an SRS sender, as on port 25.
                     let forward_from = match &svc2.srs {

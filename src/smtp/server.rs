@@ -362,6 +362,13 @@ impl Conn {
                     (&self.svc.store, self.svc.config.limits.mailbox_quota),
                 );
                 let (verb, action) = match line {
+                    // RCPT resolves the account and sums the mailbox's usage for the quota,
+                    // MAIL may check the sender's account: file system reads (the accounts
+                    // files' stamp, each folder of the mailbox), kept off the async workers.
+                    Line::Complete(l) if matches!(command_verb(&l).as_str(), "RCPT" | "MAIL") => (
+                        command_verb(&l),
+                        crate::inbound::cpu_bound(|| self.session.line(&l, &dir)),
+                    ),
                     Line::Complete(l) => (command_verb(&l), self.session.line(&l, &dir)),
                     Line::TooLong => (String::from("(too long)"), self.session.line_too_long()),
                 };
