@@ -29,10 +29,20 @@ impl Index {
             return;
         };
         self.recent_upto = top;
-        if let Err(e) = write_atomic(&dir.join(RECENT), format!("{top}\n").as_bytes(), 0o600) {
+        if let Err(e) = write_unsynced(dir, top) {
             tracing::warn!("cannot record recent messages in {}: {e}", dir.display());
         }
     }
+}
+
+/// Replace the watermark without fsyncs (temp file + rename). \Recent is advisory: a crash
+/// that loses the newest value announces a few messages as recent once more, and an empty
+/// or torn file after a crash reads as "all seen" (below). Syncing it cost two fsyncs on
+/// every SELECT after new mail (issue 15's profile).
+fn write_unsynced(dir: &Path, top: u32) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{RECENT}.tmp"));
+    fs::write(&tmp, format!("{top}\n"))?;
+    fs::rename(&tmp, dir.join(RECENT))
 }
 
 /// The recent watermark; a folder without the file (made before it existed) counts everything
@@ -40,7 +50,12 @@ impl Index {
 pub(super) fn load_recent(dir: &Path, uidnext: u32) -> u32 {
     let path = dir.join(RECENT);
     match fs::read_to_string(&path) {
-        Ok(t) => t.trim().parse::<u32>().unwrap_or(0).min(uidnext - 1),
+        // Unreadable (a crash during `write_unsynced`): everything counts as seen.
+        Ok(t) => t
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(uidnext - 1)
+            .min(uidnext - 1),
         Err(_) => {
             let upto = uidnext - 1;
             // Recorded now, so UIDs given out before the first claim stay recent.
