@@ -90,7 +90,8 @@ pub struct Listen {
     pub https: Vec<SocketAddr>,
     /// Prometheus `/metrics`; off unless set (opt-in, keep it on loopback).
     pub metrics: Vec<SocketAddr>,
-    /// ManageSieve (RFC 5804, port 4190): users manage their Sieve scripts. Off unless set.
+    /// ManageSieve (RFC 5804, port 4190): users manage their Sieve scripts (STARTTLS
+    /// required before AUTHENTICATE).
     pub managesieve: Vec<SocketAddr>,
 }
 
@@ -108,7 +109,7 @@ impl Default for Listen {
             http: a("[::]:80"),
             https: vec![],
             metrics: vec![],
-            managesieve: vec![],
+            managesieve: a("[::]:4190"),
         }
     }
 }
@@ -529,7 +530,7 @@ imap = ["[::]:143"]            # mail clients reading (STARTTLS)
 imaps = ["[::]:993"]           # mail clients reading (implicit TLS)
 # pop3 = ["[::]:110"]          # POP3 fetchers (STLS)
 # pop3s = ["[::]:995"]         # POP3 fetchers (implicit TLS)
-# managesieve = ["[::]:4190"]   # Sieve filter management (RFC 5804, STARTTLS); off unless set
+managesieve = ["[::]:4190"]    # Sieve filter management (RFC 5804, STARTTLS)
 http = ["[::]:80"]             # ACME HTTP-01, autoconfig, MTA-STS
 # https = ["[::]:443"]         # MTA-STS policy over HTTPS, ACME TLS-ALPN-01
 # metrics = ["127.0.0.1:9100"] # Prometheus /metrics (opt-in)

@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod http;
 pub mod imap;
 pub mod inbound;
+pub mod listener;
 pub mod logsafe;
 pub mod managesieve;
 pub mod metrics;

@@ -53,6 +53,8 @@ pub struct Services {
     pub junk_dbs: Arc<crate::spam::DbCache>,
     /// Temp files for large message bodies on their way in (`data_dir/spool/tmp`).
     pub spool: crate::spool::Spool,
+    /// The maildrops open in a POP3 session (RFC 1939 §8 lock, `-ERR [IN-USE]`).
+    pub pop3_in_use: Arc<crate::pop3::in_use::InUse>,
 }
 
 impl Services {
@@ -130,6 +132,7 @@ impl Services {
             tlsrpt,
             junk_dbs: Arc::default(),
             spool,
+            pop3_in_use: Arc::default(),
         }))
     }
 }

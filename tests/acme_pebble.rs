@@ -260,6 +260,16 @@ fn unreachable_directory_is_logged_and_self_signed_keeps_serving() {
         text.contains("failed: cannot use the ACME directory"),
         "{text}"
     );
+    // `postern check` shows ACME's last error instead of advising the source already set
+    // (issue 20, item 6).
+    let check = p.cli(&["check", "--dns-only"], None);
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(!check.status.success(), "{text}");
+    assert!(
+        text.contains("ACME is failing (last error: cannot use the ACME directory"),
+        "{text}"
+    );
+    assert!(!text.contains("tls.source = \"acme\""), "{text}");
 }
 
 #[test]

@@ -123,6 +123,24 @@ fn read_only_commands_create_nothing_and_say_why() {
 }
 
 #[test]
+fn dns_fails_when_it_cannot_read_the_dkim_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("dkim")).unwrap();
+    std::fs::write(data.join("dkim/rsa.pem"), "not a PEM key\n").unwrap();
+    let cfg = config(dir.path(), &data.display().to_string());
+    let out = cli_in(dir.path(), &cfg, &["dns"], None);
+    fails_with(
+        &out,
+        &format!(
+            "the records above lack DKIM: cannot read DKIM key {}/dkim/rsa.pem",
+            data.display()
+        ),
+    );
+    assert!(stdout(&out).contains(" IN MX "), "{}", stdout(&out));
+}
+
+#[test]
 fn init_wants_a_fully_qualified_hostname() {
     let dir = tempfile::tempdir().unwrap();
     for (host, needle) in [
@@ -276,8 +294,18 @@ fn removing_postmaster_is_warned_about() {
         e.contains("warning: postmaster@example.test now reaches nobody; every mail domain must accept it (RFC 5321 §4.5.1)"),
         "{e}"
     );
+    assert!(
+        e.contains("the DMARC and TLS reports this domain's DNS records ask for go to it"),
+        "{e}"
+    );
     // abuse@ still reaches bob: no word about it.
     assert!(!e.contains("abuse@"), "{e}");
+    let out = p.cli(&["alias", "del", "abuse@example.test"], None);
+    let e = stderr(&out);
+    assert!(
+        e.contains("warning: abuse@example.test now reaches nobody; every mail domain must accept it (RFC 2142), and complaints about mail from this domain go to it"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -380,6 +408,28 @@ fn checks_come_before_the_password_prompt() {
 }
 
 #[test]
+fn a_user_address_must_be_one_a_client_can_log_in_with() {
+    let p = Postern::start();
+    let out = p.cli(&["user", "add", "Jörg@example.test", "--generate"], None);
+    fails_with(
+        &out,
+        "jörg@example.test cannot be a user: the part before @ must be ASCII, as a login name",
+    );
+    let out = p.cli(&["user", "list"], None);
+    assert!(!stdout(&out).contains("rg@"), "nothing was added");
+    // Such an address may still receive mail as an alias of an ASCII user.
+    p.add_user("joerg@example.test", "pw");
+    p.add_alias("jörg@example.test", &["joerg@example.test"]);
+    let out = p.cli(&["user", "add", "\"q\"@example.test", "--generate"], None);
+    fails_with(&out, "uses a source route, quoting or relay syntax");
+    let out = p.cli(&["user", "add", "a;b@example.test", "--generate"], None);
+    fails_with(
+        &out,
+        "a;b@example.test cannot be a user: a client could not log in with it (it holds a space, quote, bracket or one of",
+    );
+}
+
+#[test]
 fn errors_say_each_cause_once() {
     let dir = tempfile::tempdir().unwrap();
     let out = cli_in(
@@ -453,6 +503,30 @@ fn dev_refuses_a_config_it_would_ignore() {
         "`postern dev` uses its own config (DATA_DIR/postern.toml) and ignores --config",
     );
     assert!(!dir.path().join("devdata").exists());
+    // Given after the subcommand too; and `dev --help` does not offer it.
+    let out = run_with_stdin(
+        Command::new(BIN).current_dir(dir.path()).args([
+            "dev",
+            "--data-dir",
+            "devdata",
+            "--config",
+            "my.toml",
+        ]),
+        None,
+    );
+    fails_with(&out, "`postern dev` uses its own config");
+    assert!(!dir.path().join("devdata").exists());
+    let out = run_with_stdin(Command::new(BIN).args(["dev", "--help"]), None);
+    let h = stdout(&out);
+    assert!(
+        !h.lines().any(|l| l.trim_start().starts_with("--config")),
+        "{h}"
+    );
+    // Item 14: dev does not hold outbound mail, and says so plainly.
+    assert!(
+        h.contains("Mail to any other address is NOT held: it is queued and really sent to that domain's MX on port 25"),
+        "{h}"
+    );
 }
 
 #[test]

@@ -129,12 +129,15 @@ fn slowloris_from_one_ip_does_not_lock_out_others() {
     let mut c = connect_from(ABUSER, ports.imap);
     let r = first_line(&mut c);
     assert!(r.starts_with("* BYE"), "imap: {r}");
+    let mut c = connect_from(ABUSER, ports.pop3);
+    let r = first_line(&mut c);
+    assert!(r.starts_with("-ERR [SYS/TEMP]"), "pop3: {r}");
     let mut c = connect_from(ABUSER, ports.http);
     c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let r = first_line(&mut c);
     assert!(r.starts_with("HTTP/1.1 503"), "http: {r}");
     // Implicit TLS ports just close a refused connection.
-    for port in [ports.submissions, ports.imaps] {
+    for port in [ports.submissions, ports.imaps, ports.pop3s] {
         let mut c = connect_from(ABUSER, port);
         let _ = c.write_all(PARTIAL_HELLO);
         let (got, closed) = read_until_closed(&mut c);

@@ -4,21 +4,12 @@
 
 mod common;
 
-use common::{Postern, client_available, free_port, python, run_with_stdin, which};
+use common::{Postern, client_available, python, run_with_stdin, which};
 
 fn start() -> (Postern, u16) {
+    // ManageSieve listens by default; the harness gives every instance its own port.
     let mut p = Postern::start();
-    p.wait_port(p.ports.smtp);
-    p.stop();
-    let port = free_port();
-    let text = std::fs::read_to_string(&p.config).unwrap();
-    let text = text.replacen(
-        "[listen]\n",
-        &format!("[listen]\nmanagesieve = [\"127.0.0.1:{port}\"]\n"),
-        1,
-    );
-    std::fs::write(&p.config, text).unwrap();
-    p.spawn();
+    let port = p.ports.managesieve;
     p.wait_port(port);
     p.add_user("me@example.test", "pw-me-123456");
     (p, port)

@@ -582,7 +582,15 @@ fn check_probes_each_local_listener() {
         .into_iter()
         .filter(|(_, n)| n.starts_with("listen."))
         .count();
-    assert_eq!(listeners, 7, "one line per configured listener:\n{up}");
+    // smtp, submission, submissions, imap, imaps, managesieve, http, https.
+    assert_eq!(listeners, 8, "one line per configured listener:\n{up}");
+    assert!(
+        up.contains(&format!(
+            "ok      listen.managesieve 127.0.0.1:{}: \"IMPLEMENTATION\"",
+            p.ports.managesieve
+        )),
+        "{up}"
+    );
     assert!(
         up.contains(&format!(
             "ok      listen.https 127.0.0.1:{https}: TLS, GET /.well-known/mta-sts.txt"
@@ -627,7 +635,7 @@ fn check_probes_each_local_listener() {
         .iter()
         .filter(|(s, n)| s == "FAILED" && n.starts_with("listen."))
         .collect();
-    assert_eq!(failed_listeners.len(), 7, "{down}");
+    assert_eq!(failed_listeners.len(), 8, "{down}");
     assert!(down.contains("cannot connect to 127.0.0.1:"), "{down}");
 }
 
@@ -655,6 +663,7 @@ fn install_md_walkthrough_on_loopback_is_all_green() {
         ("submissions", 465),
         ("imap", 143),
         ("imaps", 993),
+        ("managesieve", 4190),
         ("http", 80),
     ] {
         let port = free_port();

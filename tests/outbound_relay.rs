@@ -389,7 +389,7 @@ fn readable_password_file_refuses_to_start() {
         &config,
         format!(
             "domain = \"example.test\"\nhostname = \"mail.example.test\"\ndata_dir = \"{}\"\n\
-             [listen]\nsmtp = []\nsubmission = []\nsubmissions = []\nimap = []\nimaps = []\nhttp = []\n\
+             [listen]\nsmtp = []\nsubmission = []\nsubmissions = []\nimap = []\nimaps = []\nhttp = []\nmanagesieve = []\n\
              [tls]\nsource = \"self-signed\"\n\
              [outbound]\nrelay = \"smtp.provider.example:587\"\nrelay_user = \"me\"\n\
              relay_password_file = \"{}\"\n",

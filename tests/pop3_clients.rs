@@ -307,3 +307,35 @@ print('ok')
     assert_eq!(c.line(), "+OK postern POP3 signing off");
     assert_eq!(c.line(), "");
 }
+
+/// RFC 1939 §8 maildrop lock: a second session on the same account, on either port, gets
+/// `-ERR [IN-USE]` (RFC 2449 §8.1.1) until the first ends; a lost connection frees it too.
+#[test]
+fn second_session_on_a_maildrop_is_in_use() {
+    let p = setup();
+    let script = prelude(&p)
+        + r#"
+a = pop_ssl()
+for connect in (pop_ssl, pop_stls):
+    try:
+        connect(); raise SystemExit('second session got the maildrop')
+    except poplib.error_proto as e:
+        assert e.args[0].startswith(b'-ERR [IN-USE]'), e
+a.quit()
+b = pop_stls()
+import socket
+b.sock.shutdown(socket.SHUT_RDWR)  # gone without QUIT
+b.close()
+for _ in range(50):
+    try:
+        c = pop_ssl(); break
+    except poplib.error_proto as e:
+        assert e.args[0].startswith(b'-ERR [IN-USE]'), e
+        time.sleep(0.1)
+else:
+    raise SystemExit('lock not released after a lost connection')
+c.quit()
+print('ok')
+"#;
+    assert_eq!(python(&script).trim(), "ok");
+}

@@ -101,9 +101,14 @@ fn queue_commands_work_on_a_running_server() {
     assert!(list.contains("hank@cli.test"), "{list}");
     assert!(list.contains("alice@example.test"), "{list}");
 
-    let show = p.cli(&["queue", "show", id], None);
-    assert!(show.status.success());
-    let show = String::from_utf8_lossy(&show.stdout).into_owned();
+    // The log line comes before the attempt's outcome is written: wait for that.
+    let show = || {
+        let out = p.cli(&["queue", "show", id], None);
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_until(WAIT, || show().contains("last error:"));
+    let show = show();
     assert!(show.contains("rcpt: hank@cli.test"), "{show}");
     assert!(show.contains("last error:"), "{show}");
     assert!(show.contains("Subject: cli check"), "{show}");

@@ -6,7 +6,9 @@
 pub enum AddressError {
     #[error("{0:?} is not a mail address (expected local@domain)")]
     Syntax(String),
-    #[error("{0:?} uses a source route or relay syntax (%, !, @ in the local part)")]
+    #[error(
+        "{0:?} uses a source route, quoting or relay syntax (%, !, @, \", \\ or : in the local part)"
+    )]
     RelayHack(String),
 }
 

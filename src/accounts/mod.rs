@@ -45,6 +45,16 @@ pub enum AccountError {
     ForeignDomain { address: String, domain: String },
     #[error("password hashing failed: {0}")]
     Hash(String),
+    /// A user's address is also its login name, so it must be one a client can log in with.
+    #[error(
+        "{0} cannot be a user: the part before @ must be ASCII, as a login name (IMAP, POP3 and SMTP AUTH logins refuse non-ASCII ones); choose an ASCII address and, if you like, point an alias with this name at it"
+    )]
+    NonAsciiLogin(String),
+    #[error("{address} cannot be a user: a client could not log in with it ({reason})")]
+    NotALogin {
+        address: String,
+        reason: &'static str,
+    },
 }
 
 /// Where mail for one recipient address goes.
@@ -176,7 +186,7 @@ impl Accounts {
     // ---- changes (the CLI) ----------------------------------------------------------------
 
     pub fn add_user(&self, address: &str, password: &str) -> Result<String, AccountError> {
-        let addr = self.local_address(address)?;
+        let addr = self.user_address(address)?;
         let hash = hash_password(password)?;
         self.files.update(|users, aliases| {
             if users.contains_key(&addr) {
@@ -281,6 +291,31 @@ impl Accounts {
                 .map(|_| ())
                 .ok_or_else(|| AccountError::NoSuchAlias(key.clone()))
         })
+    }
+
+    /// `address` as a new user's address: ours, and a login name that `canonical_login` keeps
+    /// as it is, so the user can log in with exactly the address they were given.
+    pub fn user_address(&self, address: &str) -> Result<String, AccountError> {
+        let addr = self.local_address(address)?;
+        match canonical_login(&addr, &self.domain) {
+            Ok(login) if login == addr => Ok(addr),
+            Err(BadName::NonAscii) => Err(AccountError::NonAsciiLogin(addr)),
+            Err(bad) => Err(AccountError::NotALogin {
+                address: addr,
+                reason: match bad {
+                    BadName::Empty | BadName::TooLong => "too long for a login name",
+                    BadName::Forbidden => {
+                        "it holds a space, quote, bracket or one of ( ) , ; : [ ] < >"
+                    }
+                    BadName::LocalPart => "the part before @ is not a plain login name",
+                    _ => "its domain is not one a login name can carry",
+                },
+            }),
+            Ok(_) => Err(AccountError::NotALogin {
+                address: addr,
+                reason: "a login name would be spelled differently",
+            }),
+        }
     }
 
     fn local_address(&self, address: &str) -> Result<String, AccountError> {

@@ -38,7 +38,19 @@ pub enum AliasCmd {
 
 /// Role addresses whose loss is warned about: RFC 5321 §4.5.1 (postmaster) and RFC 2142 §2
 /// (abuse); DMARC and TLS reports go to postmaster@ too.
-const ROLES: [(&str, &str); 2] = [("postmaster", "RFC 5321 §4.5.1"), ("abuse", "RFC 2142")];
+/// Role addresses, the rule that requires each, and what is lost when it reaches nobody.
+const ROLES: [(&str, &str, &str); 2] = [
+    (
+        "postmaster",
+        "RFC 5321 §4.5.1",
+        "the DMARC and TLS reports this domain's DNS records ask for go to it",
+    ),
+    (
+        "abuse",
+        "RFC 2142",
+        "complaints about mail from this domain go to it",
+    ),
+];
 
 /// `@domain` for the catch-all, else the normalized address; the domain must be ours.
 fn alias_key(config: &Config, alias: &str) -> anyhow::Result<String> {
@@ -188,13 +200,13 @@ pub fn run(config: &Config, config_path: &Path, cmd: AliasCmd) -> anyhow::Result
             let after = acc.snapshot()?;
             let reaches_nobody =
                 |s: &Snapshot, a: &str| resolve_in(s, &config.domain, a) == Recipient::Unknown;
-            for (role, rfc) in ROLES {
+            for (role, rfc, lost) in ROLES {
                 let addr = format!("{role}@{}", config.domain);
                 // Only what this deletion broke: a role address that already reached nobody
                 // was warned about when that happened.
                 if !reaches_nobody(&snap, &addr) && reaches_nobody(&after, &addr) {
                     eprintln!(
-                        "warning: {addr} now reaches nobody; every mail domain must accept it ({rfc}), and DMARC/TLS reports to it are lost. Point it at someone: `postern alias add {addr} you@{}`",
+                        "warning: {addr} now reaches nobody; every mail domain must accept it ({rfc}), and {lost}. Point it at someone: `postern alias add {addr} you@{}`",
                         config.domain
                     );
                 }

@@ -14,6 +14,10 @@ pub struct DevArgs {
     /// Where the dev instance keeps its data.
     #[arg(long, default_value = "postern-dev")]
     pub data_dir: PathBuf,
+    /// Refused (dev writes its own config), and hidden so `dev --help` does not offer it: an
+    /// argument of the subcommand's own shadows the global `--config` there.
+    #[arg(long, hide = true)]
+    pub config: Option<PathBuf>,
 }
 
 /// The dev config: loopback only, high ports, self-signed certificate.
@@ -73,11 +77,11 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         crate::fsutil::write_atomic(&cfg_path, toml::to_string(&config)?.as_bytes(), 0o644)?;
     }
     println!(
-        "postern dev: smtp 127.0.0.1:2525, submission 2587/2465, imap 2143/2993, pop3 2110/2995, http 2080; data in {}",
+        "postern dev: smtp 127.0.0.1:2525, submission 2587/2465, imap 2143/2993, pop3 2110/2995, managesieve 24190, http 2080; data in {}",
         data_dir.display()
     );
     println!(
-        "note: mail to addresses outside localhost is queued and really sent to their MX on port 25; see it with `postern --config {} queue list`",
+        "note: mail to addresses outside localhost is NOT held: it is queued and really sent to their MX on port 25; see it with `postern --config {} queue list`",
         data_dir.join("postern.toml").display()
     );
     super::runtime()?.block_on(crate::server::run(config))

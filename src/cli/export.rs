@@ -26,9 +26,11 @@ pub enum Format {
 
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
+    /// The user whose folders are exported.
     pub user: String,
     /// A new (or empty) directory.
     pub dest: PathBuf,
+    /// A Maildir++ tree, or one mbox file per folder.
     #[arg(long, value_enum, default_value = "maildir")]
     pub format: Format,
 }

@@ -95,7 +95,8 @@ fn next_steps(config_path: &Path, config: &Config) -> String {
         "1. Publish the DNS records below at your DNS provider, and ask your hosting provider"
             .into(),
         format!("   to set the reverse DNS (PTR) of this server's addresses to {h}."),
-        "2. Open ports 25, 80, 143, 443, 465, 587 and 993 in the firewall (and make sure".into(),
+        "2. Open ports 25, 80, 143, 443, 465, 587, 993 and 4190 in the firewall (and make sure"
+            .into(),
         "   outgoing port 25 is not blocked: many providers block it until you ask).".into(),
         "   If it stays blocked, send through a relay (smarthost): set [outbound] relay,".into(),
         "   relay_user and relay_password_file (INSTALL.md, \"Sending through a relay\").".into(),
@@ -127,6 +128,7 @@ fn next_steps(config_path: &Path, config: &Config) -> String {
         format!("6. Check everything:        postern --config {cfg} check"),
         format!("7. Mail clients: IMAP {h} port 993 (TLS); SMTP {h} port 465 (TLS)"),
         "   or 587 (STARTTLS); the user name is the full address.".into(),
+        format!("   Mail filters and vacation replies (ManageSieve): {h} port 4190 (STARTTLS)."),
         String::new(),
     ]);
     let mut out = lines.join("\n");

@@ -52,6 +52,12 @@ pub enum Command {
     /// Run the server until SIGTERM/SIGINT.
     Serve,
     /// A complete local instance on 127.0.0.1 high ports: no root, no DNS.
+    ///
+    /// Creates the user dev@localhost (its password is printed once) and keeps mail, keys and
+    /// its own config in --data-dir (DATA_DIR/postern.toml; --config is refused). Mail to
+    /// localhost addresses is delivered locally. Mail to any other address is NOT held: it is
+    /// queued and really sent to that domain's MX on port 25. See it with
+    /// `postern --config DATA_DIR/postern.toml queue list`; drop it with `queue del ID`.
     Dev(dev::DevArgs),
     /// Manage users.
     #[command(subcommand)]
@@ -82,7 +88,7 @@ pub enum Command {
     Restore(backup::RestoreArgs),
     /// sendmail(8)-compatible submission from stdin (-t, -f, -i, -F, recipients).
     Sendmail(sendmail::SendmailArgs),
-    /// Sieve filtering scripts: list, get, put, activate, delete; test a script on a message.
+    /// Sieve filtering scripts: list, get, put, activate, del; test a script on a message.
     #[command(subcommand)]
     Sieve(sieve::SieveCmd),
     /// Set (or with --off remove) an out-of-office reply, without writing Sieve.
@@ -122,8 +128,11 @@ pub fn main() -> ExitCode {
         init_logging(crate::config::LogFormat::Text);
     }
     // `dev` runs on its own built-in config: a --config given to it would be silently unused.
+    let given = |m: &clap::ArgMatches| {
+        m.value_source("config") == Some(clap::parser::ValueSource::CommandLine)
+    };
     if matches!(cli.command, Command::Dev(_))
-        && matches.value_source("config") == Some(clap::parser::ValueSource::CommandLine)
+        && (given(&matches) || matches.subcommand_matches("dev").is_some_and(given))
     {
         eprintln!(
             "postern: error: `postern dev` uses its own config (DATA_DIR/postern.toml) and ignores --config; leave it out, or run `postern --config FILE serve`"
@@ -241,4 +250,32 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Issue 20, item 15: every argument and option a user can see says what it is for.
+    #[test]
+    fn every_visible_argument_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                if a.is_hide_set() || a.get_id() == "help" || a.get_id() == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if !sub.is_hide_set() {
+                    walk(sub, &format!("{path} {}", sub.get_name()), missing);
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "postern", &mut missing);
+        assert!(missing.is_empty(), "undescribed: {missing:#?}");
+    }
 }

@@ -1,7 +1,8 @@
 //! `postern sendmail`: the sendmail(8) command line that cron, mail(1) and system tools use.
 //! Reads the message on stdin, adds Message-ID/Date/From when missing (RFC 5322 §3.6,
-//! RFC 6409 §8), delivers local recipients into their Maildir, DKIM-signs and queues the
-//! rest in `data_dir/queue` (a running server picks it up within a second).
+//! RFC 6409 §8), delivers local recipients into their Maildir (through the queue when over
+//! quota), DKIM-signs and queues the rest in `data_dir/queue` (a running server picks it up
+//! within a second).
 //!
 //! Options understood: `-t` (recipients from To/Cc/Bcc, Bcc removed; added to those given as
 //! arguments, as Postfix does), `-f ADDR`/`-r ADDR` (envelope sender), `-F NAME` (full name
@@ -16,7 +17,7 @@ use anyhow::{Context, bail};
 use crate::accounts::{Accounts, Recipient};
 use crate::config::Config;
 use crate::queue::Queue;
-use crate::store::{Folder, Store};
+use crate::store::Store;
 
 #[derive(clap::Args, Debug)]
 #[command(disable_help_flag = true)]
@@ -289,6 +290,54 @@ pub fn prepare(config: &Config, opts: &Options, raw: &[u8]) -> anyhow::Result<Pr
     })
 }
 
+/// Local recipients get the message through their Sieve script, as from port 25 or the
+/// queue (`delivery::sieve::deliver`): redirects, vacation replies and reject DSNs go into
+/// the queue, which the running server sends.
+fn deliver_local(
+    config: &Config,
+    store: &Store,
+    mail_from: &str,
+    rcpts: &[crate::delivery::sieve::LocalRcpt],
+    message: &[u8],
+) -> anyhow::Result<()> {
+    let queue = Queue::open(&config.data_dir)
+        .with_context(|| format!("cannot open {}/queue", config.data_dir.display()))?;
+    let srs = if config.delivery.srs {
+        Some(
+            crate::delivery::srs::Srs::load_or_create(&config.data_dir, &config.domain)
+                .context("cannot read or create the SRS secret data_dir/srs.key")?,
+        )
+    } else {
+        None
+    };
+    let dkim = crate::delivery::dkim::KeyCache::default();
+    let env = crate::delivery::sieve::SieveEnv {
+        config,
+        store,
+        queue: &queue,
+        srs: srs.as_ref(),
+        dkim: &dkim,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("sendmail: cannot start the async runtime")?;
+    let return_path = format!("Return-Path: <{mail_from}>\r\n");
+    // One id for this local delivery, so what the scripts queue (redirects, vacation
+    // replies, reject DSNs) names the delivery that caused it.
+    let id = crate::queue::new_id();
+    rt.block_on(async {
+        let filtered =
+            crate::delivery::sieve::deliver(&env, &id, rcpts, "", mail_from, &return_path, message)
+                .await
+                .context("sendmail: local delivery failed")?;
+        for r in &filtered.rejects {
+            crate::delivery::sieve::reject_notice(&env, &id, mail_from, r, message).await;
+        }
+        anyhow::Ok(())
+    })
+}
+
 pub fn run(config: &Config, args: SendmailArgs) -> anyhow::Result<()> {
     super::queue::become_data_dir_owner(config)?;
     let opts = parse_args(&args.args)?;
@@ -301,7 +350,7 @@ pub fn run(config: &Config, args: SendmailArgs) -> anyhow::Result<()> {
     let accounts = Accounts::open(&config.data_dir, &config.domain)?;
     let store = Store::new(&config.data_dir);
     let mut remote = Vec::new();
-    let mut local_users = Vec::new();
+    let mut local_users: Vec<crate::delivery::sieve::LocalRcpt> = Vec::new();
     for r in &p.rcpts {
         let domain = crate::outbound::domain_of(r);
         if !config.is_local_domain(&domain) {
@@ -310,21 +359,36 @@ pub fn run(config: &Config, args: SendmailArgs) -> anyhow::Result<()> {
         }
         match accounts.resolve(r)? {
             Recipient::Local { users, forward } => {
-                local_users.extend(users);
+                for user in users {
+                    if !local_users.iter().any(|l| l.user == user) {
+                        local_users.push(crate::delivery::sieve::LocalRcpt {
+                            user,
+                            address: r.clone(),
+                        });
+                    }
+                }
                 remote.extend(forward);
             }
             Recipient::Unknown => bail!("sendmail: {r}: no such user here"),
             Recipient::Remote => remote.push(r.clone()),
         }
     }
-    local_users.sort();
-    local_users.dedup();
-    for u in &local_users {
-        let mut bytes = format!("Return-Path: <{}>\r\n", p.mail_from).into_bytes();
-        bytes.extend_from_slice(&p.message);
-        store
-            .deliver(u, Folder::Inbox, &bytes)
-            .with_context(|| format!("sendmail: delivery to {u} failed"))?;
+    // A mailbox over quota with this message (`delivery::quota`) gets its copy through the
+    // queue, which retries it (452 4.2.2) until there is room or reports it to the sender:
+    // cron's mail is not lost, and no error is printed for a temporary condition.
+    let size = (format!("Return-Path: <{}>\r\n", p.mail_from).len() + p.message.len()) as u64;
+    let wanted: Vec<(String, u64)> = local_users.iter().map(|l| (l.user.clone(), size)).collect();
+    let over =
+        crate::delivery::quota::over_quota_blocking(&store, config.limits.mailbox_quota, &wanted);
+    local_users.retain(|l| {
+        if over.contains(&l.user) {
+            tracing::info!("sendmail: {} is over quota: queued", l.user);
+            remote.push(l.user.clone());
+        }
+        !over.contains(&l.user)
+    });
+    if !local_users.is_empty() {
+        deliver_local(config, &store, &p.mail_from, &local_users, &p.message)?;
     }
     if !remote.is_empty() {
         let sig = crate::delivery::dkim::KeyCache::default()
@@ -337,7 +401,7 @@ pub fn run(config: &Config, args: SendmailArgs) -> anyhow::Result<()> {
         let id = q.enqueue_blocking(&p.mail_from, &remote, &signed)?;
         tracing::debug!(
             queue_id = id,
-            "sendmail: queued for {} remote recipient(s)",
+            "sendmail: queued for {} recipient(s)",
             remote.len()
         );
     }

@@ -12,32 +12,56 @@ use crate::sieve::{self, Envelope, Limits, MessageView};
 #[derive(Subcommand, Debug)]
 pub enum SieveCmd {
     /// List USER's scripts; the active one is marked with `*`.
-    List { user: String },
+    List {
+        /// The user's mail address.
+        user: String,
+    },
     /// Print a script.
-    Get { user: String, name: String },
+    Get {
+        /// The user's mail address.
+        user: String,
+        /// The script's name.
+        name: String,
+    },
     /// Store FILE (or stdin when FILE is `-`) as script NAME after checking it compiles.
     Put {
+        /// The user's mail address.
         user: String,
+        /// The script's name (replaces a script of that name).
         name: String,
+        /// The Sieve script (RFC 5228), or `-` for stdin.
         file: PathBuf,
     },
     /// Make NAME the active script (`--none` deactivates all).
     Activate {
+        /// The user's mail address.
         user: String,
+        /// The script to run on the user's incoming mail.
         #[arg(required_unless_present = "none")]
         name: Option<String>,
+        /// Run no script: mail is delivered as if there were none.
         #[arg(long, conflicts_with = "name")]
         none: bool,
     },
     /// Delete a script (not the active one).
-    Delete { user: String, name: String },
+    #[command(name = "del", visible_alias = "delete")]
+    Delete {
+        /// The user's mail address.
+        user: String,
+        /// The script's name.
+        name: String,
+    },
     /// Run SCRIPT on MESSAGE and print the resulting actions, one per line (the implicit
     /// keep is marked `# implicit`; runtime errors print as `error: …`).
     Test {
+        /// The Sieve script file.
         script: PathBuf,
+        /// A message file (RFC 5322).
         message: PathBuf,
+        /// The envelope sender the script sees (MAIL FROM).
         #[arg(long, default_value = "sender@example.net")]
         envelope_from: String,
+        /// The envelope recipient the script sees (RCPT TO).
         #[arg(long, default_value = "user@example.com")]
         envelope_to: String,
         /// A mailbox that exists for `mailboxexists` (repeatable; INBOX always exists).

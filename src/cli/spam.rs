@@ -16,9 +16,13 @@ use crate::store::Store;
 #[derive(clap::Subcommand, Debug)]
 pub enum SpamCmd {
     /// How much a user's junk filter has learnt, and whether it is active yet.
-    Stats { user: String },
+    Stats {
+        /// The user's mail address.
+        user: String,
+    },
     /// Train a user's junk filter from a Maildir (cur/ and new/) or an mbox file.
     Train {
+        /// The user's mail address.
         user: String,
         /// The messages are spam.
         #[arg(long, conflicts_with = "ham", required_unless_present = "ham")]
@@ -26,6 +30,7 @@ pub enum SpamCmd {
         /// The messages are wanted mail.
         #[arg(long)]
         ham: bool,
+        /// A Maildir (its cur/ and new/ are read) or an mbox file.
         path: PathBuf,
     },
 }

@@ -116,6 +116,7 @@ fn add(
     reuse_mailbox: bool,
 ) -> anyhow::Result<()> {
     let addr = local_address(config, address)?;
+    let addr = acc.user_address(&addr)?;
     let snap = acc.snapshot()?;
     if snap.users.contains_key(&addr) {
         bail!("user {addr} already exists (change its password with `postern user passwd {addr}`)");

@@ -4,8 +4,10 @@
 
 pub mod dkim;
 mod local;
+pub mod quota;
 pub mod relay;
 pub mod sieve;
+mod sieve_notices;
 pub mod srs;
 pub mod vacation;
 

@@ -2,8 +2,14 @@
 //! checks, for port 25 and submission alike. The script sees the message as stored (our
 //! Received and Authentication-Results headers included). `fileinto` (with `:create`),
 //! keep, discard, redirect (queued, SRS sender), reject (returned to the caller, who answers
-//! 550 before the 250 when it can) and vacation (queued, DKIM-signed, once per sender per
-//! period). A script that fails to load or run never blocks delivery: the message is kept.
+//! 550 before the 250 when it can, and otherwise sends `reject_notice`, a DSN) and vacation
+//! (queued, DKIM-signed, once per sender per period). A script that fails to load or run
+//! never blocks delivery: the message is kept, and the user finds a notice saying why in
+//! INBOX (`sieve_notices::error_notice`, once a day per error).
+//!
+//! Every local delivery goes through `deliver` (port 25, submission, the queue scheduler,
+//! `postern sendmail`), so a user's active script runs once per message whichever way it
+//! came. Users without an active script simply get the message in the default folder.
 
 use crate::config::Config;
 use crate::queue::Queue;
@@ -32,11 +38,65 @@ pub struct LocalRcpt {
     pub address: String,
 }
 
+/// A recipient whose script rejected the message, with the script's reason.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    pub user: String,
+    /// The address the message was sent to (the DSN's Final-Recipient).
+    pub address: String,
+    pub reason: String,
+}
+
 /// What the scripts decided beyond storing: the users who rejected the message.
 #[derive(Debug, Default)]
 pub struct Filtered {
-    pub rejects: Vec<(String, String)>,
+    pub rejects: Vec<Reject>,
 }
+
+/// An error without its quoted parts (mailbox names, addresses, expanded variables), so
+/// one mistake met with many messages counts as one error for the daily notice.
+fn error_kind(e: &str) -> String {
+    let mut out = String::new();
+    let mut quoted = false;
+    for c in e.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Marks each copy a script redirects, naming the user whose script sent it on (as
+/// Pigeonhole does). Redirected mail to a local address comes back through the queue and
+/// that user's script: RFC 5228 §4.2 asks implementations to stop loops, which these
+/// headers do (`redirect_loop`).
+const REDIRECTED_FROM: &str = "X-Sieve-Redirected-From";
+
+/// At most this many redirect hops through our scripts.
+const MAX_REDIRECT_HOPS: usize = 8;
+
+/// Why `user`'s script may not redirect this message again, if it may not: it already went
+/// through this user's redirect (a loop), or through too many.
+fn redirect_loop(msg: &[u8], user: &str) -> Option<&'static str> {
+    let view = MessageView::new(msg);
+    let hops = view.header_values(&REDIRECTED_FROM.to_ascii_lowercase());
+    let me = format!("<{}>", user.to_ascii_lowercase());
+    if hops.iter().any(|h| h.trim().to_ascii_lowercase() == me) {
+        Some("the message was already redirected by this user's script (loop)")
+    } else if hops.len() >= MAX_REDIRECT_HOPS {
+        Some("too many redirects")
+    } else {
+        None
+    }
+}
+
+/// How long one script error is reported once (the log has every occurrence).
+const ERROR_NOTICE_PERIOD: u64 = 86_400;
 
 /// An in-memory message for the queue.
 fn outgoing(bytes: Vec<u8>) -> crate::spool::Outgoing {
@@ -52,9 +112,12 @@ enum Store {
 
 /// Deliver `stored` (the message as we keep it, without Return-Path) to every recipient,
 /// running their scripts. `return_path` is prepended to stored copies. Stops at the first
-/// storage failure (the caller answers 4xx; nothing is acknowledged).
+/// storage failure (the caller answers 4xx; nothing is acknowledged). `cause` is the id of the
+/// transaction (its 250 and log line): every message a script queues (redirect, vacation)
+/// gets an id of its own, logged beside it.
 pub async fn deliver(
     env: &SieveEnv<'_>,
+    cause: &str,
     rcpts: &[LocalRcpt],
     default_folder: &'static str,
     mail_from: &str,
@@ -66,7 +129,8 @@ pub async fn deliver(
     let mut local = return_path.as_bytes().to_vec();
     local.extend_from_slice(stored);
     for r in rcpts {
-        let outcome = run_script(env, &scripts, r, mail_from, &local);
+        let (script, outcome) = run_script(env, &scripts, r, mail_from, &local);
+        let mut errors = outcome.errors.clone();
         let mut stores = Vec::new();
         for a in &outcome.actions {
             match a {
@@ -79,26 +143,45 @@ pub async fn deliver(
                 } => stores.push(Store::Mailbox(mailbox.clone(), *create, flags.clone())),
                 Action::Discard => {}
                 Action::Redirect { addr, .. } => {
+                    if let Some(why) = redirect_loop(stored, &r.user) {
+                        tracing::warn!(user = %r.user, "sieve redirect to {addr} refused ({why}); keeping");
+                        errors.push(format!("redirect \"{addr}\" refused: {why}"));
+                        stores.push(Store::Default(Vec::new()));
+                        continue;
+                    }
                     let from = match env.srs {
                         Some(srs) => srs.forward(mail_from, crate::clock::unix_now()),
                         None => mail_from.to_string(),
                     };
-                    if let Err(e) = env
+                    let mut copy = format!("{REDIRECTED_FROM}: <{}>\r\n", r.user).into_bytes();
+                    copy.extend_from_slice(stored);
+                    match env
                         .queue
-                        .enqueue(&from, std::slice::from_ref(addr), outgoing(stored.to_vec()))
+                        .enqueue(&from, std::slice::from_ref(addr), outgoing(copy))
                         .await
                     {
-                        tracing::warn!(user = %r.user, "sieve redirect to {addr} could not be queued: {e}; keeping");
-                        stores.push(Store::Default(Vec::new()));
+                        Ok(id) => tracing::info!(
+                            id, cause, user = %r.user,
+                            "sieve redirect of {cause} to <{addr}> queued as {id}"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(cause, user = %r.user, "sieve redirect to {addr} could not be queued: {e}; keeping");
+                            stores.push(Store::Default(Vec::new()));
+                        }
                     }
                 }
-                Action::Reject { reason, .. } => out.rejects.push((r.user.clone(), reason.clone())),
-                Action::Vacation(v) => vacation(env, &scripts, r, mail_from, &local, v).await,
+                Action::Reject { reason, .. } => out.rejects.push(Reject {
+                    user: r.user.clone(),
+                    address: r.address.clone(),
+                    reason: reason.clone(),
+                }),
+                Action::Vacation(v) => vacation(env, cause, r, mail_from, &local, v).await,
             }
         }
         let store = env.store.clone();
         let (user, msg) = (r.user.clone(), local.clone());
-        tokio::task::spawn_blocking(move || {
+        let fileinto_errors = tokio::task::spawn_blocking(move || {
+            let mut errors = Vec::new();
             let default = if default_folder.is_empty() {
                 MailboxName::Inbox
             } else {
@@ -108,7 +191,7 @@ pub async fn deliver(
                 let res = match s {
                     Store::Default(flags) => {
                         if default != MailboxName::Inbox && !store.mailbox_exists(&user, &default) {
-                            store.deliver(&user, Folder::Named(default_folder), &msg)
+                            store.deliver(&user, Folder::Named(default_folder), &msg).map(drop)
                         } else {
                             store.deliver_mailbox(&user, &default, &msg, &flags)
                         }
@@ -123,14 +206,18 @@ pub async fn deliver(
                                 Ok(()) => store.deliver_mailbox(&user, &mb, &msg, &flags),
                                 Err(e) => {
                                     tracing::warn!(%user, "sieve fileinto :create {name:?} failed: {e}; keeping");
-                                    store.deliver(&user, Folder::Inbox, &msg)
+                                    errors.push(format!("fileinto :create \"{name}\": {e}"));
+                                    store.deliver(&user, Folder::Inbox, &msg).map(drop)
                                 }
                             },
                             // RFC 5490 §3.2: without :create, a missing mailbox is a runtime
                             // error; the message is kept.
                             _ => {
                                 tracing::warn!(%user, "sieve fileinto {name:?}: no such mailbox; keeping in INBOX");
-                                store.deliver(&user, Folder::Inbox, &msg)
+                                errors.push(format!(
+                                    "fileinto \"{name}\": no such mailbox (create it, or use fileinto :create)"
+                                ));
+                                store.deliver(&user, Folder::Inbox, &msg).map(drop)
                             }
                         }
                     }
@@ -139,12 +226,56 @@ pub async fn deliver(
                     return Err(DeliveryError::Store { user, source });
                 }
             }
-            Ok(())
+            Ok(errors)
         })
         .await
         .map_err(|e| DeliveryError::Join(e.to_string()))??;
+        errors.extend(fileinto_errors);
+        if let (Some(script), false) = (&script, errors.is_empty()) {
+            error_notice(env, r, script, &errors, mail_from, &local).await;
+        }
     }
     Ok(out)
+}
+
+/// RFC 5228 §2.10.6: the author of a failing script learns why. A notice goes into the
+/// user's INBOX (where a mail client shows it), once a day per script and error; the log
+/// has every occurrence. Failing to write it only costs the notice.
+async fn error_notice(
+    env: &SieveEnv<'_>,
+    r: &LocalRcpt,
+    script: &str,
+    errors: &[String],
+    mail_from: &str,
+    msg: &[u8],
+) {
+    let now = crate::clock::unix_now();
+    let notice = super::sieve_notices::error_notice(
+        env.config, &r.user, script, errors, msg, mail_from, now,
+    );
+    let kinds: Vec<String> = errors.iter().map(|e| error_kind(e)).collect();
+    let key = format!("{script}\t{}", kinds.join("; "));
+    let scripts = ScriptStore::new(&env.config.data_dir);
+    let (store, user) = (env.store.clone(), r.user.clone());
+    let res = tokio::task::spawn_blocking(move || -> Result<bool, String> {
+        if scripts
+            .error_noticed(&user, &key, ERROR_NOTICE_PERIOD, now)
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(false);
+        }
+        store
+            .deliver(&user, Folder::Inbox, &notice)
+            .map_err(|e| e.to_string())?;
+        Ok(true)
+    })
+    .await;
+    match res {
+        Ok(Ok(true)) => tracing::info!(user = %r.user, script, "sieve error notice put into INBOX"),
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => tracing::warn!(user = %r.user, "sieve error notice not delivered: {e}"),
+        Err(e) => tracing::warn!(user = %r.user, "sieve error notice task failed: {e}"),
+    }
 }
 
 fn run_script(
@@ -153,18 +284,18 @@ fn run_script(
     r: &LocalRcpt,
     mail_from: &str,
     msg: &[u8],
-) -> sieve::Outcome {
-    let keep = || sieve::Outcome {
+) -> (Option<String>, sieve::Outcome) {
+    let keep = |errors| sieve::Outcome {
         actions: vec![Action::Keep { flags: vec![] }],
         implicit_keep: true,
-        errors: vec![],
+        errors,
     };
     let (name, text) = match scripts.active(&r.user) {
         Ok(Some(s)) => s,
-        Ok(None) => return keep(),
+        Ok(None) => return (None, keep(vec![])),
         Err(e) => {
             tracing::warn!(user = %r.user, "cannot read the active sieve script: {e}; keeping");
-            return keep();
+            return (None, keep(vec![]));
         }
     };
     let limits = Limits::default();
@@ -172,7 +303,10 @@ fn run_script(
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(user = %r.user, script = %name, "sieve script does not compile: {e}; keeping");
-            return keep();
+            return (
+                Some(name),
+                keep(vec![format!("the script does not compile: {e}")]),
+            );
         }
     };
     let envelope = Envelope {
@@ -194,12 +328,12 @@ fn run_script(
         // RFC 5228 §2.10.6: the message is kept; the author learns why from the log.
         tracing::warn!(user = %r.user, script = %name, "sieve runtime error: {e}; message kept in INBOX");
     }
-    out
+    (Some(name), out)
 }
 
 async fn vacation(
     env: &SieveEnv<'_>,
-    scripts: &ScriptStore,
+    cause: &str,
     r: &LocalRcpt,
     mail_from: &str,
     msg: &[u8],
@@ -213,7 +347,22 @@ async fn vacation(
         return;
     }
     let now = crate::clock::unix_now();
-    match scripts.vacation_replied(&r.user, &v.handle, mail_from, v.period, now) {
+    // The memory is a locked file read-modify-write: off the async workers.
+    let scripts = ScriptStore::new(&env.config.data_dir);
+    let (user, handle, sender, period) = (
+        r.user.clone(),
+        v.handle.clone(),
+        mail_from.to_string(),
+        v.period,
+    );
+    let replied = tokio::task::spawn_blocking(move || {
+        scripts
+            .vacation_replied(&user, &handle, &sender, period, now)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    match replied {
         Ok(true) => {
             tracing::info!(user = %r.user, "vacation: <{mail_from}> already answered this period");
             return;
@@ -237,54 +386,93 @@ async fn vacation(
         }
     };
     // RFC 3834 §3.3: an automatic response goes from the null reverse-path.
-    if let Err(e) = env
+    match env
         .queue
         .enqueue("", &[mail_from.to_string()], outgoing(signed))
         .await
     {
-        tracing::warn!(user = %r.user, "vacation reply could not be queued: {e}");
+        Ok(id) => tracing::info!(
+            id, cause, user = %r.user,
+            "vacation reply to <{mail_from}> for {cause} queued as {id}"
+        ),
+        Err(e) => tracing::warn!(cause, user = %r.user, "vacation reply could not be queued: {e}"),
     }
 }
 
-/// RFC 5429 §2.1: after the message was accepted, a reject becomes a report to the sender
-/// (from the null reverse-path, marked auto-replied), carrying the script's reason and the
-/// original header section.
+/// RFC 5429 §2.1: after the message was accepted, a reject becomes a delivery status
+/// notification to the envelope sender (`sieve_notices::reject_dsn`: multipart/report,
+/// Action: failed, Status: 5.7.1), from the null reverse-path, DKIM-signed. Never to the
+/// null sender (a bounce is not answered with another). `cause` is the id of the
+/// transaction or queue entry that carried the message, logged beside the DSN's own id.
 pub async fn reject_notice(
     env: &SieveEnv<'_>,
+    cause: &str,
     mail_from: &str,
-    user: &str,
-    reason: &str,
+    reject: &Reject,
     original: &[u8],
 ) {
     if mail_from.is_empty() {
+        tracing::info!(user = %reject.user, "sieve reject of a null-sender message: no DSN");
         return;
     }
     let cfg = env.config;
-    let date = chrono::DateTime::from_timestamp(crate::clock::unix_now(), 0)
-        .unwrap_or_default()
-        .to_rfc2822();
-    let mut m = format!(
-        "From: Mail Delivery System <MAILER-DAEMON@{}>\r\nTo: <{mail_from}>\r\nSubject: Message rejected by {user}\r\n\
-         Date: {date}\r\nMessage-ID: <{:016x}.reject@{}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n\
-         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
-         Your message to <{user}> was rejected by the recipient's mail filter:\r\n\r\n  {}\r\n\r\n\
-         The header of your message follows.\r\n\r\n",
-        cfg.domain,
-        crate::fsutil::unique(),
-        cfg.hostname,
-        reason.replace(['\r', '\n'], " "),
-    )
-    .into_bytes();
-    m.extend_from_slice(&crate::queue::dsn::header_section(original));
+    let m = super::sieve_notices::reject_dsn(
+        cfg,
+        mail_from,
+        &reject.address,
+        &reject.reason,
+        original,
+        crate::clock::unix_now(),
+    );
     let signed = match env.dkim.sign(cfg, &m) {
         Ok(sig) => [sig.into_bytes(), m].concat(),
         Err(_) => m,
     };
-    if let Err(e) = env
+    match env
         .queue
         .enqueue("", &[mail_from.to_string()], outgoing(signed))
         .await
     {
-        tracing::warn!(%user, "sieve reject notice could not be queued: {e}");
+        Ok(id) => tracing::info!(
+            id, cause, user = %reject.user,
+            "sieve reject DSN to <{mail_from}> for {cause} queued as {id}"
+        ),
+        Err(e) => {
+            tracing::warn!(cause, user = %reject.user, "sieve reject DSN could not be queued: {e}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_kinds_ignore_quoted_parts() {
+        assert_eq!(
+            error_kind("fileinto \"a@x\": no such mailbox"),
+            error_kind("fileinto \"b@y\": no such mailbox")
+        );
+        assert_ne!(
+            error_kind("fileinto \"a\": no such mailbox"),
+            error_kind("redirect \"a\" refused: loop")
+        );
+    }
+
+    #[test]
+    fn redirect_loops_are_stopped() {
+        let fresh = b"Subject: x\r\n\r\nb";
+        assert_eq!(redirect_loop(fresh, "a@example.com"), None);
+        let once = b"X-Sieve-Redirected-From: <b@example.com>\r\nX-Sieve-Redirected-From: <A@example.com>\r\nSubject: x\r\n\r\nb";
+        assert!(redirect_loop(once, "a@example.com").is_some());
+        assert_eq!(redirect_loop(once, "c@example.com"), None);
+        let many: Vec<u8> = (0..MAX_REDIRECT_HOPS)
+            .flat_map(|i| format!("X-Sieve-Redirected-From: <u{i}@example.com>\r\n").into_bytes())
+            .chain(b"\r\nb".iter().copied())
+            .collect();
+        assert_eq!(
+            redirect_loop(&many, "c@example.com"),
+            Some("too many redirects")
+        );
     }
 }

@@ -1,6 +1,13 @@
 //! Thunderbird autoconfig (the "config-v1.1.xml" format, also read by K-9/Thunderbird for
 //! Android, Evolution, KMail and others): tells a client the host, ports and socket types of
 //! our IMAP and submission services.
+//!
+//! ManageSieve (RFC 5804) has no element in this format (nor in Apple's .mobileconfig or
+//! Microsoft's autodiscover). The clients that manage Sieve scripts find it elsewhere:
+//! Thunderbird's Sieve add-on and Roundcube's managesieve plugin default to the IMAP host
+//! on port 4190, which is where postern listens by default, and RFC 5804 §1.8 names the
+//! `_sieve._tcp` SRV record, which `postern dns` prints. The autoconfig document only carries
+//! an XML comment saying so, for a person reading it; clients ignore comments.
 
 use std::net::SocketAddr;
 
@@ -107,6 +114,11 @@ pub fn render_autoconfig(config: &Config, email: Option<&str>) -> String {
         ports.submission,
         "STARTTLS",
     ));
+    if let Some(p) = ports.managesieve {
+        x.push_str(&format!(
+            "    <!-- ManageSieve (RFC 5804, STARTTLS): {host} port {p}; DNS: _sieve._tcp.{domain} SRV -->\n"
+        ));
+    }
     x.push_str("  </emailProvider>\n");
     x.push_str("</clientConfig>\n");
     x
@@ -135,6 +147,10 @@ mod tests {
         assert!(p993 < p143 && p143 < p465 && p465 < p587);
         assert!(x.contains("<hostname>mail.example.com</hostname>"));
         assert!(x.contains("%EMAILADDRESS%"));
+        // ManageSieve listens by default and is named in a comment (no standard element).
+        assert!(x.contains("<!-- ManageSieve (RFC 5804, STARTTLS): mail.example.com port 4190;"));
+        let off = render_autoconfig(&cfg("[listen]\nmanagesieve=[]"), None);
+        assert!(!off.contains("ManageSieve"));
     }
 
     #[test]
@@ -147,7 +163,7 @@ mod tests {
         assert_eq!(p.imap, None);
         assert_eq!(p.submissions, Some(2465));
         let x = render_autoconfig(&c, None);
-        assert!(!x.contains("STARTTLS"));
+        assert!(!x.contains("<socketType>STARTTLS"));
     }
 
     #[test]

@@ -31,7 +31,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::metrics::Metrics;
-use crate::net::{Admission, accept_loop};
 use crate::services::Services;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,33 +52,20 @@ pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// Serve `kind` on `listener` until shutdown.
 pub fn spawn_listener(svc: Arc<Services>, listener: TcpListener, kind: Kind) {
-    let limiter = svc.conns.clone();
-    let shutdown = svc.shutdown.clone();
-    let tracker = svc.tasks.clone();
-    let tasks = svc.tasks.clone();
-    tasks.spawn(async move {
-        accept_loop(
-            listener,
-            limiter,
-            shutdown,
-            tracker,
-            move |stream, peer, admission| {
-                let svc = svc.clone();
-                async move {
-                    let Admission::Accepted(_guard) = admission else {
-                        if kind != Kind::Https {
-                            refuse(stream).await;
-                        }
-                        // On 443 a refusal would need a TLS handshake first: just close.
-                        return;
-                    };
-                    Metrics::inc(&svc.metrics.http_connections);
-                    handle(svc, stream, peer, kind).await;
-                }
-            },
-        )
-        .await;
-    });
+    crate::listener::spawn(
+        &svc,
+        listener,
+        move |_, stream, _, _| async move {
+            // On 443 a refusal would need a TLS handshake first: just close.
+            if kind != Kind::Https {
+                refuse(stream).await;
+            }
+        },
+        move |svc, stream, peer| async move {
+            Metrics::inc(&svc.metrics.http_connections);
+            handle(svc, stream, peer, kind).await;
+        },
+    );
 }
 
 /// Over the connection limit: 503 (RFC 9110 §15.6.4) without reading the request, then close.

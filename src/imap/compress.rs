@@ -2,8 +2,8 @@
 //! once the tagged OK is out. Sans-IO: the listener (`mod.rs`) passes bytes through. Each
 //! reply is flushed with a sync flush so the client can decode it at once (§4). Inflating is
 //! bounded per read, so a small "zip bomb" cannot make the session buffer grow unchecked.
-//! A client must wait for the tagged OK before sending compressed data (§3); bytes it
-//! pipelined behind COMPRESS were already read as plain text and fail as commands.
+//! Compression starts right after the CRLF of the COMPRESS command (§3): bytes a client
+//! pipelined behind it, already read from the socket, are inflated like the rest (`mod.rs`).
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 

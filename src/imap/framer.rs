@@ -73,6 +73,15 @@ impl Framer {
         *self = Framer::new(self.max_message);
     }
 
+    /// The input received but not yet given to the parser: what the client sent after the
+    /// command just handled (after COMPRESS it is deflated data, RFC 4978 §3).
+    pub fn take_unread(&mut self) -> Vec<u8> {
+        let rest = self.held.split_off(self.pos);
+        self.held.clear();
+        self.pos = 0;
+        rest
+    }
+
     pub fn input(&mut self, bytes: &[u8]) {
         if self.pos > 0 && self.pos == self.held.len() {
             self.held.clear();

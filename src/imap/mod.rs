@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::net::{Admission, accept_loop};
+use crate::listener;
 use crate::services::Services;
 use session::{Session, Step};
 
@@ -31,56 +31,29 @@ use session::{Session, Step};
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 pub fn spawn_listener(svc: Arc<Services>, listener: TcpListener, implicit_tls: bool) {
-    let limiter = svc.conns.clone();
-    let shutdown = svc.shutdown.clone();
-    let tracker = svc.tasks.clone();
-    let tasks = svc.tasks.clone();
-    tasks.spawn(accept_loop(
+    listener::spawn(
+        &svc,
         listener,
-        limiter,
-        shutdown,
-        tracker,
-        move |stream, peer, admission| {
-            let svc = svc.clone();
-            async move {
-                match admission {
-                    Admission::Accepted(_guard) => {
-                        crate::metrics::Metrics::inc(&svc.metrics.imap_connections);
-                        serve_conn(svc, stream, peer, implicit_tls).await;
-                    }
-                    Admission::Refused(_) => {
-                        // RFC 9051 §7.1.5: BYE as the greeting refuses the connection. On 993
-                        // it would need a TLS handshake first: the connection is just closed.
-                        let mut s = stream;
-                        if !implicit_tls {
-                            let _ = tokio::time::timeout(
-                                Duration::from_secs(5),
-                                s.write_all(b"* BYE [UNAVAILABLE] too many connections\r\n"),
-                            )
-                            .await;
-                        }
-                    }
-                }
-            }
+        // RFC 9051 §7.1.5: BYE as the greeting refuses the connection.
+        move |_, stream, _, _| {
+            listener::say_unless_tls(
+                stream,
+                implicit_tls,
+                b"* BYE [UNAVAILABLE] too many connections\r\n",
+            )
         },
-    ));
+        move |svc, stream, peer| async move {
+            crate::metrics::Metrics::inc(&svc.metrics.imap_connections);
+            serve_conn(svc, stream, peer, implicit_tls).await;
+        },
+    );
 }
 
 async fn serve_conn(svc: Arc<Services>, stream: TcpStream, peer: SocketAddr, implicit_tls: bool) {
     tracing::debug!(peer = %peer, implicit_tls, "imap connection");
-    let acceptor = svc.tls.acceptor();
-    let handshake = svc.config.tls_handshake_timeout();
     if implicit_tls {
-        let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => {
-                tracing::debug!(peer = %peer, "imaps: TLS handshake failed: {e}");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(peer = %peer, "imaps: TLS handshake timeout");
-                return;
-            }
+        let Some(tls) = listener::tls_handshake(&svc, stream, peer, "imaps: TLS").await else {
+            return;
         };
         let sess = Session::new(svc.clone(), peer.ip(), true);
         let greeting = sess.greeting();
@@ -90,16 +63,8 @@ async fn serve_conn(svc: Arc<Services>, stream: TcpStream, peer: SocketAddr, imp
     let sess = Session::new(svc.clone(), peer.ip(), false);
     let greeting = sess.greeting();
     if let Outcome::StartTls(stream, mut sess) = drive(&svc, stream, sess, greeting).await {
-        let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => {
-                tracing::debug!(peer = %peer, "imap: STARTTLS handshake failed: {e}");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(peer = %peer, "imap: STARTTLS handshake timeout");
-                return;
-            }
+        let Some(tls) = listener::tls_handshake(&svc, stream, peer, "imap: STARTTLS").await else {
+            return;
         };
         sess.tls_started();
         drive(&svc, tls, *sess, Vec::new()).await;
@@ -224,7 +189,21 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
         match st {
             Step::Continue => continue,
             Step::Compress => {
-                z = Some(compress::Deflate::new());
+                // What the client sent right behind COMPRESS (in the same packet) is already
+                // deflated (RFC 4978 §3): it goes through the inflater too, not the parser.
+                let mut d = compress::Deflate::new();
+                let early = sess.take_unread();
+                match d.inflate(&early) {
+                    Ok(_) if early.is_empty() => {}
+                    Ok(plain) => sess.input(&plain),
+                    Err(e) => {
+                        tracing::debug!(peer = %sess.peer, "imap compress: {e}");
+                        let bye = d.deflate(format!("* BYE {e}\r\n").as_bytes());
+                        send(&mut stream, &bye).await;
+                        return Outcome::Done;
+                    }
+                }
+                z = Some(d);
                 continue;
             }
             Step::Close => {

@@ -294,6 +294,13 @@ impl Session {
         self.frag.input(bytes);
     }
 
+    /// Once COMPRESS is answered: the bytes the client pipelined behind the command, which
+    /// are already deflated (RFC 4978 §3). The listener inflates them and gives them back
+    /// through `input`.
+    pub fn take_unread(&mut self) -> Vec<u8> {
+        self.frag.take_unread()
+    }
+
     /// After the TLS handshake: forget anything sent in plaintext after STARTTLS (an
     /// injection attack, RFC 3501 §11.1 / CVE-2011-0411) and speak again.
     pub fn tls_started(&mut self) {

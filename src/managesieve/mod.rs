@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::net::{Admission, accept_loop};
+use crate::listener;
 use crate::services::Services;
 use crate::sieve::scripts::ScriptStore;
 use session::{Event, Session};
@@ -23,32 +23,14 @@ const IDLE: Duration = Duration::from_secs(10 * 60);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn spawn_listener(svc: Arc<Services>, listener: TcpListener) {
-    let limiter = svc.conns.clone();
-    let shutdown = svc.shutdown.clone();
-    let tracker = svc.tasks.clone();
-    let tasks = svc.tasks.clone();
-    tasks.spawn(accept_loop(
+    listener::spawn(
+        &svc,
         listener,
-        limiter,
-        shutdown,
-        tracker,
-        move |stream, peer, admission| {
-            let svc = svc.clone();
-            async move {
-                match admission {
-                    Admission::Accepted(_guard) => serve_conn(svc, stream, peer).await,
-                    Admission::Refused(_) => {
-                        let mut s = stream;
-                        let _ = tokio::time::timeout(
-                            Duration::from_secs(5),
-                            s.write_all(b"BYE \"Too many connections\"\r\n"),
-                        )
-                        .await;
-                    }
-                }
-            }
+        |_, stream, _, _| {
+            listener::say_unless_tls(stream, false, b"BYE \"Too many connections\"\r\n")
         },
-    ));
+        serve_conn,
+    );
 }
 
 enum Outcome<S> {
@@ -62,18 +44,10 @@ async fn serve_conn(svc: Arc<Services>, stream: TcpStream, peer: SocketAddr) {
     let sess = Session::new(scripts, false, false);
     let greeting = vec![Event::Send(sess.greeting())];
     if let Outcome::StartTls(stream, mut sess) = drive(&svc, peer, stream, sess, greeting).await {
-        let acceptor = svc.tls.acceptor();
-        let tls =
-            match tokio::time::timeout(svc.config.tls_handshake_timeout(), acceptor.accept(stream))
-                .await
-            {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    tracing::debug!(peer = %peer, "managesieve: STARTTLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => return,
-            };
+        let Some(tls) = listener::tls_handshake(&svc, stream, peer, "managesieve: STARTTLS").await
+        else {
+            return;
+        };
         let after = sess.tls_started();
         drive(&svc, peer, tls, sess, after).await;
     }

@@ -420,6 +420,24 @@ mod tests {
             .collect()
     }
 
+    /// RFC 5804 §2.2 / CVE-2011-0411: what a client pipelined behind STARTTLS came in the
+    /// clear and must not run once TLS is up.
+    #[test]
+    fn starttls_drops_what_was_pipelined_behind_it() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Session::new(Arc::new(ScriptStore::new(d.path())), false, false);
+        let r = s.input(b"STARTTLS\r\nLOGOUT\r\n");
+        assert_eq!(r.last(), Some(&Event::StartTls));
+        let r = text(&s.tls_started());
+        assert!(
+            r.contains("\"SASL\" \"PLAIN\"") && !r.contains("Bye"),
+            "{r}"
+        );
+        // The LOGOUT was dropped: the session carries on.
+        assert!(s.input(b"").is_empty());
+        assert!(text(&s.input(b"NOOP\r\n")).starts_with("OK"));
+    }
+
     #[test]
     fn flow() {
         let d = tempfile::tempdir().unwrap();

@@ -258,7 +258,7 @@ async fn fetch_inner(svc: &Env<'_>, domain: &str) -> Result<Policy, StsError> {
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     // The policy host is resolved through our resolver ([dns].nameservers), like the MX.
-    let addrs = super::mx::addresses(&svc.dns, &host).await.map_err(err)?;
+    let addrs = super::mx::addresses(svc.dns, &host).await.map_err(err)?;
     let port = svc.config.outbound.mta_sts_port;
     let mut tcp = None;
     let mut last = format!("no address for {host}");

@@ -9,6 +9,7 @@ use std::io::{self, Read};
 use std::sync::Arc;
 
 use super::body::crlf_size;
+use super::in_use::Held;
 use crate::store::{FlagOp, Mailbox, MailboxName, Store};
 
 /// One message of the maildrop.
@@ -37,14 +38,16 @@ pub trait Maildrop: Send {
 /// POP3's deletions as EXPUNGE at once).
 pub struct StoreMaildrop {
     mb: Arc<Mailbox>,
+    /// The session's lock on the maildrop (`in_use`), released with it.
+    _held: Held,
 }
 
 impl StoreMaildrop {
-    pub fn open(store: &Store, user: &str) -> io::Result<StoreMaildrop> {
+    pub fn open(store: &Store, user: &str, held: Held) -> io::Result<StoreMaildrop> {
         store.ensure_user(user)?;
         let mb = store.mailbox(user, &MailboxName::Inbox)?;
         mb.refresh()?;
-        Ok(StoreMaildrop { mb })
+        Ok(StoreMaildrop { mb, _held: held })
     }
 }
 

@@ -5,6 +5,7 @@
 //! the `maildrop::Maildrop` trait.
 
 pub mod body;
+pub mod in_use;
 pub mod maildrop;
 pub mod session;
 
@@ -17,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::accounts::Refusal;
 use crate::accounts::sasl::Credentials;
-use crate::net::{Admission, accept_loop};
+use crate::listener;
 use crate::services::Services;
 use maildrop::{Maildrop, StoreMaildrop};
 use session::{LoginError, Session, Step};
@@ -28,56 +29,30 @@ const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 pub fn spawn_listener(svc: Arc<Services>, listener: TcpListener, implicit_tls: bool) {
-    let limiter = svc.conns.clone();
-    let shutdown = svc.shutdown.clone();
-    let tracker = svc.tasks.clone();
-    let tasks = svc.tasks.clone();
-    tasks.spawn(accept_loop(
+    listener::spawn(
+        &svc,
         listener,
-        limiter,
-        shutdown,
-        tracker,
-        move |stream, peer, admission| {
-            let svc = svc.clone();
-            async move {
-                match admission {
-                    Admission::Accepted(_guard) => {
-                        crate::metrics::Metrics::inc(&svc.metrics.pop3_connections);
-                        serve_conn(svc, stream, peer, implicit_tls).await;
-                    }
-                    Admission::Refused(_) => {
-                        // On 995 a reply would need a TLS handshake first: just close.
-                        let mut s = stream;
-                        if !implicit_tls {
-                            let _ = tokio::time::timeout(
-                                Duration::from_secs(5),
-                                s.write_all(b"-ERR [SYS/TEMP] too many connections\r\n"),
-                            )
-                            .await;
-                        }
-                    }
-                }
-            }
+        // RFC 2449 §8.1.2: [SYS/TEMP], a temporary problem on our side.
+        move |_, stream, _, _| {
+            listener::say_unless_tls(
+                stream,
+                implicit_tls,
+                b"-ERR [SYS/TEMP] too many connections\r\n",
+            )
         },
-    ));
+        move |svc, stream, peer| async move {
+            crate::metrics::Metrics::inc(&svc.metrics.pop3_connections);
+            serve_conn(svc, stream, peer, implicit_tls).await;
+        },
+    );
 }
 
 async fn serve_conn(svc: Arc<Services>, stream: TcpStream, peer: SocketAddr, implicit_tls: bool) {
     tracing::debug!(peer = %peer, implicit_tls, "pop3 connection");
-    let acceptor = svc.tls.acceptor();
-    let handshake = svc.config.tls_handshake_timeout();
     let allow_plain = svc.config.imap.allow_plaintext_auth;
     if implicit_tls {
-        let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => {
-                tracing::debug!(peer = %peer, "pop3s: TLS handshake failed: {e}");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(peer = %peer, "pop3s: TLS handshake timeout");
-                return;
-            }
+        let Some(tls) = listener::tls_handshake(&svc, stream, peer, "pop3s: TLS").await else {
+            return;
         };
         let sess = Session::new(true, allow_plain);
         let greeting = sess.greeting();
@@ -89,16 +64,8 @@ async fn serve_conn(svc: Arc<Services>, stream: TcpStream, peer: SocketAddr, imp
     if let Outcome::StartTls(stream, mut sess) =
         drive(&svc, peer.ip(), stream, sess, greeting).await
     {
-        let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => {
-                tracing::debug!(peer = %peer, "pop3: STLS handshake failed: {e}");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(peer = %peer, "pop3: STLS handshake timeout");
-                return;
-            }
+        let Some(tls) = listener::tls_handshake(&svc, stream, peer, "pop3: STLS").await else {
+            return;
         };
         sess.tls_started();
         drive(&svc, peer.ip(), tls, *sess, Vec::new()).await;
@@ -134,7 +101,11 @@ async fn login(
         let mut sess = sess;
         let mut out = Vec::new();
         let result = authenticate(&svc, ip, &creds).and_then(|user| {
-            StoreMaildrop::open(&svc.store, &user)
+            let Some(held) = svc.pop3_in_use.take(&user) else {
+                tracing::info!(peer = %ip, user = %user, "pop3 login refused: maildrop in use");
+                return Err(LoginError::InUse);
+            };
+            StoreMaildrop::open(&svc.store, &user, held)
                 .map(|m| {
                     tracing::info!(peer = %ip, user = %user, "pop3 login");
                     Box::new(m) as Box<dyn Maildrop>

@@ -56,6 +56,8 @@ pub enum LoginError {
     Throttled,
     /// Authenticated, but the maildrop could not be opened.
     Unavailable,
+    /// Authenticated, but another session has the maildrop (RFC 2449 §8.1.1).
+    InUse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -428,6 +430,10 @@ impl Session {
             }
             Err(LoginError::Unavailable) => {
                 err(out, "[SYS/TEMP] cannot open the maildrop, try again later");
+                return;
+            }
+            Err(LoginError::InUse) => {
+                err(out, "[IN-USE] the maildrop is open in another session");
                 return;
             }
         };

@@ -83,6 +83,8 @@ fn run(s: &mut Session, md: &Fake, input: &[u8]) -> (String, Step) {
                     Ok(Box::new(md.clone()) as Box<dyn Maildrop>)
                 } else if c.password == "busy" {
                     Err(LoginError::Throttled)
+                } else if c.password == "locked" {
+                    Err(LoginError::InUse)
                 } else {
                     Err(LoginError::Invalid)
                 };
@@ -365,13 +367,14 @@ fn store_maildrop_sizes_cache_and_expunge_by_uid() {
     let d = tempfile::tempdir().unwrap();
     let store = Store::new(d.path());
     let user = "a@example.com";
+    let locks = std::sync::Arc::new(super::in_use::InUse::default());
     store
         .deliver(user, Folder::Inbox, b"Subject: lf\n\nbody\n")
         .unwrap();
     store
         .deliver(user, Folder::Inbox, b"Subject: crlf\r\n\r\nx\r\n")
         .unwrap();
-    let mut md = StoreMaildrop::open(&store, user).unwrap();
+    let mut md = StoreMaildrop::open(&store, user, locks.take(user).unwrap()).unwrap();
     let list = md.list().unwrap();
     assert_eq!(list.iter().map(|e| e.size).collect::<Vec<_>>(), [21, 20]);
     let cache =
@@ -390,8 +393,26 @@ fn store_maildrop_sizes_cache_and_expunge_by_uid() {
     assert_eq!(body, "Subject: lf\n\nbody\n");
     md.expunge(&[list[0].uid, 999]).unwrap();
     md.mark_seen(&[list[1].uid]).unwrap();
-    let mut md = StoreMaildrop::open(&store, user).unwrap();
+    // The maildrop holds its session's lock until it is dropped (RFC 1939 §8).
+    assert!(locks.take(user).is_none());
+    drop(md);
+    let mut md = StoreMaildrop::open(&store, user, locks.take(user).unwrap()).unwrap();
     let after = md.list().unwrap();
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].uid, list[1].uid);
+}
+
+#[test]
+fn maildrop_in_use_is_refused_with_in_use_code() {
+    let md = Fake::default();
+    let mut s = Session::new(true, false);
+    let (out, _) = run(&mut s, &md, b"USER bob\r\nPASS locked\r\n");
+    assert!(
+        out.ends_with("-ERR [IN-USE] the maildrop is open in another session\r\n"),
+        "{out}"
+    );
+    assert_eq!(s.state(), State::Authorization);
+    // RFC 2449 §8.1.1 lists the code the server may send; CAPA says RESP-CODES.
+    let (out, _) = run(&mut s, &md, b"CAPA\r\n");
+    assert!(out.contains("RESP-CODES"), "{out}");
 }

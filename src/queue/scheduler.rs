@@ -21,7 +21,6 @@ use crate::accounts::Recipient;
 use crate::metrics::Metrics;
 use crate::outbound::{self, Kind, RcptOutcome};
 use crate::services::Services;
-use crate::store::Folder;
 
 /// How often the spool is rescanned for work written by other processes (CLI).
 const RESCAN: Duration = Duration::from_secs(1);
@@ -449,26 +448,31 @@ impl Scheduler {
     }
 }
 
-/// Deliver to a recipient of our own domain (DSNs to our users, sendmail to local users):
-/// resolve aliases, store in each user's INBOX, queue forwards to remote targets.
+/// Deliver to a recipient of our own domain (DSNs to our users, vacation replies and
+/// redirects to local addresses, bounces to SRS addresses): resolve aliases, queue forwards
+/// to remote targets, then store for each user through their Sieve script, as port 25 does
+/// (`delivery::sieve::deliver`). A reject from every user of the address fails it with
+/// 5.7.1 (the scheduler's DSN goes to the sender, RFC 5429 §2.1); a reject from some of
+/// them gets its own DSN.
 async fn deliver_local(
     svc: &Arc<Services>,
     env: &Envelope,
     addr: &str,
     message: &Arc<Vec<u8>>,
 ) -> RcptOutcome {
+    let outcome = |kind, status: &str, d: String| RcptOutcome {
+        kind,
+        status: status.into(),
+        diagnostic: d,
+        remote_mta: None,
+    };
     let svc2 = svc.clone();
     let addr2 = addr.to_string();
     let from = env.mail_from.clone();
     let msg = message.clone();
     let id = env.id.clone();
-    let res = tokio::task::spawn_blocking(move || -> Result<RcptOutcome, String> {
-        let outcome = |kind, status: &str, d: String| RcptOutcome {
-            kind,
-            status: status.into(),
-            diagnostic: d,
-            remote_mta: None,
-        };
+    // The blocking half: SRS bounces, alias resolution, forwarded copies.
+    let res = tokio::task::spawn_blocking(move || -> Result<Result<Vec<String>, RcptOutcome>, String> {
         // Our own DSN for a forwarded message is addressed to the SRS0 sender we put on it:
         // unwrap it and pass the bounce on to the original sender, as port 25 does (only
         // null-sender mail, see smtp::session `srs_rcpt`).
@@ -481,21 +485,35 @@ async fn deliver_local(
                 .enqueue_blocking("", std::slice::from_ref(&original), &msg)
                 .map_err(|e| format!("cannot queue the SRS bounce: {e}"))?;
             tracing::info!(queue_id = %id, forward_id = fid, "SRS bounce for {original} passed on");
-            return Ok(outcome(
+            return Ok(Err(outcome(
                 Kind::Delivered,
                 "2.0.0",
                 "SRS bounce passed on to the original sender".into(),
-            ));
+            )));
         }
         match svc2.accounts.resolve(&addr2).map_err(|e| e.to_string())? {
             Recipient::Local { users, forward } => {
-                // Return-Path records the envelope sender at final delivery (RFC 5321 §4.4).
-                let mut bytes = format!("Return-Path: <{from}>\r\n").into_bytes();
-                bytes.extend_from_slice(&msg);
-                for u in &users {
-                    svc2.store
-                        .deliver(u, Folder::Inbox, &bytes)
-                        .map_err(|e| format!("local delivery to {u} failed: {e}"))?;
+                // The quota holds here too (`delivery::quota`): a full mailbox is a
+                // persistent transient failure (RFC 3463 §3.3 X.2.2), retried until the
+                // queue gives up and reports it. Checked before anything is stored or
+                // forwarded, so a retry duplicates nothing.
+                let size = (format!("Return-Path: <{from}>\r\n").len() + msg.len()) as u64;
+                let limit = svc2.config.limits.mailbox_quota;
+                if limit != 0 && size > limit {
+                    // It can never fit: waiting for room would only delay the bounce.
+                    return Ok(Err(outcome(
+                        Kind::Permanent,
+                        "5.2.2",
+                        format!("552 5.2.2 <{addr2}>: message larger than the mailbox quota"),
+                    )));
+                }
+                let wanted: Vec<(String, u64)> = users.iter().map(|u| (u.clone(), size)).collect();
+                if !crate::delivery::quota::over_quota_blocking(&svc2.store, limit, &wanted).is_empty() {
+                    return Ok(Err(outcome(
+                        Kind::Transient,
+                        "4.2.2",
+                        format!("452 4.2.2 <{addr2}>: mailbox full (quota exceeded)"),
+                    )));
                 }
                 if !forward.is_empty() {
                     // Forwarded copies carry an SRS sender, as on port 25.
@@ -509,40 +527,93 @@ async fn deliver_local(
                         .map_err(|e| format!("cannot queue forward: {e}"))?;
                     tracing::info!(queue_id = %id, forward_id = fid, "alias {addr2} forwarded");
                 }
-                tracing::info!(queue_id = %id, rcpt = %addr2, users = ?users, "delivered locally");
-                Ok(outcome(
-                    Kind::Delivered,
-                    "2.0.0",
-                    "delivered to mailbox".into(),
-                ))
+                Ok(Ok(users))
             }
-            Recipient::Unknown => Ok(outcome(
+            Recipient::Unknown => Ok(Err(outcome(
                 Kind::Permanent,
                 "5.1.1",
                 format!("550 5.1.1 <{addr2}>: no such user here"),
-            )),
-            Recipient::Remote => Ok(outcome(
+            ))),
+            Recipient::Remote => Ok(Err(outcome(
                 Kind::Permanent,
                 "5.1.2",
                 format!("{addr2} is not in a local domain"),
-            )),
+            ))),
         }
     })
     .await;
-    match res {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => RcptOutcome {
-            kind: Kind::Transient,
-            status: "4.3.0".into(),
-            diagnostic: e,
-            remote_mta: None,
-        },
-        Err(e) => RcptOutcome {
-            kind: Kind::Transient,
-            status: "4.3.0".into(),
-            diagnostic: format!("local delivery task failed: {e}"),
-            remote_mta: None,
-        },
+    let users = match res {
+        Ok(Ok(Ok(users))) => users,
+        Ok(Ok(Err(done))) => return done,
+        Ok(Err(e)) => return outcome(Kind::Transient, "4.3.0", e),
+        Err(e) => {
+            return outcome(
+                Kind::Transient,
+                "4.3.0",
+                format!("local delivery task failed: {e}"),
+            );
+        }
+    };
+    if users.is_empty() {
+        return outcome(Kind::Delivered, "2.0.0", "forwarded".into());
+    }
+    let rcpts: Vec<crate::delivery::sieve::LocalRcpt> = users
+        .iter()
+        .map(|u| crate::delivery::sieve::LocalRcpt {
+            user: u.clone(),
+            address: addr.to_string(),
+        })
+        .collect();
+    // Return-Path records the envelope sender at final delivery (RFC 5321 §4.4).
+    let rp = format!("Return-Path: <{}>\r\n", env.mail_from);
+    let sieve_env = svc.sieve_env();
+    match crate::delivery::sieve::deliver(
+        &sieve_env,
+        &env.id,
+        &rcpts,
+        "",
+        &env.mail_from,
+        &rp,
+        message,
+    )
+    .await
+    {
+        Ok(f) if !f.rejects.is_empty() && f.rejects.len() == users.len() => {
+            let reason: String = f.rejects[0]
+                .reason
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(400)
+                .collect();
+            tracing::info!(queue_id = %env.id, rcpt = %addr, "rejected by the recipient's Sieve script");
+            outcome(
+                Kind::Permanent,
+                "5.7.1",
+                format!(
+                    "rejected by the recipient's mail filter (Sieve): {}",
+                    reason.trim()
+                ),
+            )
+        }
+        Ok(f) => {
+            for r in &f.rejects {
+                crate::delivery::sieve::reject_notice(
+                    &sieve_env,
+                    &env.id,
+                    &env.mail_from,
+                    r,
+                    message,
+                )
+                .await;
+            }
+            tracing::info!(queue_id = %env.id, rcpt = %addr, users = ?users, "delivered locally");
+            outcome(Kind::Delivered, "2.0.0", "delivered to mailbox".into())
+        }
+        Err(e) => outcome(
+            Kind::Transient,
+            "4.3.0",
+            format!("local delivery failed: {e}"),
+        ),
     }
 }
 

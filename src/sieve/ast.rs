@@ -19,6 +19,28 @@ pub enum AddrPart {
 pub struct Match {
     pub kind: MatchType,
     pub comparator: Comparator,
+    /// RFC 5260 §6 `:index N [:last]` (header, address and date tests only).
+    pub index: Option<FieldIndex>,
+}
+
+/// Which occurrence of a named header field a test looks at (RFC 5260 §6): the `n`th,
+/// from 1, counted from the top, or from the bottom with `:last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldIndex {
+    pub n: u64,
+    pub last: bool,
+}
+
+impl FieldIndex {
+    /// The selected item of `items` (the fields of one name, in message order).
+    pub fn pick<T>(self, mut items: Vec<T>) -> Option<T> {
+        let n = usize::try_from(self.n).ok()?.checked_sub(1)?;
+        if n >= items.len() {
+            return None;
+        }
+        let i = if self.last { items.len() - 1 - n } else { n };
+        Some(items.swap_remove(i))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -21,6 +21,21 @@ pub struct MessageView<'a> {
     body_start: usize,
 }
 
+/// The addresses of one field's raw value (see `MessageView::addresses`).
+pub fn field_addresses(v: &[u8]) -> Vec<(String, bool)> {
+    let text = String::from_utf8_lossy(v);
+    let found = parse_address_list(&text);
+    let mut out = Vec::new();
+    if found.is_empty() {
+        let whole = decode_unstructured(v);
+        if !whole.is_empty() {
+            out.push((whole, false));
+        }
+    }
+    out.extend(found.into_iter().map(|a| (a, true)));
+    out
+}
+
 impl<'a> MessageView<'a> {
     pub fn new(raw: &'a [u8]) -> Self {
         let mut headers: Vec<(String, &'a [u8])> = Vec::new();
@@ -96,19 +111,7 @@ impl<'a> MessageView<'a> {
     /// garbage) yields its whole unfolded value, marked unusable: `:all` still compares it,
     /// `:localpart`/`:domain` do not (RFC 5228 §2.7.4), as Pigeonhole does.
     pub fn addresses(&self, name: &str) -> Vec<(String, bool)> {
-        let mut out = Vec::new();
-        for v in self.raw_values(name) {
-            let text = String::from_utf8_lossy(v);
-            let found = parse_address_list(&text);
-            if found.is_empty() {
-                let whole = decode_unstructured(v);
-                if !whole.is_empty() {
-                    out.push((whole, false));
-                }
-            }
-            out.extend(found.into_iter().map(|a| (a, true)));
-        }
-        out
+        self.raw_values(name).flat_map(field_addresses).collect()
     }
 
     /// Body text per the RFC 5173 transform, one string per part.

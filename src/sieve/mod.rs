@@ -7,6 +7,7 @@
 
 pub mod ast;
 mod display;
+mod encoded;
 pub mod interp;
 pub mod lexer;
 pub mod matching;

@@ -186,9 +186,8 @@ impl ScriptStore {
         Ok(())
     }
 
-    /// Vacation memory (RFC 5230 §4.2): true when `sender` already got the reply `handle`
-    /// within its period; otherwise records it (durably) until `now + period` and returns
-    /// false. Expired entries are dropped on each write.
+    /// Has `sender` been answered under `handle` within the period? If not, remember it now
+    /// (RFC 5230 §4.2: one reply per sender per period), durably, and say no.
     pub fn vacation_replied(
         &self,
         user: &str,
@@ -197,17 +196,56 @@ impl ScriptStore {
         period: u64,
         now: i64,
     ) -> Result<bool, ScriptError> {
-        let path = self.user_dir(user)?.join("vacation.db");
-        let old = match std::fs::read_to_string(&path) {
-            Ok(s) => s,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(e.into()),
-        };
         let key = format!(
             "{}\t{}",
             handle.replace(['\t', '\n'], " "),
             sender.to_ascii_lowercase()
         );
+        self.seen_within(user, "vacation.db", &key, period, now)
+    }
+
+    /// Has the script-error notice `key` gone to the user within the period? If not,
+    /// remember it now and say no (one notice per error a day, see `delivery::sieve`).
+    pub fn error_noticed(
+        &self,
+        user: &str,
+        key: &str,
+        period: u64,
+        now: i64,
+    ) -> Result<bool, ScriptError> {
+        let key = key.replace(['\t', '\n', '\r'], " ");
+        self.seen_within(user, "errors.db", &key, period, now)
+    }
+
+    /// A small memory of keys with expiry times, one `EXPIRY\tKEY` a line in `file`. The
+    /// read-modify-write holds an exclusive lock on `file.lock`, so concurrent deliveries to
+    /// one user (several SMTP sessions, the queue) neither both answer nor lose each other's
+    /// entries; the new file is written durably (temp file, fsync, rename, directory fsync)
+    /// before the lock is released. The lock is on a file of its own because the memory
+    /// itself is replaced by rename.
+    fn seen_within(
+        &self,
+        user: &str,
+        file: &str,
+        key: &str,
+        period: u64,
+        now: i64,
+    ) -> Result<bool, ScriptError> {
+        let dir = self.user_dir(user)?;
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(file);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{file}.lock")))?;
+        // Released when `lock` is dropped (also when the process dies).
+        lock.lock()?;
+        let old = match std::fs::read_to_string(&path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e.into()),
+        };
         let mut keep = String::new();
         for line in old.lines() {
             let Some((exp, rest)) = line.split_once('\t') else {
@@ -226,8 +264,8 @@ impl ScriptStore {
             keep.push('\n');
         }
         keep.push_str(&format!("{}\t{key}\n", now.saturating_add(period as i64)));
-        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
         Durable::new(&path).write(keep.as_bytes())?;
+        drop(lock);
         Ok(false)
     }
 }
@@ -281,5 +319,41 @@ mod tests {
                 .unwrap()
         );
         assert!(!s.vacation_replied(u, "h", "x@y.org", 100, 1101).unwrap());
+    }
+
+    /// Concurrent deliveries: one sender is answered once, and distinct senders recorded at
+    /// the same moment are all remembered (no lost update of the read-modify-write).
+    #[test]
+    fn vacation_memory_under_concurrent_deliveries() {
+        let d = tempfile::tempdir().unwrap();
+        let s = ScriptStore::new(d.path());
+        let u = "a@example.com";
+        let answered: Vec<bool> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..12)
+                .map(|_| sc.spawn(|| !s.vacation_replied(u, "h", "same@y.org", 100, 1000).unwrap()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(answered.iter().filter(|a| **a).count(), 1, "{answered:?}");
+        std::thread::scope(|sc| {
+            for i in 0..12 {
+                let s = &s;
+                sc.spawn(move || {
+                    assert!(
+                        !s.vacation_replied(u, "h", &format!("s{i}@y.org"), 100, 1000)
+                            .unwrap()
+                    )
+                });
+            }
+        });
+        for i in 0..12 {
+            assert!(
+                s.vacation_replied(u, "h", &format!("s{i}@y.org"), 100, 1001)
+                    .unwrap(),
+                "s{i} forgotten"
+            );
+        }
+        // The lock file is not a script.
+        assert!(s.list(u).unwrap().is_empty());
     }
 }

@@ -429,3 +429,52 @@ fn date_and_currentdate() {
         .is_err()
     );
 }
+
+#[test]
+fn index_picks_one_occurrence() {
+    let msg = b"Received: from b; Sun, 6 Dec 2026 10:00:00 +0000\r\n\
+Received: from a; Sat, 5 Dec 2026 10:00:00 +0000\r\n\
+X-Tag: one\r\nX-Tag: two\r\nX-Tag: three\r\nTo: a@x.org\r\nTo: b@y.org\r\n\r\nb";
+    let s = r#"require ["index", "date", "fileinto"];
+        if header :index 2 "X-Tag" "two" { fileinto "A"; }
+        if header :index 2 "X-Tag" "one" { fileinto "Never1"; }
+        if header :last :index 1 "X-Tag" "three" { fileinto "B"; }
+        if header :index 4 "X-Tag" "one" { fileinto "Never2"; }
+        if address :index 2 :domain "To" "y.org" { fileinto "C"; }
+        if address :index 1 :last :domain "To" "x.org" { fileinto "Never3"; }
+        if date :index 1 :last :zone "+0000" "received" "date" "2026-12-05" { fileinto "D"; }
+        if date "received" "date" "2026-12-06" { fileinto "E"; }"#;
+    let boxes: Vec<String> = outcome_on(s, msg)
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::FileInto { mailbox, .. } => Some(mailbox.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(boxes, ["A", "B", "C", "D", "E"]);
+    for bad in [
+        // :last needs :index; :index counts from 1; both need the extension.
+        r#"require "index"; if header :last "X" "y" {}"#,
+        r#"require "index"; if header :index 0 "X" "y" {}"#,
+        r#"if header :index 1 "X" "y" {}"#,
+        r#"require "index"; if exists :index 1 "X" {}"#,
+    ] {
+        assert!(compile(bad, &Limits::default()).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn encoded_character_only_when_required() {
+    let msg = b"Subject: caf\xc3\xa9 @ noon\r\n\r\nb";
+    let with = r#"require ["encoded-character", "fileinto"];
+        if header :contains "Subject" "caf${hex:c3 a9} ${unicode:40}" { fileinto "Yes"; }"#;
+    assert_eq!(outcome_on(with, msg).actions, vec![fileinto("Yes")]);
+    // Without the require, the text is literal.
+    let without = r#"require "fileinto";
+        if header :contains "Subject" "${unicode:40}" { fileinto "Yes"; }"#;
+    assert_eq!(outcome_on(without, msg).actions, vec![keep()]);
+    let surrogate = r#"require "encoded-character"; if header :is "S" "${unicode:DC00}" {}"#;
+    let e = compile(surrogate, &Limits::default()).unwrap_err();
+    assert!(e.to_string().contains("line 1"), "{e}");
+}

@@ -23,6 +23,8 @@ pub const EXTENSIONS: &[&str] = &[
     "vacation",
     "vacation-seconds",
     "date",
+    "index",
+    "encoded-character",
     "comparator-i;ascii-numeric",
     "comparator-i;octet",
     "comparator-i;ascii-casemap",
@@ -62,7 +64,13 @@ pub fn validate(cmds: &[parse::Command]) -> R<(Vec<Cmd>, HashSet<String>)> {
         }
         i += 1;
     }
-    let out = v.block(&cmds[i..])?;
+    let out = if v.caps.contains("encoded-character") {
+        let mut rest = cmds[i..].to_vec();
+        super::encoded::decode_tree(&mut rest)?;
+        v.block(&rest)?
+    } else {
+        v.block(&cmds[i..])?
+    };
     Ok((out, v.caps))
 }
 

@@ -9,13 +9,38 @@ use super::validate::{
     R, Split, Takes, V, addr_tag, check_var_name, match_tag, one_str, split, strs,
 };
 
+/// RFC 5260 §6: `:index fieldno` and `:last` on header, address and date.
+fn index_tag(t: &str) -> Option<Takes> {
+    match t {
+        "index" => Some(Takes::Num),
+        "last" => Some(Takes::Nothing),
+        _ => None,
+    }
+}
+
 impl V {
     pub(super) fn match_of(&self, s: &Split, line: usize, what: &str) -> R<Match> {
         let err = |m: &str| CompileError::new(line, &format!("{what}: {m}"));
         let mut kind = None;
         let mut comparator = Comparator::AsciiCasemap;
+        let (mut index, mut last) = (None, false);
         for (t, v) in &s.tags {
             let k = match t.as_str() {
+                // RFC 5260 §6.
+                "index" => {
+                    self.need("index", line, ":index")?;
+                    match v {
+                        Some(Arg::Number(0)) => return Err(err(":index cannot be zero")),
+                        Some(Arg::Number(n)) if index.is_none() => index = Some(*n),
+                        _ => return Err(err(":index takes one number")),
+                    }
+                    continue;
+                }
+                "last" => {
+                    self.need("index", line, ":last")?;
+                    last = true;
+                    continue;
+                }
                 "is" => MatchType::Is,
                 "contains" => MatchType::Contains,
                 "matches" => MatchType::Matches,
@@ -59,7 +84,14 @@ impl V {
                 "i;ascii-numeric cannot be used with :contains or :matches",
             ));
         }
-        Ok(Match { kind, comparator })
+        if last && index.is_none() {
+            return Err(err(":last needs :index"));
+        }
+        Ok(Match {
+            kind,
+            comparator,
+            index: index.map(|n| FieldIndex { n, last }),
+        })
     }
 
     fn addr_part(&self, s: &Split, line: usize) -> R<AddrPart> {
@@ -164,6 +196,11 @@ impl V {
                 }
                 let s = split(&t.args, line, name, |tag| {
                     match_tag(tag)
+                        .or(if matches!(name, "header" | "address") {
+                            index_tag(tag)
+                        } else {
+                            None
+                        })
                         .or(if matches!(name, "address" | "envelope") {
                             addr_tag(tag)
                         } else {
@@ -275,6 +312,7 @@ impl V {
                 let s = split(&t.args, line, name, |tag| match tag {
                     "zone" => Some(Takes::Str),
                     "originalzone" if name == "date" => Some(Takes::Nothing),
+                    _ if name == "date" => match_tag(tag).or(index_tag(tag)),
                     _ => match_tag(tag),
                 })?;
                 let m = self.match_of(&s, line, name)?;

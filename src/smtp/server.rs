@@ -21,7 +21,7 @@ use crate::accounts::{Accounts, Recipient};
 use crate::inbound::dnsbl::ClientCheck;
 use crate::logsafe::{Untrusted, UntrustedText};
 use crate::metrics::Metrics;
-use crate::net::{Admission, Refusal, accept_loop};
+use crate::net::Refusal;
 use crate::services::Services;
 use crate::spool::SpooledMessage;
 
@@ -29,17 +29,12 @@ use crate::spool::SpooledMessage;
 const MAX_ERRORS: usize = 10;
 
 pub fn spawn(svc: Arc<Services>, listener: TcpListener, mode: Mode) {
-    let handler_svc = svc.clone();
-    svc.tasks.spawn(accept_loop(
+    crate::listener::spawn(
+        &svc,
         listener,
-        svc.conns.clone(),
-        svc.shutdown.clone(),
-        svc.tasks.clone(),
-        move |stream, peer, admission| {
-            let svc = handler_svc.clone();
-            async move { handle(svc, stream, peer, admission, mode).await }
-        },
-    ));
+        move |svc, stream, peer, reason| refuse(svc, stream, peer, reason, mode),
+        move |svc, stream, peer| handle(svc, stream, peer, mode),
+    );
 }
 
 /// The account service (and the client's blocklist state) as the session's policy oracle.
@@ -139,36 +134,29 @@ fn tls_description(s: &TlsStream<TcpStream>) -> String {
     format!("{version} with cipher {cipher}")
 }
 
-async fn handle(
+/// Over the connection limits: 421 (RFC 5321 §3.8) naming which limit, then close.
+async fn refuse(
     svc: Arc<Services>,
     stream: TcpStream,
     peer: SocketAddr,
-    admission: Admission,
+    reason: Refusal,
     mode: Mode,
 ) {
-    let _guard = match admission {
-        Admission::Accepted(g) => g,
-        Admission::Refused(reason) => {
-            let text = match reason {
-                Refusal::TooManyTotal => "Too many connections, try again later",
-                Refusal::TooManyFromIp => "Too many connections from your address, try again later",
-            };
-            tracing::warn!(
-                "smtp connection refused: service={} peer={peer} reason={reason:?}",
-                mode.service()
-            );
-            // On 465 the client expects a TLS handshake: a clear-text 421 would be noise, and
-            // a handshake for a refused connection is CPU spent for an abuser. Just close.
-            if mode != Mode::Submissions {
-                let mut s = stream;
-                let reply = Reply::new(421, "4.7.0", format!("{} {text}", svc.config.hostname));
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(5), s.write_all(&reply.to_bytes()))
-                        .await;
-            }
-            return;
-        }
+    let text = match reason {
+        Refusal::TooManyTotal => "Too many connections, try again later",
+        Refusal::TooManyFromIp => "Too many connections from your address, try again later",
     };
+    tracing::warn!(
+        "smtp connection refused: service={} peer={peer} reason={reason:?}",
+        mode.service()
+    );
+    // On 465 the client expects a TLS handshake: a clear-text 421 would be noise, and a
+    // handshake for a refused connection is CPU spent for an abuser. Just close.
+    let reply = Reply::new(421, "4.7.0", format!("{} {text}", svc.config.hostname));
+    crate::listener::say_unless_tls(stream, mode == Mode::Submissions, &reply.to_bytes()).await;
+}
+
+async fn handle(svc: Arc<Services>, stream: TcpStream, peer: SocketAddr, mode: Mode) {
     Metrics::inc(&svc.metrics.smtp_connections);
     tracing::info!("smtp connect: service={} peer={peer}", mode.service());
     let mut conn = Conn {
@@ -366,6 +354,13 @@ impl Conn {
                     (&self.svc.store, self.svc.config.limits.mailbox_quota),
                 );
                 let (verb, action) = match line {
+                    // RCPT resolves the account and sums the mailbox's usage for the quota,
+                    // MAIL may check the sender's account: file system reads (the accounts
+                    // files' stamp, each folder of the mailbox), kept off the async workers.
+                    Line::Complete(l) if matches!(command_verb(&l).as_str(), "RCPT" | "MAIL") => (
+                        command_verb(&l),
+                        crate::inbound::cpu_bound(|| self.session.line(&l, &dir)),
+                    ),
                     Line::Complete(l) => (command_verb(&l), self.session.line(&l, &dir)),
                     Line::TooLong => (String::from("(too long)"), self.session.line_too_long()),
                 };

@@ -203,7 +203,7 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
 /// through their script (`delivery::sieve`). A reject from every local recipient, with
 /// nothing else to deliver, is refused here, before any 250 (RFC 5429 §2.1: 550 5.7.1 with
 /// the script's reason); otherwise a rejecting user's copy is dropped and the sender gets a
-/// notice.
+/// DSN.
 async fn filtered_delivery(
     ctx: &Context<'_>,
     tx: &Transaction,
@@ -213,6 +213,10 @@ async fn filtered_delivery(
 ) -> Reply {
     let svc = ctx.svc;
     let rp = headers::return_path(&tx.mail_from);
+    let (groups, over) = match over_quota(ctx, tx, plan, id, groups, rp.len()).await {
+        Ok(x) => x,
+        Err(refusal) => return refusal,
+    };
     let scripts = crate::sieve::scripts::ScriptStore::new(&svc.config.data_dir);
     let mut rejects = Vec::new();
     let mut total = 0;
@@ -242,8 +246,16 @@ async fn filtered_delivery(
             .collect();
         // A script reads the whole message (body tests), so it is held in memory here.
         let bytes = stored.to_vec();
-        match delivery::sieve::deliver(&svc.sieve_env(), &rcpts, folder, &tx.mail_from, &rp, &bytes)
-            .await
+        match delivery::sieve::deliver(
+            &svc.sieve_env(),
+            id,
+            &rcpts,
+            folder,
+            &tx.mail_from,
+            &rp,
+            &bytes,
+        )
+        .await
         {
             Ok(f) => rejects.extend(f.rejects.into_iter().map(|r| (r, bytes.clone()))),
             Err(e) => {
@@ -256,19 +268,79 @@ async fn filtered_delivery(
         if rejects.len() == total && plan.remote.is_empty() {
             let reason: String = rejects[0]
                 .0
-                .1
+                .reason
                 .chars()
                 .map(|c| if c.is_control() { ' ' } else { c })
                 .take(400)
                 .collect();
             return Reply::new(550, "5.7.1", reason.trim().to_string());
         }
-        for ((user, reason), stored) in &rejects {
-            delivery::sieve::reject_notice(&svc.sieve_env(), &tx.mail_from, user, reason, stored)
+        for (reject, stored) in &rejects {
+            delivery::sieve::reject_notice(&svc.sieve_env(), id, &tx.mail_from, reject, stored)
                 .await;
         }
     }
+    if !over.is_empty() {
+        let env = delivery::quota::DsnEnv {
+            config: &svc.config,
+            queue: &svc.queue,
+            dkim: &svc.dkim,
+        };
+        let message = tx.message.as_bytes();
+        delivery::quota::report_over_quota(&env, id, &tx.mail_from, &over, message).await;
+    }
     ok(id)
+}
+
+/// The quota with the real size, before anything is stored (the policy is in
+/// `delivery::quota`). Ok: the groups without the users over quota, and the addresses those
+/// were reached by (for the DSN). Err: the reply refusing the whole message.
+async fn over_quota(
+    ctx: &Context<'_>,
+    tx: &Transaction,
+    plan: &Plan,
+    id: &str,
+    groups: Vec<(Vec<String>, &'static str, Outgoing)>,
+    return_path: usize,
+) -> Result<(Vec<(Vec<String>, &'static str, Outgoing)>, Vec<String>), Reply> {
+    let limit = ctx.svc.config.limits.mailbox_quota;
+    let wanted: Vec<(String, u64)> = groups
+        .iter()
+        .flat_map(|(users, _, stored)| {
+            let size = (stored.len() + return_path) as u64;
+            users.iter().map(move |u| (u.clone(), size))
+        })
+        .collect();
+    let largest = wanted.iter().map(|w| w.1).max().unwrap_or(0);
+    let over = delivery::quota::over_quota(&ctx.svc.store, limit, wanted.clone()).await;
+    if over.is_empty() {
+        return Ok((groups, Vec::new()));
+    }
+    tracing::info!(id, users = ?over, "over quota with this message");
+    if over.len() >= wanted.len() && plan.remote.is_empty() {
+        return Err(if largest > limit {
+            Reply::new(552, "5.2.2", "Message larger than the mailbox quota")
+        } else {
+            Reply::new(452, "4.2.2", "Mailbox full, try again later")
+        });
+    }
+    let groups = groups
+        .into_iter()
+        .map(|(users, folder, stored)| {
+            let users = users.into_iter().filter(|u| !over.contains(u)).collect();
+            (users, folder, stored)
+        })
+        .collect();
+    let addresses = over
+        .iter()
+        .map(|u| {
+            tx.rcpts
+                .iter()
+                .find(|r| r.users.contains(u))
+                .map_or_else(|| u.clone(), |r| r.address.clone())
+        })
+        .collect();
+    Ok((groups, addresses))
 }
 
 async fn submission_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: &str) -> Reply {

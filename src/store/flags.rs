@@ -80,6 +80,17 @@ pub fn system_flag(name: &str) -> Option<u8> {
     })
 }
 
+/// Can `name` be stored as an IMAP keyword (RFC 3501 §9 `flag-keyword = atom`)? Not a
+/// `\\` system flag, 1 to 100 atom characters: no space, control, `(){%*"\\]`.
+pub fn is_keyword(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name.bytes().all(|b| {
+            b.is_ascii_graphic()
+                && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
+        })
+}
+
 /// IMAP names of the system bits, in a stable order.
 pub fn system_names(bits: u8) -> impl Iterator<Item = &'static str> {
     [

@@ -126,7 +126,9 @@ impl Store {
         self.hub.forget_under(&dir);
         fs::remove_dir_all(&trash)?;
         fsync_dir(&self.user_dir(user)?)?;
-        let _ = self.set_subscribed(user, name, false);
+        // The subscription stays: the server MUST NOT remove a name from the subscription
+        // list on its own (RFC 3501 §6.3.6, RFC 9051 §6.3.7); LIST (SUBSCRIBED) then shows it
+        // \NonExistent and LSUB \Noselect. Dovecot keeps it too.
         Ok(())
     }
 
@@ -176,10 +178,9 @@ impl Store {
             self.hub.forget_under(&cdir);
         }
         fsync_dir(&root)?;
-        if self.subscriptions(user)?.contains(from) {
-            self.set_subscribed(user, from, false)?;
-            self.set_subscribed(user, to, true)?;
-        }
+        // Subscriptions are not moved: RFC 9051 §6.3.6 leaves the old name subscribed (the
+        // client re-subscribes if it wants to), and Dovecot 2.3 does the same (checked: after
+        // RENAME b d, LSUB still lists b and not d).
         Ok(())
     }
 

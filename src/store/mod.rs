@@ -193,14 +193,18 @@ impl Store {
     }
 
     /// Deliver durably into an existing mailbox named as IMAP names it (Sieve `fileinto`,
-    /// `keep`), with IMAP system flags (`\\Seen`…); other names (keywords) are not kept.
+    /// `keep`), with IMAP flags: system flags (`\\Seen`…) and keywords (RFC 5232 `$Work`,
+    /// `todo`…). A message with keywords is appended through the mailbox's index, which
+    /// records new keyword names (`dovecot-keywords`) so IMAP announces them in FLAGS;
+    /// names that are not IMAP atoms are dropped (RFC 5232 §2: invalid flags are ignored),
+    /// and a mailbox that has used all 26 keyword letters gets the message without them.
     pub fn deliver_mailbox(
         &self,
         user: &str,
         name: &MailboxName,
         message: &[u8],
         imap_flags: &[String],
-    ) -> io::Result<PathBuf> {
+    ) -> io::Result<()> {
         if !self.mailbox_exists(user, &MailboxName::Inbox) {
             self.ensure_user(user)?;
         }
@@ -208,15 +212,35 @@ impl Store {
             .iter()
             .filter_map(|f| flags::system_flag(f))
             .fold(0, |a, b| a | b);
+        let mut keywords: Vec<String> = Vec::new();
+        for k in imap_flags {
+            if flags::system_flag(k).is_none()
+                && flags::is_keyword(k)
+                && !keywords.iter().any(|x| x.eq_ignore_ascii_case(k))
+            {
+                keywords.push(k.clone());
+            }
+        }
+        if !keywords.is_empty() {
+            let mb = self.mailbox(user, name)?;
+            match mb.append(message, system, &keywords, None) {
+                Ok(_) => return Ok(()),
+                // Only the keyword table can refuse before anything is written.
+                Err(e) if e.to_string().contains("too many keywords") => {
+                    tracing::warn!(%user, "{e}: delivering without the keywords {keywords:?}");
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let info = flags::Flags {
             system,
             keywords: 0,
         }
         .to_info();
         let dir = self.mailbox_dir(user, name)?;
-        let path = maildir_write::deliver_to_maildir_flagged(&dir, message, &info)?;
+        maildir_write::deliver_to_maildir_flagged(&dir, message, &info)?;
         self.hub.notify(&dir);
-        Ok(path)
+        Ok(())
     }
 
     /// Open a mailbox through the change hub (shared with every other session on it).
@@ -263,6 +287,44 @@ mod tests {
             .deliver("alice@example.com", Folder::Named("Junk"), b"x")
             .unwrap();
         assert!(j.starts_with(d.path().join("mail/example.com/alice/.Junk/new")));
+    }
+
+    /// Sieve imap4flags: system flags and keywords both survive delivery, the keyword names
+    /// are recorded (IMAP's FLAGS lists them), invalid names are dropped.
+    #[test]
+    fn deliver_mailbox_keeps_keywords() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::new(d.path());
+        let u = "alice@example.com";
+        let flags: Vec<String> = ["\\Flagged", "$Work", "todo", "bad word", "\\Bogus", "$work"]
+            .map(String::from)
+            .to_vec();
+        s.deliver_mailbox(u, &MailboxName::Inbox, b"Subject: a\r\n\r\nx\r\n", &flags)
+            .unwrap();
+        s.deliver_mailbox(
+            u,
+            &MailboxName::Inbox,
+            b"Subject: b\r\n\r\ny\r\n",
+            &["\\Seen".into()],
+        )
+        .unwrap();
+        let mb = s.mailbox(u, &MailboxName::Inbox).unwrap();
+        mb.refresh().unwrap();
+        let ix = mb.lock();
+        assert_eq!(ix.keywords, vec!["$Work".to_string(), "todo".to_string()]);
+        assert_eq!(ix.msgs.len(), 2);
+        let with_kw = ix
+            .msgs
+            .iter()
+            .find(|m| m.flags.keywords != 0)
+            .expect("keywords kept");
+        assert_eq!(ix.keyword_names(with_kw.flags), vec!["$Work", "todo"]);
+        assert_eq!(with_kw.flags.system, flags::FLAGGED);
+        assert!(
+            ix.msgs
+                .iter()
+                .any(|m| m.flags.system == flags::SEEN && m.flags.keywords == 0)
+        );
     }
 
     #[test]

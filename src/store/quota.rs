@@ -41,7 +41,8 @@ impl Mailbox {
             .sum()
     }
 
-    fn msg_size(&self, m: &super::mailbox::Msg) -> u64 {
+    /// A message's octets: from its base name's `S=` when present, else from the file.
+    pub fn msg_size(&self, m: &super::mailbox::Msg) -> u64 {
         size_in_name(&m.base).unwrap_or_else(|| {
             std::fs::metadata(self.path_of(m))
                 .map(|md| md.len())

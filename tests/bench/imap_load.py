@@ -3,12 +3,12 @@
 
     python3 tests/bench/imap_load.py --host 127.0.0.1 --port 1143 \
         --user-fmt 'u{n}@example.test' --password pw \
-        [--accounts 20] [--clients 10] [--seconds 20] [--seed 1] [--fill 200] [--json] \
+        [--tls] [--accounts 20] [--clients 10] [--seconds 20] [--seed 1] [--fill 200] [--json] \
         [--around 'perf stat -e instructions -p PID']
 
 Stdlib only (asyncio, plain TCP, LOGIN), so it runs against postern and Dovecot alike. The
 accounts must exist (`u0@…` … `u19@…` with the default --user-fmt: `{n}` is 0-based); the
-server must allow LOGIN without TLS on this port.
+server must allow LOGIN without TLS on this port (or give --tls for IMAPS).
 
 What it does:
   1. Setup (not timed): every client opens one session per account it serves and logs in
@@ -48,6 +48,7 @@ import asyncio
 import json
 import random
 import re
+import ssl
 import sys
 import time
 
@@ -96,8 +97,13 @@ class Conn:
         self.literal_plus = False
 
     @classmethod
-    async def open(cls, host, port, account):
-        r, w = await asyncio.open_connection(host, port, limit=1 << 22)
+    async def open(cls, host, port, account, tls=False):
+        ctx = None
+        if tls:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        r, w = await asyncio.open_connection(host, port, ssl=ctx, limit=1 << 22)
         c = cls(r, w, account)
         greeting = await r.readline()
         if not greeting.startswith(b"* OK"):
@@ -277,7 +283,7 @@ async def main_async(args):
     by_account = {}
 
     async def login(c, a):
-        conn = await Conn.open(args.host, args.port, a)
+        conn = await Conn.open(args.host, args.port, a, args.tls)
         await conn.login(args.user_fmt.format(n=a), args.password)
         by_account.setdefault(a, []).append(conn)
         return conn
@@ -348,6 +354,7 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--tls", action="store_true", help="implicit TLS (IMAPS), certificate not checked")
     ap.add_argument("--user-fmt", default="u{n}@example.test",
                     help="account name pattern, {n} = 0 … accounts-1")
     ap.add_argument("--password", default="pw")

@@ -75,7 +75,7 @@ def main():
     with open(cfg, "w") as f:
         f.write(f'domain = "example.test"\nhostname = "mail.example.test"\ndata_dir = "{tmp}/data"\n'
                 f'[listen]\nsmtp = ["127.0.0.1:{smtp}"]\nsubmission = []\nsubmissions = []\n'
-                f'imap = ["127.0.0.1:{imap}"]\nimaps = ["127.0.0.1:{imaps}"]\nhttp = []\n[tls]\nsource = "self-signed"\n'
+                f'imap = ["127.0.0.1:{imap}"]\nimaps = ["127.0.0.1:{imaps}"]\nhttp = []\nmanagesieve = []\n[tls]\nsource = "self-signed"\n'
                 f'[imap]\nallow_plaintext_auth = true\n[limits]\nmax_connections_per_ip = 1000\n')
     users = ["user@example.test"] + [f"u{i}@example.test" for i in range(a.parallel)]
     for u in users:

@@ -100,6 +100,7 @@ submissions = ["127.0.0.1:{free_port()}"]
 imap = ["127.0.0.1:{self.imap}"]
 imaps = ["127.0.0.1:{free_port()}"]
 http = ["127.0.0.1:{free_port()}"]
+managesieve = []
 [tls]
 source = "self-signed"
 [imap]

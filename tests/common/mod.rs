@@ -49,6 +49,7 @@ pub struct Ports {
     pub imaps: u16,
     pub pop3: u16,
     pub pop3s: u16,
+    pub managesieve: u16,
     pub http: u16,
 }
 
@@ -62,6 +63,7 @@ impl Ports {
             imaps: free_port(),
             pop3: free_port(),
             pop3s: free_port(),
+            managesieve: free_port(),
             http: free_port(),
         }
     }
@@ -115,7 +117,8 @@ impl Postern {
         let text = format!(
             "domain = \"{domain}\"\nhostname = \"{host}\"\ndata_dir = \"{data}\"\n\
              [listen]\nsmtp = [\"127.0.0.1:{}\"]\nsubmission = [\"127.0.0.1:{}\"]\nsubmissions = [\"127.0.0.1:{}\"]\n\
-             imap = [\"127.0.0.1:{}\"]\nimaps = [\"127.0.0.1:{}\"]\npop3 = [\"127.0.0.1:{}\"]\npop3s = [\"127.0.0.1:{}\"]\nhttp = [\"127.0.0.1:{}\"]\n{tls}\n{extra}\n",
+             imap = [\"127.0.0.1:{}\"]\nimaps = [\"127.0.0.1:{}\"]\npop3 = [\"127.0.0.1:{}\"]\npop3s = [\"127.0.0.1:{}\"]\n\
+             managesieve = [\"127.0.0.1:{}\"]\nhttp = [\"127.0.0.1:{}\"]\n{tls}\n{extra}\n",
             ports.smtp,
             ports.submission,
             ports.submissions,
@@ -123,6 +126,7 @@ impl Postern {
             ports.imaps,
             ports.pop3,
             ports.pop3s,
+            ports.managesieve,
             ports.http,
             domain = setup.domain,
             host = setup.hostname,

@@ -21,6 +21,7 @@ pub(super) fn listeners(config: &Config) -> Vec<(&'static str, SocketAddr)> {
         ("submissions", &l.submissions),
         ("imap", &l.imap),
         ("imaps", &l.imaps),
+        ("managesieve", &l.managesieve),
         ("http", &l.http),
         ("https", &l.https),
         ("metrics", &l.metrics),
@@ -138,6 +139,16 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                 return Err(format!("unexpected IMAP greeting {g:?}"));
             }
             let _ = s.write_all(b"a LOGOUT\r\n").await;
+            Ok(g)
+        }
+        // RFC 5804 §1.7: the greeting is the capability list, its first line a quoted
+        // capability name ("IMPLEMENTATION" for us).
+        "managesieve" => {
+            let g = greeting(s, wait).await?;
+            if !g.starts_with('"') {
+                return Err(format!("unexpected ManageSieve greeting {g:?}"));
+            }
+            let _ = s.write_all(b"LOGOUT\r\n").await;
             Ok(g)
         }
         _ => {

@@ -586,26 +586,6 @@ impl FetchJob {
     }
 }
 
-#[cfg(test)]
-mod cache_bytes_tests {
-    use super::Cached;
-
-    #[test]
-    fn cached_renderings_round_trip_and_truncation_is_refused() {
-        let c = Cached {
-            size: 1234,
-            envelope: b"(NIL \"s\")".to_vec(),
-            body: b"(\"TEXT\" \"PLAIN\")".to_vec(),
-            bodystructure: Vec::new(),
-        };
-        let b = c.to_bytes();
-        assert_eq!(Cached::from_bytes(&b), Some(c));
-        for cut in 0..b.len() {
-            assert_eq!(Cached::from_bytes(&b[..cut]), None, "cut at {cut}");
-        }
-    }
-}
-
 impl Session {
     /// FETCH and UID FETCH: resolve the set, then run (or start) a job.
     pub(crate) fn fetch(
@@ -650,6 +630,26 @@ impl Session {
             );
         } else {
             cmd_ok(out, &job.tag, "FETCH completed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod cache_bytes_tests {
+    use super::Cached;
+
+    #[test]
+    fn cached_renderings_round_trip_and_truncation_is_refused() {
+        let c = Cached {
+            size: 1234,
+            envelope: b"(NIL \"s\")".to_vec(),
+            body: b"(\"TEXT\" \"PLAIN\")".to_vec(),
+            bodystructure: Vec::new(),
+        };
+        let b = c.to_bytes();
+        assert_eq!(Cached::from_bytes(&b), Some(c));
+        for cut in 0..b.len() {
+            assert_eq!(Cached::from_bytes(&b[..cut]), None, "cut at {cut}");
         }
     }
 }

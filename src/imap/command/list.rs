@@ -216,6 +216,7 @@ impl Session {
         }
         let utf8 = self.utf8_names();
         let subs = self.svc.store.subscriptions(&user).unwrap_or_default();
+        let all = self.svc.store.list_mailboxes(&user).ok();
         let hit = |n: &MailboxName| matches(&full, n, utf8);
         // Subscriptions, and the unsubscribed parents standing for subscribed children a `%`
         // does not reach, as \Noselect (RFC 3501 §6.3.9).
@@ -237,8 +238,12 @@ impl Session {
         shown.sort_by(|a, b| {
             (a.0 != MailboxName::Inbox, a.0.wire()).cmp(&(b.0 != MailboxName::Inbox, b.0.wire()))
         });
-        for (name, noselect) in shown {
-            let attrs = if noselect { "\\Noselect" } else { "" };
+        for (name, parent) in shown {
+            // A subscription whose mailbox is gone (DELETE keeps it, RFC 3501 §6.3.6) cannot
+            // be selected: \Noselect, where LIST (SUBSCRIBED) says \NonExistent (RFC 5258
+            // §3). Dovecot 2.3 prints `()` here; \Noselect spares clients a failing SELECT.
+            let gone = !parent && all.as_ref().is_some_and(|a| !a.contains(&name));
+            let attrs = if parent || gone { "\\Noselect" } else { "" };
             let mut line = format!("* LSUB ({attrs}) \"{DELIM}\" ").into_bytes();
             wire::mailbox(&mut line, &name.shown(utf8), utf8);
             line.extend_from_slice(b"\r\n");

@@ -44,12 +44,8 @@ impl Session {
                 ),
                 StatusDataItemName::HighestModSeq => format!("HIGHESTMODSEQ {}", ix.modseq),
                 StatusDataItemName::Size => {
-                    let total: u64 = ix
-                        .msgs
-                        .iter()
-                        .filter_map(|m| std::fs::metadata(mb.path_of(m)).ok())
-                        .map(|m| m.len())
-                        .sum();
+                    // The `S=` of each file name when present: no stat per message.
+                    let total: u64 = ix.msgs.iter().map(|m| mb.msg_size(m)).sum();
                     format!("SIZE {total}")
                 }
                 _ => continue,

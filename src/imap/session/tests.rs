@@ -613,6 +613,8 @@ mod conformance;
 #[cfg(test)]
 mod limits;
 mod model;
+mod status_size;
+mod subscriptions;
 
 #[test]
 fn unauthenticate_returns_to_the_start() {

@@ -3,6 +3,7 @@
 use super::{RunError, State, split_flags};
 use crate::sieve::ast::{AddrPart, Match, Test, Zone};
 use crate::sieve::matching::{MatchType, any_match};
+use crate::sieve::message::{decode_unstructured, field_addresses};
 
 /// RFC 5233 §4: our subaddress separator, as in `user+tag@domain`.
 const SEPARATOR: char = '+';
@@ -37,7 +38,8 @@ impl State<'_> {
             Test::Header { m, names, keys } => {
                 let mut values = Vec::new();
                 for n in names {
-                    values.extend(self.msg.header_values(&self.expand(n)));
+                    let fields: Vec<&[u8]> = self.msg.raw_values(&self.expand(n)).collect();
+                    values.extend(select(m, fields).into_iter().map(decode_unstructured));
                 }
                 self.compare(m, &values, keys)
             }
@@ -49,7 +51,9 @@ impl State<'_> {
             } => {
                 let mut values = Vec::new();
                 for n in names {
-                    for (a, usable) in self.msg.addresses(&self.expand(n)) {
+                    let fields: Vec<&[u8]> = self.msg.raw_values(&self.expand(n)).collect();
+                    let addrs = select(m, fields).into_iter().flat_map(field_addresses);
+                    for (a, usable) in addrs {
                         if usable {
                             values.extend(address_part(&a, *part));
                         } else if *part == AddrPart::All {
@@ -138,15 +142,24 @@ impl State<'_> {
                     None => super::date::part(self.ctx.now, zone.unwrap_or(0), &part)
                         .into_iter()
                         .collect(),
-                    // RFC 5260 §4.2: the first field of that name.
-                    Some(h) => self
-                        .msg
-                        .raw_values(&self.expand(h))
-                        .next()
-                        .and_then(super::date::parse_header_date)
-                        .and_then(|(ts, orig)| super::date::part(ts, zone.unwrap_or(orig), &part))
-                        .into_iter()
-                        .collect(),
+                    // RFC 5260 §4.2: the first field of that name, or the one `:index`
+                    // names (§6).
+                    Some(h) => {
+                        let fields: Vec<&[u8]> = self.msg.raw_values(&self.expand(h)).collect();
+                        let chosen = match m.index {
+                            Some(_) => select(m, fields),
+                            None => fields.into_iter().take(1).collect(),
+                        };
+                        chosen
+                            .into_iter()
+                            .next()
+                            .and_then(super::date::parse_header_date)
+                            .and_then(|(ts, orig)| {
+                                super::date::part(ts, zone.unwrap_or(orig), &part)
+                            })
+                            .into_iter()
+                            .collect()
+                    }
                 };
                 self.compare(m, &values, keys)
             }
@@ -174,6 +187,15 @@ impl State<'_> {
             }
         }
         hit
+    }
+}
+
+/// The fields of one name a test looks at: all of them, or the one `:index` picks (RFC 5260
+/// §6; each name is counted on its own).
+fn select<'a>(m: &Match, fields: Vec<&'a [u8]>) -> Vec<&'a [u8]> {
+    match m.index {
+        None => fields,
+        Some(ix) => ix.pick(fields).into_iter().collect(),
     }
 }
 

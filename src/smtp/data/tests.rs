@@ -243,7 +243,7 @@ impl Rng {
 /// look like, and its output is canonical CRLF.
 #[test]
 fn random_soup_ends_only_at_a_real_crlf_dot_crlf() {
-    let mut rng = Rng(0x5EED_0F_5A1D_2026);
+    let mut rng = Rng(0x005E_ED0F_5A1D_2026);
     for _ in 0..20_000 {
         let input = rng.soup(40);
         let mut framed = b"\r\n".to_vec();

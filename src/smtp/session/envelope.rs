@@ -180,9 +180,9 @@ impl Session {
         };
         let rcpt = match resolved.clone() {
             Recipient::Local { users, forward } => {
-                // Checked here, where it is cheap to refuse one recipient; a message that
-                // takes a user over the limit after RCPT is still delivered (the quota is
-                // soft by at most one message for SMTP; IMAP APPEND/COPY are exact).
+                // A mailbox already full is refused here, one recipient at a time; one the
+                // message would take over the limit is found after DATA, when its size is
+                // known (`delivery::quota`).
                 if let Some(u) = users.iter().find(|u| dir.mailbox_full(u)) {
                     tracing::info!(user = %u, "recipient refused: mailbox over quota");
                     return Action::Reply(r(
