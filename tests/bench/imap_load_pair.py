@@ -2,14 +2,14 @@
 """postern and Dovecot side by side under tests/bench/imap_load.py (issue 15, IMAP row).
 
     python3 tests/bench/imap_load_pair.py [--bin target/release/postern] [--rounds 2]
-        [--seconds 20] [--accounts 20] [--clients 10] [--count instructions|strace|none]
+        [--seconds 20] [--accounts 20] [--clients 10] [--count cpu|strace|none]
         [--only postern|dovecot]
 
 As root (Dovecot drops to `nobody` for mail access). Makes M accounts on each server
 (postern: `postern user add … --password-stdin`; Dovecot: a passwd-file with the PLAIN scheme,
 so no password hashing is compared; logins are outside the timing anyway), fills each INBOX
 with 200 small messages (the driver's --fill), then runs the driver against each server in
-turn, `--rounds` times, alternating. `--count instructions` wraps each timed phase in
+turn, `--rounds` times, alternating. `--count cpu` (alias `instructions`) wraps each timed phase in
 `perf stat -e task-clock,instructions` on the server's processes (postern: its pid;
 Dovecot: its imap processes; instructions only where the CPU exposes counters, task-clock
 CPU time everywhere) and `--count strace` in `strace -c -f` (postern only), and prints them per op:
@@ -133,7 +133,7 @@ service imap-login {{
 
 
 def around_cmd(kind, server):
-    if kind == "instructions":
+    if kind in ("cpu", "instructions"):
         if isinstance(server, Dovecot):
             # The imap processes of this Dovecot (children of its master), found once the
             # sessions are logged in, i.e. when the timed phase starts.
@@ -172,7 +172,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--accounts", type=int, default=20)
     ap.add_argument("--clients", type=int, default=10)
-    ap.add_argument("--count", choices=("instructions", "strace", "none"), default="none")
+    ap.add_argument("--count", choices=("cpu", "instructions", "strace", "none"), default="none")
     ap.add_argument("--only", choices=("postern", "dovecot"))
     ap.add_argument("--around", help="postern only: a command for the timed phase, {pid} = the "
                     "server's pid (e.g. 'perf record -g -o /tmp/p.data -p {pid}')")
