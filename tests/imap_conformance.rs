@@ -144,3 +144,89 @@ print('ALL OK')
     let out = python(&script);
     assert!(out.contains("ALL OK"), "{out}");
 }
+
+/// Cases Dovecot's imaptest found (tests/imaptest/run.sh), rebuilt from the RFC text.
+#[test]
+fn imaptest_found_cases() {
+    let p = Postern::start();
+    p.add_user(USER, PASS);
+    let script = format!(
+        r#"PORT = {port}
+USER = '{USER}'
+PASS = '{PASS}'
+{PY}
+a = conn()
+def raw(cmd):
+    tag = a._new_tag()
+    a.send(tag + b' ' + cmd + b'\r\n')
+    lines = []
+    while True:
+        l = a.readline()
+        lines.append(l)
+        if l.endswith(b'}}\r\n'):
+            n = int(l[l.rindex(b'{{') + 1:-3])
+            lines.append(a.read(n))
+        if l.startswith(tag + b' '):
+            return lines
+# RFC 3501 §9: '[' is an atom-char, so it may appear in an unquoted list-mailbox.
+r = raw(b'LIST "" !#$&\'+,-.0123456789:;<=>?@^_`|[}}%*')
+assert b' OK ' in r[-1], r
+# RFC 3501 §6.3.3: a trailing hierarchy delimiter declares intent to create inferiors;
+# the mailbox created is the name without it.
+ok(a.create('proj.'))
+ok(a.create('proj.sub.'))
+names = [x.decode() for x in ok(a.list('""', 'proj*'))]
+assert any(n.endswith('"proj"') for n in names), names
+assert any(n.endswith('"proj.sub"') for n in names), names
+assert not any(n.endswith('."') for n in names), names
+# RFC 3516 §4.4 / RFC 3501 §4.3: content with NUL octets APPENDed in a literal8 is never
+# sent back in a plain literal: BODY[1] is base64, BINARY[1] the original octets.
+body = b'\x00-\xe4\r\n\r\n'
+msg = b'From: u@example.test\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n' + body
+r = raw(b'APPEND INBOX ~{{%d+}}\r\n' % len(msg) + msg)
+assert b' OK ' in r[-1], r
+ok(a.select('INBOX'))
+r = raw(b'FETCH 1 (BODY.PEEK[1])')
+assert r[1] == b'AC3kDQoNCg==', r
+r = raw(b'FETCH 1 (BINARY.SIZE[1])')
+assert b'BINARY.SIZE[1] 7' in r[0], r
+r = raw(b'FETCH 1 (BODY.PEEK[])')
+assert b'\x00' not in r[1] and b'Content-Transfer-Encoding: base64' in r[1], r
+# RFC 2046 §5.2.1: the embedded message is the whole message/rfc822 body, epilogue included.
+inner = b'Subject: in\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\npro\r\n--b\r\nContent-Type: text/x-own\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8gd29ybGQ=\r\n--b--\r\n\r\nepilogue\r\n'
+ok(a.append('INBOX', None, None, b'From: o@example.test\r\nContent-Type: message/rfc822\r\n\r\n' + inner))
+ok(a.noop())
+r = raw(b'FETCH 2 (BODY.PEEK[1.TEXT])')
+assert r[1].endswith(b'--b--\r\n\r\nepilogue\r\n'), r
+# RFC 3501 §6.4.4: BODY/TEXT search every text part, decoded, and TEXT the headers of the
+# embedded message too.
+assert ok(a.search(None, 'BODY', '"hello world"')) == [b'2'], 'body'
+assert ok(a.search(None, 'TEXT', '"Subject: in"')) == [b'2'], 'text'
+# RFC 3501 §7.4.2: groups, an empty group and a group holding only a comment.
+ok(a.append('INBOX', None, None, b'From: <@route:user@domain>\r\nCc: group:;, group2: (foo) ;\r\n\r\nx\r\n'))
+ok(a.noop())
+d = ok(a.fetch('3', 'ENVELOPE'))[0]
+assert b'((NIL "@route" "user" "domain"))' in d, d
+assert b'((NIL NIL "group" NIL)(NIL NIL NIL NIL)(NIL NIL "group2" NIL)(NIL NIL NIL NIL))' in d, d
+# RFC 3501 §6.4.4: SUBJECT looks in the envelope's subject; a message without one does not
+# match even the empty string, and encoded words match by their decoded text only.
+ok(a.append('INBOX', None, None, b'Subject: =?iso-8859-1?q?RE:_C?=\r\n\r\nx\r\n'))
+ok(a.noop())
+assert ok(a.search(None, 'SUBJECT', '""')) == [b'4'], 'empty subject'
+assert ok(a.search(None, 'SUBJECT', '"re: c"')) == [b'4'], 'decoded'
+assert ok(a.search(None, 'SUBJECT', 'iso')) == [b''], 'raw'
+# A message another session expunged that this one was not told about (no EXPUNGE during
+# SEARCH, RFC 3501 §7.4.1) still has its sequence number: a set naming it matches it.
+b = conn()
+ok(b.select('INBOX'))
+ok(b.store('2', '+FLAGS', '(\\Deleted)'))
+ok(b.expunge())
+assert ok(a.search(None, '1:3')) == [b'1 2 3'], 'held-back expunge'
+assert ok(a.search(None, '2', 'SEEN')) == [b''], 'no flags to go by'
+print('ALL OK')
+"#,
+        port = p.ports.imaps,
+    );
+    let out = python(&script);
+    assert!(out.contains("ALL OK"), "{out}");
+}

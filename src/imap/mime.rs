@@ -49,8 +49,10 @@ pub fn parse(data: &[u8]) -> Part {
     };
     match MessageParser::default().parse(data) {
         Some(msg) if !msg.parts.is_empty() => {
-            let base = 0usize;
-            build(&msg, 0, data, base, 0)
+            let mut root = build(&msg, 0, data, 0, 0);
+            // The message text runs to the end of the message, epilogue included.
+            root.body.1 = data.len();
+            root
         }
         _ => fallback(),
     }
@@ -182,7 +184,12 @@ fn build(
             let outer = data.as_ptr() as usize;
             let ip = raw.as_ptr() as usize;
             if ip >= outer && ip + raw.len() <= outer + data.len() && !inner.parts.is_empty() {
-                part.message = Some(Box::new(build(inner, 0, data, ip - outer, depth + 1)));
+                let mut m = build(inner, 0, data, ip - outer, depth + 1);
+                // The embedded message is the whole body of the message/rfc822 part (RFC
+                // 2046 §5.2.1): its text runs to the part's end, a multipart's epilogue
+                // included, wherever the parser stopped.
+                m.body.1 = m.body.1.max(bend);
+                part.message = Some(Box::new(m));
             } else {
                 let s = bstart;
                 let he = header_end(data, s).min(bend);
@@ -310,9 +317,16 @@ fn address_list(out: &mut Vec<u8>, block: &[u8], name: &str) -> bool {
     let one = |out: &mut Vec<u8>, a: &mail_parser::Addr<'_>| {
         let email = a.address.as_deref().unwrap_or("");
         let (local, host) = email.rsplit_once('@').unwrap_or((email, ""));
+        // RFC 5322 §4.4 obs-route `<@route:user@domain>`: the route is the address's adl.
+        let (adl, local) = match local.split_once(':') {
+            Some((route, rest)) if route.starts_with('@') => (Some(route), rest),
+            _ => (None, local),
+        };
         out.push(b'(');
         nstring(out, a.name.as_deref().map(encode_word).as_deref());
-        out.extend_from_slice(b" NIL ");
+        out.push(b' ');
+        nstring(out, adl.map(str::as_bytes));
+        out.push(b' ');
         string(out, local.as_bytes());
         out.push(b' ');
         if host.is_empty() {
@@ -333,7 +347,11 @@ fn address_list(out: &mut Vec<u8>, block: &[u8], name: &str) -> bool {
                     out.extend_from_slice(b"(NIL NIL ");
                     string(out, &encode_word(n));
                     out.extend_from_slice(b" NIL)");
-                    g.addresses.iter().for_each(|a| one(out, a));
+                    // A comment alone (`group: (foo) ;`) is no mailbox of the group.
+                    g.addresses
+                        .iter()
+                        .filter(|a| a.address.as_deref().is_some_and(|e| !e.is_empty()))
+                        .for_each(|a| one(out, a));
                     out.extend_from_slice(b"(NIL NIL NIL NIL)");
                 } else {
                     g.addresses.iter().for_each(|a| one(out, a));

@@ -94,27 +94,62 @@ fn header_text(data: &[u8], name: &str) -> String {
             }
             _ => {}
         }
-        // Keep the raw text too, so searches for undecoded forms match as well.
+        // Keep the raw text too, so searches for undecoded forms match as well; but not
+        // when it holds encoded words (RFC 2047): "iso" or "utf-8" would then match every
+        // encoded subject, which the decoded text does not contain.
         out.push(' ');
-        if let Some(raw) = super::mime::header_value(&data[..hend], name) {
+        if let Some(raw) = super::mime::header_value(&data[..hend], name)
+            && !raw.windows(2).any(|w| w == b"=?")
+        {
             out.push_str(&String::from_utf8_lossy(raw));
         }
     }
     out
 }
 
-fn body_text(data: &[u8]) -> String {
-    let Some(m) = MessageParser::default().parse(data) else {
-        return String::new();
-    };
+/// The text BODY searches (RFC 3501 §6.4.4 "in the body of the message"): the charset-decoded
+/// text parts as mail-parser reads them, then every `text/*` part of the MIME tree, nested
+/// message/rfc822 parts included, with its Content-Transfer-Encoding undone. With `headers`
+/// (for TEXT) the header blocks of every entity below the top, MIME part headers and
+/// embedded messages' headers, are added too: they are part of the message's text.
+fn body_text(data: &[u8], headers: bool) -> String {
     let mut out = String::new();
-    for i in 0..m.text_body.len().max(m.html_body.len()) {
-        if let Some(t) = m.body_text(i) {
-            out.push_str(&t);
-            out.push('\n');
+    if let Some(m) = MessageParser::default().parse(data) {
+        for i in 0..m.text_body.len().max(m.html_body.len()) {
+            if let Some(t) = m.body_text(i) {
+                out.push_str(&t);
+                out.push('\n');
+            }
         }
     }
+    let root = super::mime::parse(data);
+    part_text(&root, data, headers, true, &mut out);
     out
+}
+
+fn part_text(p: &super::mime::Part, data: &[u8], headers: bool, top: bool, out: &mut String) {
+    let header = data.get(p.header.0..p.header.1).unwrap_or_default();
+    if headers && !top {
+        out.push_str(&String::from_utf8_lossy(header));
+    }
+    if let Some(m) = &p.message {
+        if headers {
+            out.push_str(&String::from_utf8_lossy(
+                data.get(m.header.0..m.header.1).unwrap_or_default(),
+            ));
+        }
+        // Its header was added just above: `top` keeps it from being added twice.
+        part_text(m, data, headers, true, out);
+    } else if !p.children.is_empty() {
+        for c in &p.children {
+            part_text(c, data, headers, false, out);
+        }
+    } else if p.ctype.eq_ignore_ascii_case("text") {
+        let body = data.get(p.body.0..p.body.1).unwrap_or_default();
+        let decoded = super::command::fetch::decode_cte(header, body);
+        out.push_str(&String::from_utf8_lossy(decoded.as_deref().unwrap_or(body)));
+        out.push('\n');
+    }
 }
 
 fn date(d: &imap_codec::imap_types::datetime::NaiveDate) -> NaiveDate {
@@ -188,12 +223,12 @@ pub fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>) -> bool {
         }
         K::Body(s) => c
             .data()
-            .is_some_and(|d| contains(&body_text(d), s.as_ref())),
+            .is_some_and(|d| contains(&body_text(d, false), s.as_ref())),
         K::Text(s) => c.data().is_some_and(|d| {
             let hend = super::mime::header_end(d, 0);
             contains(&String::from_utf8_lossy(&d[..hend]), s.as_ref())
                 || contains(&header_text_all(d), s.as_ref())
-                || contains(&body_text(d), s.as_ref())
+                || contains(&body_text(d, true), s.as_ref())
         }),
         K::ModSequence { modseq, .. } => c.modseq >= *modseq,
         #[allow(unreachable_patterns)]
@@ -219,9 +254,47 @@ fn has_keyword(c: &Candidate<'_>, k: &str) -> bool {
         .any(|(i, n)| n.eq_ignore_ascii_case(k) && c.flags.keywords & (1 << i) != 0)
 }
 
+/// RFC 3501 §6.4.4: FROM, SUBJECT, … look in the envelope's field, so a message without
+/// that field never matches, not even the empty string.
 fn header_matches(c: &mut Candidate<'_>, name: &str, needle: &[u8]) -> bool {
-    c.data()
-        .is_some_and(|d| contains(&header_text(d, name), needle))
+    c.data().is_some_and(|d| {
+        let hend = super::mime::header_end(d, 0);
+        super::mime::header_value(&d[..hend], name).is_some()
+            && contains(&header_text(d, name), needle)
+    })
+}
+
+/// The answer for a message another session expunged and this one has not been told about
+/// (RFC 3501 §7.4.1 allows no EXPUNGE during SEARCH, so its sequence number still stands):
+/// Some only when the key is decided by what the session still knows, the sequence number
+/// and UID; None when it needs the message's flags or content, which are gone. Such a
+/// message is reported only on a definite Some(true) (RFC 2180 §4.1 leaves the server that
+/// choice for messages it can no longer read).
+pub fn matches_without_message(key: &SearchKey<'_>, c: &Candidate<'_>) -> Option<bool> {
+    use SearchKey as K;
+    match key {
+        K::All => Some(true),
+        K::SequenceSet(s) => Some(super::seqset::contains(s, c.seq, c.max_seq)),
+        K::Uid(s) => Some(super::seqset::contains(s, c.uid, c.max_uid)),
+        K::Not(k) => matches_without_message(k, c).map(|b| !b),
+        K::And(keys) => {
+            let mut all = Some(true);
+            for k in keys.as_ref() {
+                match matches_without_message(k, c) {
+                    Some(false) => return Some(false),
+                    Some(true) => {}
+                    None => all = None,
+                }
+            }
+            all
+        }
+        K::Or(a, b) => match (matches_without_message(a, c), matches_without_message(b, c)) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Does a key need message content (to decide whether to read files)?
@@ -257,5 +330,74 @@ fn within_mark(name: &[u8]) -> Option<bool> {
         Some(false)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 3501 §6.4.4: BODY looks in the body, TEXT in the header and body. Text parts of
+    /// any subtype are searched with their transfer encoding undone, and the entities of
+    /// embedded messages (their headers for TEXT) are part of the message.
+    #[test]
+    fn body_and_text_reach_every_part() {
+        let m = b"Subject: outer\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+            Content-Type: text/x-own; charset=us-ascii\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+            aGVsbG8gd29ybGQ=\r\n--b\r\nContent-Type: multipart/digest; boundary=\"d\"\r\n\r\n--d\r\n\r\n\
+            From: m1@example.com\r\nSubject: m1\r\n\r\nm1 body\r\n--d--\r\n--b--\r\n";
+        let m = &m[..];
+        let body = body_text(m, false);
+        assert!(contains(&body, b"hello world"), "{body}");
+        assert!(contains(&body, b"m1 body"), "{body}");
+        assert!(!contains(&body, b"From: m1"), "{body}");
+        let text = body_text(m, true);
+        assert!(contains(&text, b"From: m1@example.com"), "{text}");
+        assert!(contains(&text, b"charset=us-ascii"), "{text}");
+        assert!(contains(&text, b"hello world"), "{text}");
+    }
+
+    #[test]
+    fn header_keys_match_decoded_text_of_present_fields() {
+        let m = b"Subject: =?iso-8859-1?q?RE:_C?=\r\n\r\nbody\r\n";
+        assert!(contains(&header_text(m, "Subject"), b"re: c"));
+        assert!(!contains(&header_text(m, "Subject"), b"iso"));
+        let plain = b"Subject: plain words\r\n\r\nbody\r\n";
+        assert!(contains(&header_text(plain, "Subject"), b"WORDS"));
+    }
+
+    /// A message expunged elsewhere but still in this session's view: decided only on
+    /// what the session knows (sequence number, UID).
+    #[test]
+    fn expunged_messages_match_on_numbers_only() {
+        use imap_codec::CommandCodec;
+        use imap_codec::decode::Decoder;
+        use imap_codec::imap_types::command::CommandBody;
+        let c = Candidate {
+            seq: 5,
+            uid: 50,
+            flags: Flags::default(),
+            keywords: &[],
+            recent: false,
+            modseq: 0,
+            path: PathBuf::new(),
+            max_seq: 9,
+            max_uid: 90,
+            content: Some(None),
+        };
+        let eval = |s: &str| {
+            let line = format!("a SEARCH {s}\r\n");
+            let (_, cmd) = CommandCodec::default().decode(line.as_bytes()).unwrap();
+            let CommandBody::Search { criteria, .. } = cmd.body else {
+                panic!("not a SEARCH");
+            };
+            matches_without_message(&SearchKey::And(criteria), &c)
+        };
+        assert_eq!(eval("1:3,5"), Some(true));
+        assert_eq!(eval("UID 1:40 SEEN"), Some(false));
+        assert_eq!(eval("5 SEEN"), None);
+        assert_eq!(eval("OR 5 SUBJECT x"), Some(true));
+        assert_eq!(eval("NOT 4"), Some(true));
+        assert_eq!(eval("SMALLER 10"), None);
     }
 }

@@ -58,10 +58,18 @@ pub struct Cached {
     pub bodystructure: Vec<u8>,
 }
 
+/// Leads the on-disk form; bump the last byte whenever ENVELOPE/BODY/BODYSTRUCTURE rendering
+/// changes, so entries written by an older postern are rendered again rather than served
+/// (one message would otherwise look different from its copies). The first form had no
+/// marker (it began with the size, never 0xFFFFFF.. for a message within limits).
+const CACHE_FORMAT: [u8; 4] = [0xff, 0xff, 0xff, 2];
+
 impl Cached {
-    /// The on-disk form: size, then each rendering with a length in front (u32 LE).
+    /// The on-disk form: the format marker, size, then each rendering with a length in front
+    /// (u32 LE).
     fn to_bytes(&self) -> Vec<u8> {
-        let mut out = self.size.to_le_bytes().to_vec();
+        let mut out = CACHE_FORMAT.to_vec();
+        out.extend_from_slice(&self.size.to_le_bytes());
         for part in [&self.envelope, &self.body, &self.bodystructure] {
             out.extend_from_slice(&(part.len() as u32).to_le_bytes());
             out.extend_from_slice(part);
@@ -70,6 +78,7 @@ impl Cached {
     }
 
     fn from_bytes(b: &[u8]) -> Option<Cached> {
+        let b = b.strip_prefix(&CACHE_FORMAT[..])?;
         let (size, mut rest) = b.split_first_chunk::<4>()?;
         let mut part = || -> Option<Vec<u8>> {
             let (len, tail) = rest.split_first_chunk::<4>()?;
@@ -253,7 +262,7 @@ fn internal_date(t: SystemTime) -> String {
 
 /// Undo the part's Content-Transfer-Encoding (BINARY, RFC 3516).
 /// None for an encoding we cannot undo (answered NO [UNKNOWN-CTE], RFC 3516 §4.3).
-fn decode_cte(header: &[u8], body: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn decode_cte(header: &[u8], body: &[u8]) -> Option<Vec<u8>> {
     let cte = mime::header_value(header, "Content-Transfer-Encoding")
         .map(|v| String::from_utf8_lossy(&mime::unfold(v)).to_ascii_lowercase())
         .unwrap_or_default();
@@ -651,5 +660,10 @@ mod cache_bytes_tests {
         for cut in 0..b.len() {
             assert_eq!(Cached::from_bytes(&b[..cut]), None, "cut at {cut}");
         }
+        // An entry from an older rendering is not served.
+        let mut old = b.clone();
+        old[3] = 1;
+        assert_eq!(Cached::from_bytes(&old), None);
+        assert_eq!(Cached::from_bytes(&b[4..]), None);
     }
 }

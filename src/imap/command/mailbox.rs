@@ -13,7 +13,16 @@ const MAX_SUBSCRIPTIONS: usize = 1000;
 
 impl Session {
     pub(crate) fn create(&mut self, tag: &str, m: &WireMailbox<'_>, out: &mut Vec<u8>) {
-        let name = match self.name_of(m) {
+        // RFC 3501 §6.3.3 / RFC 9051 §6.3.4: a trailing hierarchy delimiter declares that
+        // names will be created under this one; the mailbox created is the name without it.
+        let trimmed = match m {
+            WireMailbox::Other(o) => match o.inner().as_ref() {
+                [head @ .., b'.'] if !head.is_empty() => WireMailbox::try_from(head.to_vec()).ok(),
+                _ => None,
+            },
+            WireMailbox::Inbox => None,
+        };
+        let name = match self.name_of(trimmed.as_ref().unwrap_or(m)) {
             Ok(n) => n,
             Err(e) => return cmd_no(out, tag, &e),
         };

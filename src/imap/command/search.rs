@@ -64,14 +64,17 @@ impl Session {
         let content = crate::imap::search::needs_content(&key);
         let (entries, keywords) = {
             let ix = sel.mb.lock();
-            let entries: Vec<(u32, u32, Flags, u64, std::path::PathBuf)> = sel
+            // None: expunged by another session, still in this view (see
+            // `matches_without_message`).
+            type Entry = (u32, u32, Option<(Flags, u64, std::path::PathBuf)>);
+            let entries: Vec<Entry> = sel
                 .view
                 .uids
                 .iter()
                 .enumerate()
-                .filter_map(|(i, u)| {
-                    ix.find(*u)
-                        .map(|m| (i as u32 + 1, *u, m.flags, m.modseq, sel.mb.path_of(m)))
+                .map(|(i, u)| {
+                    let known = ix.find(*u).map(|m| (m.flags, m.modseq, sel.mb.path_of(m)));
+                    (i as u32 + 1, *u, known)
                 })
                 .collect();
             (entries, ix.keywords.clone())
@@ -82,7 +85,9 @@ impl Session {
         let mut hit_uids = Vec::new();
         let mut hit_modseq = 0;
         let mut hit_modseqs = Vec::new();
-        for (seq, u, f, modseq, path) in entries {
+        for (seq, u, known) in entries {
+            let gone = known.is_none();
+            let (f, modseq, path) = known.unwrap_or_default();
             let mut c = crate::imap::search::Candidate {
                 seq,
                 uid: u,
@@ -95,7 +100,12 @@ impl Session {
                 max_uid,
                 content: if content { None } else { Some(None) },
             };
-            if crate::imap::search::matches(&key, &mut c) {
+            let hit = if gone {
+                crate::imap::search::matches_without_message(&key, &c) == Some(true)
+            } else {
+                crate::imap::search::matches(&key, &mut c)
+            };
+            if hit {
                 hits.push(if uid { u } else { seq });
                 hit_uids.push(u);
                 hit_modseq = hit_modseq.max(modseq);

@@ -174,3 +174,38 @@ fn message_rfc822_root_structure() {
     let env = String::from_utf8(envelope(&NESTED[root.header.0..root.header.1])).unwrap();
     assert!(env.contains("\"outer\""), "{env}");
 }
+
+#[test]
+fn envelope_groups_and_routes() {
+    // RFC 3501 §7.4.2: a group is (NIL NIL name NIL) ... (NIL NIL NIL NIL); a comment alone
+    // inside a group names no mailbox. RFC 5322 §4.4: a route is the address's adl.
+    let h =
+        b"From: <@route:user@domain>\r\nTo: g: a@b.org;\r\nCc: group:;, group2: (foo) ;\r\n\r\n";
+    let e = String::from_utf8(envelope(h)).unwrap();
+    assert!(e.contains("((NIL \"@route\" \"user\" \"domain\"))"), "{e}");
+    assert!(
+        e.contains("((NIL NIL \"g\" NIL)(NIL NIL \"a\" \"b.org\")(NIL NIL NIL NIL))"),
+        "{e}"
+    );
+    assert!(
+        e.contains(
+            "((NIL NIL \"group\" NIL)(NIL NIL NIL NIL)(NIL NIL \"group2\" NIL)(NIL NIL NIL NIL))"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn embedded_message_text_runs_to_the_part_end() {
+    // RFC 2046 §5.2.1: the body of a message/rfc822 part is the whole embedded message, so
+    // its TEXT (RFC 3501 §6.4.5) keeps a multipart's epilogue; so does the top-level TEXT.
+    let m = b"Content-Type: message/rfc822\r\n\r\nSubject: in\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\npro\r\n--b\r\n\r\none\r\n--b--\r\n\r\nepilogue\r\n";
+    let root = parse(m);
+    let text = section_bytes(&root, m, &[1], &SectionText::Text).unwrap();
+    assert_eq!(text, b"pro\r\n--b\r\n\r\none\r\n--b--\r\n\r\nepilogue\r\n");
+    let top =
+        b"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\r\none\r\n--b--\r\nepi\r\n";
+    let root = parse(top);
+    let text = section_bytes(&root, top, &[], &SectionText::Text).unwrap();
+    assert!(text.ends_with(b"--b--\r\nepi\r\n"));
+}

@@ -67,7 +67,7 @@ pub fn tokenize(line: &[u8]) -> Option<Vec<(Tok, usize, usize)>> {
             _ => {
                 while i < n && !matches!(line[i], b' ' | b'(' | b')' | b'\r' | b'\n') {
                     // Section brackets may hold spaces: BODY[HEADER.FIELDS (A B)].
-                    if line[i] == b'[' {
+                    if line[i] == b'[' && line[i..].contains(&b']') {
                         let close = line[i..].iter().position(|&b| b == b']')?;
                         i += close;
                     }
