@@ -7,6 +7,8 @@
 //! `StorageFull`, EDQUOT `QuotaExceeded`), so callers can map them to their protocol's answer,
 //! and no temp file is left behind on any error.
 
+pub mod group_commit;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;

@@ -83,12 +83,21 @@ enum Wake {
     Shutdown,
 }
 
-/// Run the session's blocking step off the runtime.
+/// Output collected by one blocking call before it goes to the client.
+const STEP_BATCH_OUT: usize = 64 * 1024;
+
+/// Run the session's blocking steps off the runtime: one call runs steps while they say
+/// Continue (the rest of a pipelined batch, the next FETCH slice) until the session needs
+/// input or has a screenful of output, so a command costs one trip to the blocking pool, not
+/// two (issue 15's profile: thread hand-offs were a large share of a small command).
 async fn step(sess: Session) -> Option<(Session, Vec<u8>, Step)> {
     tokio::task::spawn_blocking(move || {
         let mut sess = sess;
         let mut out = Vec::new();
-        let st = sess.step(&mut out);
+        let mut st = sess.step(&mut out);
+        while st == Step::Continue && out.len() < STEP_BATCH_OUT {
+            st = sess.step(&mut out);
+        }
         (sess, out, st)
     })
     .await

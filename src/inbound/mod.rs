@@ -33,6 +33,7 @@ mod cache;
 mod dmarc;
 mod dns_probe;
 pub mod dnsbl;
+mod early;
 mod pct;
 mod policy;
 pub mod rspamd;
@@ -41,7 +42,9 @@ mod strip;
 mod verify;
 
 pub use authenticator::Authenticator;
+pub use early::EarlyChecks;
 pub use stats::InboundStats;
+pub use verify::Early;
 pub(crate) use verify::cpu_bound;
 
 /// The header naming why a message was filed as spam (forged copies are stripped).
@@ -136,13 +139,15 @@ impl Verdict {
 
 /// Check a message received on port 25: SPF, DKIM, DMARC and iprev through the resolver of
 /// `[dns]`, policy from `[inbound]`.
-/// `spool` takes the cut copy of a large message with too many DKIM signatures.
+/// `spool` takes the cut copy of a large message with too many DKIM signatures; `early`
+/// holds what the SMTP loop already checked while the message arrived (`EarlyChecks`).
 pub async fn check_message(
     cfg: &crate::config::Config,
     authenticator: &Authenticator,
     spool: &Spool,
     ctx: &MessageContext<'_>,
     message: &[u8],
+    early: Early,
 ) -> Verdict {
     if !cfg.inbound.verify {
         tracing::info!(peer = %ctx.peer_ip, "inbound verdict: verification off ([inbound].verify = false)");
@@ -179,7 +184,15 @@ pub async fn check_message(
             }
         }
     };
-    verify::evaluate(authenticator, &cfg.inbound, &cfg.hostname, ctx, message).await
+    verify::evaluate(
+        authenticator,
+        &cfg.inbound,
+        &cfg.hostname,
+        ctx,
+        message,
+        early,
+    )
+    .await
 }
 
 /// The spam checks after the authentication verdict (port 25): rspamd when configured.

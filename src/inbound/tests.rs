@@ -134,7 +134,15 @@ impl World {
             mail_from,
             rcpts: &rcpts,
         };
-        verify::evaluate(&self.auth, cfg, HOST, &ctx, message.as_bytes()).await
+        verify::evaluate(
+            &self.auth,
+            cfg,
+            HOST,
+            &ctx,
+            message.as_bytes(),
+            Default::default(),
+        )
+        .await
     }
 }
 

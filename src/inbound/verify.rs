@@ -10,7 +10,7 @@ use mail_auth::dkim::DkimError;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DnsError, Error,
-    IprevResult, SpfOutput, SpfResult,
+    IprevOutput, IprevResult, SpfOutput, SpfResult,
 };
 
 use super::authenticator::Authenticator;
@@ -22,28 +22,21 @@ use crate::config::Inbound;
 /// DKIM signatures verified per message; further ones are ignored (RFC 6376 §6.1).
 pub(super) const MAX_SIGNATURES: usize = 8;
 
-pub async fn evaluate(
+/// SPF of the HELO identity (when it is a domain) and of MAIL FROM (None for the null
+/// reverse-path): what `evaluate` needs before it looks at the message, so the SMTP loop
+/// may run it from MAIL FROM on (`early`).
+pub async fn spf_checks(
     auth: &Authenticator,
-    cfg: &Inbound,
+    peer: IpAddr,
+    helo: &str,
     hostname: &str,
-    ctx: &MessageContext<'_>,
-    message: &[u8],
-) -> Verdict {
-    let ip = canonical_ip(ctx.peer_ip);
-    let helo = ctx.helo.trim();
-    // An address literal ("[192.0.2.1]") has no SPF record to check (RFC 7208 §2.3).
-    let helo_is_domain =
-        !helo.is_empty() && !helo.starts_with('[') && helo.parse::<IpAddr>().is_err();
-    let mail_from = ctx
-        .mail_from
-        .trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>');
-    let null_sender = mail_from.is_empty();
-
-    // SPF for both identities and iprev are independent: run them together.
+    mail_from: &str,
+) -> (SpfOutput, Option<SpfOutput>) {
+    let ip = canonical_ip(peer);
+    let helo = helo.trim();
+    let mail_from = bare_sender(mail_from);
     let spf_helo = async {
-        if helo_is_domain {
+        if helo_is_domain(helo) {
             let out = auth
                 .inner
                 .verify_spf(auth.params(SpfParameters::verify_ehlo(ip, helo, hostname)))
@@ -54,7 +47,7 @@ pub async fn evaluate(
         }
     };
     let spf_mail = async {
-        if null_sender {
+        if mail_from.is_empty() {
             None
         } else {
             let out = auth
@@ -66,8 +59,65 @@ pub async fn evaluate(
             Some(hidden_dns_failure_spf(auth, out).await)
         }
     };
-    let iprev = auth.inner.verify_iprev(auth.params(ip));
-    let (spf_helo, spf_mail, iprev) = tokio::join!(spf_helo, spf_mail, iprev);
+    tokio::join!(spf_helo, spf_mail)
+}
+
+/// iprev of the client (RFC 8601 §3): PTR, then the forward confirmation. Depends on the
+/// address alone, so the SMTP loop may start it at connect (`early`).
+pub async fn iprev_check(auth: &Authenticator, peer: IpAddr) -> IprevOutput {
+    auth.inner
+        .verify_iprev(auth.params(canonical_ip(peer)))
+        .await
+}
+
+/// An address literal ("[192.0.2.1]") has no SPF record to check (RFC 7208 §2.3).
+fn helo_is_domain(helo: &str) -> bool {
+    !helo.is_empty() && !helo.starts_with('[') && helo.parse::<IpAddr>().is_err()
+}
+
+fn bare_sender(mail_from: &str) -> &str {
+    mail_from
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+}
+
+/// Results of the checks that need no message, when the SMTP loop ran them early.
+#[derive(Debug, Default)]
+pub struct Early {
+    pub spf: Option<(SpfOutput, Option<SpfOutput>)>,
+    pub iprev: Option<IprevOutput>,
+}
+
+pub async fn evaluate(
+    auth: &Authenticator,
+    cfg: &Inbound,
+    hostname: &str,
+    ctx: &MessageContext<'_>,
+    message: &[u8],
+    early: Early,
+) -> Verdict {
+    let ip = canonical_ip(ctx.peer_ip);
+    let helo = ctx.helo.trim();
+    let helo_is_domain = helo_is_domain(helo);
+    let mail_from = bare_sender(ctx.mail_from);
+    let null_sender = mail_from.is_empty();
+
+    // SPF for both identities and iprev are independent: run them together, unless the
+    // SMTP loop already did while the message arrived.
+    let spf = async {
+        match early.spf {
+            Some(done) => done,
+            None => spf_checks(auth, ctx.peer_ip, ctx.helo, hostname, ctx.mail_from).await,
+        }
+    };
+    let iprev = async {
+        match early.iprev {
+            Some(done) => done,
+            None => iprev_check(auth, ctx.peer_ip).await,
+        }
+    };
+    let ((spf_helo, spf_mail), iprev) = tokio::join!(spf, iprev);
     // With the null reverse-path the HELO identity stands in for MAIL FROM (RFC 7208 §2.4),
     // and DMARC aligns against it (RFC 7489 §3.1.2).
     let spf_ident = spf_mail.as_ref().unwrap_or(&spf_helo);

@@ -50,6 +50,10 @@ pub enum ClientError {
     Protocol(#[from] ReplyError),
     #[error("TLS handshake failed: {0}")]
     Tls(String),
+    /// A reused session did not answer its RSET with 250: it is dropped, and the message
+    /// goes on another session (nothing was accepted on this one).
+    #[error("the reused session is gone")]
+    Stale,
 }
 
 enum Conn {
@@ -304,14 +308,28 @@ pub async fn attempt(
     if let Some(cache) = tx.sessions {
         while let Some((mut c, caps, opened)) = cache.take(&key, policy, dane) {
             // RFC 5321 §4.1.1.5: RSET starts the next transaction from a clean state, and
-            // shows the idle session is still alive; a dead one is dropped, nothing was sent.
-            match c.command("RSET", RSET_PROBE, "RSET reply").await {
-                Ok(r) if r.code == 250 => {
-                    tracing::debug!(host, %ip, "reusing an open session");
-                    c.info.reused = true;
-                    return transact(c, host, ip, tx, caps, Some((cache, key, opened))).await;
+            // shows the idle session is still alive; a dead one is dropped, nothing was
+            // accepted on it. With PIPELINING the RSET leads the MAIL/RCPT/DATA batch
+            // (RFC 2920 §3.1 lets RSET go anywhere in a group), saving a round trip per
+            // message; without, it is a probe of its own.
+            let pipelined = has(&caps, "PIPELINING");
+            if !pipelined {
+                match c.command("RSET", RSET_PROBE, "RSET reply").await {
+                    Ok(r) if r.code == 250 => {}
+                    _ => {
+                        tracing::debug!(host, %ip, "cached session is gone; trying another");
+                        continue;
+                    }
                 }
-                _ => tracing::debug!(host, %ip, "cached session is gone; trying another"),
+            }
+            c.info.reused = true;
+            let keep = Some((cache, key.clone(), opened));
+            match transact(c, host, ip, tx, caps, keep, pipelined).await {
+                Some(done) => {
+                    tracing::debug!(host, %ip, "reused an open session");
+                    return done;
+                }
+                None => tracing::debug!(host, %ip, "cached session is gone; trying another"),
             }
         }
     }
@@ -325,7 +343,14 @@ pub async fn attempt(
         Ok(Ok(caps)) => {
             c.info.reused = false;
             let keep = tx.sessions.map(|s| (s, key, opened));
-            return transact(c, host, ip, tx, caps, keep).await;
+            // A fresh session has no RSET to fail, so there is always an outcome.
+            if let Some(done) = transact(c, host, ip, tx, caps, keep, false).await {
+                return done;
+            }
+            return (
+                Attempt::TryNext(format!("{host} [{ip}]: session lost")),
+                Info::default(),
+            );
         }
         Ok(Err(stop)) => stop,
         Err(e) => Attempt::TryNext(format!("{host} [{ip}]: {e}")),
@@ -335,10 +360,12 @@ pub async fn attempt(
 }
 
 /// How long an idle session may take to answer the RSET that reuses it.
-const RSET_PROBE: Duration = Duration::from_secs(10);
+pub(super) const RSET_PROBE: Duration = Duration::from_secs(10);
 
 /// One transaction on an open session; then keep the session (if `keep` and it ended
-/// cleanly) or QUIT. A failure only concerns this message's recipients.
+/// cleanly) or QUIT. A failure only concerns this message's recipients. `rset`: pipeline
+/// an RSET in front (a reused session); None when that RSET failed (the session is
+/// dropped without a word, and nothing was accepted on it).
 async fn transact(
     mut c: Client,
     host: &str,
@@ -346,14 +373,16 @@ async fn transact(
     tx: &Transaction<'_>,
     caps: Caps,
     keep: Option<(&Arc<SessionCache>, Key, std::time::Instant)>,
-) -> (Attempt, Info) {
-    let result = run(&mut c, host, tx, &caps).await;
+    rset: bool,
+) -> Option<(Attempt, Info)> {
+    let result = super::mail_tx::run(&mut c, host, tx, &caps, rset).await;
     let info = c.info.clone();
     let out = match result {
         Ok(a) => a,
+        Err(ClientError::Stale) => return None,
         Err(e) => {
             quit(&mut c).await;
-            return (Attempt::TryNext(format!("{host} [{ip}]: {e}")), info);
+            return Some((Attempt::TryNext(format!("{host} [{ip}]: {e}")), info));
         }
     };
     // Reusable: the transaction ran to its end and the server did not announce closing
@@ -368,7 +397,7 @@ async fn transact(
         Some((cache, key, opened)) if clean => cache.put(key, c, caps, opened),
         _ => quit(&mut c).await,
     }
-    (out, info)
+    Some((out, info))
 }
 
 async fn ehlo(c: &mut Client, name: &str) -> Result<Result<Reply, Reply>, ClientError> {
@@ -396,7 +425,7 @@ async fn ehlo(c: &mut Client, name: &str) -> Result<Result<Reply, Reply>, Client
 /// EHLO keywords with their parameters.
 pub type Caps = Vec<(String, String)>;
 
-fn has(caps: &[(String, String)], k: &str) -> bool {
+pub(super) fn has(caps: &[(String, String)], k: &str) -> bool {
     caps.iter().any(|(n, _)| n == k)
 }
 
@@ -498,166 +527,4 @@ pub async fn open_session(
         return Ok(Err(stop));
     }
     Ok(Ok(caps))
-}
-
-/// One transaction (MAIL, RCPT, DATA) on an open session.
-async fn run(
-    c: &mut Client,
-    host: &str,
-    tx: &Transaction<'_>,
-    caps: &[(String, String)],
-) -> Result<Attempt, ClientError> {
-    // MAIL parameters.
-    let mut params = String::new();
-    if let Some((_, v)) = caps.iter().find(|(k, _)| k == "SIZE") {
-        let max: u64 = v.parse().unwrap_or(0);
-        if max > 0 && tx.message.len() as u64 > max {
-            return Ok(Attempt::Rejected(Reply {
-                code: 552,
-                enhanced: Some("5.3.4".into()),
-                lines: vec![format!(
-                    "5.3.4 message of {} bytes exceeds the {max} bytes {host} accepts",
-                    tx.message.len()
-                )],
-            }));
-        }
-        params.push_str(&format!(" SIZE={}", tx.message.len()));
-    }
-    let eight_bit = !tx.message.is_ascii();
-    if eight_bit && has(caps, "8BITMIME") {
-        params.push_str(" BODY=8BITMIME");
-    }
-    if needs_smtputf8(tx.mail_from, tx.rcpts, tx.message) {
-        if has(caps, "SMTPUTF8") {
-            params.push_str(" SMTPUTF8");
-        } else {
-            // RFC 6531 §3.2: without the extension such a message cannot be sent.
-            return Ok(Attempt::Rejected(Reply {
-                code: 553,
-                enhanced: Some("5.6.7".into()),
-                lines: vec![format!(
-                    "5.6.7 {host} does not support SMTPUTF8, which this message needs"
-                )],
-            }));
-        }
-    }
-    let mail_cmd = format!("MAIL FROM:<{}>{params}", tx.mail_from);
-    let rcpt_cmds: Vec<String> = tx.rcpts.iter().map(|r| format!("RCPT TO:<{r}>")).collect();
-
-    let mut results = Vec::with_capacity(tx.rcpts.len());
-    let mail_reply;
-    let data_reply;
-    if has(caps, "PIPELINING") {
-        // RFC 2920 §3.1: MAIL, RCPTs and DATA may go in one batch; replies come in order.
-        let mut batch = format!("{mail_cmd}\r\n");
-        for r in &rcpt_cmds {
-            batch.push_str(r);
-            batch.push_str("\r\n");
-        }
-        batch.push_str("DATA\r\n");
-        c.send(batch.as_bytes(), timeouts::COMMAND, "MAIL").await?;
-        mail_reply = c.read_reply(timeouts::COMMAND, "MAIL reply").await?;
-        for _ in &rcpt_cmds {
-            let r = c.read_reply(timeouts::COMMAND, "RCPT reply").await?;
-            results.push(r);
-        }
-        data_reply = Some(c.read_reply(timeouts::DATA_INIT, "DATA reply").await?);
-    } else {
-        mail_reply = c
-            .command(&mail_cmd, timeouts::COMMAND, "MAIL reply")
-            .await?;
-        if mail_reply.is_positive() {
-            for r in &rcpt_cmds {
-                results.push(c.command(r, timeouts::COMMAND, "RCPT reply").await?);
-            }
-        }
-        data_reply = None;
-    }
-    if !mail_reply.is_positive() {
-        if data_reply.as_ref().is_some_and(|d| d.code == 354) {
-            // The server took DATA after a failed MAIL: abort the data phase cleanly.
-            c.send(b".\r\n", timeouts::DATA_BLOCK, "data").await?;
-            let _ = c.read_reply(timeouts::DATA_END, "end of data").await;
-        }
-        return Ok(if mail_reply.is_permanent() {
-            Attempt::Rejected(mail_reply)
-        } else {
-            Attempt::TryNext(format!("{host} answered MAIL with {mail_reply}"))
-        });
-    }
-    let rcpt_results: Vec<RcptResult> = results
-        .into_iter()
-        .map(|r| {
-            if r.is_positive() {
-                RcptResult::Accepted
-            } else if r.is_permanent() {
-                RcptResult::Permanent(r)
-            } else {
-                RcptResult::Transient(r)
-            }
-        })
-        .collect();
-    let any_accepted = rcpt_results.contains(&RcptResult::Accepted);
-    let data_reply = match data_reply {
-        Some(d) => d,
-        None if any_accepted => c.command("DATA", timeouts::DATA_INIT, "DATA reply").await?,
-        None => {
-            let _ = c.command("RSET", timeouts::COMMAND, "RSET reply").await;
-            return Ok(Attempt::Done(rcpt_results));
-        }
-    };
-    if data_reply.code != 354 {
-        if !any_accepted {
-            // Expected: DATA refused because no recipient was accepted (RFC 2920 §3.1).
-            return Ok(Attempt::Done(rcpt_results));
-        }
-        let as_result = if data_reply.is_permanent() {
-            RcptResult::Permanent(data_reply)
-        } else {
-            RcptResult::Transient(data_reply)
-        };
-        return Ok(Attempt::Done(
-            rcpt_results
-                .into_iter()
-                .map(|r| {
-                    if r == RcptResult::Accepted {
-                        as_result.clone()
-                    } else {
-                        r
-                    }
-                })
-                .collect(),
-        ));
-    }
-    if !any_accepted {
-        // Pipelined DATA was accepted although no recipient was: send an empty message is
-        // wrong; close the data phase with nothing and expect a refusal.
-        c.send(b".\r\n", timeouts::DATA_BLOCK, "data").await?;
-        let _ = c.read_reply(timeouts::DATA_END, "end of data").await;
-        return Ok(Attempt::Done(rcpt_results));
-    }
-    let payload = data_payload(tx.message);
-    for chunk in payload.chunks(64 * 1024) {
-        c.send(chunk, timeouts::DATA_BLOCK, "data block").await?;
-    }
-    let end = c.read_reply(timeouts::DATA_END, "end of data").await?;
-    let final_result = if end.is_positive() {
-        RcptResult::Accepted
-    } else if end.is_permanent() {
-        RcptResult::Permanent(end)
-    } else {
-        RcptResult::Transient(end)
-    };
-    Ok(Attempt::Done(
-        rcpt_results
-            .into_iter()
-            .map(|r| {
-                if r == RcptResult::Accepted {
-                    final_result.clone()
-                } else {
-                    r
-                }
-            })
-            .collect(),
-    ))
 }

@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod dane;
+mod mail_tx;
 pub mod mta_sts;
 pub mod mx;
 pub mod payload;
@@ -89,66 +90,22 @@ pub async fn deliver_domain(
         return relay::deliver(svc, queue_id, domain, relay, mail_from, rcpts, message).await;
     }
     let all = |o: RcptOutcome| vec![o; rcpts.len()];
-    let mut hosts = match mx::resolve(svc.dns, domain).await {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::info!(queue_id, domain, "MX resolution: {e}");
-            let kind = if e.is_permanent() {
-                Kind::Permanent
-            } else {
-                Kind::Transient
-            };
-            return all(RcptOutcome::ours(kind, e.status(), e.to_string()));
-        }
-    };
-    let mut policy = TlsPolicy {
-        require_valid: svc.config.outbound.require_tls,
-        implicit: false,
-    };
-    let dane = dane::for_domain(svc.config, domain, &hosts).await;
-    let has_dane = dane
-        .iter()
-        .any(|(_, d)| matches!(d, dane::HostDane::Required(_)));
-    // RFC 8461 §5: with an "enforce" policy only MX hosts matching it may be used, and only
-    // over TLS with a certificate valid for the MX name. DANE takes precedence (§2).
-    let sts = if has_dane {
-        tracing::debug!(
-            domain,
-            "DANE applies: MTA-STS is not consulted (RFC 8461 §2)"
-        );
-        Ok(None)
-    } else {
-        mta_sts::policy_for(svc, domain).await
-    };
-    // What TLS reports (RFC 8460 §4.4) say the domain's policy was, for hosts without DANE.
-    let report_policy = match &sts {
-        Ok(Some(p)) if p.mode != mta_sts::Mode::None => crate::tlsrpt::Policy::sts(p),
-        _ => crate::tlsrpt::Policy::none(),
-    };
-    match sts {
-        Ok(Some(p)) if p.mode == mta_sts::Mode::Enforce => {
-            let first_mx = hosts.first().map(|h| h.name.clone());
-            hosts.retain(|h| p.matches_mx(&h.name));
-            policy.require_valid = true;
-            if hosts.is_empty() {
-                let why = format!("no MX host of {domain} matches its MTA-STS policy");
-                let first = first_mx.as_deref();
-                svc.tlsrpt
-                    .sts_mx_mismatch(domain, &report_policy, first, &why);
-                tracing::info!(queue_id, domain, "deferred: {why} (mx: {:?})", p.mx);
-                return all(RcptOutcome::ours(Kind::Transient, "4.7.5", why));
+    let route = match svc.sessions.route(domain) {
+        Some(r) => r,
+        None => match route(svc, queue_id, domain).await {
+            Ok(r) => {
+                svc.sessions.keep_route(domain, &r);
+                r
             }
-        }
-        Ok(Some(p)) if p.mode == mta_sts::Mode::Testing => {
-            tracing::debug!(domain, "MTA-STS policy in testing mode: not enforced");
-        }
-        Ok(_) => {}
-        Err(e) => {
-            // RFC 8461 §5.1: a policy that cannot be fetched is treated as none (no cached one).
-            tracing::info!(domain, "MTA-STS policy fetch failed: {e}");
-            svc.tlsrpt.sts_fetch_failed(domain, &e);
-        }
-    }
+            Err(o) => return all(o),
+        },
+    };
+    let session_cache::Route {
+        hosts,
+        policy,
+        dane,
+        report_policy,
+    } = route;
     let tx = Transaction {
         helo_name: &svc.config.hostname,
         roots: svc.roots.get(),
@@ -253,6 +210,82 @@ pub async fn deliver_domain(
         }
     }
     all(RcptOutcome::ours(Kind::Transient, &last_status, last_error))
+}
+
+/// What the DNS says about delivering to `domain`: its MX hosts (filtered by an enforced
+/// MTA-STS policy), the TLS policy, DANE per host and the policy TLS reports name. Err: one
+/// outcome for every recipient (no MX, no host matching the MTA-STS policy).
+async fn route(
+    svc: &Env<'_>,
+    queue_id: &str,
+    domain: &str,
+) -> Result<session_cache::Route, RcptOutcome> {
+    let mut hosts = match mx::resolve(svc.dns, domain).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::info!(queue_id, domain, "MX resolution: {e}");
+            let kind = if e.is_permanent() {
+                Kind::Permanent
+            } else {
+                Kind::Transient
+            };
+            return Err(RcptOutcome::ours(kind, e.status(), e.to_string()));
+        }
+    };
+    let mut policy = TlsPolicy {
+        require_valid: svc.config.outbound.require_tls,
+        implicit: false,
+    };
+    let dane = dane::for_domain(svc.config, domain, &hosts).await;
+    let has_dane = dane
+        .iter()
+        .any(|(_, d)| matches!(d, dane::HostDane::Required(_)));
+    // RFC 8461 §5: with an "enforce" policy only MX hosts matching it may be used, and only
+    // over TLS with a certificate valid for the MX name. DANE takes precedence (§2).
+    let sts = if has_dane {
+        tracing::debug!(
+            domain,
+            "DANE applies: MTA-STS is not consulted (RFC 8461 §2)"
+        );
+        Ok(None)
+    } else {
+        mta_sts::policy_for(svc, domain).await
+    };
+    // What TLS reports (RFC 8460 §4.4) say the domain's policy was, for hosts without DANE.
+    let report_policy = match &sts {
+        Ok(Some(p)) if p.mode != mta_sts::Mode::None => crate::tlsrpt::Policy::sts(p),
+        _ => crate::tlsrpt::Policy::none(),
+    };
+    match sts {
+        Ok(Some(p)) if p.mode == mta_sts::Mode::Enforce => {
+            let first_mx = hosts.first().map(|h| h.name.clone());
+            hosts.retain(|h| p.matches_mx(&h.name));
+            policy.require_valid = true;
+            if hosts.is_empty() {
+                let why = format!("no MX host of {domain} matches its MTA-STS policy");
+                let first = first_mx.as_deref();
+                svc.tlsrpt
+                    .sts_mx_mismatch(domain, &report_policy, first, &why);
+                tracing::info!(queue_id, domain, "deferred: {why} (mx: {:?})", p.mx);
+                return Err(RcptOutcome::ours(Kind::Transient, "4.7.5", why));
+            }
+        }
+        Ok(Some(p)) if p.mode == mta_sts::Mode::Testing => {
+            tracing::debug!(domain, "MTA-STS policy in testing mode: not enforced");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            // RFC 8461 §5.1: a policy that cannot be fetched is treated as none (no cached one).
+            tracing::info!(domain, "MTA-STS policy fetch failed: {e}");
+            svc.tlsrpt.sts_fetch_failed(domain, &e);
+        }
+    }
+    Ok(session_cache::Route {
+        hosts,
+        policy,
+        dane,
+        report_policy,
+    })
 }
 
 /// Per-recipient outcomes of a transaction that reached RCPT at `remote`.

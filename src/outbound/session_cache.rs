@@ -6,7 +6,13 @@
 //! Reuse never weakens a policy: a session is taken only if what it established (TLS, a
 //! verified certificate, a DANE match against the records the next message requires) meets
 //! the next message's policy; otherwise a fresh connection is made.
+//!
+//! Beside the sessions, the route of each destination domain (MX hosts, MTA-STS and DANE
+//! findings) is kept for `ROUTE_TIME`, the window in which a session is reused anyway, so
+//! the next message to the domain skips those lookups as Postfix's cache lookup by
+//! destination does. Only successful lookups are kept; a failure is looked up again.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +26,20 @@ pub const IDLE_TIME: Duration = Duration::from_secs(3);
 pub const REUSE_TIME: Duration = Duration::from_secs(300);
 /// At most this many idle sessions in all.
 pub const MAX_IDLE: usize = 32;
+/// How long a domain's route is reused without new DNS lookups (as long as an idle
+/// session, which carries the same staleness).
+pub const ROUTE_TIME: Duration = IDLE_TIME;
+/// At most this many routes are kept (expired ones are swept first, then all).
+const MAX_ROUTES: usize = 256;
+
+/// Where and how to deliver to one domain, as `outbound::route` found it.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub hosts: Vec<super::mx::MxHost>,
+    pub policy: TlsPolicy,
+    pub dane: Vec<(String, super::dane::HostDane)>,
+    pub report_policy: crate::tlsrpt::Policy,
+}
 
 /// Where a session goes and how it was opened; sessions are only shared within one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +70,8 @@ struct Inner {
 pub struct SessionCache {
     inner: Mutex<Inner>,
     max: usize,
+    /// Domain (lower case) -> when its route was looked up, and the route.
+    routes: Mutex<HashMap<String, (Instant, Route)>>,
 }
 
 impl Default for SessionCache {
@@ -75,7 +97,33 @@ impl SessionCache {
         SessionCache {
             inner: Mutex::new(Inner::default()),
             max,
+            routes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The route of `domain` if it was looked up less than `ROUTE_TIME` ago (never when
+    /// session caching is off).
+    pub fn route(&self, domain: &str) -> Option<Route> {
+        let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        routes
+            .get(domain)
+            .filter(|(at, _)| self.max > 0 && at.elapsed() < ROUTE_TIME)
+            .map(|(_, r)| r.clone())
+    }
+
+    /// Keep the route of `domain` just looked up.
+    pub fn keep_route(&self, domain: &str, route: &Route) {
+        if self.max == 0 {
+            return;
+        }
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        if routes.len() >= MAX_ROUTES {
+            routes.retain(|_, (at, _)| at.elapsed() < ROUTE_TIME);
+            if routes.len() >= MAX_ROUTES {
+                routes.clear();
+            }
+        }
+        routes.insert(domain.to_string(), (Instant::now(), route.clone()));
     }
 
     /// An idle session for `key` that meets the policy, if one is cached.
@@ -146,4 +194,45 @@ impl SessionCache {
 
 async fn close(mut c: Client) {
     super::client::quit(&mut c).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route() -> Route {
+        Route {
+            hosts: vec![],
+            policy: TlsPolicy::default(),
+            dane: vec![],
+            report_policy: crate::tlsrpt::Policy::none(),
+        }
+    }
+
+    #[test]
+    fn routes_are_kept_per_domain_and_not_when_caching_is_off() {
+        let c = SessionCache::new(4);
+        assert!(c.route("a.test").is_none());
+        c.keep_route("a.test", &route());
+        assert!(c.route("a.test").is_some());
+        assert!(c.route("b.test").is_none());
+        for i in 0..(MAX_ROUTES * 2) {
+            c.keep_route(&format!("d{i}.test"), &route());
+        }
+        assert!(c.routes.lock().unwrap().len() <= MAX_ROUTES);
+        let off = SessionCache::new(0);
+        off.keep_route("a.test", &route());
+        assert!(off.route("a.test").is_none());
+    }
+
+    #[test]
+    fn an_old_route_is_not_served() {
+        let c = SessionCache::new(4);
+        let old = Instant::now() - ROUTE_TIME - Duration::from_millis(1);
+        c.routes
+            .lock()
+            .unwrap()
+            .insert("a.test".into(), (old, route()));
+        assert!(c.route("a.test").is_none());
+    }
 }

@@ -9,8 +9,9 @@
 //! or `queue retry` reaches a running server without any signal.
 
 pub mod dsn;
-pub mod group_commit;
 pub mod scheduler;
+
+pub use crate::fsutil::group_commit;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -91,6 +92,22 @@ impl Envelope {
     }
 }
 
+/// A queued message's octets (`Spool::body`): in memory, or a mapping of its file.
+pub enum Body {
+    Mem(Vec<u8>),
+    Map(memmap2::Mmap),
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Body::Mem(v) => v,
+            Body::Map(m) => m,
+        }
+    }
+}
+
 /// Queue ids: time-ordered, unique across processes, safe as file names. The SMTP
 /// transaction takes one before it enqueues, so the id in its 250 reply, its log line and
 /// `postern queue list/show` is the same (issue 20, item 10).
@@ -117,6 +134,9 @@ pub struct Queue {
     spool: Spool,
     /// Wakes the scheduler when this process enqueues.
     wake: tokio::sync::Notify,
+    /// Ids this process enqueued since the scheduler last looked: it takes them without
+    /// rescanning `env/` (the rescan, once a second, finds everything else).
+    fresh: std::sync::Mutex<Vec<String>>,
 }
 
 impl std::ops::Deref for Queue {
@@ -133,15 +153,22 @@ impl Queue {
         std::fs::create_dir_all(dir.join("env"))?;
         Ok(Queue {
             spool: Spool {
+                msg_sync: Arc::new(group_commit::DirSync::new(dir.join("msg"))),
                 env_sync: Arc::new(group_commit::DirSync::new(dir.join("env"))),
                 dir,
             },
             wake: tokio::sync::Notify::new(),
+            fresh: std::sync::Mutex::new(Vec::new()),
         })
     }
 
     pub(crate) fn wake(&self) -> &tokio::sync::Notify {
         &self.wake
+    }
+
+    /// The ids enqueued by this process since the last call.
+    pub(crate) fn take_fresh(&self) -> Vec<String> {
+        std::mem::take(&mut *self.fresh.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Store a message for remote delivery. When this returns Ok, the message and its
@@ -175,6 +202,10 @@ impl Queue {
         })
         .await
         .map_err(|e| QueueError::Other(format!("enqueue task failed: {e}")))??;
+        self.fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(id.clone());
         self.wake.notify_one();
         Ok(id)
     }
@@ -185,7 +216,9 @@ impl Queue {
 #[derive(Debug, Clone)]
 pub struct Spool {
     dir: PathBuf,
-    /// Group commit of `env/` after removals (see `group_commit`).
+    /// Group commit of `msg/` after enqueues (see `group_commit`).
+    msg_sync: Arc<group_commit::DirSync>,
+    /// Group commit of `env/` after enqueues and removals.
     env_sync: Arc<group_commit::DirSync>,
 }
 
@@ -272,13 +305,34 @@ impl Spool {
                 .collect(),
             delay_notified: false,
         };
-        // Message first: an envelope must never name a message that is not on disk.
-        crate::fsutil::Durable::new(&self.msg_path(&id)).write_with(fill)?;
-        if let Err(e) = self.write_env(&env) {
-            let _ = std::fs::remove_file(self.msg_path(&id));
+        // Message first: an envelope must never name a message that is not on disk. The
+        // directory fsyncs are shared with the enqueues running at the same time (group
+        // commit); each still waits for one that started after its own rename.
+        let msg = self.msg_path(&id);
+        crate::fsutil::Durable::new(&msg)
+            .defer_dir_sync()
+            .write_with(fill)?;
+        if let Err(e) = self.msg_sync.sync() {
+            let _ = std::fs::remove_file(&msg);
+            return Err(e.into());
+        }
+        if let Err(e) = self.write_env_grouped(&env) {
+            let _ = std::fs::remove_file(self.env_path(&id));
+            let _ = std::fs::remove_file(&msg);
             return Err(e);
         }
         Ok(id)
+    }
+
+    /// A new envelope, durable once its `env/` fsync (shared, `group_commit`) is done.
+    fn write_env_grouped(&self, env: &Envelope) -> Result<(), QueueError> {
+        let json = serde_json::to_vec_pretty(env)
+            .map_err(|e| QueueError::Other(format!("envelope encoding: {e}")))?;
+        crate::fsutil::Durable::new(&self.env_path(&env.id))
+            .defer_dir_sync()
+            .write(&json)?;
+        self.env_sync.sync()?;
+        Ok(())
     }
 
     fn write_env(&self, env: &Envelope) -> Result<(), QueueError> {
@@ -307,6 +361,27 @@ impl Spool {
             return Err(QueueError::Other(format!("bad queue id {id:?}")));
         }
         Ok(std::fs::read(self.msg_path(id))?)
+    }
+
+    /// The message for delivery: read when small, mapped when larger than the SMTP spool's
+    /// threshold, so a large message is never copied onto the heap (the client dot-stuffs
+    /// it block by block from the mapping).
+    pub fn body(&self, id: &str) -> Result<Body, QueueError> {
+        if !valid_id(id) {
+            return Err(QueueError::Other(format!("bad queue id {id:?}")));
+        }
+        let mut f = File::open(self.msg_path(id))?;
+        let len = f.metadata()?.len();
+        if len <= crate::spool::THRESHOLD as u64 {
+            let mut v = Vec::with_capacity(len as usize);
+            std::io::Read::read_to_end(&mut f, &mut v)?;
+            return Ok(Body::Mem(v));
+        }
+        // SAFETY: a queue file is written once (temp file, fsync, rename) and never written
+        // or truncated afterwards, only unlinked, which leaves a mapping valid.
+        let map = unsafe { memmap2::Mmap::map(&f)? };
+        let _ = map.advise(memmap2::Advice::Sequential);
+        Ok(Body::Map(map))
     }
 
     /// Read-modify-write one envelope under the lock. None if it is gone (delivered or
@@ -392,7 +467,7 @@ impl Spool {
         result
     }
 
-    /// Directory fsyncs of `env/` made by removals so far (figures, tests).
+    /// Directory fsyncs of `env/` made by enqueues and removals so far (figures, tests).
     pub fn removal_syncs(&self) -> u64 {
         self.env_sync.syncs()
     }
@@ -478,6 +553,7 @@ mod tests {
             .unwrap();
         assert!(valid_id(&id));
         assert_eq!(q.message(&id).unwrap(), b"hi\r\n");
+        assert_eq!(&*q.body(&id).unwrap(), b"hi\r\n");
         let env = q.load(&id).unwrap().unwrap();
         assert_eq!(env.rcpts.len(), 2);
         q.update(&id, |e| {
@@ -487,6 +563,15 @@ mod tests {
         .unwrap();
         assert!(q.retry(&id).unwrap());
         let env = q.load(&id).unwrap().unwrap();
+        // A large message is mapped, with the same octets.
+        let big: Vec<u8> = (0..crate::spool::THRESHOLD + 10).map(|i| i as u8).collect();
+        let big_id = q
+            .enqueue_blocking("a@x", &["b@y.test".into()], &big)
+            .unwrap();
+        let body = q.body(&big_id).unwrap();
+        assert!(matches!(body, Body::Map(_)));
+        assert_eq!(&*body, &big[..]);
+        assert!(q.delete(&big_id).unwrap());
         assert_eq!(env.rcpts[0].status, RcptStatus::Delivered);
         assert_eq!(env.rcpts[1].next_attempt, 0);
         assert_eq!(q.ids().unwrap(), vec![id.clone()]);

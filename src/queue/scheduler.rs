@@ -69,9 +69,26 @@ impl Scheduler {
         }
         // Envelope cache: re-read a file only when its mtime changed.
         let mut cache: HashMap<String, (SystemTime, Envelope)> = HashMap::new();
+        let mut last_scan: Option<tokio::time::Instant> = None;
         loop {
             let now = crate::clock::unix_now();
             let mut due = Vec::new();
+            // Woken by our own enqueues: take those ids and leave `env/` alone (a rescan per
+            // wake-up costs a stat of every queued envelope, per message under load). The
+            // full rescan still runs every RESCAN for the CLI's and the retries' work.
+            let fresh = q.take_fresh();
+            if last_scan.is_some_and(|t| t.elapsed() < RESCAN) {
+                // A fresh envelope is due at once (`process` reads it).
+                if !self.svc.shutdown.is_cancelled() {
+                    self.start(fresh);
+                }
+                self.idle().await;
+                if self.svc.shutdown.is_cancelled() {
+                    break;
+                }
+                continue;
+            }
+            last_scan = Some(tokio::time::Instant::now());
             let mut seen = HashSet::new();
             match std::fs::read_dir(q.dir().join("env")) {
                 Ok(rd) => {
@@ -113,24 +130,36 @@ impl Scheduler {
                 .metrics
                 .queue_size
                 .store(seen.len() as i64, Ordering::Relaxed);
-            for id in due {
-                if !self.inflight.lock().unwrap().insert(id.clone()) {
-                    continue;
-                }
-                let me = self.clone();
-                self.svc.tasks.spawn(async move {
-                    me.process(&id).await;
-                    me.inflight.lock().unwrap().remove(&id);
-                    me.svc.queue.wake().notify_one();
-                });
-            }
-            tokio::select! {
-                _ = self.svc.shutdown.cancelled() => break,
-                _ = q.wake().notified() => {}
-                _ = tokio::time::sleep(RESCAN) => {}
+            self.start(due);
+            self.idle().await;
+            if self.svc.shutdown.is_cancelled() {
+                break;
             }
         }
         tracing::debug!("queue scheduler stopped");
+    }
+
+    /// Start a task for each due id not already in flight.
+    fn start(self: &Arc<Self>, due: Vec<String>) {
+        for id in due {
+            if !self.inflight.lock().unwrap().insert(id.clone()) {
+                continue;
+            }
+            let me = self.clone();
+            self.svc.tasks.spawn(async move {
+                me.process(&id).await;
+                me.inflight.lock().unwrap().remove(&id);
+            });
+        }
+    }
+
+    /// Wait for an enqueue, the next rescan, or shutdown.
+    async fn idle(&self) {
+        tokio::select! {
+            _ = self.svc.shutdown.cancelled() => {}
+            _ = self.svc.queue.wake().notified() => {}
+            _ = tokio::time::sleep(RESCAN) => {}
+        }
     }
 
     fn needs_work(&self, env: &Envelope, now: i64) -> bool {
@@ -176,7 +205,7 @@ impl Scheduler {
                 return;
             }
         };
-        let message = match q.message(id) {
+        let message = match q.body(id) {
             Ok(m) => Arc::new(m),
             Err(e) => {
                 tracing::error!(
@@ -190,6 +219,7 @@ impl Scheduler {
         let now = crate::clock::unix_now();
         let cfg = &svc.config.queue;
         let expires = env.created + cfg.max_age_secs as i64;
+        let mut removed = false;
         if now >= expires {
             let _ = q.update(id, |e| {
                 for r in e
@@ -221,7 +251,7 @@ impl Scheduler {
                 .partition(|a| svc.config.is_local_domain(&outbound::domain_of(a)));
             for addr in local {
                 let outcome = deliver_local(svc, &env, &addr, &message).await;
-                self.record(id, vec![addr], vec![outcome], expires).await;
+                removed |= self.record(id, vec![addr], vec![outcome], expires).await;
             }
             let mut by_domain: HashMap<String, Vec<String>> = HashMap::new();
             for a in remote {
@@ -260,37 +290,51 @@ impl Scheduler {
                         _ = svc.shutdown.cancelled() => None,
                         o = run => o,
                     };
-                    if let Some(outcomes) = outcomes {
-                        me.record(&id, rcpts, outcomes, expires).await;
+                    match outcomes {
+                        Some(outcomes) => me.record(&id, rcpts, outcomes, expires).await,
+                        None => false,
                     }
                 });
             }
-            while set.join_next().await.is_some() {}
+            while let Some(r) = set.join_next().await {
+                removed |= r.unwrap_or(false);
+            }
         }
-        self.finish(id, &message).await;
+        // A message the last outcome removed from the queue has nothing left to finish.
+        if !removed {
+            self.finish(id, &message).await;
+        }
     }
 
     /// Write the outcomes of one attempt into the envelope, on a blocking thread (the
-    /// removal of a finished message waits for a group-committed directory fsync).
+    /// removal of a finished message waits for a group-committed directory fsync). True
+    /// when this removed the message from the queue (nothing left to do).
     async fn record(
         self: &Arc<Self>,
         id: &str,
         rcpts: Vec<String>,
         outcomes: Vec<RcptOutcome>,
         expires: i64,
-    ) {
+    ) -> bool {
         let me = self.clone();
         let id = id.to_string();
         let res = tokio::task::spawn_blocking(move || {
             me.record_blocking(&id, &rcpts, &outcomes, expires)
         })
         .await;
-        if let Err(e) = res {
+        res.unwrap_or_else(|e| {
             tracing::error!("recording a delivery outcome failed: {e}");
-        }
+            false
+        })
     }
 
-    fn record_blocking(&self, id: &str, rcpts: &[String], outcomes: &[RcptOutcome], expires: i64) {
+    fn record_blocking(
+        &self,
+        id: &str,
+        rcpts: &[String],
+        outcomes: &[RcptOutcome],
+        expires: i64,
+    ) -> bool {
         let now = crate::clock::unix_now();
         let schedule = &self.svc.config.queue.retry_schedule_secs;
         let m = &self.svc.metrics;
@@ -327,22 +371,28 @@ impl Scheduler {
             }
         });
         match res {
-            Ok(Some((env, true))) => tracing::info!(
-                queue_id = id,
-                delivered = env
-                    .rcpts
-                    .iter()
-                    .filter(|r| r.status == RcptStatus::Delivered)
-                    .count(),
-                failed = env
-                    .rcpts
-                    .iter()
-                    .filter(|r| r.status == RcptStatus::Failed)
-                    .count(),
-                "done: removed from the queue"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::error!(queue_id = id, "cannot record delivery outcome: {e}"),
+            Ok(Some((env, true))) => {
+                tracing::info!(
+                    queue_id = id,
+                    delivered = env
+                        .rcpts
+                        .iter()
+                        .filter(|r| r.status == RcptStatus::Delivered)
+                        .count(),
+                    failed = env
+                        .rcpts
+                        .iter()
+                        .filter(|r| r.status == RcptStatus::Failed)
+                        .count(),
+                    "done: removed from the queue"
+                );
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::error!(queue_id = id, "cannot record delivery outcome: {e}");
+                false
+            }
         }
     }
 
@@ -458,7 +508,7 @@ async fn deliver_local(
     svc: &Arc<Services>,
     env: &Envelope,
     addr: &str,
-    message: &Arc<Vec<u8>>,
+    message: &Arc<super::Body>,
 ) -> RcptOutcome {
     let outcome = |kind, status: &str, d: String| RcptOutcome {
         kind,

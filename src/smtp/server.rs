@@ -15,9 +15,10 @@ use super::Mode;
 use super::data::{DataDecoder, DataError};
 use super::line::{Line, LineReader};
 use super::reply::{Reply, std_replies};
-use super::session::{Action, Directory, Session, SessionConfig, finish_body};
+use super::session::{Action, Directory, Event, Session, SessionConfig, finish_body};
 use super::transaction::{self, Context};
 use crate::accounts::{Accounts, Recipient};
+use crate::inbound::EarlyChecks;
 use crate::inbound::dnsbl::ClientCheck;
 use crate::logsafe::{Untrusted, UntrustedText};
 use crate::metrics::Metrics;
@@ -168,6 +169,11 @@ async fn handle(svc: Arc<Services>, stream: TcpStream, peer: SocketAddr, mode: M
         out: Vec::new(),
         tls_info: None,
         session: Session::new(session_config(&svc, mode)),
+        early: if mode == Mode::Mx && svc.config.inbound.verify {
+            EarlyChecks::start(&svc.authenticator, &svc.config.hostname, peer.ip())
+        } else {
+            EarlyChecks::off(peer.ip())
+        },
         dnsbl: if mode == Mode::Mx {
             ClientCheck::start(
                 &svc.config.spam,
@@ -248,6 +254,8 @@ struct Conn {
     session: Session,
     /// DNS blocklist lookups for the client (port 25), awaited at the first RCPT.
     dnsbl: ClientCheck,
+    /// iprev and SPF (port 25), run while the transaction arrives, awaited after DATA.
+    early: EarlyChecks,
 }
 
 /// How a connection ended (for the disconnect log line).
@@ -374,6 +382,9 @@ impl Conn {
                         UntrustedText(&r.to_string())
                     );
                 }
+                if let Some(Event::MailFrom { helo, mail_from }) = self.session.take_event() {
+                    self.early.mail_from(&helo, &mail_from);
+                }
                 if self.act(action).await? {
                     self.flush().await?;
                     return Ok(());
@@ -449,14 +460,16 @@ impl Conn {
                     self.session.auth_result(result)
                 }
                 Action::Deliver(tx) => {
+                    let early = self.early.results(&tx.helo, &tx.mail_from).await;
                     let ctx = Context {
                         svc: &self.svc,
                         mode: self.mode,
                         peer: self.peer,
                         tls: self.tls_info.as_deref(),
                         dnsbl_junk: self.dnsbl.junk_listing(),
+                        early,
                     };
-                    let reply = transaction::finish(&ctx, &tx).await;
+                    let reply = transaction::finish(ctx, &tx).await;
                     self.session.delivered(reply)
                 }
             };
@@ -508,8 +521,13 @@ impl Conn {
             let (used, done) = dec.feed(&pending);
             if done {
                 self.lines.unread(pending[used..].to_vec());
+                let body = dec.finish();
+                if !matches!(&body, Ok(w) if w.is_spilled()) {
+                    // Still in memory: nothing to flush or map, no thread hand-off.
+                    return Ok(finish_body(body));
+                }
                 // Mapping a spilled body is a little file I/O; keep it off the reactor.
-                let r = tokio::task::spawn_blocking(move || finish_body(dec.finish()))
+                let r = tokio::task::spawn_blocking(move || finish_body(body))
                     .await
                     .map_err(|_| "spool task failed")?;
                 return Ok(r);

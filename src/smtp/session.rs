@@ -132,6 +132,15 @@ pub enum Action {
     Close(Reply),
 }
 
+/// Something the I/O loop may act on early; the core only reports it (`take_event`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// MAIL FROM was accepted: the checks of the sender's identities (SPF, RFC 7208 §2.3,
+    /// §2.4) may start now, while the rest of the transaction arrives; their result is needed
+    /// only at the end of DATA.
+    MailFrom { helo: String, mail_from: String },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Sasl {
     Idle,
@@ -163,6 +172,8 @@ pub struct Session {
     messages: usize,
     invalid_rcpts: usize,
     errors: usize,
+    /// The latest event not yet taken by the I/O loop.
+    event: Option<Event>,
 }
 
 fn r(code: u16, enh: &str, text: impl Into<String>) -> Reply {
@@ -186,7 +197,13 @@ impl Session {
             messages: 0,
             invalid_rcpts: 0,
             errors: 0,
+            event: None,
         }
+    }
+
+    /// The event the last command raised, if any (taken once).
+    pub fn take_event(&mut self) -> Option<Event> {
+        self.event.take()
     }
 
     pub fn greeting(&self) -> Reply {

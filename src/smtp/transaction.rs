@@ -23,16 +23,20 @@ pub struct Context<'a> {
     pub tls: Option<&'a str>,
     /// The client is on a DNS blocklist and `dnsbl_action = "junk"`.
     pub dnsbl_junk: Option<&'a crate::inbound::dnsbl::Listing>,
+    /// The checks the I/O loop ran while the message arrived (port 25).
+    pub early: crate::inbound::Early,
 }
 
 /// Deliver the transaction; returns the reply for the end of DATA. Logs one line.
-pub async fn finish(ctx: &Context<'_>, tx: &Transaction) -> Reply {
+pub async fn finish(mut ctx: Context<'_>, tx: &Transaction) -> Reply {
+    let early = std::mem::take(&mut ctx.early);
+    let ctx = &ctx;
     // The queue's id format, and the queue id itself when a copy is queued: one id in the
     // 250 reply, the Received header, this log line and `postern queue list/show`.
     let id = crate::queue::new_id();
     let plan = delivery::plan(tx.rcpts.iter().map(|r| (&r.users[..], &r.remote[..])));
     let reply = match ctx.mode {
-        Mode::Mx => inbound_delivery(ctx, tx, &plan, &id).await,
+        Mode::Mx => inbound_delivery(ctx, tx, &plan, &id, early).await,
         Mode::Submission | Mode::Submissions => submission_delivery(ctx, tx, &plan, &id).await,
     };
     let rcpts: Vec<&str> = tx.rcpts.iter().map(|r| r.address.as_str()).collect();
@@ -103,7 +107,13 @@ fn temp_queue(e: &crate::queue::QueueError) -> Reply {
     )
 }
 
-async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: &str) -> Reply {
+async fn inbound_delivery(
+    ctx: &Context<'_>,
+    tx: &Transaction,
+    plan: &Plan,
+    id: &str,
+    early: crate::inbound::Early,
+) -> Reply {
     let svc = ctx.svc;
     let rcpts: Vec<String> = tx.rcpts.iter().map(|r| r.address.clone()).collect();
     let mctx = MessageContext {
@@ -118,6 +128,7 @@ async fn inbound_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: 
         &svc.spool,
         &mctx,
         tx.message.as_bytes(),
+        early,
     )
     .await;
     if let Some(l) = ctx.dnsbl_junk {

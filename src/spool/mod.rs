@@ -190,6 +190,11 @@ impl SpoolWriter {
         self.len == 0
     }
 
+    /// The body went to a spool file (so `finish` does file I/O).
+    pub fn is_spilled(&self) -> bool {
+        self.file.is_some()
+    }
+
     pub fn write(&mut self, bytes: &[u8]) {
         self.len += bytes.len() as u64;
         if self.error.is_some() {

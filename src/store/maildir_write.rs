@@ -86,3 +86,26 @@ pub fn deliver_to_maildir_with(
         .write_with(fill)?;
     Ok(dst)
 }
+
+/// [`deliver_to_maildir_with`] with the `new/` fsync shared among concurrent deliveries
+/// (group commit): the file is fsynced and renamed by this caller, then it waits for a
+/// directory fsync that started after the rename. Ok means both are durable.
+pub fn deliver_grouped(
+    maildir: &Path,
+    size: usize,
+    fill: impl FnOnce(&mut dyn io::Write) -> io::Result<()>,
+    syncs: &crate::fsutil::group_commit::DirSyncs,
+) -> io::Result<PathBuf> {
+    let new = maildir.join("new");
+    let dst = new.join(unique_name(size));
+    Durable::new(&dst)
+        .tmp_in(&maildir.join("tmp"))
+        .defer_dir_sync()
+        .write_with(fill)?;
+    if let Err(e) = syncs.sync(&new) {
+        // Not acknowledged: take it back so a retry by the sender makes no duplicate.
+        let _ = std::fs::remove_file(&dst);
+        return Err(e);
+    }
+    Ok(dst)
+}

@@ -42,6 +42,8 @@ pub enum Folder<'a> {
 pub struct Store {
     root: PathBuf,
     hub: Arc<Hub>,
+    /// Group commit of the `new/` directory fsyncs of concurrent deliveries.
+    dir_syncs: Arc<crate::fsutil::group_commit::DirSyncs>,
 }
 
 impl std::fmt::Debug for Store {
@@ -114,6 +116,7 @@ impl Store {
         Store {
             root: data_dir.join("mail"),
             hub: Arc::default(),
+            dir_syncs: Arc::default(),
         }
     }
 
@@ -175,6 +178,9 @@ impl Store {
     }
 
     /// `deliver` for a message of `size` octets that `fill` writes (streamed from the spool).
+    /// The `new/` directory fsync is shared with deliveries into the same folder running at
+    /// the same time (`fsutil::group_commit`); each returns only after one that started
+    /// after its own rename.
     pub fn deliver_with(
         &self,
         user: &str,
@@ -187,7 +193,7 @@ impl Store {
             self.ensure_user(user)?;
             maildir::Maildir::from(dir.clone()).create_dirs()?;
         }
-        let path = deliver_to_maildir_with(&dir, size, fill)?;
+        let path = maildir_write::deliver_grouped(&dir, size, fill, &self.dir_syncs)?;
         self.hub.notify(&dir);
         Ok(path)
     }

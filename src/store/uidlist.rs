@@ -9,6 +9,9 @@
 //! X <modseq> <uid-set>                   UIDs expunged at that modseq
 //! ```
 //!
+//! `M` and `X` lines are appended as changes happen (an `X` line after the entries it
+//! removes, which then do not count); a rewrite folds them into the header and entries.
+//!
 //! Crash safety: every MODSEQ is written to this file (append + fsync, or temp + fsync +
 //! rename on a rewrite) *before* any session can see it, all under the mailbox lock, so the
 //! highest modseq found on load (header, entries and `M`/`X` lines) is at least any modseq
@@ -112,6 +115,11 @@ pub fn change_line(uid: u32, modseq: u64, flags: Flags) -> String {
     format!("M {uid} {modseq} :{}\n", flags.to_info())
 }
 
+/// An expunge appended to the log (the same line a rewrite puts in the header).
+pub fn expunge_line(modseq: u64, uids: &[u32]) -> String {
+    format!("X {modseq} {}\n", uid_set(uids))
+}
+
 pub fn header(uidvalidity: u32, uidnext: u32, modseq: u64, ex: &Expunged) -> String {
     let mut s = format!("P2 {uidvalidity} {uidnext} {modseq} {}\n", ex.floor);
     for (m, uids) in &ex.groups {
@@ -196,6 +204,8 @@ pub fn load(dir: &Path) -> io::Result<Loaded> {
         }
     }
     let mut last = 0u32;
+    // UIDs of `X` lines: an expunge appended after the entries it removes.
+    let mut gone: std::collections::HashSet<u32> = std::collections::HashSet::new();
     for line in lines {
         if l.version == 2 {
             if let Some(rest) = line.strip_prefix("M ") {
@@ -217,6 +227,11 @@ pub fn load(dir: &Path) -> io::Result<Loaded> {
                     && let (Ok(m), Some(uids)) = (m.parse::<u64>(), parse_set(set))
                 {
                     l.modseq = l.modseq.max(m);
+                    // Appended ones count toward compaction; the header's do not.
+                    if last > 0 {
+                        l.log_lines += 1;
+                    }
+                    gone.extend(uids.iter().copied());
                     l.expunged.push(m, uids);
                 }
                 continue;
@@ -249,6 +264,10 @@ pub fn load(dir: &Path) -> io::Result<Loaded> {
         }
     }
     l.uidnext = l.uidnext.max(last + 1);
+    if !gone.is_empty() {
+        l.by_base.retain(|_, u| !gone.contains(u));
+        l.recorded.retain(|u, _| !gone.contains(u));
+    }
     Ok(l)
 }
 

@@ -86,6 +86,10 @@ impl Session {
                 ),
             ));
         }
+        self.event = Some(super::Event::MailFrom {
+            helo: self.helo.clone().unwrap_or_default(),
+            mail_from: address.clone(),
+        });
         self.tx = Some(Envelope {
             mail_from: address,
             smtputf8,

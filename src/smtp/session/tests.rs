@@ -470,5 +470,6 @@ fn bare_postmaster_is_accepted() {
 }
 
 mod auth;
+mod events;
 mod quota;
 mod srs;

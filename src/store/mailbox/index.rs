@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use super::super::flags::Flags;
 use super::super::uidlist::{self, UIDLIST};
-use super::{Index, Msg, mtime, new_uidvalidity};
+use super::{Index, Msg, new_uidvalidity};
 use crate::fsutil::{fsync_dir, write_atomic};
 
 impl Index {
@@ -47,6 +47,18 @@ impl Index {
                 Err(e)
             }
         }
+    }
+
+    /// Make the latest expunge (`expunged_now`) durable: its `X` line appended and synced,
+    /// rather than the whole file rewritten (which cost a rename and two fsyncs per
+    /// EXPUNGE, issue 15). The caller synced the directory of the removed files first, so
+    /// a durable `X` line never names a file that could come back.
+    pub(super) fn record_expunge(&mut self, dir: &Path) -> io::Result<()> {
+        let Some((m, uids)) = self.expunged.groups.back() else {
+            return Ok(());
+        };
+        let line = uidlist::expunge_line(*m, uids);
+        self.record(dir, &line, 1)
     }
 
     pub(super) fn remove(&mut self, uids: &[u32]) {
@@ -114,8 +126,8 @@ impl Index {
     /// past). New files get UIDs in name order; vanished files are expunged; renamed files
     /// carry new flags. Returns whether anything changed.
     pub(super) fn scan(&mut self, dir: &Path, force: bool) -> io::Result<bool> {
-        let stamp = (mtime(&dir.join("new"))?, mtime(&dir.join("cur"))?);
-        if !force && self.stamp == Some(stamp) {
+        let stamp = super::own_changes::stamp_of(dir)?;
+        if !force && self.scan_skippable(stamp) {
             return Ok(false);
         }
         self.adopt_disk_keywords(dir);
@@ -244,6 +256,7 @@ impl Index {
                 self.write_uidlist(dir)?;
             }
         }
+        self.scanned(stamp);
         // A stamp from the last two seconds may hide a change made in the same clock tick.
         let recent = SystemTime::now() - Duration::from_secs(2);
         self.stamp = (stamp.0 < recent && stamp.1 < recent).then_some(stamp);
@@ -251,6 +264,10 @@ impl Index {
     }
 
     pub(super) fn move_new_to_cur(&mut self, dir: &Path) {
+        if !self.msgs.iter().any(|m| m.in_new) {
+            return;
+        }
+        let pre = self.own_change_begin(dir);
         let mut moved = false;
         for m in self.msgs.iter_mut().filter(|m| m.in_new) {
             let file = format!("{}:2,{}", m.base(), m.flags.to_info());
@@ -264,6 +281,7 @@ impl Index {
             let _ = fsync_dir(&dir.join("cur"));
             self.stamp = None;
         }
+        self.own_change_end(dir, pre, true);
     }
 }
 

@@ -42,7 +42,8 @@ impl Index {
         names: &[String],
         create: bool,
     ) -> io::Result<u32> {
-        if create {
+        // Only system flags (most STOREs and APPENDs): no keyword file to read.
+        if create && !names.is_empty() {
             self.adopt_disk_keywords(dir);
         }
         let mut bits = 0;

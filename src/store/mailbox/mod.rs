@@ -11,6 +11,7 @@
 //! | `changes.rs`  | what changed since a MODSEQ, in UIDs (`Changes`)                |
 //! | `keywords.rs` | custom keyword names (`dovecot-keywords`)                       |
 //! | `recent.rs`   | the \Recent watermark (`postern-recent`)                        |
+//! | `own_changes.rs` | when a scan of new/ and cur/ can be skipped                   |
 //!
 //! The UID list (format and crash-safety argument in `uidlist.rs`) is the durable map from
 //! Maildir base names to UIDs and MODSEQs (RFC 7162). New UIDs and flag changes are appended
@@ -38,6 +39,7 @@ mod changes;
 mod index;
 mod keywords;
 mod ops;
+mod own_changes;
 mod recent;
 
 pub use changes::Changes;
@@ -86,6 +88,10 @@ pub struct Index {
     recent_upto: u32,
     /// new/ and cur/ modification times at the last full scan.
     stamp: Option<(SystemTime, SystemTime)>,
+    /// The mtimes the index is known to match, even if recent (`own_changes.rs`).
+    seen: Option<own_changes::Stamp>,
+    /// When the directories were last read in full.
+    last_full: Option<std::time::Instant>,
     cache: HashMap<u32, Parsed>,
     /// The same, on disk (`postern-cache`): survives restarts and covers what the in-memory
     /// cache had to drop.
@@ -156,6 +162,8 @@ impl Mailbox {
             needs_rewrite: l.version != 2 || l.torn,
             recent_upto: 0,
             stamp: None,
+            seen: None,
+            last_full: None,
             cache: HashMap::new(),
             disk: CacheFile::new(&dir),
         };

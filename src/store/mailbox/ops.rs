@@ -48,10 +48,13 @@ impl Mailbox {
         };
         let base = super::super::unique_name(size);
         let file = format!("{base}:2,{}", flags.to_info());
-        Durable::new(&self.dir.join("cur").join(&file))
+        let pre = ix.own_change_begin(&self.dir);
+        let written = Durable::new(&self.dir.join("cur").join(&file))
             .tmp_in(&self.dir.join("tmp"))
             .mtime(internal_date)
-            .write_with(fill)?;
+            .write_with(fill);
+        ix.own_change_end(&self.dir, pre.filter(|_| written.is_ok()), false);
+        written?;
         let uid = ix.add(&self.dir, vec![(file.into(), false, flags)])?[0];
         let v = ix.uidvalidity;
         drop(ix);
@@ -70,6 +73,7 @@ impl Mailbox {
         };
         let src_keywords = self.lock().keywords.clone();
         let mut dix = dest.lock();
+        let pre = dix.own_change_begin(&dest.dir);
         let mut entries = Vec::new();
         let mut done_src = Vec::new();
         // Files placed in dest/cur so far: taken back if the COPY fails, so the destination is
@@ -119,9 +123,11 @@ impl Mailbox {
                     let _ = fs::remove_file(p);
                 }
                 let _ = fsync_dir(&dest.dir.join("cur"));
+                dix.own_change_end(&dest.dir, None, false);
                 return Err(e);
             }
         };
+        dix.own_change_end(&dest.dir, pre, false);
         let v = dix.uidvalidity;
         drop(dix);
         dest.notify();
@@ -143,6 +149,8 @@ impl Mailbox {
         let mut ix = self.lock();
         let before = ix.modseq;
         let kw = ix.keyword_bits(&self.dir, keywords, op != FlagOp::Remove)?;
+        let pre = ix.own_change_begin(&self.dir);
+        let mut touched_new = false;
         let mut changed = false;
         let mut lines = String::new();
         let mut n_lines = 0;
@@ -175,10 +183,12 @@ impl Mailbox {
             let from = self.path_of(m);
             let file = format!("{}:2,{}", m.base(), new.to_info());
             let to = self.dir.join("cur").join(&file);
+            touched_new |= m.in_new;
             match fs::rename(&from, &to) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => {
+                    ix.own_change_end(&self.dir, None, true);
                     ix.record(&self.dir, &lines, n_lines)?;
                     return Err(e);
                 }
@@ -199,6 +209,9 @@ impl Mailbox {
             }
             changed = true;
         }
+        if changed {
+            ix.own_change_end(&self.dir, pre, touched_new);
+        }
         ix.record(&self.dir, &lines, n_lines)?;
         let after = ix.modseq;
         drop(ix);
@@ -218,21 +231,33 @@ impl Mailbox {
         let mut ix = self.lock();
         ix.scan(&self.dir, false)?;
         let wanted: Option<HashSet<u32>> = only.map(|u| u.iter().copied().collect());
+        let pre = ix.own_change_begin(&self.dir);
+        let mut touched_new = false;
         let mut gone = Vec::new();
+        let mut failed = None;
         for m in &ix.msgs {
             if m.flags.has(flags::DELETED) && wanted.as_ref().is_none_or(|w| w.contains(&m.uid)) {
+                touched_new |= m.in_new;
                 match fs::remove_file(self.path_of(m)) {
                     Ok(()) => gone.push(m.uid),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => gone.push(m.uid),
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
                 }
             }
         }
+        if let Some(e) = failed {
+            ix.own_change_end(&self.dir, None, true);
+            return Err(e);
+        }
         if !gone.is_empty() {
+            ix.own_change_end(&self.dir, pre, touched_new);
             fsync_dir(&self.dir.join("cur"))?;
             ix.remove(&gone);
             ix.expunged_now(gone.clone());
-            ix.write_uidlist(&self.dir)?;
+            ix.record_expunge(&self.dir)?;
         }
         drop(ix);
         if !gone.is_empty() {
@@ -244,15 +269,20 @@ impl Mailbox {
     /// Remove messages regardless of flags (the expunge half of MOVE).
     pub fn remove_uids(&self, uids: &[u32]) -> io::Result<()> {
         let mut ix = self.lock();
+        let pre = ix.own_change_begin(&self.dir);
         for uid in uids {
             if let Some(m) = ix.find(*uid) {
                 match fs::remove_file(self.path_of(m)) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        ix.own_change_end(&self.dir, None, true);
+                        return Err(e);
+                    }
                 }
             }
         }
+        ix.own_change_end(&self.dir, pre, true);
         fsync_dir(&self.dir.join("cur"))?;
         let present: Vec<u32> = uids
             .iter()
@@ -260,8 +290,11 @@ impl Mailbox {
             .filter(|u| ix.pos(*u).is_some())
             .collect();
         ix.remove(uids);
+        let any = !present.is_empty();
         ix.expunged_now(present);
-        ix.write_uidlist(&self.dir)?;
+        if any {
+            ix.record_expunge(&self.dir)?;
+        }
         drop(ix);
         self.notify();
         Ok(())
