@@ -595,8 +595,7 @@ def main(argv):
 
     ctx = Ctx()
     ctx.args, ctx.rows, ctx.notes = a, rows, []
-    ctx.tmp = tempfile.mkdtemp(prefix="postern-bench-", dir=a.tmp)
-    os.chmod(ctx.tmp, 0o755)
+    ctx.tmp = S.bench_dir("postern-bench-", a.tmp)
     started, load0, t_start = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg(), time.monotonic()
     results = []
     try:

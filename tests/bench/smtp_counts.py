@@ -174,8 +174,7 @@ def main():
                     help="only record a CPU profile of the server (perf record -g, dwarf stacks) into FILE")
     args = ap.parse_args()
     binary = os.path.abspath(args.bin)
-    tmp = tempfile.mkdtemp(prefix="postern-counts-")
-    os.chmod(tmp, 0o755)
+    tmp = bench.bench_dir("postern-counts-")
     dns = Dns(tmp, args.ttl)
     res, queries = {}, {}
     if args.perf_record:
