@@ -112,7 +112,8 @@ fn kill9_during_concurrent_deliveries_loses_no_acknowledged_message() {
         .iter()
         .map(|m| String::from_utf8_lossy(m).into_owned())
         .collect();
-    let queued: Vec<String> = std::fs::read_dir(p.data_dir().join("queue").join("env"))
+    // A queued message is its file in `queue/msg/` (envelope head, then the message).
+    let queued: Vec<String> = std::fs::read_dir(p.data_dir().join("queue").join("msg"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -128,7 +129,7 @@ fn kill9_during_concurrent_deliveries_loses_no_acknowledged_message() {
             local += 1;
         } else {
             assert!(
-                queued.contains(&format!("{id}.json")),
+                queued.contains(id),
                 "{subject}: acknowledged as id={id} but not queued"
             );
             let msg = std::fs::read(p.data_dir().join("queue").join("msg").join(id))
