@@ -171,6 +171,37 @@ print('ALL OK')
     assert!(out.contains("ALL OK"), "{out}");
 }
 
+/// A folder deleted by another session while this one idles on it: BYE, as Dovecot says it
+/// (the idling session learns it from the shared disk look, not from its own scan).
+#[test]
+fn idle_on_a_folder_another_session_deletes_ends_with_bye() {
+    let p = setup();
+    drop_message(&p, "one");
+    let script = format!(
+        r#"{PY}
+a = imaplib.IMAP4_SSL('127.0.0.1', {imaps}, ssl_context=ctx)
+b = imaplib.IMAP4_SSL('127.0.0.1', {imaps}, ssl_context=ctx)
+ok(a.login('{USER}', '{PASS}')); ok(b.login('{USER}', '{PASS}'))
+ok(b.create('Box'))
+ok(a.select('Box'))
+a.send(b'i1 IDLE\r\n')
+assert a.readline().startswith(b'+')
+a.sock.settimeout(20)
+ok(b.delete('Box'))
+got = b''
+while b'BYE' not in got:
+    l = a.readline()
+    assert l, got
+    got += l
+assert b'NONEXISTENT' in got, got
+print('ALL OK')
+"#,
+        imaps = p.ports.imaps,
+    );
+    let out = python(&script);
+    assert!(out.contains("ALL OK"), "{out}");
+}
+
 #[test]
 fn uids_survive_restart() {
     let mut p = setup();
