@@ -351,18 +351,23 @@ impl Spool {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        match std::fs::read(self.env_path(id)) {
-            Ok(b) => {
-                return serde_json::from_slice(&b)
-                    .map(Some)
-                    .map_err(|e| QueueError::Other(format!("envelope {id}: {e}")));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
+        if let Some(env) = self.load_state(id)? {
+            return Ok(Some(env));
         }
         // No state file: the head is the envelope (none: an old-layout message whose
         // envelope is gone, i.e. not queued).
         Ok(file::read_head(&mut f)?.envelope)
+    }
+
+    /// The state file of `id`, if an attempt wrote one.
+    fn load_state(&self, id: &str) -> Result<Option<Envelope>, QueueError> {
+        match std::fs::read(self.env_path(id)) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| QueueError::Other(format!("envelope {id}: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The message octets (without the queue file's head).
@@ -370,36 +375,59 @@ impl Spool {
         Ok(self.body(id)?.to_vec())
     }
 
-    /// The message for delivery: read when small, mapped when larger than the SMTP spool's
-    /// threshold, so a large message is never copied onto the heap (the client dot-stuffs
-    /// it block by block from the mapping).
+    /// The message for delivery (see `open`).
     pub fn body(&self, id: &str) -> Result<Body, QueueError> {
         if !valid_id(id) {
             return Err(QueueError::Other(format!("bad queue id {id:?}")));
         }
-        let mut f = File::open(self.msg_path(id))?;
+        Ok(self.read(id, &mut File::open(self.msg_path(id))?)?.1)
+    }
+
+    /// Envelope and message of `id` for a delivery attempt, from one open of its file; None
+    /// if it is not queued.
+    pub fn open(&self, id: &str) -> Result<Option<(Envelope, Body)>, QueueError> {
+        if !valid_id(id) {
+            return Ok(None);
+        }
+        let mut f = match File::open(self.msg_path(id)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let (head, body) = self.read(id, &mut f)?;
+        let env = match self.load_state(id)? {
+            Some(env) => Some(env),
+            None => head,
+        };
+        Ok(env.map(|e| (e, body)))
+    }
+
+    /// The head's envelope and the message of an open queue file: read when small, mapped
+    /// when larger than the SMTP spool's threshold, so a large message is never copied onto
+    /// the heap (the client dot-stuffs it block by block from the mapping).
+    fn read(&self, id: &str, f: &mut File) -> Result<(Option<Envelope>, Body), QueueError> {
         let len = f.metadata()?.len();
         if len <= crate::spool::THRESHOLD as u64 {
             // Small: one read of the whole file, the head cut off in place.
             let mut v = Vec::with_capacity(len as usize);
-            std::io::Read::read_to_end(&mut f, &mut v)?;
-            let at = match file::parse(&v)? {
-                file::Parsed::Done(h) => h.body_offset as usize,
+            std::io::Read::read_to_end(f, &mut v)?;
+            let head = match file::parse(&v)? {
+                file::Parsed::Done(h) => h,
                 // The whole file is shorter than its head says.
                 file::Parsed::Need(_) => {
                     return Err(QueueError::Other(format!("queue file {id}: damaged head")));
                 }
             };
-            v.drain(..at);
-            return Ok(Body::Mem(v));
+            v.drain(..head.body_offset as usize);
+            return Ok((head.envelope, Body::Mem(v)));
         }
-        let at = file::read_head(&mut f)?.body_offset;
+        let head = file::read_head(f)?;
         // SAFETY: a queue file is written once (temp file, fsync, rename) and never written
         // or truncated afterwards, only unlinked, which leaves a mapping valid.
-        let map = unsafe { memmap2::Mmap::map(&f)? };
+        let map = unsafe { memmap2::Mmap::map(&*f)? };
         let _ = map.advise(memmap2::Advice::Sequential);
-        let at = (at as usize).min(map.len());
-        Ok(Body::Map(map, at))
+        let at = (head.body_offset as usize).min(map.len());
+        Ok((head.envelope, Body::Map(map, at)))
     }
 
     /// Read-modify-write one envelope under the lock. None if it is gone (delivered or

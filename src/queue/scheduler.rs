@@ -187,22 +187,13 @@ impl Scheduler {
     async fn process(self: &Arc<Self>, id: &str) {
         let svc = &self.svc;
         let q = &svc.queue;
-        let env = match q.load(id) {
-            Ok(Some(e)) => e,
+        let (env, message) = match q.open(id) {
+            Ok(Some((e, m))) => (e, Arc::new(m)),
             Ok(None) => return,
             Err(e) => {
-                tracing::warn!(queue_id = id, "cannot read envelope: {e}");
-                return;
-            }
-        };
-        let message = match q.body(id) {
-            Ok(m) => Arc::new(m),
-            Err(e) => {
-                tracing::error!(
-                    queue_id = id,
-                    "message file missing ({e}); dropping the envelope"
-                );
-                let _ = q.delete(id);
+                // A message whose file cannot be read is left alone (and reported), never
+                // dropped: the next rescan tries again and `postern queue` shows it.
+                tracing::error!(queue_id = id, "cannot read the queued message: {e}");
                 return;
             }
         };
