@@ -60,11 +60,16 @@ pub struct Hub {
     open: Mutex<HashMap<PathBuf, Weak<Mailbox>>>,
     /// The most recently opened mailboxes stay loaded after their last session ends, so a
     /// client that reconnects (most do, often) does not rebuild the index from disk.
-    warm: Mutex<std::collections::VecDeque<Arc<Mailbox>>>,
+    /// Each with its message count when it was last opened (the budget below).
+    warm: Mutex<std::collections::VecDeque<(Arc<Mailbox>, usize)>>,
 }
 
-/// How many recently used mailboxes the hub keeps loaded.
-const WARM_MAILBOXES: usize = 32;
+/// How many recently used mailboxes the hub keeps loaded: up to this many, and only while
+/// their messages add up to at most `WARM_MESSAGES` (an index costs ~100 bytes a message,
+/// so ~20 MB at most). The one just opened always stays. A client checking STATUS of every
+/// folder of a few dozen accounts then finds them loaded.
+const WARM_MAILBOXES: usize = 256;
+const WARM_MESSAGES: usize = 200_000;
 
 impl Hub {
     fn get(&self, dir: &Path) -> io::Result<Arc<Mailbox>> {
@@ -79,10 +84,19 @@ impl Hub {
             }
         };
         drop(open);
+        let count = mb.lock().msgs.len();
         let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
-        warm.retain(|m| !Arc::ptr_eq(m, &mb));
-        warm.push_front(mb.clone());
-        warm.truncate(WARM_MAILBOXES);
+        warm.retain(|(m, _)| !Arc::ptr_eq(m, &mb));
+        warm.push_front((mb.clone(), count));
+        let mut total = 0;
+        let keep = warm
+            .iter()
+            .take_while(|(_, n)| {
+                total += n;
+                total <= WARM_MESSAGES
+            })
+            .count();
+        warm.truncate(keep.clamp(1, WARM_MAILBOXES));
         Ok(mb)
     }
 
@@ -107,7 +121,7 @@ impl Hub {
         self.warm
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|m| !m.dir.starts_with(dir));
+            .retain(|(m, _)| !m.dir.starts_with(dir));
     }
 }
 
@@ -293,6 +307,29 @@ mod tests {
             .deliver("alice@example.com", Folder::Named("Junk"), b"x")
             .unwrap();
         assert!(j.starts_with(d.path().join("mail/example.com/alice/.Junk/new")));
+    }
+
+    /// The hub keeps the recently opened mailboxes loaded after their last user is gone:
+    /// many small ones (a client's STATUS over every folder of many accounts), within a
+    /// message budget.
+    #[test]
+    fn recently_opened_mailboxes_stay_loaded() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::new(d.path());
+        let users: Vec<String> = (0..40).map(|i| format!("u{i}@example.com")).collect();
+        let mut first = Vec::new();
+        for u in &users {
+            s.deliver(u, Folder::Inbox, b"Subject: hi\r\n\r\nx\r\n")
+                .unwrap();
+            let mb = s.mailbox(u, &MailboxName::Inbox).unwrap();
+            first.push(Arc::as_ptr(&mb));
+        }
+        // Every one of the 40 (more than the 32 kept before) is still the same loaded one.
+        for (u, p) in users.iter().zip(&first) {
+            let mb = s.mailbox(u, &MailboxName::Inbox).unwrap();
+            assert_eq!(Arc::as_ptr(&mb), *p, "{u} was reloaded");
+        }
+        assert_eq!(s.hub.warm.lock().unwrap().len(), 40);
     }
 
     /// Sieve imap4flags: system flags and keywords both survive delivery, the keyword names
