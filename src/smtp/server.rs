@@ -361,11 +361,13 @@ impl Conn {
                     &self.dnsbl,
                     (&self.svc.store, self.svc.config.limits.mailbox_quota),
                 );
+                let quota = self.svc.config.limits.mailbox_quota != 0;
                 let (verb, action) = match line {
-                    // RCPT resolves the account and sums the mailbox's usage for the quota,
-                    // MAIL may check the sender's account: file system reads (the accounts
-                    // files' stamp, each folder of the mailbox), kept off the async workers.
-                    Line::Complete(l) if matches!(command_verb(&l).as_str(), "RCPT" | "MAIL") => (
+                    // With a quota, RCPT sums the mailbox's usage (a listing of each folder):
+                    // kept off the async workers. Otherwise RCPT and MAIL read no more than
+                    // the accounts files' stamp (two stats, a re-read only after an edit),
+                    // which costs less than handing the worker to another thread.
+                    Line::Complete(l) if quota && command_verb(&l) == "RCPT" => (
                         command_verb(&l),
                         crate::inbound::cpu_bound(|| self.session.line(&l, &dir)),
                     ),
