@@ -96,6 +96,15 @@ impl Io {
         }
     }
 
+    /// Read into `buf`'s spare capacity (no zeroing of the buffer first).
+    async fn read_buf(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        match self {
+            Io::Plain(s) => s.read_buf(buf).await,
+            Io::Tls(s) => s.read_buf(buf).await,
+            Io::Gone => Ok(0),
+        }
+    }
+
     async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
         match self {
             Io::Plain(s) => {
@@ -282,8 +291,8 @@ impl Conn {
 
     /// Read more input, giving up at `deadline`; Ok(false) at EOF.
     async fn fill_until(&mut self, deadline: tokio::time::Instant) -> Result<bool, End> {
-        let mut buf = vec![0u8; 16 * 1024];
-        match tokio::time::timeout_at(deadline, self.io.read(&mut buf)).await {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        match tokio::time::timeout_at(deadline, self.io.read_buf(&mut buf)).await {
             Err(_) => {
                 tracing::info!(
                     "smtp timeout: service={} peer={}",
