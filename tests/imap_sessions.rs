@@ -122,6 +122,86 @@ print('ALL OK')
     assert!(out.contains("ALL OK"), "{out}");
 }
 
+/// Mail put into the Maildir by another program (no signal from this server) reaches every
+/// session idling on the mailbox: one of them looks at the disk for all (`claim_poll`), and
+/// what it finds wakes the others.
+#[test]
+fn idle_sessions_all_see_mail_another_program_drops_in() {
+    let p = setup();
+    drop_message(&p, "one");
+    let trigger = p.dir.path().join("drop-now");
+    let script = format!(
+        r#"{PY}
+cs = [imaplib.IMAP4_SSL('127.0.0.1', {imaps}, ssl_context=ctx) for _ in range(3)]
+tags = []
+for c in cs:
+    ok(c.login('{USER}', '{PASS}'))
+    assert ok(c.select('INBOX'))[0] == b'1'
+    tag = c._new_tag().decode()
+    c.send(('%s IDLE\r\n' % tag).encode())
+    assert c.readline().startswith(b'+')
+    c.sock.settimeout(20)
+    tags.append(tag)
+open('{trigger}', 'w').write('go')
+for c, tag in zip(cs, tags):
+    got = b''
+    while b'EXISTS' not in got:
+        l = c.readline()
+        assert l, got
+        got += l
+    assert b'* 2 EXISTS' in got, got
+    c.send(b'DONE\r\n')
+    l = c.readline()
+    while not l.startswith(tag.encode()):
+        l = c.readline()
+    assert b'OK' in l, l
+print('ALL OK')
+"#,
+        imaps = p.ports.imaps,
+        trigger = trigger.display()
+    );
+    let handle = std::thread::spawn(move || python(&script));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !trigger.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(trigger.exists(), "clients never started IDLE");
+    drop_message(&p, "dropped by another program");
+    let out = handle.join().unwrap();
+    assert!(out.contains("ALL OK"), "{out}");
+}
+
+/// A folder deleted by another session while this one idles on it: BYE, as Dovecot says it
+/// (the idling session learns it from the shared disk look, not from its own scan).
+#[test]
+fn idle_on_a_folder_another_session_deletes_ends_with_bye() {
+    let p = setup();
+    drop_message(&p, "one");
+    let script = format!(
+        r#"{PY}
+a = imaplib.IMAP4_SSL('127.0.0.1', {imaps}, ssl_context=ctx)
+b = imaplib.IMAP4_SSL('127.0.0.1', {imaps}, ssl_context=ctx)
+ok(a.login('{USER}', '{PASS}')); ok(b.login('{USER}', '{PASS}'))
+ok(b.create('Box'))
+ok(a.select('Box'))
+a.send(b'i1 IDLE\r\n')
+assert a.readline().startswith(b'+')
+a.sock.settimeout(20)
+ok(b.delete('Box'))
+got = b''
+while b'BYE' not in got:
+    l = a.readline()
+    assert l, got
+    got += l
+assert b'NONEXISTENT' in got, got
+print('ALL OK')
+"#,
+        imaps = p.ports.imaps,
+    );
+    let out = python(&script);
+    assert!(out.contains("ALL OK"), "{out}");
+}
+
 #[test]
 fn uids_survive_restart() {
     let mut p = setup();

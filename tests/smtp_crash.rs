@@ -36,7 +36,7 @@ fn client(port: u16, session: usize, rcpt: &str, acked: Arc<Mutex<Vec<(String, S
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
-    let mut say = |w: &mut TcpStream, r: &mut BufReader<TcpStream>, line: &str| {
+    let say = |w: &mut TcpStream, r: &mut BufReader<TcpStream>, line: &str| {
         w.write_all(line.as_bytes()).ok()?;
         reply(r)
     };
@@ -112,14 +112,15 @@ fn kill9_during_concurrent_deliveries_loses_no_acknowledged_message() {
         .iter()
         .map(|m| String::from_utf8_lossy(m).into_owned())
         .collect();
-    let queued: Vec<String> = std::fs::read_dir(p.data_dir().join("queue").join("env"))
+    // A queued message is its file in `queue/msg/` (envelope head, then the message).
+    let queued: Vec<String> = std::fs::read_dir(p.data_dir().join("queue").join("msg"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     let (mut local, mut forwarded) = (0, 0);
     for (subject, id) in &acked {
         let session: usize = subject.split('-').nth(1).unwrap().parse().unwrap();
-        if session % 2 == 0 {
+        if session.is_multiple_of(2) {
             let n = stored
                 .iter()
                 .filter(|m| m.contains(&format!("Subject: {subject}\r\n")))
@@ -128,7 +129,7 @@ fn kill9_during_concurrent_deliveries_loses_no_acknowledged_message() {
             local += 1;
         } else {
             assert!(
-                queued.contains(&format!("{id}.json")),
+                queued.contains(id),
                 "{subject}: acknowledged as id={id} but not queued"
             );
             let msg = std::fs::read(p.data_dir().join("queue").join("msg").join(id))

@@ -79,6 +79,8 @@ enum Outcome<S> {
 enum Wake {
     Input(std::io::Result<usize>),
     Changed,
+    /// No change signal for `IDLE_POLL`: time to look at the disk.
+    Poll,
     Timeout,
     Shutdown,
 }
@@ -238,14 +240,14 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
                         r = stream.read(&mut buf) => Wake::Input(r),
                         _ = tokio::time::sleep_until(deadline + earned(received)) => Wake::Timeout,
                         _ = svc.shutdown.cancelled() => Wake::Shutdown,
-                        _ = async {
+                        changed = async {
                             match watch.as_mut() {
-                                Some(w) => {
-                                    let _ = tokio::time::timeout(IDLE_POLL, w.changed()).await;
+                                Some((w, _)) => {
+                                    tokio::time::timeout(IDLE_POLL, w.changed()).await.is_ok()
                                 }
-                                None => std::future::pending::<()>().await,
+                                None => std::future::pending::<bool>().await,
                             }
-                        } => Wake::Changed,
+                        } => if changed { Wake::Changed } else { Wake::Poll },
                     };
                     match wake {
                         Wake::Input(Ok(0)) | Wake::Input(Err(_)) => return Outcome::Done,
@@ -289,6 +291,20 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
                             )
                             .await;
                             return Outcome::Done;
+                        }
+                        Wake::Poll => {
+                            // Nothing signalled for IDLE_POLL: one session per mailbox looks
+                            // at the disk for other programs' changes; what it finds wakes
+                            // every session on the mailbox (this one included) through the
+                            // signal. 500 sessions idling on one mailbox cost one look a
+                            // second, not 500 blocking tasks.
+                            if let Some((_, mb)) = watch.as_ref()
+                                && mb.claim_poll(IDLE_POLL)
+                            {
+                                let mb = mb.clone();
+                                let _ = tokio::task::spawn_blocking(move || mb.poll_disk()).await;
+                            }
+                            continue;
                         }
                         Wake::Changed => {
                             let Some((s, out)) = idle_sync(sess).await else {

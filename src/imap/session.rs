@@ -309,9 +309,16 @@ impl Session {
         self.append_body = None;
     }
 
-    /// The selected mailbox's change signal, while idling.
-    pub fn idle_watch(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
-        self.state.selected().map(|s| s.mb.subscribe())
+    /// The selected mailbox's change signal, and the mailbox, while idling.
+    pub fn idle_watch(
+        &self,
+    ) -> Option<(
+        tokio::sync::watch::Receiver<u64>,
+        std::sync::Arc<crate::store::Mailbox>,
+    )> {
+        self.state
+            .selected()
+            .map(|s| (s.mb.subscribe(), s.mb.clone()))
     }
 
     pub fn is_idle(&self) -> bool {

@@ -1,14 +1,17 @@
 //! The outbound queue: durable spool under `data_dir/queue`, scheduler, DSN bounces.
 //!
-//! Layout: `msg/ID` holds the message bytes (written once), `env/ID.json` the envelope and
-//! per-recipient state (rewritten after every attempt). Both are written temp+fsync+rename+
-//! dir fsync, the message first, so an envelope never points at a missing message. Every
-//! read-modify-write of an envelope holds an exclusive lock on `queue/.lock`, so the server
-//! and `postern queue …` / `postern sendmail` never lose each other's changes. The scheduler
-//! notices new or changed envelopes by rescanning `env/` (cheap: mtimes), so a CLI enqueue
-//! or `queue retry` reaches a running server without any signal.
+//! Layout (`file`): `msg/ID` holds the envelope as enqueued and the message bytes, written
+//! once (temp + fsync + rename + directory fsync); its presence is what "queued" means.
+//! `env/ID.json` holds the envelope and per-recipient state once an attempt has changed it
+//! (rewritten after every such attempt) and then overrides the head of `msg/ID`. A message
+//! delivered at its first attempt never gets one. Every read-modify-write of an envelope
+//! holds an exclusive lock on `queue/.lock`, so the server and `postern queue …` /
+//! `postern sendmail` never lose each other's changes. The scheduler notices new or changed
+//! messages by rescanning `msg/` and `env/` (cheap: mtimes), so a CLI enqueue or
+//! `queue retry` reaches a running server without any signal.
 
 pub mod dsn;
+mod file;
 pub mod scheduler;
 
 pub use crate::fsutil::group_commit;
@@ -92,10 +95,11 @@ impl Envelope {
     }
 }
 
-/// A queued message's octets (`Spool::body`): in memory, or a mapping of its file.
+/// A queued message's octets (`Spool::body`): in memory, or a mapping of its file from
+/// the offset where the message starts.
 pub enum Body {
     Mem(Vec<u8>),
-    Map(memmap2::Mmap),
+    Map(memmap2::Mmap, usize),
 }
 
 impl std::ops::Deref for Body {
@@ -103,9 +107,17 @@ impl std::ops::Deref for Body {
     fn deref(&self) -> &[u8] {
         match self {
             Body::Mem(v) => v,
-            Body::Map(m) => m,
+            Body::Map(m, at) => &m[*at..],
         }
     }
+}
+
+/// What `Spool::stamps` reports per message: the mtime of its state file, or of the message
+/// file when it has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamp {
+    Head(std::time::SystemTime),
+    State(std::time::SystemTime),
 }
 
 /// Queue ids: time-ordered, unique across processes, safe as file names. The SMTP
@@ -154,7 +166,6 @@ impl Queue {
         Ok(Queue {
             spool: Spool {
                 msg_sync: Arc::new(group_commit::DirSync::new(dir.join("msg"))),
-                env_sync: Arc::new(group_commit::DirSync::new(dir.join("env"))),
                 dir,
             },
             wake: tokio::sync::Notify::new(),
@@ -216,10 +227,8 @@ impl Queue {
 #[derive(Debug, Clone)]
 pub struct Spool {
     dir: PathBuf,
-    /// Group commit of `msg/` after enqueues (see `group_commit`).
+    /// Group commit of `msg/` after enqueues and removals (see `group_commit`).
     msg_sync: Arc<group_commit::DirSync>,
-    /// Group commit of `env/` after enqueues and removals.
-    env_sync: Arc<group_commit::DirSync>,
 }
 
 impl Spool {
@@ -305,34 +314,23 @@ impl Spool {
                 .collect(),
             delay_notified: false,
         };
-        // Message first: an envelope must never name a message that is not on disk. The
-        // directory fsyncs are shared with the enqueues running at the same time (group
-        // commit); each still waits for one that started after its own rename.
+        // One file, envelope head then message; its directory fsync is shared with the
+        // enqueues and removals running at the same time (group commit), each still waiting
+        // for one that started after its own rename.
+        let head =
+            file::head(&env).map_err(|e| QueueError::Other(format!("envelope encoding: {e}")))?;
         let msg = self.msg_path(&id);
         crate::fsutil::Durable::new(&msg)
             .defer_dir_sync()
-            .write_with(fill)?;
+            .write_with(|f| {
+                f.write_all(&head)?;
+                fill(f)
+            })?;
         if let Err(e) = self.msg_sync.sync() {
             let _ = std::fs::remove_file(&msg);
             return Err(e.into());
         }
-        if let Err(e) = self.write_env_grouped(&env) {
-            let _ = std::fs::remove_file(self.env_path(&id));
-            let _ = std::fs::remove_file(&msg);
-            return Err(e);
-        }
         Ok(id)
-    }
-
-    /// A new envelope, durable once its `env/` fsync (shared, `group_commit`) is done.
-    fn write_env_grouped(&self, env: &Envelope) -> Result<(), QueueError> {
-        let json = serde_json::to_vec_pretty(env)
-            .map_err(|e| QueueError::Other(format!("envelope encoding: {e}")))?;
-        crate::fsutil::Durable::new(&self.env_path(&env.id))
-            .defer_dir_sync()
-            .write(&json)?;
-        self.env_sync.sync()?;
-        Ok(())
     }
 
     fn write_env(&self, env: &Envelope) -> Result<(), QueueError> {
@@ -342,11 +340,27 @@ impl Spool {
         Ok(())
     }
 
-    /// The envelope, or None if the message is no longer queued.
+    /// The envelope, or None if the message is no longer queued: the state file when an
+    /// attempt wrote one, else the head of the message file.
     pub fn load(&self, id: &str) -> Result<Option<Envelope>, QueueError> {
         if !valid_id(id) {
             return Ok(None);
         }
+        let mut f = match File::open(self.msg_path(id)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(env) = self.load_state(id)? {
+            return Ok(Some(env));
+        }
+        // No state file: the head is the envelope (none: an old-layout message whose
+        // envelope is gone, i.e. not queued).
+        Ok(file::read_head(&mut f)?.envelope)
+    }
+
+    /// The state file of `id`, if an attempt wrote one.
+    fn load_state(&self, id: &str) -> Result<Option<Envelope>, QueueError> {
         match std::fs::read(self.env_path(id)) {
             Ok(b) => serde_json::from_slice(&b)
                 .map(Some)
@@ -356,32 +370,64 @@ impl Spool {
         }
     }
 
+    /// The message octets (without the queue file's head).
     pub fn message(&self, id: &str) -> Result<Vec<u8>, QueueError> {
-        if !valid_id(id) {
-            return Err(QueueError::Other(format!("bad queue id {id:?}")));
-        }
-        Ok(std::fs::read(self.msg_path(id))?)
+        Ok(self.body(id)?.to_vec())
     }
 
-    /// The message for delivery: read when small, mapped when larger than the SMTP spool's
-    /// threshold, so a large message is never copied onto the heap (the client dot-stuffs
-    /// it block by block from the mapping).
+    /// The message for delivery (see `open`).
     pub fn body(&self, id: &str) -> Result<Body, QueueError> {
         if !valid_id(id) {
             return Err(QueueError::Other(format!("bad queue id {id:?}")));
         }
-        let mut f = File::open(self.msg_path(id))?;
+        Ok(self.read(id, &mut File::open(self.msg_path(id))?)?.1)
+    }
+
+    /// Envelope and message of `id` for a delivery attempt, from one open of its file; None
+    /// if it is not queued.
+    pub fn open(&self, id: &str) -> Result<Option<(Envelope, Body)>, QueueError> {
+        if !valid_id(id) {
+            return Ok(None);
+        }
+        let mut f = match File::open(self.msg_path(id)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let (head, body) = self.read(id, &mut f)?;
+        let env = match self.load_state(id)? {
+            Some(env) => Some(env),
+            None => head,
+        };
+        Ok(env.map(|e| (e, body)))
+    }
+
+    /// The head's envelope and the message of an open queue file: read when small, mapped
+    /// when larger than the SMTP spool's threshold, so a large message is never copied onto
+    /// the heap (the client dot-stuffs it block by block from the mapping).
+    fn read(&self, id: &str, f: &mut File) -> Result<(Option<Envelope>, Body), QueueError> {
         let len = f.metadata()?.len();
         if len <= crate::spool::THRESHOLD as u64 {
+            // Small: one read of the whole file, the head cut off in place.
             let mut v = Vec::with_capacity(len as usize);
-            std::io::Read::read_to_end(&mut f, &mut v)?;
-            return Ok(Body::Mem(v));
+            std::io::Read::read_to_end(f, &mut v)?;
+            let head = match file::parse(&v)? {
+                file::Parsed::Done(h) => h,
+                // The whole file is shorter than its head says.
+                file::Parsed::Need(_) => {
+                    return Err(QueueError::Other(format!("queue file {id}: damaged head")));
+                }
+            };
+            v.drain(..head.body_offset as usize);
+            return Ok((head.envelope, Body::Mem(v)));
         }
+        let head = file::read_head(f)?;
         // SAFETY: a queue file is written once (temp file, fsync, rename) and never written
         // or truncated afterwards, only unlinked, which leaves a mapping valid.
-        let map = unsafe { memmap2::Mmap::map(&f)? };
+        let map = unsafe { memmap2::Mmap::map(&*f)? };
         let _ = map.advise(memmap2::Advice::Sequential);
-        Ok(Body::Map(map))
+        let at = (head.body_offset as usize).min(map.len());
+        Ok((head.envelope, Body::Map(map, at)))
     }
 
     /// Read-modify-write one envelope under the lock. None if it is gone (delivered or
@@ -404,40 +450,42 @@ impl Spool {
         result
     }
 
-    /// Remove a message from the queue (envelope first, so a crash leaves no live envelope
-    /// without its message). Returns false if it was not queued.
+    /// Remove a message from the queue. Returns false if it was not queued.
     pub fn delete(&self, id: &str) -> Result<bool, QueueError> {
         if !valid_id(id) {
             return Ok(false);
         }
         let lock = self.lock()?;
-        let existed = match std::fs::remove_file(self.env_path(id)) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(QueueError::from(e)),
-        };
+        let existed = self.unlink(id);
         let _ = FileExt::unlock(&lock);
         let existed = existed?;
-        self.finish_removal(id)?;
+        self.msg_sync.sync()?;
         Ok(existed)
     }
 
-    /// After an envelope was unlinked: make that durable (one `env/` fsync shared with the
-    /// other removals in flight, `group_commit`), then remove the message file. A crash
-    /// before the fsync leaves the envelope, so the message is delivered again, never lost.
-    fn finish_removal(&self, id: &str) -> Result<(), QueueError> {
-        self.env_sync.sync()?;
-        match std::fs::remove_file(self.msg_path(id)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
+    /// Unlink the message file (the commit point: without it nothing is queued), then the
+    /// state file. A crash between the two leaves a state file without a message, which
+    /// nothing reads and `remove_orphans` clears. The caller makes the unlink durable with
+    /// a `msg/` fsync (shared, `group_commit`) after releasing the lock; a crash before it
+    /// only delivers the message again, never loses it.
+    fn unlink(&self, id: &str) -> Result<bool, QueueError> {
+        let existed = match std::fs::remove_file(self.msg_path(id)) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(e.into()),
+        };
+        match std::fs::remove_file(self.env_path(id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
         }
+        Ok(existed)
     }
 
     /// Record the outcome of an attempt: like `update`, but when nothing is left to do
     /// (every recipient delivered, or failed with its DSN done) the envelope is removed
-    /// instead of rewritten, so a delivered message costs one shared directory fsync rather
-    /// than an envelope write (file + directory fsync) and then a removal. Returns the
+    /// instead of rewritten, so a delivered message costs an unlink and one shared directory
+    /// fsync rather than an envelope write (file + directory fsync) and then a removal. Returns the
     /// envelope as changed and whether it was removed; None if it was not queued.
     pub fn settle(
         &self,
@@ -454,7 +502,7 @@ impl Spool {
                 r.status == RcptStatus::Delivered || (r.status == RcptStatus::Failed && r.reported)
             });
             if done {
-                std::fs::remove_file(self.env_path(id))?;
+                self.unlink(id)?;
             } else {
                 self.write_env(&env)?;
             }
@@ -462,28 +510,61 @@ impl Spool {
         })();
         let _ = FileExt::unlock(&lock);
         if let Ok(Some((_, true))) = &result {
-            self.finish_removal(id)?;
+            self.msg_sync.sync()?;
         }
         result
     }
 
-    /// Directory fsyncs of `env/` made by enqueues and removals so far (figures, tests).
+    /// Directory fsyncs of `msg/` made by enqueues and removals so far (figures, tests).
     pub fn removal_syncs(&self) -> u64 {
-        self.env_sync.syncs()
+        self.msg_sync.syncs()
     }
 
     /// Ids of queued messages (oldest first).
     pub fn ids(&self) -> Result<Vec<String>, QueueError> {
         let mut ids = Vec::new();
-        for e in std::fs::read_dir(self.dir.join("env"))? {
+        for e in std::fs::read_dir(self.dir.join("msg"))? {
             let name = e?.file_name();
             let name = name.to_string_lossy();
-            if let Some(id) = name.strip_suffix(".json").filter(|id| valid_id(id)) {
-                ids.push(id.to_string());
+            if valid_id(&name) {
+                ids.push(name.into_owned());
             }
         }
         ids.sort();
         Ok(ids)
+    }
+
+    /// Every queued id with a stamp that changes whenever its envelope does: the state
+    /// file's mtime when there is one, else the message file's (written once). Two directory
+    /// listings, no file opened; the scheduler re-reads an envelope only when its stamp moved.
+    pub fn stamps(&self) -> Result<Vec<(String, Stamp)>, QueueError> {
+        let mut states = std::collections::HashMap::new();
+        for e in std::fs::read_dir(self.dir.join("env"))? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(".json").filter(|id| valid_id(id))
+                && let Ok(t) = e.metadata().and_then(|m| m.modified())
+            {
+                states.insert(id.to_string(), t);
+            }
+        }
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(self.dir.join("msg"))? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !valid_id(&name) {
+                continue;
+            }
+            let stamp = match states.get(&name) {
+                Some(t) => Stamp::State(*t),
+                None => match e.metadata().and_then(|m| m.modified()) {
+                    Ok(t) => Stamp::Head(t),
+                    Err(_) => continue,
+                },
+            };
+            out.push((name, stamp));
+        }
+        Ok(out)
     }
 
     /// Every queued envelope (oldest first); unreadable ones are skipped with a log line.
@@ -514,20 +595,42 @@ impl Spool {
             .is_some())
     }
 
-    /// Remove message files that have no envelope (a crash between the two writes of an
-    /// enqueue, or of a delete). Only files older than a minute, so an enqueue in progress in
-    /// another process is never touched.
+    /// Clear what a crash can leave behind: temp files of writes that never finished,
+    /// old-layout message files without their envelope, and state files whose message was
+    /// removed. Only files older than a minute, so a write in progress in another process is
+    /// never touched. Returns how many files were removed.
     pub fn remove_orphans(&self) -> Result<usize, QueueError> {
         let mut n = 0;
         let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        let old = |e: &std::fs::DirEntry| -> std::io::Result<bool> {
+            Ok(e.metadata()?.modified()? < cutoff)
+        };
         for e in std::fs::read_dir(self.dir.join("msg"))? {
             let e = e?;
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
+            let orphan = if name.starts_with('.') {
+                name.contains(".tmp")
+            } else if valid_id(&name) && !self.env_path(&name).exists() {
+                let mut f = File::open(e.path())?;
+                // A head that cannot be read is kept (and reported when delivery reads it).
+                file::read_head(&mut f).is_ok_and(|h| h.envelope.is_none())
+            } else {
+                false
+            };
+            if orphan && old(&e)? {
+                std::fs::remove_file(e.path())?;
+                n += 1;
             }
-            let old = e.metadata()?.modified()? < cutoff;
-            if old && valid_id(&name) && !self.env_path(&name).exists() {
+        }
+        for e in std::fs::read_dir(self.dir.join("env"))? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let orphan = match name.strip_suffix(".json") {
+                _ if name.starts_with('.') => name.contains(".tmp"),
+                Some(id) => valid_id(id) && !self.msg_path(id).exists(),
+                None => false,
+            };
+            if orphan && old(&e)? {
                 std::fs::remove_file(e.path())?;
                 n += 1;
             }
@@ -569,7 +672,7 @@ mod tests {
             .enqueue_blocking("a@x", &["b@y.test".into()], &big)
             .unwrap();
         let body = q.body(&big_id).unwrap();
-        assert!(matches!(body, Body::Map(_)));
+        assert!(matches!(body, Body::Map(..)));
         assert_eq!(&*body, &big[..]);
         assert!(q.delete(&big_id).unwrap());
         assert_eq!(env.rcpts[0].status, RcptStatus::Delivered);
@@ -582,6 +685,91 @@ mod tests {
         assert!(q.message(&id).is_err());
         assert!(!q.retry("../etc").unwrap());
         assert!(q.enqueue_blocking("a@x", &[], b"x").is_err());
+    }
+
+    #[test]
+    fn one_file_per_message_until_an_attempt_changes_the_state() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::open(d.path()).unwrap();
+        let id = q
+            .enqueue_blocking("a@x.test", &["b@y.test".into()], b"hi\r\n")
+            .unwrap();
+        let names = |sub: &str| -> Vec<String> {
+            std::fs::read_dir(d.path().join("queue").join(sub))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(names("msg"), vec![id.clone()]);
+        assert!(names("env").is_empty());
+        assert_eq!(q.load(&id).unwrap().unwrap().mail_from, "a@x.test");
+        let Stamp::Head(_) = q.stamps().unwrap()[0].1 else {
+            panic!("a fresh message is stamped by its file")
+        };
+        // A deferral writes the state file, which then wins over the head.
+        q.update(&id, |e| e.rcpts[0].attempts = 3).unwrap();
+        assert_eq!(names("env"), vec![format!("{id}.json")]);
+        assert_eq!(q.load(&id).unwrap().unwrap().rcpts[0].attempts, 3);
+        let Stamp::State(_) = q.stamps().unwrap()[0].1 else {
+            panic!("a changed message is stamped by its state file")
+        };
+        assert_eq!(q.message(&id).unwrap(), b"hi\r\n");
+        assert!(q.delete(&id).unwrap());
+        assert!(names("msg").is_empty() && names("env").is_empty());
+    }
+
+    #[test]
+    fn old_layout_messages_are_still_read_and_orphans_cleared() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::open(d.path()).unwrap();
+        let qd = d.path().join("queue");
+        // Written by an earlier version: bare message + envelope file.
+        let old = "000000000000000A000001";
+        let env = Envelope {
+            id: old.into(),
+            mail_from: "a@x.test".into(),
+            created: 1,
+            size: 4,
+            rcpts: vec![],
+            delay_notified: false,
+        };
+        std::fs::write(qd.join("msg").join(old), b"hi\r\n").unwrap();
+        std::fs::write(
+            qd.join("env").join(format!("{old}.json")),
+            serde_json::to_vec(&env).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(q.load(old).unwrap().unwrap().created, 1);
+        assert_eq!(&*q.body(old).unwrap(), b"hi\r\n");
+        assert_eq!(q.ids().unwrap(), vec![old.to_string()]);
+        // Leftovers of crashes: an old bare message without envelope, a state file without
+        // message, a temp file. Only once older than a minute.
+        let aged = |p: &std::path::Path| {
+            let t = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+            std::fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        };
+        let bare = qd.join("msg").join("000000000000000B000001");
+        let state = qd.join("env").join("000000000000000C000001.json");
+        let tmp = qd.join("msg").join(".X.tmp1.2");
+        for p in [&bare, &state, &tmp] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        assert_eq!(q.remove_orphans().unwrap(), 0);
+        for p in [&bare, &state, &tmp] {
+            aged(p);
+        }
+        let fresh = q
+            .enqueue_blocking("a@x", &["b@y.test".into()], b"x")
+            .unwrap();
+        aged(&qd.join("msg").join(&fresh));
+        assert_eq!(q.remove_orphans().unwrap(), 3);
+        assert!(!bare.exists() && !state.exists() && !tmp.exists());
+        assert!(q.load(old).unwrap().is_some() && q.load(&fresh).unwrap().is_some());
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rand::Rng;
 use tokio::sync::Semaphore;
@@ -68,7 +68,7 @@ impl Scheduler {
             Err(e) => tracing::warn!("queue: orphan cleanup failed: {e}"),
         }
         // Envelope cache: re-read a file only when its mtime changed.
-        let mut cache: HashMap<String, (SystemTime, Envelope)> = HashMap::new();
+        let mut cache: HashMap<String, (super::Stamp, Envelope)> = HashMap::new();
         let mut last_scan: Option<tokio::time::Instant> = None;
         loop {
             let now = crate::clock::unix_now();
@@ -90,25 +90,15 @@ impl Scheduler {
             }
             last_scan = Some(tokio::time::Instant::now());
             let mut seen = HashSet::new();
-            match std::fs::read_dir(q.dir().join("env")) {
-                Ok(rd) => {
-                    for e in rd.flatten() {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        let Some(id) = name.strip_suffix(".json") else {
-                            continue;
-                        };
-                        if !super::valid_id(id) {
-                            continue;
-                        }
-                        seen.insert(id.to_string());
-                        let Ok(mtime) = e.metadata().and_then(|m| m.modified()) else {
-                            continue;
-                        };
-                        let fresh = cache.get(id).is_some_and(|(t, _)| *t == mtime);
+            match q.stamps() {
+                Ok(stamps) => {
+                    for (id, stamp) in stamps {
+                        seen.insert(id.clone());
+                        let fresh = cache.get(&id).is_some_and(|(t, _)| *t == stamp);
                         if !fresh {
-                            match q.load(id) {
+                            match q.load(&id) {
                                 Ok(Some(env)) => {
-                                    cache.insert(id.to_string(), (mtime, env));
+                                    cache.insert(id.clone(), (stamp, env));
                                 }
                                 Ok(None) => continue,
                                 Err(e) => {
@@ -117,9 +107,9 @@ impl Scheduler {
                                 }
                             }
                         }
-                        let (_, env) = &cache[id];
+                        let (_, env) = &cache[&id];
                         if self.needs_work(env, now) {
-                            due.push(id.to_string());
+                            due.push(id);
                         }
                     }
                 }
@@ -197,22 +187,13 @@ impl Scheduler {
     async fn process(self: &Arc<Self>, id: &str) {
         let svc = &self.svc;
         let q = &svc.queue;
-        let env = match q.load(id) {
-            Ok(Some(e)) => e,
+        let (env, message) = match q.open(id) {
+            Ok(Some((e, m))) => (e, Arc::new(m)),
             Ok(None) => return,
             Err(e) => {
-                tracing::warn!(queue_id = id, "cannot read envelope: {e}");
-                return;
-            }
-        };
-        let message = match q.body(id) {
-            Ok(m) => Arc::new(m),
-            Err(e) => {
-                tracing::error!(
-                    queue_id = id,
-                    "message file missing ({e}); dropping the envelope"
-                );
-                let _ = q.delete(id);
+                // A message whose file cannot be read is left alone (and reported), never
+                // dropped: the next rescan tries again and `postern queue` shows it.
+                tracing::error!(queue_id = id, "cannot read the queued message: {e}");
                 return;
             }
         };

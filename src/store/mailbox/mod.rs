@@ -102,6 +102,9 @@ pub struct Mailbox {
     pub dir: PathBuf,
     index: Mutex<Index>,
     changes: tokio::sync::watch::Sender<u64>,
+    /// When a session last looked at the disk for changes made by other programs while
+    /// idling (`claim_poll`): one look per period serves every session on the mailbox.
+    polled: Mutex<Option<std::time::Instant>>,
 }
 
 /// How STORE changes flags (RFC 3501 §6.4.6: +FLAGS, -FLAGS, FLAGS).
@@ -173,6 +176,7 @@ impl Mailbox {
             dir,
             index: Mutex::new(index),
             changes: tx,
+            polled: Mutex::new(None),
         };
         {
             let mut ix = mb.lock();
@@ -211,6 +215,29 @@ impl Mailbox {
 
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+
+    /// For idling sessions: true for the first caller in each `period`, who then looks at
+    /// the disk (`poll_disk`) on behalf of all; the others keep waiting for the change
+    /// signal. Changes made through this server signal at once; this is for the ones made
+    /// by other programs (an MDA, `postern` commands, a second server).
+    pub fn claim_poll(&self, period: std::time::Duration) -> bool {
+        let mut last = self.polled.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < period) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+
+    /// Look for changes on disk and wake every session on this mailbox if there are any,
+    /// or if the folder can no longer be read (it was deleted or renamed: each session then
+    /// finds out and says BYE). Blocking.
+    pub fn poll_disk(&self) {
+        if self.refresh().is_err() {
+            self.notify();
+        }
     }
 
     pub fn path_of(&self, m: &Msg) -> PathBuf {

@@ -19,8 +19,7 @@ fn delete_keeps_the_subscription() {
     let r = talk(&mut s, "l LIST (SUBSCRIBED) \"\" *\r\n");
     let l = lines(&r, "* LIST");
     assert!(
-        l.iter()
-            .any(|l| *l == "* LIST (\\NonExistent \\Subscribed) \".\" \"a\""),
+        l.contains(&"* LIST (\\NonExistent \\Subscribed) \".\" \"a\""),
         "{r}"
     );
     // LSUB still lists it, as not selectable.
