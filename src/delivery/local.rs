@@ -1,5 +1,5 @@
 //! Splitting a transaction's recipients into local users and remote addresses, and durable
-//! local delivery off the async runtime.
+//! local delivery (on a blocking thread: `local_job`).
 
 use crate::spool::Outgoing;
 use crate::store::{Folder, Store};
@@ -50,36 +50,28 @@ pub fn plan<'a>(rcpts: impl IntoIterator<Item = (&'a [String], &'a [String])>) -
 
 /// Deliver `message` into `folder` of every user; returns once every copy is fsynced
 /// (Store::deliver syncs file and directory). Stops at the first failure. Each copy is
-/// streamed from the spool, so a large message is never in memory.
-pub async fn deliver_local(
+/// streamed from the spool, so a large message is never in memory. Blocking: call it from
+/// a blocking thread (`LocalJob::run`).
+pub fn deliver_blocking(
     store: &Store,
     users: &[String],
     folder: &'static str,
-    message: Outgoing,
+    message: &Outgoing,
 ) -> Result<(), DeliveryError> {
-    if users.is_empty() {
-        return Ok(());
+    for user in users {
+        let f = if folder.is_empty() {
+            Folder::Inbox
+        } else {
+            Folder::Named(folder)
+        };
+        store
+            .deliver_with(user, f, message.len(), |file| message.write_to(file))
+            .map_err(|source| DeliveryError::Store {
+                user: user.clone(),
+                source,
+            })?;
     }
-    let store = store.clone();
-    let users = users.to_vec();
-    tokio::task::spawn_blocking(move || {
-        for user in &users {
-            let f = if folder.is_empty() {
-                Folder::Inbox
-            } else {
-                Folder::Named(folder)
-            };
-            store
-                .deliver_with(user, f, message.len(), |file| message.write_to(file))
-                .map_err(|source| DeliveryError::Store {
-                    user: user.clone(),
-                    source,
-                })?;
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|e| DeliveryError::Join(e.to_string()))?
+    Ok(())
 }
 
 #[cfg(test)]

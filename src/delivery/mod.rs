@@ -4,6 +4,7 @@
 
 pub mod dkim;
 mod local;
+mod local_job;
 pub mod quota;
 pub mod relay;
 pub mod sieve;
@@ -11,4 +12,5 @@ mod sieve_notices;
 pub mod srs;
 pub mod vacation;
 
-pub use local::{DeliveryError, Plan, deliver_local, plan};
+pub use local::{DeliveryError, Plan, plan};
+pub use local_job::{LocalJob, LocalOutcome};

@@ -40,17 +40,6 @@ pub fn over_quota_blocking(store: &Store, limit: u64, wanted: &[(String, u64)]) 
         .collect()
 }
 
-/// `over_quota_blocking` on a blocking thread.
-pub async fn over_quota(store: &Store, limit: u64, wanted: Vec<(String, u64)>) -> Vec<String> {
-    if limit == 0 || wanted.is_empty() {
-        return Vec::new();
-    }
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || over_quota_blocking(&store, limit, &wanted))
-        .await
-        .unwrap_or_default()
-}
-
 /// The handles the over-quota DSN needs.
 pub struct DsnEnv<'a> {
     pub config: &'a Config,

@@ -22,6 +22,11 @@ use crate::config::Inbound;
 /// DKIM signatures verified per message; further ones are ignored (RFC 6376 §6.1).
 pub(super) const MAX_SIGNATURES: usize = 8;
 
+/// Messages up to this size are parsed (and their bodies hashed) on the async worker: tens
+/// of microseconds for the usual one or two signatures, a few hundred at worst
+/// (MAX_SIGNATURES body hashes), about what handing the worker to another thread costs.
+const PARSE_IN_PLACE: usize = 16 * 1024;
+
 /// SPF of the HELO identity (when it is a domain) and of MAIL FROM (None for the null
 /// reverse-path): what `evaluate` needs before it looks at the message, so the SMTP loop
 /// may run it from MAIL FROM on (`early`).
@@ -128,9 +133,14 @@ pub async fn evaluate(
     };
 
     // Parsing hashes the whole body for each signature: CPU work that must not stall the
-    // other sessions on this worker thread.
+    // other sessions on this worker thread. A small message is parsed in place: handing
+    // the worker to another thread costs more than hashing it.
     let limited = strip::limit_dkim_signatures(message, MAX_SIGNATURES);
-    let parsed = cpu_bound(|| AuthenticatedMessage::parse(&limited));
+    let parsed = if limited.len() <= PARSE_IN_PLACE {
+        AuthenticatedMessage::parse(&limited)
+    } else {
+        cpu_bound(|| AuthenticatedMessage::parse(&limited))
+    };
     let dkim_raw: Vec<DkimOutput<'_>> = match &parsed {
         Some(m) => auth.inner.verify_dkim(auth.params(m)).await,
         None => Vec::new(),

@@ -96,6 +96,15 @@ impl Io {
         }
     }
 
+    /// Read into `buf`'s spare capacity (no zeroing of the buffer first).
+    async fn read_buf(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        match self {
+            Io::Plain(s) => s.read_buf(buf).await,
+            Io::Tls(s) => s.read_buf(buf).await,
+            Io::Gone => Ok(0),
+        }
+    }
+
     async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
         match self {
             Io::Plain(s) => {
@@ -282,8 +291,8 @@ impl Conn {
 
     /// Read more input, giving up at `deadline`; Ok(false) at EOF.
     async fn fill_until(&mut self, deadline: tokio::time::Instant) -> Result<bool, End> {
-        let mut buf = vec![0u8; 16 * 1024];
-        match tokio::time::timeout_at(deadline, self.io.read(&mut buf)).await {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        match tokio::time::timeout_at(deadline, self.io.read_buf(&mut buf)).await {
             Err(_) => {
                 tracing::info!(
                     "smtp timeout: service={} peer={}",
@@ -361,11 +370,13 @@ impl Conn {
                     &self.dnsbl,
                     (&self.svc.store, self.svc.config.limits.mailbox_quota),
                 );
+                let quota = self.svc.config.limits.mailbox_quota != 0;
                 let (verb, action) = match line {
-                    // RCPT resolves the account and sums the mailbox's usage for the quota,
-                    // MAIL may check the sender's account: file system reads (the accounts
-                    // files' stamp, each folder of the mailbox), kept off the async workers.
-                    Line::Complete(l) if matches!(command_verb(&l).as_str(), "RCPT" | "MAIL") => (
+                    // With a quota, RCPT sums the mailbox's usage (a listing of each folder):
+                    // kept off the async workers. Otherwise RCPT and MAIL read no more than
+                    // the accounts files' stamp (two stats, a re-read only after an edit),
+                    // which costs less than handing the worker to another thread.
+                    Line::Complete(l) if quota && command_verb(&l) == "RCPT" => (
                         command_verb(&l),
                         crate::inbound::cpu_bound(|| self.session.line(&l, &dir)),
                     ),

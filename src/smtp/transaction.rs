@@ -8,7 +8,7 @@ use super::Mode;
 use super::headers::{self, TraceInfo};
 use super::reply::Reply;
 use super::session::Transaction;
-use crate::delivery::{self, Plan};
+use crate::delivery::{self, LocalOutcome, Plan};
 use crate::inbound::{self, Disposition, MessageContext};
 use crate::logsafe::{Untrusted, UntrustedText};
 use crate::metrics::Metrics;
@@ -177,73 +177,67 @@ async fn inbound_delivery(
         tracing::warn!(id, "enqueue of forwarded copy failed: {e}");
         return temp_queue(&e);
     }
-    // The per-user junk filter decides for mail headed to the INBOX, recipient by recipient.
-    let sorted = if folder.is_empty() && svc.config.spam.junk_filter && !plan.users.is_empty() {
-        let (store, cfg, users) = (svc.store.clone(), svc.config.clone(), plan.users.clone());
-        let (cache, message) = (svc.junk_dbs.clone(), tx.message.clone());
-        tokio::task::spawn_blocking(move || {
-            crate::spam::sort_users(&store, &cache, &cfg.spam, &users, message.as_bytes())
-        })
-        .await
-        .unwrap_or_else(|_| crate::spam::Sorted {
-            inbox: plan.users.clone(),
-            junk: vec![],
-        })
-    } else {
-        crate::spam::Sorted {
-            inbox: plan.users.clone(),
-            junk: vec![],
-        }
-    };
-    // Each user's Sieve script runs after that verdict and sees it: a junk copy carries the
-    // junk filter's header and defaults to Junk.
-    let mut groups = vec![(sorted.inbox.clone(), folder, stored.with_prepended(b""))];
-    for (user, finding) in &sorted.junk {
-        let line = format!("{}: {finding}\r\n", inbound::SPAM_HEADER);
-        groups.push((
-            vec![user.clone()],
-            "Junk",
-            stored.with_prepended(line.as_bytes()),
-        ));
-    }
-    filtered_delivery(ctx, tx, plan, id, groups).await
+    // The per-user junk filter decides for mail headed to the INBOX, recipient by recipient
+    // (in `local_delivery`'s blocking trip).
+    let junk = (folder.is_empty() && svc.config.spam.junk_filter && !plan.users.is_empty())
+        .then(|| (svc.junk_dbs.clone(), tx.message.clone()));
+    local_delivery(ctx, tx, plan, id, folder, stored, junk).await
 }
 
-/// Local delivery, per group of (users, default folder, message as stored). Users without
-/// an active Sieve script get the message streamed into the folder as it is; the others
-/// through their script (`delivery::sieve`). A reject from every local recipient, with
-/// nothing else to deliver, is refused here, before any 250 (RFC 5429 §2.1: 550 5.7.1 with
-/// the script's reason); otherwise a rejecting user's copy is dropped and the sender gets a
-/// DSN.
-async fn filtered_delivery(
+/// Local delivery of `stored` (the message as stored, default `folder`) to the plan's
+/// users: the junk filter when `junk` is given, the quota, and the copies of the users
+/// without an active Sieve script, in one blocking trip (`delivery::LocalJob`); then the
+/// others through their script (`delivery::sieve`). A reject from every local recipient,
+/// with nothing else to deliver, is refused here, before any 250 (RFC 5429 §2.1: 550 5.7.1
+/// with the script's reason); otherwise a rejecting user's copy is dropped and the sender
+/// gets a DSN.
+async fn local_delivery(
     ctx: &Context<'_>,
     tx: &Transaction,
     plan: &Plan,
     id: &str,
-    groups: Vec<(Vec<String>, &'static str, crate::spool::Outgoing)>,
+    folder: &'static str,
+    stored: Outgoing,
+    junk: Option<(
+        std::sync::Arc<crate::spam::DbCache>,
+        std::sync::Arc<crate::spool::SpooledMessage>,
+    )>,
 ) -> Reply {
     let svc = ctx.svc;
+    if plan.users.is_empty() {
+        return ok(id);
+    }
     let rp = headers::return_path(&tx.mail_from);
-    let (groups, over) = match over_quota(ctx, tx, plan, id, groups, rp.len()).await {
-        Ok(x) => x,
-        Err(refusal) => return refusal,
+    let job = delivery::LocalJob {
+        store: svc.store.clone(),
+        config: svc.config.clone(),
+        users: plan.users.clone(),
+        folder,
+        stored,
+        return_path: rp.clone(),
+        junk,
+        has_remote: !plan.remote.is_empty(),
     };
-    let scripts = crate::sieve::scripts::ScriptStore::new(&svc.config.data_dir);
-    let mut rejects = Vec::new();
-    let mut total = 0;
-    for (users, folder, stored) in groups {
-        total += users.len();
-        let (filtered, plain): (Vec<String>, Vec<String>) = users
-            .into_iter()
-            .partition(|u| scripts.active_name(u).ok().flatten().is_some());
-        let local = stored.with_prepended(rp.as_bytes());
-        if let Err(e) = delivery::deliver_local(&svc.store, &plain, folder, local).await {
+    let (groups, over) = match job.run().await {
+        Ok(LocalOutcome::Delivered { sieve, over_quota }) => (sieve, over_quota),
+        Ok(LocalOutcome::Refused { too_large }) => {
+            tracing::info!(id, users = ?plan.users, "over quota with this message");
+            return if too_large {
+                Reply::new(552, "5.2.2", "Message larger than the mailbox quota")
+            } else {
+                Reply::new(452, "4.2.2", "Mailbox full, try again later")
+            };
+        }
+        Err(e) => {
             tracing::error!(id, "local delivery failed: {e}");
             return temp_local(&e);
         }
-        if filtered.is_empty() {
-            continue;
-        }
+    };
+    if !over.is_empty() {
+        tracing::info!(id, users = ?over, "over quota with this message");
+    }
+    let mut rejects = Vec::new();
+    for (filtered, folder, stored) in groups {
         let rcpts: Vec<delivery::sieve::LocalRcpt> = filtered
             .iter()
             .map(|u| delivery::sieve::LocalRcpt {
@@ -276,7 +270,8 @@ async fn filtered_delivery(
         }
     }
     if !rejects.is_empty() {
-        if rejects.len() == total && plan.remote.is_empty() {
+        // Every local recipient (within its quota) had a script, and every script rejected.
+        if rejects.len() == plan.users.len() - over.len() && plan.remote.is_empty() {
             let reason: String = rejects[0]
                 .0
                 .reason
@@ -292,66 +287,24 @@ async fn filtered_delivery(
         }
     }
     if !over.is_empty() {
+        let addresses: Vec<String> = over
+            .iter()
+            .map(|u| {
+                tx.rcpts
+                    .iter()
+                    .find(|r| r.users.contains(u))
+                    .map_or_else(|| u.clone(), |r| r.address.clone())
+            })
+            .collect();
         let env = delivery::quota::DsnEnv {
             config: &svc.config,
             queue: &svc.queue,
             dkim: &svc.dkim,
         };
         let message = tx.message.as_bytes();
-        delivery::quota::report_over_quota(&env, id, &tx.mail_from, &over, message).await;
+        delivery::quota::report_over_quota(&env, id, &tx.mail_from, &addresses, message).await;
     }
     ok(id)
-}
-
-/// The quota with the real size, before anything is stored (the policy is in
-/// `delivery::quota`). Ok: the groups without the users over quota, and the addresses those
-/// were reached by (for the DSN). Err: the reply refusing the whole message.
-async fn over_quota(
-    ctx: &Context<'_>,
-    tx: &Transaction,
-    plan: &Plan,
-    id: &str,
-    groups: Vec<(Vec<String>, &'static str, Outgoing)>,
-    return_path: usize,
-) -> Result<(Vec<(Vec<String>, &'static str, Outgoing)>, Vec<String>), Reply> {
-    let limit = ctx.svc.config.limits.mailbox_quota;
-    let wanted: Vec<(String, u64)> = groups
-        .iter()
-        .flat_map(|(users, _, stored)| {
-            let size = (stored.len() + return_path) as u64;
-            users.iter().map(move |u| (u.clone(), size))
-        })
-        .collect();
-    let largest = wanted.iter().map(|w| w.1).max().unwrap_or(0);
-    let over = delivery::quota::over_quota(&ctx.svc.store, limit, wanted.clone()).await;
-    if over.is_empty() {
-        return Ok((groups, Vec::new()));
-    }
-    tracing::info!(id, users = ?over, "over quota with this message");
-    if over.len() >= wanted.len() && plan.remote.is_empty() {
-        return Err(if largest > limit {
-            Reply::new(552, "5.2.2", "Message larger than the mailbox quota")
-        } else {
-            Reply::new(452, "4.2.2", "Mailbox full, try again later")
-        });
-    }
-    let groups = groups
-        .into_iter()
-        .map(|(users, folder, stored)| {
-            let users = users.into_iter().filter(|u| !over.contains(u)).collect();
-            (users, folder, stored)
-        })
-        .collect();
-    let addresses = over
-        .iter()
-        .map(|u| {
-            tx.rcpts
-                .iter()
-                .find(|r| r.users.contains(u))
-                .map_or_else(|| u.clone(), |r| r.address.clone())
-        })
-        .collect();
-    Ok((groups, addresses))
 }
 
 async fn submission_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, id: &str) -> Reply {
@@ -381,15 +334,7 @@ async fn submission_delivery(ctx: &Context<'_>, tx: &Transaction, plan: &Plan, i
             return temp_queue(&e);
         }
     }
-    let users = plan.users.clone();
-    filtered_delivery(
-        ctx,
-        tx,
-        plan,
-        id,
-        vec![(users, "", msg.with_prepended(b""))],
-    )
-    .await
+    local_delivery(ctx, tx, plan, id, "", msg, None).await
 }
 
 #[cfg(test)]
