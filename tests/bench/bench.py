@@ -186,6 +186,7 @@ def fsync_ceiling(dirpath, n, threads=10, size=1024):
             os.fsync(dfd); os.close(dfd)
 
     ts = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    settle()
     t0 = time.monotonic()
     for t in ts:
         t.start()
@@ -233,6 +234,13 @@ def signed_message(tmp, pem):
 
 
 # ---------------------------------------------------------------- SMTP rows
+def settle():
+    """Before a timed run: write back what earlier runs left dirty (`sync`), so that their
+    writeback does not land in this run's time, whichever side ran before."""
+    os.sync()
+    time.sleep(0.5)
+
+
 def cpu_jiffies():
     """(busy, total) jiffies of the whole machine so far, from /proc/stat."""
     with open("/proc/stat") as f:
@@ -293,7 +301,7 @@ def inbound_rows(ctx):
     rows = [ceiling]
     if "inbound" not in ctx.rows:
         for i in range(a.rounds):
-            ceiling.baseline.append(fsync_ceiling(os.path.join(ctx.tmp, f"fsync-{i}"), a.messages, a.sessions))
+            ceiling.baseline.append(fsync_ceiling(S.run_dir(ctx.tmp, f"fsync-{i}"), a.messages, a.sessions))
             log(f"fsync ceiling {i + 1}/{a.rounds}: {fmt(ceiling.baseline[-1])} msg/s")
         return rows, []
     inbound = Row("inbound", f"inbound SMTP → Maildir, {a.messages} × 1 KiB, {a.sessions} sessions, postern with "
@@ -306,9 +314,10 @@ def inbound_rows(ctx):
     send = dict(sender="sender@sender.test", rcpt="user@example.test", helo="mail.sender.test", msg_file=ctx.signed)
     cpu = CpuUse()
     for i in range(a.rounds):
-        ceiling.baseline.append(fsync_ceiling(os.path.join(ctx.tmp, f"fsync-{i}"), a.messages, a.sessions))
+        ceiling.baseline.append(fsync_ceiling(S.run_dir(ctx.tmp, f"fsync-{i}"), a.messages, a.sessions))
         pt = S.Postern(ctx.tmp, name=f"postern-in-{i}", verify=True, dns_port=ctx.dns.port)
         pt.start()
+        settle()
         t0, c0 = time.monotonic(), cpu.start()
         smtp_source(pt.smtp, a.messages, a.sessions, **send)
         wait_until("postern's deliveries", lambda: count_files(pt.maildir()) >= a.messages)
@@ -320,6 +329,7 @@ def inbound_rows(ctx):
         shutil.rmtree(pt.dir)
         pf = S.Postfix(ctx.tmp, name=f"postfix-in-{i}")
         pf.start()
+        settle()
         t0, c0 = time.monotonic(), cpu.start()
         smtp_source(pf.port, a.messages, a.sessions, **send)
         # Postfix answers 250 once queued and delivers after: the clock runs until the files.
@@ -367,6 +377,7 @@ def outbound_rows(ctx):
         trace = os.path.join(pt.dir, "strace.txt")
         wrap = ("strace", "-f", "-c", "-o", trace, "-e", "trace=fsync,fdatasync") if a.strace else ()
         pt.start(wrap=wrap, log="info")
+        settle()
         t0, c0 = time.monotonic(), cpu.start()
         smtp_source(pt.smtp, n, a.sessions, "sender@remote.test", "fwd@example.test")
         wait_until("the sink (postern)", lambda: sink.count() >= n)
@@ -380,6 +391,7 @@ def outbound_rows(ctx):
         pf = S.Postfix(ctx.tmp, name=f"postfix-out-{i}", extra=f"relayhost = [127.0.0.1]:{sink.port}\n"
                        "virtual_alias_maps = inline:{ {fwd@example.test=friend@remote.test} }\n")
         pf.start()
+        settle()
         t0, c0 = time.monotonic(), cpu.start()
         smtp_source(pf.port, n, a.sessions, "sender@remote.test", "fwd@example.test")
         wait_until("the sink (Postfix)", lambda: sink.count() >= n)

@@ -54,6 +54,14 @@ def bench_dir(prefix, parent=None):
     return d
 
 
+def run_dir(tmp, name):
+    """A fresh path for one server run under a `bench_dir`: the name plus a random suffix,
+    because Orlov picks a spread directory's block group from a hash of its name (a fixed
+    name such as `postern-in-0` would land in the same group in every bench run, right
+    where the last run's files were deleted)."""
+    return os.path.join(tmp, f"{name}-{os.urandom(4).hex()}")
+
+
 def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
@@ -95,7 +103,7 @@ def maildir_tree(path, folders=()):
 # ---------------------------------------------------------------- postern
 class Postern:
     def __init__(self, tmp, name="postern", extra="", verify=False, users=("user",), dns_port=None):
-        self.dir = os.path.join(tmp, name)
+        self.dir = run_dir(tmp, name)
         os.makedirs(os.path.join(self.dir, "data"))
         self.smtp, self.imap, self.imaps = free_port(), free_port(), free_port()
         self.cfg = os.path.join(self.dir, "postern.toml")
@@ -164,7 +172,7 @@ class Postern:
 class Postfix:
     """A private instance delivering example.test to virtual Maildirs (`user/`)."""
     def __init__(self, tmp, name="postfix", extra=""):
-        self.dir = os.path.join(tmp, name)
+        self.dir = run_dir(tmp, name)
         etc, q, data, mail = (os.path.join(self.dir, x) for x in ("etc", "queue", "data", "mail"))
         for d in (etc, q, data, mail):
             os.makedirs(d)
@@ -233,7 +241,7 @@ class Dovecot:
     """Dovecot 2.3 in its default (high-security) process model: one imap-login process per
     TLS connection, one imap process per session; passwords in the cheap PLAIN scheme."""
     def __init__(self, tmp, name="dovecot", users=("user",)):
-        self.dir = os.path.join(tmp, name)
+        self.dir = run_dir(tmp, name)
         os.makedirs(os.path.join(self.dir, "run"))
         self.port, self.imaps = free_port(), free_port()
         self.home = os.path.join(self.dir, "home")
