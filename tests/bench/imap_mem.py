@@ -12,7 +12,8 @@ Modes
       before its IDLE (a client syncing first). With --append-kib K each session first
       APPENDs a K KiB message (what a large command leaves behind in an idle session).
       JSON: {"mode","server","sessions","pss_base_kib","pss_kib","pss_delta_per_session_kib",
-             "rss_base_kib","rss_kib","rss_delta_per_session_kib","threads"}
+             "rss_base_kib","rss_kib","rss_delta_per_session_kib","threads",
+             "idle_cpu_percent" (the server's CPU over 10 s with every session idling)}
   --mode big --messages 100000
       Writes a Maildir INBOX of N small messages straight into cur/ (names as Maildir
       deliveries make them, a third unflagged, the rest \\Seen), then one session LOGIN,
@@ -74,6 +75,19 @@ def tree(pid):
         except OSError:
             pass
     return out
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds so far, summed over the process tree."""
+    tot = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                v = f.read().rsplit(")", 1)[1].split()
+            tot += int(v[11]) + int(v[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return tot / os.sysconf("SC_CLK_TCK")
 
 
 def rollup(pid):
@@ -350,6 +364,11 @@ def run_idle(srv, args):
             log(f"  {i + 1} sessions idling ({time.time() - t0:.1f} s)")
     now = settle(srv.pid, 2.0)
     n = args.sessions
+    # What the idling sessions cost in CPU while nothing happens (polling for changes made
+    # by other programs, timers).
+    c0 = cpu_seconds(srv.pid)
+    time.sleep(10)
+    idle_cpu = (cpu_seconds(srv.pid) - c0) / 10
     res = {"mode": "idle", "server": srv.name, "tls": srv.tls, "sessions": n, "messages": args.messages,
            "append_kib": args.append_kib,
            "pss_base_kib": base["Pss"], "pss_kib": now["Pss"],
@@ -357,7 +376,7 @@ def run_idle(srv, args):
            "rss_base_kib": base["Rss"], "rss_kib": now["Rss"],
            "rss_delta_per_session_kib": round((now["Rss"] - base["Rss"]) / n, 1),
            "anon_delta_per_session_kib": round((now["Anonymous"] - base["Anonymous"]) / n, 1),
-           "threads": now["Threads"]}
+           "threads": now["Threads"], "idle_cpu_percent": round(100 * idle_cpu, 2)}
     for c in conns:
         c.close()
     return res
