@@ -17,6 +17,9 @@ counts that do not depend on how loaded the machine is. Prints one JSON line per
 """
 import argparse, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from servers import bench_dir, run_dir  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 DRIVER = os.path.join(HERE, "imap_load.py")
@@ -39,7 +42,7 @@ def wait_port(port, timeout=60):
 class Postern:
     def __init__(self, tmp, binary, accounts):
         self.bin = binary
-        self.dir = os.path.join(tmp, "postern")
+        self.dir = run_dir(tmp, "postern")
         os.makedirs(os.path.join(self.dir, "data"))
         self.smtp, self.port = free_port(), free_port()
         self.cfg = os.path.join(self.dir, "postern.toml")
@@ -72,7 +75,7 @@ class Postern:
 
 class Dovecot:
     def __init__(self, tmp, accounts):
-        self.dir = os.path.join(tmp, "dovecot")
+        self.dir = run_dir(tmp, "dovecot")
         os.makedirs(os.path.join(self.dir, "run"))
         os.makedirs(os.path.join(self.dir, "home"))
         self.port = free_port()
@@ -178,8 +181,8 @@ def main():
                     "server's pid (e.g. 'perf record -g -o /tmp/p.data -p {pid}')")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="imap-load-")
-    os.chmod(tmp, 0o755)
+    # Each server's directory in a block group of its own (see servers.bench_dir).
+    tmp = bench_dir("imap-load-")
     servers = []
     if args.only != "dovecot":
         servers.append(("postern", Postern(tmp, args.bin, args.accounts)))

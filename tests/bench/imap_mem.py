@@ -39,6 +39,9 @@ Examples
 """
 import argparse, json, os, random, shutil, signal, socket, ssl, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from servers import bench_dir, run_dir  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 USER, PASSWORD = "user@example.test", "bench-password-1"
 
@@ -188,7 +191,7 @@ class Postern:
     name = "postern"
 
     def __init__(self, tmp, binary, tls):
-        self.dir = os.path.join(tmp, "postern")
+        self.dir = run_dir(tmp, "postern")
         os.makedirs(os.path.join(self.dir, "data"))
         self.port, self.tls = free_port(), tls
         cfg = os.path.join(self.dir, "postern.toml")
@@ -227,7 +230,7 @@ class Dovecot:
     name = "dovecot"
 
     def __init__(self, tmp, tls):
-        self.dir = os.path.join(tmp, "dovecot")
+        self.dir = run_dir(tmp, "dovecot")
         os.makedirs(os.path.join(self.dir, "run"))
         self.port, self.tls = free_port(), tls
         home = os.path.join(self.dir, "home", "user")
@@ -476,12 +479,12 @@ def main():
     if args.server in ("postern", "both") and not os.path.exists(args.bin):
         sys.exit(f"no {args.bin}: cargo build --release (or --bin target/debug/postern)")
     kinds = ["postern", "dovecot"] if args.server == "both" else [args.server]
-    tmp = tempfile.mkdtemp(prefix="postern-imapmem-")
-    os.chmod(tmp, 0o755)
+    # Each server's directory in a block group of its own (see servers.bench_dir).
+    tmp = bench_dir("postern-imapmem-")
     try:
         seed = None
         if args.messages and (args.server != "external" or args.maildir):
-            seed = os.path.join(tmp, "seed")
+            seed = run_dir(tmp, "seed")
             t0 = time.time()
             make_maildir(seed, args.messages)
             log(f"built {args.messages} messages in {time.time() - t0:.1f} s")
