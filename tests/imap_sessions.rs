@@ -33,6 +33,15 @@ fn drop_message(p: &Postern, subject: &str) {
     std::fs::rename(base.join("tmp").join(&name), base.join("new").join(&name)).unwrap();
 }
 
+/// Wait (30 s at most) for a file the Python client writes when it is ready.
+fn wait_for_file(path: &std::path::Path, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !path.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(path.exists(), "{what}");
+}
+
 const PY: &str = r#"
 import imaplib, ssl, socket, time, sys
 ctx = ssl.create_default_context()
@@ -94,11 +103,7 @@ print('ALL OK')
         trigger = trigger.display()
     );
     let handle = std::thread::spawn(move || python(&script));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !trigger.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(trigger.exists(), "client never started IDLE");
+    wait_for_file(&trigger, "client never started IDLE");
     // Deliver over SMTP port 25 (the real path: SMTP session -> Store::deliver -> hub).
     if which("swaks") {
         let out = std::process::Command::new("swaks")
@@ -161,11 +166,7 @@ print('ALL OK')
         trigger = trigger.display()
     );
     let handle = std::thread::spawn(move || python(&script));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !trigger.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(trigger.exists(), "clients never started IDLE");
+    wait_for_file(&trigger, "clients never started IDLE");
     drop_message(&p, "dropped by another program");
     let out = handle.join().unwrap();
     assert!(out.contains("ALL OK"), "{out}");

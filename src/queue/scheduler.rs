@@ -353,20 +353,7 @@ impl Scheduler {
         });
         match res {
             Ok(Some((env, true))) => {
-                tracing::info!(
-                    queue_id = id,
-                    delivered = env
-                        .rcpts
-                        .iter()
-                        .filter(|r| r.status == RcptStatus::Delivered)
-                        .count(),
-                    failed = env
-                        .rcpts
-                        .iter()
-                        .filter(|r| r.status == RcptStatus::Failed)
-                        .count(),
-                    "done: removed from the queue"
-                );
+                log_done(id, &env);
                 true
             }
             Ok(_) => false,
@@ -425,20 +412,7 @@ impl Scheduler {
                 .await
                 .unwrap_or_else(|e| Err(super::QueueError::Other(e.to_string())));
             match deleted {
-                Ok(_) => tracing::info!(
-                    queue_id = id,
-                    delivered = env
-                        .rcpts
-                        .iter()
-                        .filter(|r| r.status == RcptStatus::Delivered)
-                        .count(),
-                    failed = env
-                        .rcpts
-                        .iter()
-                        .filter(|r| r.status == RcptStatus::Failed)
-                        .count(),
-                    "done: removed from the queue"
-                ),
+                Ok(_) => log_done(id, &env),
                 Err(e) => tracing::error!(queue_id = id, "cannot remove from the queue: {e}"),
             }
         }
@@ -485,6 +459,17 @@ impl Scheduler {
 /// (`delivery::sieve::deliver`). A reject from every user of the address fails it with
 /// 5.7.1 (the scheduler's DSN goes to the sender, RFC 5429 §2.1); a reject from some of
 /// them gets its own DSN.
+/// The one log line of a message leaving the queue with nothing left to do.
+fn log_done(id: &str, env: &Envelope) {
+    let count = |st| env.rcpts.iter().filter(|r| r.status == st).count();
+    tracing::info!(
+        queue_id = id,
+        delivered = count(RcptStatus::Delivered),
+        failed = count(RcptStatus::Failed),
+        "done: removed from the queue"
+    );
+}
+
 async fn deliver_local(
     svc: &Arc<Services>,
     env: &Envelope,

@@ -40,7 +40,7 @@ Examples
 import argparse, json, os, random, shutil, signal, socket, ssl, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from servers import bench_dir, run_dir  # noqa: E402
+from servers import bench_dir, free_port, run_dir, wait_port  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 USER, PASSWORD = "user@example.test", "bench-password-1"
@@ -48,20 +48,6 @@ USER, PASSWORD = "user@example.test", "bench-password-1"
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
-
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-
-def wait_port(port, timeout=60):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 1).close(); return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} never opened")
 
 
 # ---------------------------------------------------------------- memory from /proc
