@@ -8,6 +8,7 @@ pub mod compress;
 pub mod condstore;
 pub mod flag_list;
 pub mod framer;
+mod idle_poll;
 pub mod mime;
 pub mod parse;
 pub mod search;
@@ -26,9 +27,6 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::listener;
 use crate::services::Services;
 use session::{Session, Step};
-
-/// How often IDLE looks at the Maildir for deliveries made by other programs.
-const IDLE_POLL: Duration = Duration::from_secs(1);
 
 pub fn spawn_listener(svc: Arc<Services>, listener: TcpListener, implicit_tls: bool) {
     listener::spawn(
@@ -79,8 +77,6 @@ enum Outcome<S> {
 enum Wake {
     Input(std::io::Result<usize>),
     Changed,
-    /// No change signal for `IDLE_POLL`: time to look at the disk.
-    Poll,
     Timeout,
     Shutdown,
 }
@@ -231,7 +227,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
                     buf = vec![0u8; READ_MIN];
                 }
                 let mut watch = if st == Step::Idle {
-                    sess.idle_watch()
+                    sess.idle_watch().map(|(w, mb)| {
+                        idle_poll::ensure_poller(&mb);
+                        w
+                    })
                 } else {
                     None
                 };
@@ -240,14 +239,18 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
                         r = stream.read(&mut buf) => Wake::Input(r),
                         _ = tokio::time::sleep_until(deadline + earned(received)) => Wake::Timeout,
                         _ = svc.shutdown.cancelled() => Wake::Shutdown,
-                        changed = async {
+                        _ = async {
                             match watch.as_mut() {
-                                Some((w, _)) => {
-                                    tokio::time::timeout(IDLE_POLL, w.changed()).await.is_ok()
+                                // The session holds the mailbox and with it the sender;
+                                // were it gone, there would be nothing more to wait for.
+                                Some(w) => {
+                                    if w.changed().await.is_err() {
+                                        std::future::pending::<()>().await;
+                                    }
                                 }
-                                None => std::future::pending::<bool>().await,
+                                None => std::future::pending::<()>().await,
                             }
-                        } => if changed { Wake::Changed } else { Wake::Poll },
+                        } => Wake::Changed,
                     };
                     match wake {
                         Wake::Input(Ok(0)) | Wake::Input(Err(_)) => return Outcome::Done,
@@ -291,20 +294,6 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send>(
                             )
                             .await;
                             return Outcome::Done;
-                        }
-                        Wake::Poll => {
-                            // Nothing signalled for IDLE_POLL: one session per mailbox looks
-                            // at the disk for other programs' changes; what it finds wakes
-                            // every session on the mailbox (this one included) through the
-                            // signal. 500 sessions idling on one mailbox cost one look a
-                            // second, not 500 blocking tasks.
-                            if let Some((_, mb)) = watch.as_ref()
-                                && mb.claim_poll(IDLE_POLL)
-                            {
-                                let mb = mb.clone();
-                                let _ = tokio::task::spawn_blocking(move || mb.poll_disk()).await;
-                            }
-                            continue;
                         }
                         Wake::Changed => {
                             let Some((s, out)) = idle_sync(sess).await else {

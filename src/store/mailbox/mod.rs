@@ -102,9 +102,9 @@ pub struct Mailbox {
     pub dir: PathBuf,
     index: Mutex<Index>,
     changes: tokio::sync::watch::Sender<u64>,
-    /// When a session last looked at the disk for changes made by other programs while
-    /// idling (`claim_poll`): one look per period serves every session on the mailbox.
-    polled: Mutex<Option<std::time::Instant>>,
+    /// A poller (one per mailbox, run by the IMAP layer while sessions idle on it) looks at
+    /// the disk for changes made by other programs: `start_poller` / `keep_polling`.
+    poller: std::sync::atomic::AtomicBool,
 }
 
 /// How STORE changes flags (RFC 3501 §6.4.6: +FLAGS, -FLAGS, FLAGS).
@@ -176,7 +176,7 @@ impl Mailbox {
             dir,
             index: Mutex::new(index),
             changes: tx,
-            polled: Mutex::new(None),
+            poller: std::sync::atomic::AtomicBool::new(false),
         };
         {
             let mut ix = mb.lock();
@@ -217,18 +217,28 @@ impl Mailbox {
         self.changes.subscribe()
     }
 
-    /// For idling sessions: true for the first caller in each `period`, who then looks at
-    /// the disk (`poll_disk`) on behalf of all; the others keep waiting for the change
-    /// signal. Changes made through this server signal at once; this is for the ones made
-    /// by other programs (an MDA, `postern` commands, a second server).
-    pub fn claim_poll(&self, period: std::time::Duration) -> bool {
-        let mut last = self.polled.lock().unwrap_or_else(|e| e.into_inner());
-        let now = std::time::Instant::now();
-        if last.is_some_and(|t| now.duration_since(t) < period) {
-            return false;
+    /// Sessions waiting on the change signal (idling).
+    pub fn watchers(&self) -> usize {
+        self.changes.receiver_count()
+    }
+
+    /// Claim the one poller of this mailbox: true for the caller who must run it. Changes
+    /// made through this server signal at once; the poller is for the ones made by other
+    /// programs (an MDA, `postern` commands, a second server).
+    pub fn start_poller(&self) -> bool {
+        !self.poller.swap(true, Ordering::SeqCst)
+    }
+
+    /// Asked by the running poller each round: false when nobody watches any more, and the
+    /// poller must stop (its claim is given back). A session that subscribed meanwhile either
+    /// saw the claim still held (then this sees its subscription and keeps polling) or
+    /// claimed it after it was given back (then this returns false and that one polls).
+    pub fn keep_polling(&self) -> bool {
+        if self.watchers() > 0 {
+            return true;
         }
-        *last = Some(now);
-        true
+        self.poller.store(false, Ordering::SeqCst);
+        self.watchers() > 0 && self.start_poller()
     }
 
     /// Look for changes on disk and wake every session on this mailbox if there are any,

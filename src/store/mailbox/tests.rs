@@ -278,3 +278,24 @@ fn failed_copy_leaves_the_destination_as_it_was() {
     dest.lock().seen = None;
     assert!(dest.changes(&[1], 1, true).unwrap().added.is_empty());
 }
+
+/// One poller per mailbox while anyone watches; it stops when the last watcher is gone and
+/// the next watcher starts a new one.
+#[test]
+fn one_poller_while_someone_watches() {
+    let (_d, p) = mk();
+    let mb = Mailbox::open(p).unwrap();
+    let w = mb.subscribe();
+    assert!(mb.start_poller());
+    assert!(!mb.start_poller(), "a second poller for the same mailbox");
+    assert!(mb.keep_polling());
+    drop(w);
+    assert!(!mb.keep_polling(), "nobody watches: the poller stops");
+    let _w = mb.subscribe();
+    assert!(mb.start_poller(), "the claim was given back");
+    // A change on disk found by the poller reaches the watcher.
+    let mut w2 = mb.subscribe();
+    crate::store::deliver_to_maildir(&mb.dir, b"x").unwrap();
+    mb.poll_disk();
+    assert!(w2.has_changed().unwrap());
+}
