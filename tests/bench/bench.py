@@ -376,7 +376,7 @@ def outbound_rows(ctx):
         pt.cli("alias", "add", "fwd@example.test", "friend@remote.test")
         trace = os.path.join(pt.dir, "strace.txt")
         wrap = ("strace", "-f", "-c", "-o", trace, "-e", "trace=fsync,fdatasync") if a.strace else ()
-        pt.start(wrap=wrap, log="info")
+        pt.start(wrap=wrap)
         settle()
         t0, c0 = time.monotonic(), cpu.start()
         smtp_source(pt.smtp, n, a.sessions, "sender@remote.test", "fwd@example.test")

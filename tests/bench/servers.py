@@ -130,7 +130,9 @@ class Postern:
         if r.returncode:
             raise RuntimeError(f"postern {' '.join(args)}: {r.stderr.decode(errors='replace')}")
 
-    def start(self, wrap=(), log="warn"):
+    def start(self, wrap=(), log="info"):
+        # postern's own default level, one line per SMTP transaction and IMAP session event:
+        # the baselines log at their defaults too (Postfix's maillog, Dovecot's log).
         self.log = open(os.path.join(self.dir, "serve.log"), "a")
         self.proc = subprocess.Popen([*wrap, postern_bin(), "--config", self.cfg, "serve"], stderr=self.log,
                                      stdout=self.log, env=dict(os.environ, POSTERN_LOG=log))
