@@ -193,7 +193,6 @@ def fsync_ceiling(dirpath, n, threads=10, size=1024):
     for t in ts:
         t.join()
     rate = n / (time.monotonic() - t0)
-    shutil.rmtree(dirpath)
     return rate
 
 
@@ -326,7 +325,6 @@ def inbound_rows(ctx):
         pt.stop()
         if i == 0:
             ctx.notes.append("postern's verdicts on the inbound messages: " + check_verdicts(pt.maildir()))
-        shutil.rmtree(pt.dir)
         pf = S.Postfix(ctx.tmp, name=f"postfix-in-{i}")
         pf.start()
         settle()
@@ -337,7 +335,6 @@ def inbound_rows(ctx):
         inbound.baseline.append(a.messages / (time.monotonic() - t0))
         cpu.baseline.append(cpu.since(c0, a.messages))
         pf.stop()
-        shutil.rmtree(pf.dir)
         log(f"inbound {i + 1}/{a.rounds}: fsync ceiling {fmt(ceiling.baseline[-1])}, postern "
             f"{fmt(inbound.postern[-1])}, Postfix {fmt(inbound.baseline[-1])} msg/s")
     notes = ["inbound: the clock runs from smtp-source's start until every message is a file in the "
@@ -386,7 +383,6 @@ def outbound_rows(ctx):
         pt.stop(); sink.stop()
         if i == 0:
             notes += outbound_counts(pt, n, trace if a.strace else None)
-        shutil.rmtree(pt.dir); shutil.rmtree(sink.dir)
         sink = S.Sink(ctx.tmp)
         pf = S.Postfix(ctx.tmp, name=f"postfix-out-{i}", extra=f"relayhost = [127.0.0.1]:{sink.port}\n"
                        "virtual_alias_maps = inline:{ {fwd@example.test=friend@remote.test} }\n")
@@ -398,7 +394,6 @@ def outbound_rows(ctx):
         row.baseline.append(n / (time.monotonic() - t0))
         cpu.baseline.append(cpu.since(c0, n))
         pf.stop(); sink.stop()
-        shutil.rmtree(pf.dir); shutil.rmtree(sink.dir)
         log(f"outbound {i + 1}/{a.rounds}: postern {fmt(row.postern[-1])}, Postfix {fmt(row.baseline[-1])} msg/s")
     notes.append("outbound: the clock runs from smtp-source's start until the sink holds every message; "
                  "postern resolves remote.test's MX through dnsmasq, Postfix relays to [127.0.0.1]:sink; "
@@ -512,7 +507,6 @@ def imap_rows(ctx):
             rate = res.get("ops_per_s") or pick(res, "ops") / pick(res, "seconds")
             series.append(rate)
             runs.append(res)
-        shutil.rmtree(pt.dir); shutil.rmtree(dv.dir)
         log(f"imap {i + 1}/{a.rounds}: postern {fmt(row.postern[-1])}, Dovecot {fmt(row.baseline[-1])} ops/s")
     drv = " (stand-in)" if runs[0].get("driver") == "stand-in" else ""
     notes = [f"imap: plain IMAP on loopback, {a.imap_seconds} s per run, the same seed; driver "
@@ -544,7 +538,6 @@ def idle_rows(ctx):
         if inotify and not notes:
             notes.append(f"idle: Dovecot logged {inotify} inotify warnings (per-user instance limit): "
                          "some of its sessions poll instead")
-        shutil.rmtree(pt.dir); shutil.rmtree(dv.dir)
         log(f"idle {i + 1}/{a.rounds}: postern {fmt(row.postern[-1])}, Dovecot {fmt(row.baseline[-1])} KiB/session")
     notes.append("idle: tests/bench/imap_mem.py --mode idle; PSS from /proc/PID/smaps_rollup summed over the "
                  "server's processes (postern: one; Dovecot: master and descendants, of which its imap and "
@@ -573,7 +566,6 @@ def big_rows(ctx):
             series.append(pick(res, "rss_kib") / 1024)
             ctx.mem_driver = res.get("driver", "")
             extra.append((srv is pt, res))
-        shutil.rmtree(pt.dir); shutil.rmtree(dv.dir)
         log(f"big {i + 1}/{a.rounds}: postern {fmt(row.postern[-1])}, Dovecot {fmt(row.baseline[-1])} MiB")
     notes = []
     for is_pt, who in ((True, "postern"), (False, "Dovecot")):
@@ -664,6 +656,10 @@ def main(argv):
                 results += r; ctx.notes += n
     finally:
         S.stop_all()
+        # Every run's directory stays until here: deleting thousands of files between runs
+        # would leave inodes that ext4 without a journal skips one by one for the next 60-360 s
+        # wherever the next run's directory lands (see servers.bench_dir). The same holds for
+        # the next bench: give it ~6 minutes after this one.
         log("removing the temporary directory")
         shutil.rmtree(ctx.tmp, ignore_errors=True)
         log("removed")
