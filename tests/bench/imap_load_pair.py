@@ -18,7 +18,7 @@ counts that do not depend on how loaded the machine is. Prints one JSON line per
 import argparse, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from servers import bench_dir, free_port, run_dir, wait_port  # noqa: E402
+from servers import bench_dir, free_port, run_dir, wait_port, write_dovecot_conf  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -68,36 +68,7 @@ class Dovecot:
         with open(os.path.join(self.dir, "users"), "w") as f:
             for n in range(accounts):
                 f.write(f"u{n}@example.test:{{PLAIN}}pw\n")
-        with open(os.path.join(self.dir, "dovecot.conf"), "w") as f:
-            f.write(f"""protocols = imap
-listen = 127.0.0.1
-base_dir = {self.dir}/run
-log_path = {self.dir}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-mail_location = maildir:~/Maildir
-first_valid_uid = 0
-default_login_user = nobody
-default_internal_user = nobody
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN {self.dir}/users
-}}
-userdb {{
-  driver = static
-  args = uid=65534 gid=65534 home={self.dir}/home/%n
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {self.port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-""")
+        write_dovecot_conf(self.dir, f"{self.dir}/home", self.port, 0, tls=False)
         subprocess.run(["chown", "-R", "nobody:nogroup", os.path.join(self.dir, "home")], check=True)
 
     def start(self):

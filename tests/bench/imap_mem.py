@@ -40,7 +40,7 @@ Examples
 import argparse, json, os, random, shutil, signal, socket, ssl, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from servers import bench_dir, free_port, run_dir, wait_port  # noqa: E402
+from servers import bench_dir, free_port, run_dir, wait_port, write_dovecot_conf  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 USER, PASSWORD = "user@example.test", "bench-password-1"
@@ -230,44 +230,7 @@ class Dovecot:
                         "/CN=localhost", "-keyout", f"{self.dir}/key.pem", "-out", f"{self.dir}/cert.pem"],
                        check=True, capture_output=True)
         imap_port, imaps_port = (0, self.port) if tls else (self.port, 0)
-        with open(os.path.join(self.dir, "dovecot.conf"), "w") as f:
-            f.write(f"""protocols = imap
-listen = 127.0.0.1
-base_dir = {self.dir}/run
-log_path = {self.dir}/dovecot.log
-ssl = yes
-ssl_cert = <{self.dir}/cert.pem
-ssl_key = <{self.dir}/key.pem
-disable_plaintext_auth = no
-auth_mechanisms = plain
-mail_location = maildir:~/Maildir
-first_valid_uid = 0
-default_login_user = nobody
-default_internal_user = nobody
-default_process_limit = 2000
-default_client_limit = 2000
-protocol imap {{
-  mail_max_userip_connections = 5000
-}}
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN {self.dir}/users
-}}
-userdb {{
-  driver = static
-  args = uid=65534 gid=65534 home={self.dir}/home/%n
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {imap_port}
-  }}
-  inet_listener imaps {{
-    address = 127.0.0.1
-    port = {imaps_port}
-  }}
-}}
-""")
+        write_dovecot_conf(self.dir, f"{self.dir}/home", imap_port, imaps_port, tls)
         self.pid = None
 
     def start(self):

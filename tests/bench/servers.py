@@ -239,6 +239,49 @@ default_process_limit = 100
 
 
 # ---------------------------------------------------------------- Dovecot
+def write_dovecot_conf(d, home, imap_port, imaps_port, tls):
+    """`d`/dovecot.conf for a private Dovecot on loopback: passwords in `d`/users (PLAIN),
+    mail in `home`/<user>/Maildir owned by nobody, TLS from `d`/cert.pem and key.pem when
+    `tls`; limits high enough for the 500-session benchmarks. Port 0 turns a listener off."""
+    ssl = f"ssl = yes\nssl_cert = <{d}/cert.pem\nssl_key = <{d}/key.pem" if tls else "ssl = no"
+    with open(os.path.join(d, "dovecot.conf"), "w") as f:
+        f.write(f"""protocols = imap
+listen = 127.0.0.1
+base_dir = {d}/run
+log_path = {d}/dovecot.log
+{ssl}
+disable_plaintext_auth = no
+auth_mechanisms = plain
+mail_location = maildir:~/Maildir
+first_valid_uid = 0
+default_login_user = nobody
+default_internal_user = nobody
+default_process_limit = 2000
+default_client_limit = 5000
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {d}/users
+}}
+userdb {{
+  driver = static
+  args = uid=65534 gid=65534 home={home}/%n
+}}
+protocol imap {{
+  mail_max_userip_connections = 5000
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {imaps_port}
+  }}
+}}
+""")
+
+
 class Dovecot:
     """Dovecot 2.3 in its default (high-security) process model: one imap-login process per
     TLS connection, one imap process per session; passwords in the cheap PLAIN scheme."""
@@ -254,44 +297,7 @@ class Dovecot:
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
                         "-keyout", f"{self.dir}/key.pem", "-out", f"{self.dir}/cert.pem"], check=True, capture_output=True)
         # Dovecot refuses uid 0 for mail access: the mail belongs to nobody.
-        with open(os.path.join(self.dir, "dovecot.conf"), "w") as f:
-            f.write(f"""protocols = imap
-listen = 127.0.0.1
-base_dir = {self.dir}/run
-log_path = {self.dir}/dovecot.log
-ssl = yes
-ssl_cert = <{self.dir}/cert.pem
-ssl_key = <{self.dir}/key.pem
-disable_plaintext_auth = no
-auth_mechanisms = plain
-mail_location = maildir:~/Maildir
-first_valid_uid = 0
-default_login_user = nobody
-default_internal_user = nobody
-default_process_limit = 2000
-default_client_limit = 5000
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN {self.dir}/users
-}}
-userdb {{
-  driver = static
-  args = uid=65534 gid=65534 home={self.home}/%n
-}}
-protocol imap {{
-  mail_max_userip_connections = 2000
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {self.port}
-  }}
-  inet_listener imaps {{
-    address = 127.0.0.1
-    port = {self.imaps}
-  }}
-}}
-""")
+        write_dovecot_conf(self.dir, self.home, self.port, self.imaps, tls=True)
         self.running = False
 
     def maildir(self, user="user"):
